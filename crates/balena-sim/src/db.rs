@@ -1,0 +1,357 @@
+//! The simulator's in-memory tables: typed rows of the balena model subset,
+//! with the schema the OData engine needs to check field names, follow
+//! foreign keys and reverse navigations, and serialise rows the way pinejs does.
+//!
+//! Everything else (scenarios, the delta server) changes state only through
+//! this API, so the OData engine sees one consistent model.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+
+/// A stored value. Foreign keys are stored as `Integer` ids (or `Null`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    /// pinejs "Big Integer": a JSON string in v7, a number in v6.
+    BigInteger(u64),
+    Text(String),
+    DateTime(Timestamp),
+    Boolean(bool),
+    Json(serde_json::Value),
+}
+
+/// The column types the engine distinguishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    Integer,
+    BigInteger,
+    Text,
+    DateTime,
+    Boolean,
+    Json,
+    /// A foreign key to the named resource.
+    ForeignKey(&'static str),
+}
+
+/// A column of a resource.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: FieldType,
+}
+
+/// A reverse navigation: `name` on this resource lists the rows of
+/// `resource` whose foreign key `via` points at this row
+/// (for example `release.release_image` is `release_image.is_part_of__release`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReverseNavigation {
+    pub name: &'static str,
+    pub resource: &'static str,
+    pub via: &'static str,
+}
+
+/// The schema of one resource. The first field is always `id`.
+#[derive(Debug)]
+pub struct Resource {
+    pub name: &'static str,
+    pub fields: &'static [Field],
+    pub reverse: &'static [ReverseNavigation],
+}
+
+/// One row: values in the order of its resource's `fields`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub values: Vec<Value>,
+}
+
+/// An error from a write that does not fit the schema (a programming or
+/// scenario-file mistake, reported with the resource and field names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaError(pub String);
+
+impl std::fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+/// All tables, keyed by resource name, each ordered by id.
+#[derive(Debug, Default, Clone)]
+pub struct Db {
+    tables: BTreeMap<&'static str, BTreeMap<i64, Row>>,
+}
+
+impl Db {
+    /// An empty database with every resource of [`schema`].
+    pub fn new() -> Db {
+        let mut db = Db::default();
+        for resource in schema() {
+            db.tables.insert(resource.name, BTreeMap::new());
+        }
+        db
+    }
+
+    /// Inserts a row. `id` must be given and unused; unnamed fields are `Null`.
+    pub fn insert(&mut self, resource: &str, fields: &[(&str, Value)]) -> Result<i64, SchemaError> {
+        let schema = resource_schema(resource)?;
+        let mut values = vec![Value::Null; schema.fields.len()];
+        for (name, value) in fields {
+            values[field_index(schema, name)?] = value.clone();
+        }
+        let Value::Integer(id) = values[0] else {
+            return Err(SchemaError(format!("{resource}: a row needs an integer `id`")));
+        };
+        let table = self.tables.get_mut(schema.name).expect("every resource has a table");
+        if table.contains_key(&id) {
+            return Err(SchemaError(format!("{resource}({id}) already exists")));
+        }
+        table.insert(id, Row { values });
+        Ok(id)
+    }
+
+    /// Sets some fields of an existing row.
+    pub fn update(&mut self, resource: &str, id: i64, fields: &[(&str, Value)]) -> Result<(), SchemaError> {
+        let schema = resource_schema(resource)?;
+        let indexes = fields
+            .iter()
+            .map(|(name, _)| field_index(schema, name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let row = self
+            .tables
+            .get_mut(schema.name)
+            .and_then(|table| table.get_mut(&id))
+            .ok_or_else(|| SchemaError(format!("{resource}({id}) does not exist")))?;
+        for (index, (_, value)) in indexes.into_iter().zip(fields) {
+            row.values[index] = value.clone();
+        }
+        Ok(())
+    }
+
+    /// One row by id.
+    pub fn row(&self, resource: &str, id: i64) -> Option<&Row> {
+        self.tables.get(resource)?.get(&id)
+    }
+
+    /// Every row of a resource, in id order.
+    pub fn rows(&self, resource: &str) -> impl Iterator<Item = (i64, &Row)> {
+        self.tables.get(resource).into_iter().flat_map(|table| table.iter().map(|(id, row)| (*id, row)))
+    }
+
+    /// One field of one row (`None` when the row or field does not exist).
+    pub fn get(&self, resource: &str, id: i64, field: &str) -> Option<&Value> {
+        let schema = resource_schema(resource).ok()?;
+        let index = field_index(schema, field).ok()?;
+        self.row(resource, id).map(|row| &row.values[index])
+    }
+
+    /// The largest id in use for a resource (0 when empty).
+    pub fn max_id(&self, resource: &str) -> i64 {
+        self.tables
+            .get(resource)
+            .and_then(|table| table.keys().next_back().copied())
+            .unwrap_or(0)
+    }
+}
+
+/// The schema of a resource by name.
+pub fn resource_schema(name: &str) -> Result<&'static Resource, SchemaError> {
+    schema()
+        .iter()
+        .find(|resource| resource.name == name)
+        .ok_or_else(|| SchemaError(format!("unknown resource `{name}`")))
+}
+
+/// The position of a field in its resource's rows.
+pub fn field_index(resource: &Resource, name: &str) -> Result<usize, SchemaError> {
+    resource
+        .fields
+        .iter()
+        .position(|field| field.name == name)
+        .ok_or_else(|| SchemaError(format!("{}: unknown field `{name}`", resource.name)))
+}
+
+/// The balena model subset the simulator serves (v7 field names).
+pub fn schema() -> &'static [Resource] {
+    use FieldType::*;
+    const fn f(name: &'static str, ty: FieldType) -> Field {
+        Field { name, ty }
+    }
+    const fn rev(name: &'static str, resource: &'static str, via: &'static str) -> ReverseNavigation {
+        ReverseNavigation { name, resource, via }
+    }
+    static SCHEMA: &[Resource] = &[
+        Resource {
+            name: "application",
+            fields: &[
+                f("id", Integer),
+                f("created_at", DateTime),
+                f("app_name", Text),
+                f("slug", Text),
+                f("is_public", Boolean),
+                f("is_host", Boolean),
+                f("should_track_latest_release", Boolean),
+                f("should_be_running__release", ForeignKey("release")),
+            ],
+            reverse: &[
+                rev("owns__release", "release", "belongs_to__application"),
+                rev("service", "service", "application"),
+                rev("owns__device", "device", "belongs_to__application"),
+            ],
+        },
+        Resource {
+            name: "user",
+            fields: &[f("id", Integer), f("created_at", DateTime), f("username", Text)],
+            reverse: &[],
+        },
+        Resource {
+            name: "service",
+            fields: &[
+                f("id", Integer),
+                f("created_at", DateTime),
+                f("application", ForeignKey("application")),
+                f("service_name", Text),
+            ],
+            reverse: &[rev("is_built_by__image", "image", "is_a_build_of__service")],
+        },
+        Resource {
+            name: "release",
+            fields: &[
+                f("id", Integer),
+                f("created_at", DateTime),
+                f("belongs_to__application", ForeignKey("application")),
+                f("is_created_by__user", ForeignKey("user")),
+                f("commit", Text),
+                f("composition", Json),
+                f("status", Text),
+                f("source", Text),
+                f("build_log", Text),
+                f("is_invalidated", Boolean),
+                f("start_timestamp", DateTime),
+                f("update_timestamp", DateTime),
+                f("end_timestamp", DateTime),
+                f("phase", Text),
+                f("semver", Text),
+                f("semver_major", Integer),
+                f("semver_minor", Integer),
+                f("semver_patch", Integer),
+                f("semver_prerelease", Text),
+                f("semver_build", Text),
+                f("variant", Text),
+                f("revision", Integer),
+                f("known_issue_list", Text),
+                f("raw_version", Text),
+                f("version", Json),
+                f("is_final", Boolean),
+                f("is_finalized_at__date", DateTime),
+                f("note", Text),
+                f("invalidation_reason", Text),
+            ],
+            reverse: &[
+                rev("release_image", "release_image", "is_part_of__release"),
+                rev("should_be_running_on__application", "application", "should_be_running__release"),
+                rev("is_running_on__device", "device", "is_running__release"),
+                rev("should_be_running_on__device", "device", "should_be_running__release"),
+            ],
+        },
+        Resource {
+            name: "image",
+            fields: &[
+                f("id", Integer),
+                f("created_at", DateTime),
+                f("build_log", Text),
+                f("contract", Json),
+                f("content_hash", Text),
+                f("project_type", Text),
+                f("status", Text),
+                f("is_stored_at__image_location", Text),
+                f("start_timestamp", DateTime),
+                f("end_timestamp", DateTime),
+                f("push_timestamp", DateTime),
+                f("image_size", BigInteger),
+                f("dockerfile", Text),
+                f("error_message", Text),
+                f("is_a_build_of__service", ForeignKey("service")),
+            ],
+            reverse: &[
+                rev("release_image", "release_image", "image"),
+                rev("is_source_of__delta", "delta", "originates_from__image"),
+                rev("is_produced_by__delta", "delta", "produces__image"),
+            ],
+        },
+        Resource {
+            name: "release_image",
+            fields: &[
+                f("id", Integer),
+                f("created_at", DateTime),
+                f("image", ForeignKey("image")),
+                f("is_part_of__release", ForeignKey("release")),
+            ],
+            reverse: &[],
+        },
+        Resource {
+            name: "delta",
+            fields: &[
+                f("id", Integer),
+                f("created_at", DateTime),
+                f("originates_from__image", ForeignKey("image")),
+                f("produces__image", ForeignKey("image")),
+                f("version", Integer),
+                f("status", Text),
+                f("is_stored_at__location", Text),
+                f("size", BigInteger),
+                f("start_timestamp", DateTime),
+                f("update_timestamp", DateTime),
+                f("end_timestamp", DateTime),
+                f("error_message", Text),
+            ],
+            reverse: &[],
+        },
+        Resource {
+            name: "device",
+            fields: &[
+                f("id", Integer),
+                f("created_at", DateTime),
+                f("uuid", Text),
+                f("device_name", Text),
+                f("belongs_to__application", ForeignKey("application")),
+                f("is_running__release", ForeignKey("release")),
+                f("should_be_running__release", ForeignKey("release")),
+                f("is_online", Boolean),
+                f("api_heartbeat_state", Text),
+            ],
+            reverse: &[],
+        },
+    ];
+    SCHEMA
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_update_and_read_back() {
+        let mut db = Db::new();
+        db.insert("user", &[("id", Value::Integer(7)), ("username", Value::Text("ana".into()))])
+            .unwrap();
+        db.update("user", 7, &[("username", Value::Text("bea".into()))]).unwrap();
+        assert_eq!(db.get("user", 7, "username"), Some(&Value::Text("bea".into())));
+        assert_eq!(db.get("user", 7, "created_at"), Some(&Value::Null));
+        assert_eq!(db.max_id("user"), 7);
+    }
+
+    #[test]
+    fn writes_outside_the_schema_are_refused() {
+        let mut db = Db::new();
+        assert!(db.insert("nope", &[("id", Value::Integer(1))]).is_err());
+        assert!(db.insert("user", &[("id", Value::Integer(1)), ("nope", Value::Null)]).is_err());
+        assert!(db.insert("user", &[("username", Value::Text("x".into()))]).is_err());
+        db.insert("user", &[("id", Value::Integer(1))]).unwrap();
+        assert!(db.insert("user", &[("id", Value::Integer(1))]).is_err());
+        assert!(db.update("user", 2, &[]).is_err());
+    }
+}

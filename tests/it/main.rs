@@ -1,0 +1,1 @@
+//! End-to-end tests of the `balena-release-update` binary against the simulator.
