@@ -1,1 +1,54 @@
-fn main() {}
+//! `balena-release-update`: the command-line front end of the `balena-release`
+//! library. It turns flags and balena CLI settings into a client, runs one
+//! describe, prepare or wait, prints the result on stdout and everything else
+//! on stderr, and maps the outcome to an exit code.
+
+mod cli;
+mod env_vars;
+mod printer;
+mod render;
+mod run;
+mod settings;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use clap::error::ErrorKind;
+
+use crate::cli::Args;
+use crate::printer::Printer;
+
+fn main() -> ExitCode {
+    let words: Vec<String> = std::env::args_os().map(|w| w.to_string_lossy().into_owned()).collect();
+    if cli::is_bare_version_request(&words) {
+        return Printer::stdout_line(env!("CARGO_PKG_VERSION"));
+    }
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(err) => return usage_error(err),
+    };
+    run::main(args)
+}
+
+/// clap's help and version go to stdout with exit 0; a usage mistake becomes
+/// one `ERROR:` line (exit 1, as the npm tool does) and a pointer to `--help`.
+fn usage_error(err: clap::Error) -> ExitCode {
+    match err.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = err.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = err.print();
+            ExitCode::FAILURE
+        }
+        _ => {
+            let rendered = err.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let message = first.strip_prefix("error: ").unwrap_or(first);
+            Printer::error(&format!("{message} (run with --help for usage)"));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! Every environment variable the tool reads, in one place, so the README's
+//! list and the code cannot drift apart.
+
+/// A token (API key or session token) that takes precedence over the token
+/// file: the way to authenticate in CI.
+pub const TOKEN: &str = "BALENA_RELEASE_UPDATE_TOKEN";
+
+/// Set to `1` to allow plain `http://` to hosts other than loopback.
+pub const ALLOW_HTTP: &str = "BALENA_RELEASE_UPDATE_ALLOW_HTTP";
+
+/// Overrides the first poll interval while waiting (e.g. `200ms`); for tests
+/// and demos against the simulator. Not shown in `--help`.
+pub const POLL_INTERVAL: &str = "BALENA_RELEASE_UPDATE_POLL_INTERVAL";
+
+/// The balena CLI's settings variables this tool honours (any `BALENARC_<NAME>`
+/// works; these are the ones it uses).
+pub const BALENARC_BALENA_URL: &str = "BALENARC_BALENA_URL";
+pub const BALENARC_API_URL: &str = "BALENARC_API_URL";
+pub const BALENARC_DELTA_URL: &str = "BALENARC_DELTA_URL";
+pub const BALENARC_DATA_DIRECTORY: &str = "BALENARC_DATA_DIRECTORY";
+
+/// Disables colour (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+
+/// Set by CI systems: no live progress.
+pub const CI: &str = "CI";

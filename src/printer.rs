@@ -1,0 +1,78 @@
+//! The only place that writes to the terminal. stdout carries the result and
+//! nothing else; stderr carries errors, warnings, logs and live progress, and
+//! what appears there depends on `--quiet`, `-v`, `NO_COLOR`, `CI` and
+//! whether stderr is a terminal.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use crate::env_vars;
+
+/// How much to say on stderr, decided once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Printer {
+    /// Errors only.
+    pub quiet: bool,
+    /// Live progress redrawn in place: stderr is a terminal, not quiet, not CI.
+    pub live: bool,
+    /// ANSI colour on stderr.
+    pub color: bool,
+}
+
+impl Printer {
+    pub fn new(quiet: bool, verbose: u8) -> Printer {
+        let terminal = std::io::stderr().is_terminal();
+        let ci = std::env::var_os(env_vars::CI).is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+        let no_color = std::env::var_os(env_vars::NO_COLOR).is_some_and(|v| !v.is_empty());
+        Printer {
+            quiet,
+            live: terminal && !quiet && !ci && verbose == 0,
+            color: terminal && !no_color,
+        }
+    }
+
+    /// Writes the result to stdout. A closed pipe (`| head`) is not an error.
+    pub fn result(text: &str) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Prints one line on stdout and exits successfully (`--version`).
+    pub fn stdout_line(text: &str) -> ExitCode {
+        match Printer::result(&format!("{text}\n")) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        }
+    }
+
+    /// `ERROR: <message>`, the npm tool's failure line, always shown.
+    pub fn error(message: &str) {
+        eprintln!("ERROR: {message}");
+    }
+
+    /// A follow-up line under an error: `caused by:` or `hint:`.
+    pub fn detail(label: &str, message: &str) {
+        eprintln!("  {label}: {message}");
+    }
+
+    pub fn warning(&self, message: &str) {
+        if !self.quiet {
+            if self.color {
+                eprintln!("\x1b[33mwarning\x1b[0m: {message}");
+            } else {
+                eprintln!("warning: {message}");
+            }
+        }
+    }
+
+    /// Writes a block of progress lines to stderr (the caller redraws it).
+    pub fn progress(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        let _ = err.flush();
+    }
+}

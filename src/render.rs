@@ -1,0 +1,315 @@
+//! Turns results into text: the npm tool's JSON for scripts, an aligned table
+//! for people, and the live progress block shown on a terminal while waiting.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use balena_release::{Change, Event, FleetUpdateInfo, Status, UpdateInfo};
+use tokio::time::Instant;
+
+use crate::printer::Printer;
+use crate::run::Report;
+
+/// `JSON.stringify(result, null, 2)` plus a newline, as the npm tool prints.
+pub fn json(report: &Report) -> String {
+    let text = match report {
+        Report::Pair(info) => serde_json::to_string_pretty(info),
+        Report::Fleet(info) => serde_json::to_string_pretty(info),
+    };
+    // Serialising plain structs with string keys cannot fail.
+    let mut text = text.expect("the report serialises to JSON");
+    text.push('\n');
+    text
+}
+
+/// One table per transition, sizes in MB, with a totals row.
+pub fn table(report: &Report) -> String {
+    match report {
+        Report::Pair(info) => transition_table(info, None),
+        Report::Fleet(fleet) => fleet_table(fleet),
+    }
+}
+
+fn fleet_table(fleet: &FleetUpdateInfo) -> String {
+    let mut out = format!(
+        "fleet {} ({}) to release {} ({}): {}, {} transition(s)\n",
+        fleet.application.slug,
+        fleet.application.id,
+        fleet.produces__release.id,
+        short_commit(&fleet.produces__release.commit),
+        status_word(fleet.overall_status),
+        fleet.transitions.len(),
+    );
+    for transition in &fleet.transitions {
+        out.push('\n');
+        out.push_str(&transition_table(&transition.update, Some(transition.device_count)));
+    }
+    let payload = match fleet.estimated_fleet_payload_size {
+        Some(bytes) => megabytes(bytes),
+        None => "not known until every delta is ready".to_owned(),
+    };
+    let _ = writeln!(out, "\nfleet-wide download: {payload}");
+    out
+}
+
+fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
+    let mut out = String::new();
+    let devices = devices.map(|n| format!(", {n} device(s)")).unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "release {} ({}) to {} ({}){devices}: {}",
+        info.originates_from__release.id,
+        short_commit(&info.originates_from__release.commit),
+        info.produces__release.id,
+        short_commit(&info.produces__release.commit),
+        status_word(info.overall_status),
+    );
+
+    let mut rows: Vec<[String; 7]> = vec![[
+        "SERVICE".into(),
+        "CHANGE".into(),
+        "STATUS".into(),
+        "FROM".into(),
+        "TO".into(),
+        "DOWNLOAD".into(),
+        "SAVING".into(),
+    ]];
+    let mut full = 0u64;
+    let mut payload_now = 0u64;
+    for service in &info.is_produced_by__service_update {
+        let target = &service.produces__image;
+        full = full.saturating_add(target.image_size);
+        let download = match (service.change, &target.is_produced_by__delta) {
+            (Change::Unchanged, _) => Some(0),
+            (_, Some(delta)) => Some(delta.size),
+            (Change::New, None) => Some(target.image_size),
+            (_, None) => None,
+        };
+        payload_now = payload_now.saturating_add(download.unwrap_or(target.image_size));
+        let mut status = status_word(service.status).to_owned();
+        if service.delta_failure.is_some() {
+            status.push_str(" (delta failed)");
+        }
+        rows.push([
+            service.service_name.clone(),
+            change_word(service.change).into(),
+            status,
+            service
+                .originates_from__image
+                .as_ref()
+                .map_or("-".into(), |image| megabytes(image.image_size)),
+            megabytes(target.image_size),
+            download.map_or_else(|| format!("({})", megabytes(target.image_size)), megabytes),
+            download.map_or("-".into(), |bytes| saving(bytes, target.image_size)),
+        ]);
+    }
+    for removed in &info.removed_services {
+        rows.push([
+            removed.service_name.clone(),
+            "removed".into(),
+            "-".into(),
+            megabytes(removed.originates_from__image.image_size),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
+    rows.push([
+        "total".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        megabytes(full),
+        megabytes(payload_now),
+        saving(payload_now, full),
+    ]);
+    out.push_str(&align(&rows));
+    match info.estimated_total_payload_size {
+        Some(bytes) => {
+            let _ = writeln!(out, "estimated download per device: {} instead of {} in full", megabytes(bytes), megabytes(full));
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "not ready: a device updating now downloads about {} (deltas not ready count in full, shown in parentheses)",
+                megabytes(payload_now)
+            );
+        }
+    }
+    out
+}
+
+/// Left-aligned text columns, right-aligned size columns, two spaces apart.
+fn align(rows: &[[String; 7]]) -> String {
+    let mut widths = [0usize; 7];
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
+            if column > 0 {
+                line.push_str("  ");
+            }
+            if column < 3 {
+                let _ = write!(line, "{cell:<width$}");
+            } else {
+                let _ = write!(line, "{cell:>width$}");
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Decimal megabytes with one decimal, as registries and balenaCloud show sizes.
+pub fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+fn saving(download: u64, full: u64) -> String {
+    if full == 0 {
+        return "-".into();
+    }
+    let saved = full.saturating_sub(download) as f64 / full as f64 * 100.0;
+    format!("{saved:.1}%")
+}
+
+fn short_commit(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Pending => "pending",
+        Status::Preparing => "preparing",
+        Status::Ready => "ready",
+    }
+}
+
+fn change_word(change: Change) -> &'static str {
+    match change {
+        Change::New => "new",
+        Change::Changed => "changed",
+        Change::Unchanged => "unchanged",
+    }
+}
+
+/// The block of lines redrawn on stderr while preparing and waiting; also the
+/// source of `-v` log lines when stderr is not a terminal.
+pub struct Progress {
+    printer: Printer,
+    started: Instant,
+    deadline: Option<Instant>,
+    lines_drawn: usize,
+    services: Vec<(String, String)>,
+    note: String,
+}
+
+impl Progress {
+    pub fn new(printer: Printer, started: Instant, deadline: Option<Instant>) -> Progress {
+        Progress { printer, started, deadline, lines_drawn: 0, services: Vec::new(), note: String::new() }
+    }
+
+    pub fn event(&mut self, event: &Event) {
+        match event {
+            Event::Round { info, .. } => {
+                self.services = info
+                    .is_produced_by__service_update
+                    .iter()
+                    .map(|service| {
+                        let mut state = format!("{:<9} {}", change_word(service.change), status_word(service.status));
+                        if let Some(failure) = &service.delta_failure {
+                            let _ = write!(state, " (delta failed: {})", failure.error_message.as_deref().unwrap_or("no message"));
+                        }
+                        (service.service_name.clone(), state)
+                    })
+                    .collect();
+                tracing::info!(status = status_word(info.overall_status), "status read");
+            }
+            Event::Triggered { service_name, source_image, target_image, outcome } => {
+                self.note = format!("triggered the delta for {service_name}");
+                tracing::info!(service = %service_name, source_image, target_image, ?outcome, "delta triggered");
+            }
+            Event::Sleeping { for_ } => {
+                self.note = format!("next check in {}", clock(*for_));
+                tracing::debug!(seconds = for_.as_secs_f64(), "sleeping before the next check");
+            }
+            Event::Retrying { what, attempt, delay, reason } => {
+                self.note = format!("retrying {what} (attempt {attempt}): {reason}");
+                tracing::info!(%what, attempt, delay_ms = delay.as_millis() as u64, %reason, "retrying");
+            }
+            _ => {}
+        }
+        self.redraw();
+    }
+
+    /// Removes the block so the result and errors start on a clean line.
+    pub fn finish(&mut self) {
+        if self.lines_drawn > 0 {
+            self.printer.progress(&format!("\x1b[{}F\x1b[J", self.lines_drawn));
+            self.lines_drawn = 0;
+        }
+    }
+
+    fn redraw(&mut self) {
+        if !self.printer.live {
+            return;
+        }
+        let elapsed = self.started.elapsed();
+        let mut block = String::new();
+        if self.lines_drawn > 0 {
+            let _ = write!(block, "\x1b[{}F\x1b[J", self.lines_drawn);
+        }
+        let deadline = match self.deadline {
+            Some(deadline) => format!(", deadline in {}", clock(deadline.saturating_duration_since(Instant::now()))),
+            None => String::new(),
+        };
+        let (bold, reset) = if self.printer.color { ("\x1b[1m", "\x1b[0m") } else { ("", "") };
+        let _ = writeln!(block, "{bold}preparing{reset} {} elapsed{deadline}  {}", clock(elapsed), self.note);
+        let width = self.services.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        for (name, state) in &self.services {
+            let _ = writeln!(block, "  {name:<width$}  {state}");
+        }
+        self.lines_drawn = 1 + self.services.len();
+        self.printer.progress(&block);
+    }
+}
+
+/// `m:ss` for progress lines.
+fn clock(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    format!("{}:{:02}", seconds / 60, seconds % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_savings() {
+        assert_eq!(megabytes(0), "0.0 MB");
+        assert_eq!(megabytes(310_954_877), "311.0 MB");
+        assert_eq!(megabytes(u64::MAX), "18446744073709.6 MB");
+        assert_eq!(saving(484_575, 310_954_877), "99.8%");
+        assert_eq!(saving(0, 0), "-");
+        assert_eq!(saving(10, 10), "0.0%");
+        assert_eq!(clock(Duration::from_secs(125)), "2:05");
+    }
+
+    #[test]
+    fn columns_align() {
+        let rows = [
+            ["a".into(), "new".into(), "ready".into(), "-".into(), "1.0 MB".into(), "1.0 MB".into(), "0.0%".into()],
+            ["long".into(), "changed".into(), "pending".into(), "10.0 MB".into(), "12.0 MB".into(), "(12.0 MB)".into(), "-".into()],
+        ];
+        let text = align(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "a     new      ready          -   1.0 MB     1.0 MB  0.0%");
+        assert_eq!(lines[1], "long  changed  pending  10.0 MB  12.0 MB  (12.0 MB)     -");
+    }
+}

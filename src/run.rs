@@ -1,0 +1,233 @@
+//! One run of the tool: settings and token to a client, the requested mode
+//! to a library call, the library's answer to stdout and an exit code.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use balena_release::{Client, Error, Event, FleetUpdateInfo, PollPolicy, PrepareOptions, UpdateInfo};
+use secrecy::SecretString;
+use tokio::time::Instant;
+
+use crate::cli::{Args, Mode, OutputFormat, Target, parse_timeout};
+use crate::env_vars;
+use crate::printer::Printer;
+use crate::render::{self, Progress};
+use crate::settings::{self, Environment};
+use crate::token;
+
+/// Exit code of a run that hit `--timeout` (its last known state is printed).
+const EXIT_TIMEOUT: u8 = 2;
+
+/// What a run produced: one transition, or every transition of a fleet.
+pub enum Report {
+    Pair(UpdateInfo),
+    Fleet(FleetUpdateInfo),
+}
+
+pub fn main(args: Args) -> ExitCode {
+    let started = Instant::now();
+    let printer = Printer::new(args.quiet, args.verbose);
+    init_logging(args.verbose);
+
+    let target = match args.target() {
+        Ok(target) => target,
+        Err(message) => {
+            Printer::error(&message);
+            return ExitCode::FAILURE;
+        }
+    };
+    let env = Environment::from_process();
+    let client = match build_client(&env, &args, &printer) {
+        Ok(client) => client,
+        Err(message) => {
+            Printer::error(&message);
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            Printer::error(&format!("cannot start the async runtime: {err}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let mode = args.mode();
+    let options = match prepare_options(&env, &mode, started) {
+        Ok(options) => options,
+        Err(message) => {
+            Printer::error(&message);
+            return ExitCode::FAILURE;
+        }
+    };
+    let progress = Mutex::new(Progress::new(printer, started, options.deadline));
+    let on_event = |event: Event| {
+        if let Ok(mut progress) = progress.lock() {
+            progress.event(&event);
+        }
+    };
+
+    let outcome = runtime.block_on(async {
+        let work = async {
+            match (&target, &mode) {
+                (Target::Pair { from, to }, Mode::Describe) => client.get_update_info(from, to).await.map(Report::Pair),
+                (Target::Pair { from, to }, _) => client
+                    .prepare_update(from, to, &options, &on_event)
+                    .await
+                    .map(Report::Pair),
+                (Target::Fleet { fleet, to }, Mode::Describe) => client
+                    .get_fleet_update_info(fleet, to.as_ref())
+                    .await
+                    .map(Report::Fleet),
+                (Target::Fleet { fleet, to }, _) => client
+                    .prepare_fleet_update(fleet, to.as_ref(), &options, &on_event)
+                    .await
+                    .map(Report::Fleet),
+            }
+        };
+        tokio::select! {
+            result = work => Some(result),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    if let Ok(mut progress) = progress.lock() {
+        progress.finish();
+    }
+
+    match outcome {
+        None => {
+            Printer::error("interrupted");
+            ExitCode::from(130)
+        }
+        Some(Ok(report)) => print_report(&report, args.output),
+        Some(Err(err)) => report_error(&err, &mode, args.output),
+    }
+}
+
+fn print_report(report: &Report, format: OutputFormat) -> ExitCode {
+    let text = match format {
+        OutputFormat::Json => render::json(report),
+        OutputFormat::Table => render::table(report),
+    };
+    match Printer::result(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            Printer::error(&format!("cannot write the result to stdout: {err}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints the error line, its causes and a hint; a timeout or a failed delta
+/// still prints the last known state on stdout, so nothing is lost.
+fn report_error(err: &Error, mode: &Mode, format: OutputFormat) -> ExitCode {
+    let last = match err {
+        Error::Timeout { last, .. } => last.as_deref().map(|info| Report::Pair(info.clone())),
+        Error::FleetTimeout { last, .. } => last.as_deref().map(|info| Report::Fleet(info.clone())),
+        Error::DeltaFailed { last, .. } => Some(Report::Pair((**last).clone())),
+        _ => None,
+    };
+    if let Some(report) = &last {
+        let _ = print_report(report, format);
+    }
+    match (err, mode) {
+        (Error::Timeout { .. } | Error::FleetTimeout { .. }, Mode::Wait { timeout: Some(timeout) }) => {
+            Printer::error(&format!(
+                "timed out after {}s before every delta was ready",
+                timeout.as_secs()
+            ));
+            Printer::detail("hint", "the deltas keep building: run again later, or give a longer --timeout");
+        }
+        _ => {
+            Printer::error(&err.to_string());
+            let mut source = std::error::Error::source(err);
+            while let Some(cause) = source {
+                Printer::detail("caused by", &cause.to_string());
+                source = cause.source();
+            }
+        }
+    }
+    if matches!(err, Error::Timeout { .. } | Error::FleetTimeout { .. }) {
+        ExitCode::from(EXIT_TIMEOUT)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn build_client(env: &Environment, args: &Args, printer: &Printer) -> Result<Client, String> {
+    let resolved = settings::resolve(env).map_err(|err| err.to_string())?;
+    for warning in &resolved.warnings {
+        printer.warning(warning);
+    }
+    let settings = resolved.settings;
+    let found = token::find(env, &settings.data_directory)?;
+    if let Some(warning) = &found.warning {
+        printer.warning(warning);
+    }
+    let api_url = parse_url(&settings.api_url, "apiUrl", env_vars::BALENARC_API_URL)?;
+    let delta_url = parse_url(&settings.delta_url, "deltaUrl", env_vars::BALENARC_DELTA_URL)?;
+    tracing::debug!(api = %api_url, delta = %delta_url, token_source = %found.source, "settings resolved");
+    let secret: SecretString = found.secret;
+    Client::builder()
+        .api_url(api_url)
+        .delta_url(delta_url)
+        .token(Some(secret))
+        .allow_insecure_http(args.allow_http)
+        .user_agent(format!("balena-release-update/{}", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|err| match found.source {
+            token::TokenSource::Variable => format!("{err} (token from {})", env_vars::TOKEN),
+            token::TokenSource::File(_) => format!("{err} (token from {})", found.source),
+        })
+}
+
+fn parse_url(value: &str, key: &str, variable: &str) -> Result<url::Url, String> {
+    url::Url::parse(value).map_err(|err| {
+        format!("setting `{key}` is not a URL (`{value}`: {err}): fix it in balenarc.yml or {variable}")
+    })
+}
+
+fn prepare_options(env: &Environment, mode: &Mode, started: Instant) -> Result<PrepareOptions, String> {
+    let mut options = PrepareOptions {
+        wait: matches!(mode, Mode::Wait { .. }),
+        deadline: match mode {
+            Mode::Wait { timeout: Some(timeout) } => Some(started + *timeout),
+            _ => None,
+        },
+        ..PrepareOptions::default()
+    };
+    if let Some(value) = env.var(env_vars::POLL_INTERVAL) {
+        let interval = parse_poll_interval(value)
+            .map_err(|why| format!("{} `{value}` is invalid: {why}", env_vars::POLL_INTERVAL))?;
+        options.poll = PollPolicy { initial: interval, max: interval, ..options.poll };
+    }
+    Ok(options)
+}
+
+/// `250ms` or any `--timeout` form.
+fn parse_poll_interval(value: &str) -> Result<Duration, String> {
+    match value.strip_suffix("ms") {
+        Some(ms) => ms
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
+            .ok_or_else(|| "use milliseconds such as `200ms` or seconds such as `2s`".to_owned()),
+        None => parse_timeout(value),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => return,
+        1 => "balena_release=info,balena_release_update=info",
+        _ => "balena_release=debug,balena_release_update=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::new(default);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os(env_vars::NO_COLOR).is_none())
+        .with_target(false)
+        .try_init();
+}
