@@ -103,9 +103,14 @@ impl Db {
             values[field_index(schema, name)?] = value.clone();
         }
         let Value::Integer(id) = values[0] else {
-            return Err(SchemaError(format!("{resource}: a row needs an integer `id`")));
+            return Err(SchemaError(format!(
+                "{resource}: a row needs an integer `id`"
+            )));
         };
-        let table = self.tables.get_mut(schema.name).expect("every resource has a table");
+        let table = self
+            .tables
+            .get_mut(schema.name)
+            .expect("every resource has a table");
         if table.contains_key(&id) {
             return Err(SchemaError(format!("{resource}({id}) already exists")));
         }
@@ -114,7 +119,12 @@ impl Db {
     }
 
     /// Sets some fields of an existing row.
-    pub fn update(&mut self, resource: &str, id: i64, fields: &[(&str, Value)]) -> Result<(), SchemaError> {
+    pub fn update(
+        &mut self,
+        resource: &str,
+        id: i64,
+        fields: &[(&str, Value)],
+    ) -> Result<(), SchemaError> {
         let schema = resource_schema(resource)?;
         let indexes = fields
             .iter()
@@ -138,7 +148,10 @@ impl Db {
 
     /// Every row of a resource, in id order.
     pub fn rows(&self, resource: &str) -> impl Iterator<Item = (i64, &Row)> {
-        self.tables.get(resource).into_iter().flat_map(|table| table.iter().map(|(id, row)| (*id, row)))
+        self.tables
+            .get(resource)
+            .into_iter()
+            .flat_map(|table| table.iter().map(|(id, row)| (*id, row)))
     }
 
     /// One field of one row (`None` when the row or field does not exist).
@@ -180,8 +193,16 @@ pub fn schema() -> &'static [Resource] {
     const fn f(name: &'static str, ty: FieldType) -> Field {
         Field { name, ty }
     }
-    const fn rev(name: &'static str, resource: &'static str, via: &'static str) -> ReverseNavigation {
-        ReverseNavigation { name, resource, via }
+    const fn rev(
+        name: &'static str,
+        resource: &'static str,
+        via: &'static str,
+    ) -> ReverseNavigation {
+        ReverseNavigation {
+            name,
+            resource,
+            via,
+        }
     }
     static SCHEMA: &[Resource] = &[
         Resource {
@@ -204,7 +225,11 @@ pub fn schema() -> &'static [Resource] {
         },
         Resource {
             name: "user",
-            fields: &[f("id", Integer), f("created_at", DateTime), f("username", Text)],
+            fields: &[
+                f("id", Integer),
+                f("created_at", DateTime),
+                f("username", Text),
+            ],
             reverse: &[],
         },
         Resource {
@@ -252,9 +277,17 @@ pub fn schema() -> &'static [Resource] {
             ],
             reverse: &[
                 rev("release_image", "release_image", "is_part_of__release"),
-                rev("should_be_running_on__application", "application", "should_be_running__release"),
+                rev(
+                    "should_be_running_on__application",
+                    "application",
+                    "should_be_running__release",
+                ),
                 rev("is_running_on__device", "device", "is_running__release"),
-                rev("should_be_running_on__device", "device", "should_be_running__release"),
+                rev(
+                    "should_be_running_on__device",
+                    "device",
+                    "should_be_running__release",
+                ),
             ],
         },
         Resource {
@@ -336,10 +369,20 @@ mod tests {
     #[test]
     fn insert_update_and_read_back() {
         let mut db = Db::new();
-        db.insert("user", &[("id", Value::Integer(7)), ("username", Value::Text("ana".into()))])
+        db.insert(
+            "user",
+            &[
+                ("id", Value::Integer(7)),
+                ("username", Value::Text("ana".into())),
+            ],
+        )
+        .unwrap();
+        db.update("user", 7, &[("username", Value::Text("bea".into()))])
             .unwrap();
-        db.update("user", 7, &[("username", Value::Text("bea".into()))]).unwrap();
-        assert_eq!(db.get("user", 7, "username"), Some(&Value::Text("bea".into())));
+        assert_eq!(
+            db.get("user", 7, "username"),
+            Some(&Value::Text("bea".into()))
+        );
         assert_eq!(db.get("user", 7, "created_at"), Some(&Value::Null));
         assert_eq!(db.max_id("user"), 7);
     }
@@ -348,8 +391,14 @@ mod tests {
     fn writes_outside_the_schema_are_refused() {
         let mut db = Db::new();
         assert!(db.insert("nope", &[("id", Value::Integer(1))]).is_err());
-        assert!(db.insert("user", &[("id", Value::Integer(1)), ("nope", Value::Null)]).is_err());
-        assert!(db.insert("user", &[("username", Value::Text("x".into()))]).is_err());
+        assert!(
+            db.insert("user", &[("id", Value::Integer(1)), ("nope", Value::Null)])
+                .is_err()
+        );
+        assert!(
+            db.insert("user", &[("username", Value::Text("x".into()))])
+                .is_err()
+        );
         db.insert("user", &[("id", Value::Integer(1))]).unwrap();
         assert!(db.insert("user", &[("id", Value::Integer(1))]).is_err());
         assert!(db.update("user", 2, &[]).is_err());

@@ -2,3 +2,5 @@
 //! and of its delta server, for tests, benchmarks and demos.
 
 pub mod db;
+pub mod odata;
+pub mod pine;
