@@ -1,0 +1,8 @@
+//! Integration tests of the simulator over real loopback HTTP.
+
+mod api;
+mod binary;
+mod delta;
+mod faults;
+mod journal;
+mod support;
