@@ -1,0 +1,320 @@
+//! The [`Client`] and its builder: validated URLs and token, one HTTP client
+//! with timeouts and a safe redirect policy, and the public entry points.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::error::Error;
+use crate::http::{self, Http, RetryPolicy};
+use crate::model::UpdateInfo;
+use crate::reference::ReleaseRef;
+use crate::token::token_kind;
+
+/// The default API, balenaCloud's.
+pub const DEFAULT_API_URL: &str = "https://api.balena-cloud.com";
+/// The default delta server, balenaCloud's.
+pub const DEFAULT_DELTA_URL: &str = "https://delta.balena-cloud.com";
+/// The default per-request timeout, as balena's own clients use.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(59);
+
+/// A client of the balena API and delta server. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) http: Http,
+    pub(crate) api: Url,
+    pub(crate) delta: Url,
+    /// Whether the one-query delta lookup through the release link table
+    /// is still worth trying on this server.
+    pub(crate) nested_deltas: AtomicBool,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("api_url", &self.inner.api.as_str())
+            .field("delta_url", &self.inner.delta.as_str())
+            .field(
+                "token",
+                &self.inner.http.has_token().then_some("[REDACTED]"),
+            )
+            .finish()
+    }
+}
+
+/// Configures a [`Client`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    api_url: Option<Url>,
+    delta_url: Option<Url>,
+    token: Option<SecretString>,
+    request_timeout: Duration,
+    user_agent: String,
+    allow_insecure_http: bool,
+    retry: RetryPolicy,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            api_url: None,
+            delta_url: None,
+            token: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            user_agent: concat!("balena-release/", env!("CARGO_PKG_VERSION")).to_owned(),
+            allow_insecure_http: false,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// The API base URL (default [`DEFAULT_API_URL`]). Like balena-sdk, any
+    /// path in it is ignored: requests go to `/v7/…` at the host root.
+    pub fn api_url(mut self, url: Url) -> Self {
+        self.api_url = Some(url);
+        self
+    }
+
+    /// The delta server URL (default [`DEFAULT_DELTA_URL`]); requests go to
+    /// `{delta_url}/api/v3/delta`.
+    pub fn delta_url(mut self, url: Url) -> Self {
+        self.delta_url = Some(url);
+        self
+    }
+
+    /// The token (a session token from `balena login` or an API key); sent
+    /// only as `Authorization: Bearer` to the API and delta hosts. Without
+    /// one, only public data can be read.
+    pub fn token(mut self, token: Option<SecretString>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// The timeout of each request, body included (default 59 s).
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The `User-Agent` header.
+    pub fn user_agent(mut self, user_agent: String) -> Self {
+        self.user_agent = user_agent;
+        self
+    }
+
+    /// Allow plain `http://` URLs for hosts other than loopback (default
+    /// false: the token would travel in clear text).
+    pub fn allow_insecure_http(mut self, allow: bool) -> Self {
+        self.allow_insecure_http = allow;
+        self
+    }
+
+    /// How transient failures are retried.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Checks the settings and builds the client. Sends nothing.
+    pub fn build(self) -> Result<Client, Error> {
+        let api = checked_url(
+            self.api_url,
+            DEFAULT_API_URL,
+            "API URL",
+            self.allow_insecure_http,
+        )?;
+        let delta = checked_url(
+            self.delta_url,
+            DEFAULT_DELTA_URL,
+            "delta URL",
+            self.allow_insecure_http,
+        )?;
+        if let Some(token) = &self.token {
+            token_kind(token.expose_secret())?;
+        }
+        let user_agent = self.user_agent.trim().to_owned();
+        if reqwest::header::HeaderValue::from_str(&user_agent).is_err() {
+            return Err(Error::Setup {
+                message: format!(
+                    "the user agent `{}` is not a valid header value",
+                    user_agent.escape_debug()
+                ),
+            });
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(self.request_timeout)
+            .user_agent(user_agent)
+            .redirect(http::redirect_policy());
+        if http::is_loopback(&api) && http::is_loopback(&delta) {
+            // A proxy would never reach a server on this machine.
+            builder = builder.no_proxy();
+        }
+        let client = builder.build().map_err(|e| Error::Setup {
+            message: e.to_string(),
+        })?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                http: Http::new(client, self.token, self.retry),
+                api,
+                delta,
+                nested_deltas: AtomicBool::new(true),
+            }),
+        })
+    }
+}
+
+fn checked_url(
+    url: Option<Url>,
+    default: &str,
+    what: &'static str,
+    allow_insecure_http: bool,
+) -> Result<Url, Error> {
+    let url = match url {
+        Some(url) => url,
+        // The defaults are valid URLs.
+        None => Url::parse(default).expect("default URL parses"),
+    };
+    let invalid = |reason: &str| Error::InvalidUrl {
+        what,
+        url: http::redact(&url),
+        reason: reason.to_owned(),
+    };
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("only http:// and https:// URLs are supported"));
+    }
+    if url.host().is_none() {
+        return Err(invalid("the URL has no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a base URL cannot have a query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "credentials in the URL are not supported; use a token",
+        ));
+    }
+    if url.scheme() == "http" && !allow_insecure_http && !http::is_loopback(&url) {
+        return Err(Error::InsecureUrl {
+            url: http::redact(&url),
+        });
+    }
+    Ok(url)
+}
+
+impl Client {
+    /// Starts configuring a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// The API base URL in use.
+    pub fn api_url(&self) -> &Url {
+        &self.inner.api
+    }
+
+    /// The delta server URL in use.
+    pub fn delta_url(&self) -> &Url {
+        &self.inner.delta
+    }
+
+    /// Compares two releases: what each service of `to` needs, whether the
+    /// deltas are ready, and what a device downloads. One round of at most
+    /// two concurrent API requests; nothing is triggered.
+    pub async fn get_update_info(
+        &self,
+        from: &ReleaseRef,
+        to: &ReleaseRef,
+    ) -> Result<UpdateInfo, Error> {
+        let (tracker, read) = self.first_round(from, to, &http::no_events).await?;
+        Ok(tracker.evaluate(&read))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::TokenProblem;
+
+    fn url(s: &str) -> Url {
+        Url::parse(s).unwrap()
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_unless_allowed() {
+        let err = Client::builder()
+            .api_url(url("http://api.example.com"))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, Error::InsecureUrl { .. }), "{err}");
+        let err = Client::builder()
+            .delta_url(url("http://delta.example.com"))
+            .build()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`http://delta.example.com/`"),
+            "{err}"
+        );
+        Client::builder()
+            .api_url(url("http://127.0.0.1:9"))
+            .delta_url(url("http://localhost:9"))
+            .build()
+            .unwrap();
+        Client::builder()
+            .api_url(url("http://api.example.com"))
+            .allow_insecure_http(true)
+            .build()
+            .unwrap();
+    }
+
+    #[test]
+    fn odd_urls_are_refused() {
+        for bad in [
+            "ftp://api.example.com",
+            "https://u:p@api.example.com",
+            "https://a.example/?x=1",
+        ] {
+            let err = Client::builder().api_url(url(bad)).build().unwrap_err();
+            assert!(matches!(err, Error::InvalidUrl { .. }), "{bad}: {err}");
+            assert!(!err.to_string().contains(":p@"), "{err}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_checked_at_build() {
+        let err = Client::builder()
+            .token(Some(SecretString::from("12345")))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidToken {
+                problem: TokenProblem::AllDigits
+            }
+        ));
+        let err = Client::builder()
+            .token(Some(SecretString::from("  ")))
+            .build()
+            .unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidToken {
+                problem: TokenProblem::Empty
+            }
+        ));
+        let client = Client::builder()
+            .token(Some(SecretString::from("Yq8RaOPtlDTy5qf0bVaiWRrKNGqSvOEN")))
+            .build()
+            .unwrap();
+        let debug = format!("{client:?}");
+        assert!(!debug.contains("Yq8Ra"), "{debug}");
+        assert!(debug.contains("REDACTED"), "{debug}");
+    }
+}

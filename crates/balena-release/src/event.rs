@@ -1,0 +1,75 @@
+//! Progress reports from long operations, delivered to a caller's callback so
+//! that the library itself never prints.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{FleetUpdateInfo, UpdateInfo};
+
+/// Something that happened while preparing an update.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Event {
+    /// A new state was read.
+    Round {
+        /// The state.
+        info: Arc<UpdateInfo>,
+        /// The round number, from 1.
+        attempt: u32,
+    },
+    /// A new fleet state was read.
+    FleetRound {
+        /// The state.
+        info: Arc<FleetUpdateInfo>,
+        /// The round number, from 1.
+        attempt: u32,
+    },
+    /// The delta server was asked for a delta.
+    Triggered {
+        /// The service the delta is for.
+        service_name: String,
+        /// The source image id.
+        source_image: u64,
+        /// The target image id.
+        target_image: u64,
+        /// What the delta server said.
+        outcome: TriggerOutcome,
+    },
+    /// Waiting before the next poll.
+    Sleeping {
+        /// How long.
+        for_: Duration,
+    },
+    /// A request failed transiently and will be sent again.
+    Retrying {
+        /// Which request.
+        what: String,
+        /// The retry number, from 1.
+        attempt: u32,
+        /// The pause before it.
+        delay: Duration,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The server rejected the one-query delta lookup; the library now reads
+    /// deltas after the releases (one more round trip, same request count).
+    DeltaQueryFallback {
+        /// The HTTP status of the rejection.
+        status: u16,
+    },
+}
+
+/// The delta server's answer to a delta request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TriggerOutcome {
+    /// Accepted or already built (a 2xx answer).
+    Accepted,
+    /// Still being built (502, 503 or 504).
+    StillProcessing {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// No answer within the request timeout; the build may still run.
+    TimedOut,
+}

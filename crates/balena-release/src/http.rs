@@ -1,0 +1,560 @@
+//! Sending GETs to the API and the delta server: the Bearer header, retries of
+//! transient failures (with `Retry-After`), status classification, server
+//! message extraction like balena-request, a same-host redirect policy, and
+//! URLs cleaned of credentials before they reach an error message.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HeaderValue, LOCATION, RETRY_AFTER};
+use secrecy::{ExposeSecret, SecretString};
+use url::Url;
+
+use crate::error::{Error, Server};
+use crate::event::Event;
+use crate::poll::{Jitter, backoff};
+
+/// How transient failures (connection errors, timeouts, 5xx, 429) are
+/// retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt (default 4).
+    pub max_retries: u32,
+    /// The first pause (default 500 ms), doubled each retry.
+    pub initial: Duration,
+    /// The longest pause (default 8 s).
+    pub max: Duration,
+    /// The longest `Retry-After` honoured; a 429 asking for more fails at
+    /// once (default 120 s).
+    pub max_retry_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 4,
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(8),
+            max_retry_after: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Receives events; a no-op for calls without a callback.
+pub(crate) type Sink<'a> = &'a (dyn Fn(Event) + Send + Sync);
+
+/// A sink that drops everything.
+pub(crate) fn no_events(_: Event) {}
+
+/// A successful answer.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Vec<u8>,
+    pub(crate) content_type: Option<String>,
+    /// The server's clock (`Date` header), when it sent one.
+    pub(crate) date: Option<Timestamp>,
+}
+
+/// The outcome of one attempt.
+pub(crate) enum Attempt<T> {
+    Done(T),
+    /// Transient: try again after at least `after` (from `Retry-After`);
+    /// `error` is returned when no retry is left.
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+        error: Error,
+    },
+    Fail(Error),
+}
+
+/// The raw result of one GET.
+pub(crate) enum Sent {
+    Answer {
+        status: StatusCode,
+        body: Vec<u8>,
+        content_type: Option<String>,
+        date: Option<Timestamp>,
+        retry_after: Option<Duration>,
+        location: Option<String>,
+    },
+    TimedOut(String),
+    Unreachable(String),
+}
+
+pub(crate) struct Http {
+    client: reqwest::Client,
+    token: Option<SecretString>,
+    retry: RetryPolicy,
+    jitter: Mutex<Jitter>,
+}
+
+impl Http {
+    pub(crate) fn new(
+        client: reqwest::Client,
+        token: Option<SecretString>,
+        retry: RetryPolicy,
+    ) -> Self {
+        Http {
+            client,
+            token,
+            retry,
+            jitter: Mutex::new(Jitter::new()),
+        }
+    }
+
+    pub(crate) fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    fn jitter_unit(&self) -> f64 {
+        // A poisoned lock only means another thread panicked mid-update of a
+        // random state; any state is still fine.
+        let mut jitter = self.jitter.lock().unwrap_or_else(|e| e.into_inner());
+        jitter.unit()
+    }
+
+    /// A random number in `-1.0..=1.0` for poll jitter.
+    pub(crate) fn random_unit(&self) -> f64 {
+        self.jitter_unit()
+    }
+
+    /// Sends one GET with the Bearer token.
+    pub(crate) async fn send(&self, url: &Url) -> Sent {
+        let mut request = self.client.get(url.clone());
+        if let Some(token) = &self.token {
+            // token_kind() accepted only printable ASCII, which is always a
+            // valid header value.
+            if let Ok(mut value) =
+                HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+            {
+                value.set_sensitive(true);
+                request = request.header(AUTHORIZATION, value);
+            }
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return transport_failure(&e),
+        };
+        let status = response.status();
+        let headers = response.headers();
+        let header = |name| {
+            headers
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header(CONTENT_TYPE);
+        let date = header(DATE).and_then(|d| parse_http_date(&d));
+        let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, date));
+        let location = header(LOCATION);
+        match response.bytes().await {
+            Ok(body) => Sent::Answer {
+                status,
+                body: body.to_vec(),
+                content_type,
+                date,
+                retry_after,
+                location,
+            },
+            Err(e) => transport_failure(&e),
+        }
+    }
+
+    /// Runs `attempt` until it is done, fails, or runs out of retries,
+    /// pausing with jittered exponential backoff (never shorter than a
+    /// server's `Retry-After`).
+    pub(crate) async fn retrying<T, F, Fut>(
+        &self,
+        what: &str,
+        events: Sink<'_>,
+        mut attempt: F,
+    ) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Attempt<T>>,
+    {
+        let mut retries = 0;
+        loop {
+            match attempt().await {
+                Attempt::Done(value) => return Ok(value),
+                Attempt::Fail(error) => return Err(error),
+                Attempt::Retry {
+                    reason,
+                    after,
+                    error,
+                } => {
+                    if retries >= self.retry.max_retries {
+                        return Err(error);
+                    }
+                    if after.is_some_and(|a| a > self.retry.max_retry_after) {
+                        return Err(error);
+                    }
+                    let pause = backoff(
+                        self.retry.initial,
+                        self.retry.max,
+                        2.0,
+                        0.2,
+                        retries,
+                        self.jitter_unit(),
+                    );
+                    let delay = after.map_or(pause, |a| a.max(pause));
+                    retries += 1;
+                    tracing::debug!(what, retries, ?delay, %reason, "retrying");
+                    events(Event::Retrying {
+                        what: what.to_owned(),
+                        attempt: retries,
+                        delay,
+                        reason,
+                    });
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+
+    /// A GET to the API expecting a JSON answer, with retries.
+    pub(crate) async fn api_get(
+        &self,
+        url: &Url,
+        what: &str,
+        events: Sink<'_>,
+    ) -> Result<Answer, Error> {
+        self.retrying(what, events, || async { self.api_attempt(url).await })
+            .await
+    }
+
+    async fn api_attempt(&self, url: &Url) -> Attempt<Answer> {
+        let shown = redact(url);
+        match self.send(url).await {
+            Sent::TimedOut(message) | Sent::Unreachable(message) => Attempt::Retry {
+                reason: message.clone(),
+                after: None,
+                error: Error::Transport {
+                    server: Server::Api,
+                    url: shown,
+                    message,
+                },
+            },
+            Sent::Answer {
+                status,
+                body,
+                content_type,
+                date,
+                retry_after,
+                location,
+            } => {
+                if status.is_success() {
+                    return Attempt::Done(Answer {
+                        status,
+                        body,
+                        content_type,
+                        date,
+                    });
+                }
+                let message = server_message(&body, location.as_deref(), status);
+                match status.as_u16() {
+                    401 => Attempt::Fail(Error::Unauthorized {
+                        server: Server::Api,
+                        with_token: self.has_token(),
+                    }),
+                    403 => Attempt::Fail(Error::Forbidden {
+                        server: Server::Api,
+                        url: shown,
+                        message,
+                    }),
+                    429 | 500..=599 => Attempt::Retry {
+                        reason: format!("`{}` {message}", status.as_u16()),
+                        after: retry_after,
+                        error: Error::Api {
+                            status: status.as_u16(),
+                            message,
+                            url: shown,
+                        },
+                    },
+                    code => Attempt::Fail(Error::Api {
+                        status: code,
+                        message,
+                        url: shown,
+                    }),
+                }
+            }
+        }
+    }
+}
+
+fn transport_failure(e: &reqwest::Error) -> Sent {
+    // reqwest's messages name the URL, which carries no credentials here; add
+    // the innermost cause, which says what actually happened.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    let mut last = None;
+    while let Some(s) = source {
+        last = Some(s.to_string());
+        source = s.source();
+    }
+    if let Some(cause) = last
+        && !message.contains(&cause)
+    {
+        message = format!("{message} ({cause})");
+    }
+    let message = redact_text(&message);
+    if e.is_timeout() {
+        Sent::TimedOut(message)
+    } else {
+        Sent::Unreachable(message)
+    }
+}
+
+/// Removes URL user info from free text (reqwest error messages).
+fn redact_text(text: &str) -> String {
+    text.split(' ')
+        .map(
+            |word| match Url::parse(word.trim_matches(|c| c == '(' || c == ')')) {
+                Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                    word.replace(word.trim_matches(|c| c == '(' || c == ')'), &redact(&url))
+                }
+                _ => word.to_owned(),
+            },
+        )
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A URL fit for messages: no user info, and the values of query parameters
+/// that could hold secrets replaced.
+pub(crate) fn redact(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    if let Some(query) = url.query() {
+        let cleaned: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if is_secret_key(key) => format!("{key}=REDACTED"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        url.set_query(Some(&cleaned.join("&")));
+    }
+    url.to_string()
+}
+
+fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "apikey",
+        "api_key",
+        "token",
+        "access_token",
+        "password",
+        "secret",
+    ]
+    .iter()
+    .any(|k| key == *k)
+}
+
+/// The server's error message, found like balena-request does it:
+/// `error.text`, else a string `message` or `error`, else a JSON string body,
+/// else the raw body (shortened; an HTML page is named by its title).
+pub(crate) fn server_message(body: &[u8], location: Option<&str>, status: StatusCode) -> String {
+    if status.is_redirection() {
+        return match location {
+            Some(to) => format!(
+                "redirect to `{}` not followed (requests only go to the configured hosts)",
+                shorten(to)
+            ),
+            None => "redirect without a location".to_owned(),
+        };
+    }
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
+        let text = value
+            .pointer("/error/text")
+            .and_then(|v| v.as_str())
+            .or_else(|| value.get("message").and_then(|v| v.as_str()))
+            .or_else(|| value.get("error").and_then(|v| v.as_str()))
+            .or_else(|| value.as_str());
+        if let Some(text) = text {
+            return shorten(text);
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return status
+            .canonical_reason()
+            .map_or_else(|| "(empty body)".to_owned(), |r| r.to_owned());
+    }
+    if trimmed.starts_with('<') {
+        let lower = trimmed.to_ascii_lowercase();
+        if let (Some(start), Some(end)) = (lower.find("<title>"), lower.find("</title>"))
+            && start + 7 <= end
+        {
+            return format!(
+                "an HTML page titled `{}`",
+                shorten(&trimmed[start + 7..end])
+            );
+        }
+        return "an HTML page".to_owned();
+    }
+    shorten(trimmed)
+}
+
+/// One line of at most 300 characters.
+fn shorten(text: &str) -> String {
+    const MAX: usize = 300;
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > MAX {
+        let cut: String = one_line.chars().take(MAX).collect();
+        format!("{cut}…")
+    } else {
+        one_line
+    }
+}
+
+/// An HTTP date (`Tue, 25 Nov 2026 19:00:00 GMT`).
+pub(crate) fn parse_http_date(value: &str) -> Option<Timestamp> {
+    jiff::fmt::rfc2822::parse(value.trim())
+        .ok()
+        .map(|z| z.timestamp())
+}
+
+/// `Retry-After`: seconds, or an HTTP date (relative to the server's `Date`
+/// when known, else the local clock).
+pub(crate) fn parse_retry_after(value: &str, server_now: Option<Timestamp>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = parse_http_date(value)?;
+    let now = server_now.unwrap_or_else(Timestamp::now);
+    let wait = at.duration_since(now);
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+/// Whether a URL is on this machine (plain http is allowed there).
+pub(crate) fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Follow redirects only within the same scheme, host and port, at most 5.
+pub(crate) fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().cloned();
+        let same_origin = first.is_some_and(|first| {
+            first.scheme() == attempt.url().scheme()
+                && first.host_str() == attempt.url().host_str()
+                && first.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if attempt.previous().len() > 5 {
+            attempt.error("too many redirects")
+        } else if same_origin {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_like_balena_request() {
+        let s = StatusCode::BAD_REQUEST;
+        assert_eq!(
+            server_message(br#"{"error":{"text":"bad"}}"#, None, s),
+            "bad"
+        );
+        assert_eq!(
+            server_message(br#"{"message":"no","error":"x"}"#, None, s),
+            "no"
+        );
+        assert_eq!(server_message(br#"{"error":"oops"}"#, None, s), "oops");
+        assert_eq!(
+            server_message(br#""Malformed url: '/v7/x'""#, None, s),
+            "Malformed url: '/v7/x'"
+        );
+        assert_eq!(server_message(b"Unauthorized\n", None, s), "Unauthorized");
+        assert_eq!(
+            server_message(b"", None, StatusCode::BAD_GATEWAY),
+            "Bad Gateway"
+        );
+        assert_eq!(
+            server_message(
+                b"<html><head><TITLE>502 Bad Gateway</TITLE></head></html>",
+                None,
+                s
+            ),
+            "an HTML page titled `502 Bad Gateway`"
+        );
+        assert_eq!(server_message(b"<html>x</html>", None, s), "an HTML page");
+        assert_eq!(server_message(b"{\"d\":1}", None, s), "{\"d\":1}");
+        let long = "x".repeat(400);
+        assert_eq!(
+            server_message(long.as_bytes(), None, s).chars().count(),
+            301
+        );
+        assert!(
+            server_message(b"", Some("https://evil.example/x"), StatusCode::FOUND)
+                .contains("`https://evil.example/x` not followed")
+        );
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after("7", None), Some(Duration::from_secs(7)));
+        let now = parse_http_date("Wed, 25 Nov 2026 19:00:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("Wed, 25 Nov 2026 19:00:30 GMT", Some(now)),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 25 Nov 2026 18:00:00 GMT", Some(now)),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", None), None);
+        assert_eq!(parse_retry_after("-3", None), None);
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(
+            parse_http_date("Wed, 25 Nov 2026 19:00:00 GMT"),
+            Some("2026-11-25T19:00:00Z".parse().unwrap())
+        );
+        assert_eq!(parse_http_date("yesterday"), None);
+    }
+
+    #[test]
+    fn urls_lose_credentials() {
+        let url = Url::parse("https://user:pw@api.example/v7/x?apikey=s3cret&$select=id").unwrap();
+        let shown = redact(&url);
+        assert_eq!(shown, "https://api.example/v7/x?apikey=REDACTED&$select=id");
+        assert!(!redact_text(&format!("error sending request for url ({url})")).contains("pw"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for (url, expected) in [
+            ("http://127.0.0.1:1/", true),
+            ("http://127.8.0.1/", true),
+            ("http://[::1]:80/", true),
+            ("http://LOCALHOST:9/", true),
+            ("http://10.0.0.1/", false),
+            ("http://localhost.example/", false),
+        ] {
+            assert_eq!(is_loopback(&Url::parse(url).unwrap()), expected, "{url}");
+        }
+    }
+}

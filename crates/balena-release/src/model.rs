@@ -1,0 +1,443 @@
+//! The result types, serialised exactly like the npm tool's JSON (same keys,
+//! same order, omitted keys instead of `null`), with this project's additions
+//! placed after the reference keys.
+// The field names are the balena API's own (`originates_from__release`, …).
+#![allow(non_snake_case)]
+
+use serde::{Deserialize, Serialize};
+
+use crate::bigint;
+
+/// The state of a whole update or of one service, from least to most ready.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// A delta is needed and nobody is building it.
+    Pending,
+    /// A delta is being built.
+    Preparing,
+    /// Nothing more needs to be built.
+    Ready,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Pending => "pending",
+            Status::Preparing => "preparing",
+            Status::Ready => "ready",
+        })
+    }
+}
+
+/// How a service differs between the two releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// Only in the target release: devices pull the whole image.
+    New,
+    /// A different image: devices download a delta (or the whole image).
+    Changed,
+    /// The same image id or the same `content_hash`: devices download nothing.
+    Unchanged,
+}
+
+/// A release's id and full commit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReleaseSummary {
+    /// The release id.
+    pub id: u64,
+    /// The release's full commit.
+    pub commit: String,
+}
+
+/// The comparison of two releases: what each target service needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateInfo {
+    /// The source release.
+    pub originates_from__release: ReleaseSummary,
+    /// The target release.
+    pub produces__release: ReleaseSummary,
+    /// One entry per service of the target release, in byte order of
+    /// `service_name`.
+    pub is_produced_by__service_update: Vec<ServiceUpdate>,
+    /// The least ready service status (`ready` when there is no service).
+    pub overall_status: Status,
+    /// Bytes a device downloads; only when `overall_status` is `ready`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "bigint::option"
+    )]
+    pub estimated_total_payload_size: Option<u64>,
+    /// Services of the source release that the target release no longer has.
+    #[serde(default)]
+    pub removed_services: Vec<RemovedService>,
+}
+
+impl UpdateInfo {
+    /// The service update named `name`, if the target release has it.
+    pub fn service(&self, name: &str) -> Option<&ServiceUpdate> {
+        self.is_produced_by__service_update
+            .iter()
+            .find(|s| s.service_name == name)
+    }
+}
+
+/// What one service of the target release needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceUpdate {
+    /// The service name.
+    pub service_name: String,
+    /// Whether the service is ready to update.
+    pub status: Status,
+    /// The service's image in the source release; absent for a new service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub originates_from__image: Option<ImageInfo>,
+    /// The service's image in the target release.
+    pub produces__image: ImageInfo,
+    /// How the service differs between the releases.
+    pub change: Change,
+    /// The last failed delta build for this service, when it has not
+    /// succeeded since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_failure: Option<DeltaFailure>,
+}
+
+/// An image of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// The image id.
+    pub id: u64,
+    /// The registry location of the image.
+    pub is_stored_at__image_location: String,
+    /// The image digest (`sha256:…`); `null` when the API has none.
+    pub content_hash: Option<String>,
+    /// The on-disk image size in bytes (`0` when the API has none).
+    #[serde(with = "bigint::zero_if_null")]
+    pub image_size: u64,
+    /// The ready delta that produces this image; only on the target image of
+    /// a service that is ready through a delta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_produced_by__delta: Option<DeltaInfo>,
+}
+
+/// A ready delta between two images.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaInfo {
+    /// The delta id.
+    pub id: u64,
+    /// The delta format version (always 3 here).
+    pub version: u32,
+    /// Where the delta image is stored.
+    pub is_stored_at__location: Option<String>,
+    /// The delta size in bytes (`0` when the API has none).
+    #[serde(with = "bigint::zero_if_null")]
+    pub size: u64,
+}
+
+/// A delta build that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaFailure {
+    /// The id of the failed delta row.
+    pub delta_id: u64,
+    /// The delta server's message, when it left one.
+    pub error_message: Option<String>,
+    /// How many times this run asked the delta server for this delta.
+    pub attempts: u32,
+}
+
+/// A service of the source release that the target release does not have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemovedService {
+    /// The service name.
+    pub service_name: String,
+    /// The service's image in the source release.
+    pub originates_from__image: ImageInfo,
+}
+
+/// A fleet (balena application).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetSummary {
+    /// The application id.
+    pub id: u64,
+    /// The application slug.
+    pub slug: String,
+}
+
+/// The update of a whole fleet to one release: one transition per release
+/// its devices run now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetUpdateInfo {
+    /// The fleet.
+    pub application: FleetSummary,
+    /// The target release.
+    pub produces__release: ReleaseSummary,
+    /// One entry per release the devices run, most devices first.
+    pub transitions: Vec<FleetTransition>,
+    /// The least ready transition status (`ready` when there is none).
+    pub overall_status: Status,
+    /// Σ device count × transition payload; only when `overall_status` is
+    /// `ready`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "bigint::option"
+    )]
+    pub estimated_fleet_payload_size: Option<u64>,
+}
+
+/// The devices of a fleet that run one release, and their update.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetTransition {
+    /// How many devices run the source release.
+    pub device_count: u64,
+    /// The update from that release to the target.
+    #[serde(flatten)]
+    pub update: UpdateInfo,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example of the npm tool's output (reference-behaviour.md §2), with
+    /// the additive keys of this project appended.
+    const REFERENCE: &str = r#"{
+  "originates_from__release": {
+    "id": 900813,
+    "commit": "84d3d8f43eddd81b1699552dd39338f8dbf8b11e"
+  },
+  "produces__release": {
+    "id": 900835,
+    "commit": "b2cf2db7fece36f10e6a7e815ab169fd30cab05f"
+  },
+  "is_produced_by__service_update": [
+    {
+      "service_name": "api",
+      "status": "ready",
+      "produces__image": {
+        "id": 1115291,
+        "is_stored_at__image_location": "registry2.balena-cloud.com/v2/5e1757b27c05319375792bd6e959544f",
+        "content_hash": "sha256:ddeb1e0d02086234f4272164c7fdb123eb2a2eb541c5b41989cac156e5063ed5",
+        "image_size": 45012345
+      },
+      "change": "new"
+    },
+    {
+      "service_name": "main",
+      "status": "ready",
+      "originates_from__image": {
+        "id": 1115249,
+        "is_stored_at__image_location": "registry2.balena-cloud.com/v2/de1566a552c49836528748804836e2da",
+        "content_hash": "sha256:48edfccf7f4fc492a9b757ab2109530edd6efc20053654234876e24d3bf68a0a",
+        "image_size": 310905195
+      },
+      "produces__image": {
+        "id": 1115290,
+        "is_stored_at__image_location": "registry2.balena-cloud.com/v2/a26ecf6b7844b24f5f104dae96c64a35",
+        "content_hash": "sha256:060d49d5d436c4fcc7e5fe55339c06bb8d13b0c1c43a4e5ac1691abb25d0819c",
+        "image_size": 310954877,
+        "is_produced_by__delta": {
+          "id": 1510997,
+          "version": 3,
+          "is_stored_at__location": "registry2.balena-cloud.com/v2/a26ecf6b7844b24f5f104dae96c64a35:delta-5668ef65d2c06aa3",
+          "size": 484575
+        }
+      },
+      "change": "changed"
+    }
+  ],
+  "overall_status": "ready",
+  "estimated_total_payload_size": 45496920,
+  "removed_services": [
+    {
+      "service_name": "worker",
+      "originates_from__image": {
+        "id": 1115250,
+        "is_stored_at__image_location": "registry2.balena-cloud.com/v2/0b4e3c1f7d2a9e8b6c5d4f3a2b1c0d9e",
+        "content_hash": null,
+        "image_size": 0
+      }
+    }
+  ]
+}"#;
+
+    fn image(id: u64, location: &str, hash: Option<&str>, size: u64) -> ImageInfo {
+        ImageInfo {
+            id,
+            is_stored_at__image_location: format!("registry2.balena-cloud.com/v2/{location}"),
+            content_hash: hash.map(|h| format!("sha256:{h}")),
+            image_size: size,
+            is_produced_by__delta: None,
+        }
+    }
+
+    pub(crate) fn reference_example() -> UpdateInfo {
+        let mut main_target = image(
+            1115290,
+            "a26ecf6b7844b24f5f104dae96c64a35",
+            Some("060d49d5d436c4fcc7e5fe55339c06bb8d13b0c1c43a4e5ac1691abb25d0819c"),
+            310954877,
+        );
+        main_target.is_produced_by__delta = Some(DeltaInfo {
+            id: 1510997,
+            version: 3,
+            is_stored_at__location: Some(
+                "registry2.balena-cloud.com/v2/a26ecf6b7844b24f5f104dae96c64a35:delta-5668ef65d2c06aa3"
+                    .into(),
+            ),
+            size: 484575,
+        });
+        UpdateInfo {
+            originates_from__release: ReleaseSummary {
+                id: 900813,
+                commit: "84d3d8f43eddd81b1699552dd39338f8dbf8b11e".into(),
+            },
+            produces__release: ReleaseSummary {
+                id: 900835,
+                commit: "b2cf2db7fece36f10e6a7e815ab169fd30cab05f".into(),
+            },
+            is_produced_by__service_update: vec![
+                ServiceUpdate {
+                    service_name: "api".into(),
+                    status: Status::Ready,
+                    originates_from__image: None,
+                    produces__image: image(
+                        1115291,
+                        "5e1757b27c05319375792bd6e959544f",
+                        Some("ddeb1e0d02086234f4272164c7fdb123eb2a2eb541c5b41989cac156e5063ed5"),
+                        45012345,
+                    ),
+                    change: Change::New,
+                    delta_failure: None,
+                },
+                ServiceUpdate {
+                    service_name: "main".into(),
+                    status: Status::Ready,
+                    originates_from__image: Some(image(
+                        1115249,
+                        "de1566a552c49836528748804836e2da",
+                        Some("48edfccf7f4fc492a9b757ab2109530edd6efc20053654234876e24d3bf68a0a"),
+                        310905195,
+                    )),
+                    produces__image: main_target,
+                    change: Change::Changed,
+                    delta_failure: None,
+                },
+            ],
+            overall_status: Status::Ready,
+            estimated_total_payload_size: Some(45496920),
+            removed_services: vec![RemovedService {
+                service_name: "worker".into(),
+                originates_from__image: image(1115250, "0b4e3c1f7d2a9e8b6c5d4f3a2b1c0d9e", None, 0),
+            }],
+        }
+    }
+
+    #[test]
+    fn reference_example_serialises_byte_for_byte() {
+        let json = serde_json::to_string_pretty(&reference_example()).unwrap();
+        assert_eq!(json, REFERENCE);
+    }
+
+    /// Positions of `"key":` in `json`, in the order of `keys`; panics if one
+    /// is missing (test helper).
+    fn positions(json: &str, keys: &[&str]) -> Vec<usize> {
+        keys.iter()
+            .map(|k| {
+                json.find(&format!("\"{k}\":"))
+                    .unwrap_or_else(|| panic!("no {k}"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn additive_keys_come_after_the_reference_keys() {
+        let json = serde_json::to_string(&reference_example()).unwrap();
+        let top = positions(
+            &json,
+            &[
+                "originates_from__release",
+                "produces__release",
+                "is_produced_by__service_update",
+                "overall_status",
+                "estimated_total_payload_size",
+                "removed_services",
+            ],
+        );
+        assert!(top.is_sorted(), "{json}");
+        let main = &json[json.find("\"service_name\":\"main\"").unwrap()..];
+        let service = positions(
+            main,
+            &[
+                "status",
+                "originates_from__image",
+                "produces__image",
+                "change",
+            ],
+        );
+        assert!(service.is_sorted(), "{main}");
+    }
+
+    #[test]
+    fn omitted_keys_are_never_null() {
+        let mut info = reference_example();
+        info.overall_status = Status::Pending;
+        info.estimated_total_payload_size = None;
+        info.is_produced_by__service_update[1].status = Status::Pending;
+        info.is_produced_by__service_update[1]
+            .produces__image
+            .is_produced_by__delta = None;
+        let json = serde_json::to_string_pretty(&info).unwrap();
+        assert!(!json.contains("estimated_total_payload_size"));
+        assert!(!json.contains("is_produced_by__delta"));
+        assert!(!json.contains("delta_failure"));
+        // content_hash stays null, like the npm tool prints it.
+        assert!(json.contains("\"content_hash\": null"));
+    }
+
+    #[test]
+    fn output_deserialises_back() {
+        let info: UpdateInfo = serde_json::from_str(REFERENCE).unwrap();
+        assert_eq!(info, reference_example());
+        let with_strings = REFERENCE.replace("\"size\": 484575", "\"size\": \"484575\"");
+        let info: UpdateInfo = serde_json::from_str(&with_strings).unwrap();
+        assert_eq!(info, reference_example());
+    }
+
+    #[test]
+    fn fleet_transitions_flatten_the_update() {
+        let fleet = FleetUpdateInfo {
+            application: FleetSummary {
+                id: 1,
+                slug: "org/fleet".into(),
+            },
+            produces__release: reference_example().produces__release,
+            transitions: vec![FleetTransition {
+                device_count: 3,
+                update: reference_example(),
+            }],
+            overall_status: Status::Ready,
+            estimated_fleet_payload_size: Some(3 * 45496920),
+        };
+        let json = serde_json::to_string(&fleet).unwrap();
+        let transition = &json[json.find("\"transitions\"").unwrap()..];
+        let order = positions(
+            transition,
+            &[
+                "device_count",
+                "originates_from__release",
+                "produces__release",
+                "is_produced_by__service_update",
+                "overall_status",
+                "estimated_total_payload_size",
+                "removed_services",
+                "estimated_fleet_payload_size",
+            ],
+        );
+        assert!(order.is_sorted(), "{json}");
+        let back: FleetUpdateInfo = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, fleet);
+    }
+}

@@ -1,0 +1,437 @@
+//! Preparing an update: asking the delta server for the missing deltas
+//! (concurrently, bounded), re-reading the state, and optionally waiting on
+//! an adaptive schedule until everything is ready, re-requesting deltas that
+//! fail or go stale, all under one hard deadline.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+use tokio::time::Instant;
+
+use crate::client::Client;
+use crate::error::{Error, Server};
+use crate::event::{Event, TriggerOutcome};
+use crate::http::{Attempt, Sent, Sink, redact, server_message};
+use crate::model::{Status, UpdateInfo};
+use crate::poll::PollPolicy;
+use crate::reference::ReleaseRef;
+use crate::report::Pair;
+use crate::round::Tracker;
+
+/// How [`Client::prepare_update`] works.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrepareOptions {
+    /// Keep polling until the update is ready (otherwise return the state
+    /// read right after requesting the deltas).
+    pub wait: bool,
+    /// A hard deadline for the whole call, in-flight requests included.
+    pub deadline: Option<Instant>,
+    /// The poll schedule while waiting.
+    pub poll: PollPolicy,
+    /// How many times one delta is requested before giving up on it while
+    /// waiting (default 3; the first request is always sent).
+    pub max_attempts_per_delta: u32,
+    /// How many delta requests run at the same time (default 8).
+    pub trigger_concurrency: usize,
+}
+
+impl Default for PrepareOptions {
+    fn default() -> Self {
+        PrepareOptions {
+            wait: false,
+            deadline: None,
+            poll: PollPolicy::default(),
+            max_attempts_per_delta: 3,
+            trigger_concurrency: 8,
+        }
+    }
+}
+
+/// Keeps the newest state for the timeout error.
+pub(crate) struct LastState<T>(Mutex<Option<T>>);
+
+impl<T: Clone> LastState<T> {
+    pub(crate) fn new() -> Self {
+        LastState(Mutex::new(None))
+    }
+
+    pub(crate) fn set(&self, value: &T) {
+        // A poisoned lock holds a complete older value; overwrite it.
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(value.clone());
+    }
+
+    pub(crate) fn take(&self) -> Option<T> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
+/// Runs `work` under an optional deadline; on expiry, `timeout` builds the
+/// error (the future is dropped, cancelling every request in it).
+pub(crate) async fn with_deadline<T, F>(
+    deadline: Option<Instant>,
+    work: F,
+    timeout: impl FnOnce() -> Error,
+) -> Result<T, Error>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    match deadline {
+        None => work.await,
+        Some(deadline) => match tokio::time::timeout_at(deadline, work).await {
+            Ok(result) => result,
+            Err(_) => Err(timeout()),
+        },
+    }
+}
+
+/// What to do with a service's delta after a poll while waiting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NextStep {
+    /// Nothing to request.
+    Wait,
+    /// Request these pairs (again).
+    Trigger(Vec<Pair>),
+    /// Give up on this pair.
+    GiveUp(Pair),
+}
+
+/// Decides, from a state read while waiting, which deltas to request again:
+/// every changed service that is pending (failed, stale or never started),
+/// unless it has already been requested `max_attempts` times.
+pub(crate) fn next_step(tracker: &Tracker, info: &UpdateInfo, max_attempts: u32) -> NextStep {
+    let mut again = Vec::new();
+    for pair in tracker.pairing.delta_pairs() {
+        let pending = tracker
+            .pairing
+            .service_of(pair)
+            .and_then(|s| info.service(&s.name))
+            .is_some_and(|s| s.status == Status::Pending);
+        if !pending {
+            continue;
+        }
+        if tracker.attempts.get(&pair).copied().unwrap_or(0) >= max_attempts {
+            return NextStep::GiveUp(pair);
+        }
+        again.push(pair);
+    }
+    if again.is_empty() {
+        NextStep::Wait
+    } else {
+        NextStep::Trigger(again)
+    }
+}
+
+/// The pending changed services of a state, as image pairs.
+pub(crate) fn pending_pairs(tracker: &Tracker, info: &UpdateInfo) -> Vec<Pair> {
+    tracker
+        .pairing
+        .delta_pairs()
+        .into_iter()
+        .filter(|pair| {
+            tracker
+                .pairing
+                .service_of(*pair)
+                .and_then(|s| info.service(&s.name))
+                .is_some_and(|s| s.status == Status::Pending)
+        })
+        .collect()
+}
+
+/// The delta requests for `pairs`: each with its service name.
+pub(crate) fn jobs(tracker: &Tracker, pairs: &[Pair]) -> Vec<(String, Pair)> {
+    pairs
+        .iter()
+        .filter_map(|p| tracker.pairing.service_of(*p).map(|s| (s.name.clone(), *p)))
+        .collect()
+}
+
+/// The error for a delta given up on.
+pub(crate) fn delta_failed(tracker: &Tracker, info: &UpdateInfo, pair: Pair) -> Error {
+    let service = tracker
+        .pairing
+        .service_of(pair)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    let failure = info.service(&service).and_then(|s| s.delta_failure.clone());
+    let message = match failure {
+        Some(f) => match f.error_message {
+            Some(m) if !m.trim().is_empty() => format!("the delta server reported `{}`", m.trim()),
+            _ => format!("delta `{}` failed without a message", f.delta_id),
+        },
+        None => format!(
+            "no delta from image `{}` to image `{}` is being built (it never started or went \
+             stale)",
+            pair.0, pair.1
+        ),
+    };
+    Error::DeltaFailed {
+        service,
+        attempts: tracker.attempts.get(&pair).copied().unwrap_or(0),
+        message,
+        last: Box::new(info.clone()),
+    }
+}
+
+impl Client {
+    /// Asks the delta server for the delta of one image pair.
+    pub(crate) async fn trigger(
+        &self,
+        service: &str,
+        pair: Pair,
+        events: Sink<'_>,
+    ) -> Result<TriggerOutcome, Error> {
+        let mut url = self.inner.delta.clone();
+        let path = format!("{}/api/v3/delta", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url.set_query(Some(&format!("src={}&dest={}", pair.0, pair.1)));
+        let shown = redact(&url);
+        let what = format!("delta request for service `{service}`");
+        let outcome = self
+            .inner
+            .http
+            .retrying(&what, events, || async {
+                match self.inner.http.send(&url).await {
+                    // Readiness comes from the delta rows; a slow answer
+                    // only means the build is still going.
+                    Sent::TimedOut(_) => Attempt::Done(TriggerOutcome::TimedOut),
+                    Sent::Unreachable(message) => Attempt::Retry {
+                        reason: message.clone(),
+                        after: None,
+                        error: Error::Transport {
+                            server: Server::Delta,
+                            url: shown.clone(),
+                            message,
+                        },
+                    },
+                    Sent::Answer {
+                        status,
+                        body,
+                        retry_after,
+                        location,
+                        ..
+                    } => {
+                        let code = status.as_u16();
+                        let delta_error = || Error::Delta {
+                            service: service.to_owned(),
+                            status: Some(code),
+                            message: server_message(&body, location.as_deref(), status),
+                        };
+                        match code {
+                            200..=299 => Attempt::Done(TriggerOutcome::Accepted),
+                            502..=504 => {
+                                Attempt::Done(TriggerOutcome::StillProcessing { status: code })
+                            }
+                            401 => Attempt::Fail(Error::Unauthorized {
+                                server: Server::Delta,
+                                with_token: self.inner.http.has_token(),
+                            }),
+                            429 | 500..=599 => Attempt::Retry {
+                                reason: format!("`{code}`"),
+                                after: retry_after,
+                                error: delta_error(),
+                            },
+                            _ => Attempt::Fail(delta_error()),
+                        }
+                    }
+                }
+            })
+            .await?;
+        events(Event::Triggered {
+            service_name: service.to_owned(),
+            source_image: pair.0,
+            target_image: pair.1,
+            outcome,
+        });
+        Ok(outcome)
+    }
+
+    /// Requests the deltas of `jobs` (service name, image pair) with bounded
+    /// concurrency, counting attempts per pair.
+    pub(crate) async fn trigger_all(
+        &self,
+        jobs: Vec<(String, Pair)>,
+        attempts: &mut HashMap<Pair, u32>,
+        concurrency: usize,
+        events: Sink<'_>,
+    ) -> Result<(), Error> {
+        for (_, pair) in &jobs {
+            *attempts.entry(*pair).or_insert(0) += 1;
+        }
+        stream::iter(
+            jobs.iter()
+                .map(|(service, pair)| self.trigger(service, *pair, events)),
+        )
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<Vec<_>>()
+        .await?;
+        Ok(())
+    }
+
+    /// Compares two releases and requests every missing delta.
+    ///
+    /// Reads the state once; if it is ready, returns it. Otherwise asks the
+    /// delta server for the delta of every pending changed service, reads
+    /// the state again and returns it — or, with `options.wait`, polls on
+    /// `options.poll` until everything is ready, requesting a delta again
+    /// when it fails or goes stale (at most `max_attempts_per_delta` times,
+    /// then [`Error::DeltaFailed`]). At `options.deadline` every request is
+    /// cancelled and [`Error::Timeout`] carries the last state read.
+    pub async fn prepare_update(
+        &self,
+        from: &ReleaseRef,
+        to: &ReleaseRef,
+        options: &PrepareOptions,
+        on_event: &(dyn Fn(Event) + Send + Sync),
+    ) -> Result<UpdateInfo, Error> {
+        let last = LastState::new();
+        with_deadline(
+            options.deadline,
+            self.prepare_inner(from, to, options, on_event, &last),
+            || Error::Timeout {
+                last: last.take().map(Box::new),
+            },
+        )
+        .await
+    }
+
+    async fn prepare_inner(
+        &self,
+        from: &ReleaseRef,
+        to: &ReleaseRef,
+        options: &PrepareOptions,
+        events: Sink<'_>,
+        last: &LastState<UpdateInfo>,
+    ) -> Result<UpdateInfo, Error> {
+        let (mut tracker, read) = self.first_round(from, to, events).await?;
+        let mut round = 1;
+        let info = tracker.evaluate(&read);
+        last.set(&info);
+        events(Event::Round {
+            info: Arc::new(info.clone()),
+            attempt: round,
+        });
+        if info.overall_status == Status::Ready {
+            return Ok(info);
+        }
+        let first = jobs(&tracker, &pending_pairs(&tracker, &info));
+        self.trigger_all(
+            first,
+            &mut tracker.attempts,
+            options.trigger_concurrency,
+            events,
+        )
+        .await?;
+        let mut polls = 0;
+        loop {
+            let pairs = tracker.pairing.delta_pairs();
+            let read = self.read_deltas(&pairs, events).await?;
+            round += 1;
+            let info = tracker.evaluate(&read);
+            last.set(&info);
+            events(Event::Round {
+                info: Arc::new(info.clone()),
+                attempt: round,
+            });
+            if info.overall_status == Status::Ready || !options.wait {
+                return Ok(info);
+            }
+            match next_step(&tracker, &info, options.max_attempts_per_delta) {
+                NextStep::GiveUp(pair) => return Err(delta_failed(&tracker, &info, pair)),
+                NextStep::Trigger(pairs) => {
+                    let again = jobs(&tracker, &pairs);
+                    self.trigger_all(
+                        again,
+                        &mut tracker.attempts,
+                        options.trigger_concurrency,
+                        events,
+                    )
+                    .await?;
+                }
+                NextStep::Wait => {}
+            }
+            let pause = options.poll.delay(polls, self.inner.http.random_unit());
+            polls = polls.saturating_add(1);
+            events(Event::Sleeping { for_: pause });
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::report::tests::{delta, image, release};
+    use crate::report::{evaluate, pair};
+
+    fn tracker() -> Tracker {
+        let source = release(1, &[("a", image(10, None, 1)), ("b", image(11, None, 1))]);
+        let target = release(2, &[("a", image(20, None, 1)), ("b", image(21, None, 1))]);
+        Tracker::new(pair(&source, &target))
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-25T19:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn pending_services_are_requested_again_until_the_cap() {
+        let mut t = tracker();
+        let rows = [delta(1, (10, 20), "running", now())];
+        let info = evaluate(&t.pairing, &rows, now(), &HashMap::new());
+        assert_eq!(pending_pairs(&t, &info), [(11, 21)]);
+        assert_eq!(next_step(&t, &info, 3), NextStep::Trigger(vec![(11, 21)]));
+        t.attempts.insert((11, 21), 3);
+        assert_eq!(next_step(&t, &info, 3), NextStep::GiveUp((11, 21)));
+        let all_running = [
+            delta(1, (10, 20), "running", now()),
+            delta(2, (11, 21), "running", now()),
+        ];
+        let info = evaluate(&t.pairing, &all_running, now(), &HashMap::new());
+        assert_eq!(next_step(&t, &info, 3), NextStep::Wait);
+    }
+
+    #[test]
+    fn giving_up_names_the_service_and_the_server_message() {
+        let mut t = tracker();
+        t.attempts.insert((11, 21), 3);
+        let rows = [delta(7, (11, 21), "failed", now())];
+        let info = evaluate(&t.pairing, &rows, now(), &t.attempts);
+        let err = delta_failed(&t, &info, (11, 21));
+        assert_eq!(
+            err.to_string(),
+            "the delta for service `b` is still not ready after 3 attempts: the delta server \
+             reported `build 7 failed`"
+        );
+        assert!(err.last_state().is_some());
+        let err = delta_failed(&t, &evaluate(&t.pairing, &[], now(), &t.attempts), (11, 21));
+        assert!(
+            err.to_string().contains("never started or went stale"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_cancels_the_work_and_keeps_the_last_state() {
+        let last = LastState::new();
+        last.set(&7u32);
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let started = Instant::now();
+        let result: Result<(), Error> = with_deadline(
+            Some(deadline),
+            async {
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                Ok(())
+            },
+            || {
+                assert_eq!(last.take(), Some(7));
+                Error::Timeout { last: None }
+            },
+        )
+        .await;
+        assert!(matches!(result, Err(Error::Timeout { .. })));
+        assert_eq!(started.elapsed(), std::time::Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,520 @@
+//! The rules that turn two releases and their delta rows into an
+//! [`UpdateInfo`]: pairing services by name, judging each service's status,
+//! the overall status and the download estimate. Pure functions, no I/O.
+
+use std::collections::HashMap;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::model::{
+    Change, DeltaFailure, DeltaInfo, ImageInfo, ReleaseSummary, RemovedService, ServiceUpdate,
+    Status, UpdateInfo,
+};
+use crate::wire::{DeltaRow, Release};
+
+/// The delta format this tool asks for and reads.
+pub(crate) const DELTA_VERSION: u32 = 3;
+
+/// A `running` delta whose heartbeat is older than this is stale, as in the
+/// npm tool's lookup.
+pub(crate) const STALE_AFTER: SignedDuration = SignedDuration::from_mins(3);
+
+/// An image pair (source id, target id) that needs a delta.
+pub(crate) type Pair = (u64, u64);
+
+/// One service of the target release, matched with the source release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServicePair {
+    pub(crate) name: String,
+    pub(crate) source: Option<ImageInfo>,
+    pub(crate) target: ImageInfo,
+    pub(crate) change: Change,
+}
+
+impl ServicePair {
+    /// The image pair needing a delta, for a changed service.
+    pub(crate) fn delta_pair(&self) -> Option<Pair> {
+        match (&self.source, self.change) {
+            (Some(source), Change::Changed) => Some((source.id, self.target.id)),
+            _ => None,
+        }
+    }
+}
+
+/// The services of two releases, matched by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pairing {
+    pub(crate) source: ReleaseSummary,
+    pub(crate) target: ReleaseSummary,
+    /// In byte order of the service name.
+    pub(crate) services: Vec<ServicePair>,
+    pub(crate) removed: Vec<RemovedService>,
+}
+
+impl Pairing {
+    /// The image pairs that need a delta, in service order.
+    pub(crate) fn delta_pairs(&self) -> Vec<Pair> {
+        self.services
+            .iter()
+            .filter_map(ServicePair::delta_pair)
+            .collect()
+    }
+
+    /// The service whose changed image pair is `pair`.
+    pub(crate) fn service_of(&self, pair: Pair) -> Option<&ServicePair> {
+        self.services.iter().find(|s| s.delta_pair() == Some(pair))
+    }
+}
+
+/// How a service differs, given its source image (if any) and target image.
+pub(crate) fn classify(source: Option<&ImageInfo>, target: &ImageInfo) -> Change {
+    match source {
+        None => Change::New,
+        Some(s) if s.id == target.id => Change::Unchanged,
+        Some(s) if s.content_hash.is_some() && s.content_hash == target.content_hash => {
+            Change::Unchanged
+        }
+        Some(_) => Change::Changed,
+    }
+}
+
+/// Matches the services of `target` with those of `source` by name. Both
+/// releases' images are sorted by name (see [`crate::wire`]).
+pub(crate) fn pair(source: &Release, target: &Release) -> Pairing {
+    let by_name: HashMap<&str, &ImageInfo> = source
+        .images
+        .iter()
+        .map(|i| (i.service_name.as_str(), &i.info))
+        .collect();
+    let services = target
+        .images
+        .iter()
+        .map(|t| {
+            let source = by_name.get(t.service_name.as_str()).copied();
+            ServicePair {
+                name: t.service_name.clone(),
+                change: classify(source, &t.info),
+                source: source.cloned(),
+                target: t.info.clone(),
+            }
+        })
+        .collect();
+    let removed = source
+        .images
+        .iter()
+        .filter(|s| {
+            !target
+                .images
+                .iter()
+                .any(|t| t.service_name == s.service_name)
+        })
+        .map(|s| RemovedService {
+            service_name: s.service_name.clone(),
+            originates_from__image: s.info.clone(),
+        })
+        .collect();
+    Pairing {
+        source: source.summary.clone(),
+        target: target.summary.clone(),
+        services,
+        removed,
+    }
+}
+
+/// What the delta rows of one image pair say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeltaState {
+    pub(crate) status: Status,
+    pub(crate) ready: Option<DeltaInfo>,
+    /// The newest row, when it is a failed build.
+    pub(crate) failed: Option<DeltaRow>,
+}
+
+fn is_failure(status: &str) -> bool {
+    !matches!(status, "success" | "running")
+}
+
+/// Judges one image pair from its delta rows (rows of other pairs and other
+/// versions are ignored). A `success` row always wins, even over a newer
+/// `running` one; a `running` row counts only while its heartbeat is
+/// younger than [`STALE_AFTER`].
+pub(crate) fn judge(pair: Pair, rows: &[DeltaRow], now: Timestamp) -> DeltaState {
+    let mine = || {
+        rows.iter().filter(move |r| {
+            r.version == DELTA_VERSION
+                && r.originates_from__image.map(|f| f.__id) == Some(pair.0)
+                && r.produces__image.map(|f| f.__id) == Some(pair.1)
+        })
+    };
+    if let Some(success) = mine()
+        .filter(|r| r.status == "success")
+        .max_by_key(|r| r.id)
+    {
+        return DeltaState {
+            status: Status::Ready,
+            ready: Some(DeltaInfo {
+                id: success.id,
+                version: success.version,
+                is_stored_at__location: success.is_stored_at__location.clone(),
+                size: success.size.unwrap_or(0),
+            }),
+            failed: None,
+        };
+    }
+    let horizon = now - STALE_AFTER;
+    let fresh =
+        mine().any(|r| r.status == "running" && r.update_timestamp.is_some_and(|t| t > horizon));
+    let newest = mine().max_by_key(|r| r.id);
+    DeltaState {
+        status: if fresh {
+            Status::Preparing
+        } else {
+            Status::Pending
+        },
+        ready: None,
+        failed: if fresh {
+            None
+        } else {
+            newest.filter(|r| is_failure(&r.status)).cloned()
+        },
+    }
+}
+
+/// Builds the report of a pairing from the delta rows read at `now`.
+/// `attempts` counts the delta requests this run sent per image pair.
+pub(crate) fn evaluate(
+    pairing: &Pairing,
+    rows: &[DeltaRow],
+    now: Timestamp,
+    attempts: &HashMap<Pair, u32>,
+) -> UpdateInfo {
+    let mut payload: u64 = 0;
+    let mut overall = Status::Ready;
+    let services = pairing
+        .services
+        .iter()
+        .map(|s| {
+            let mut target = s.target.clone();
+            let (status, delta_failure) = match s.delta_pair() {
+                None => {
+                    if s.change == Change::New {
+                        payload = payload.saturating_add(s.target.image_size);
+                    }
+                    (Status::Ready, None)
+                }
+                Some(pair) => {
+                    let state = judge(pair, rows, now);
+                    if let Some(delta) = &state.ready {
+                        payload = payload.saturating_add(delta.size);
+                    }
+                    target.is_produced_by__delta = state.ready;
+                    let failure = state.failed.map(|row| DeltaFailure {
+                        delta_id: row.id,
+                        error_message: row.error_message,
+                        attempts: attempts.get(&pair).copied().unwrap_or(0),
+                    });
+                    (state.status, failure)
+                }
+            };
+            overall = overall.min(status);
+            ServiceUpdate {
+                service_name: s.name.clone(),
+                status,
+                originates_from__image: s.source.clone(),
+                produces__image: target,
+                change: s.change,
+                delta_failure,
+            }
+        })
+        .collect();
+    UpdateInfo {
+        originates_from__release: pairing.source.clone(),
+        produces__release: pairing.target.clone(),
+        is_produced_by__service_update: services,
+        overall_status: overall,
+        estimated_total_payload_size: (overall == Status::Ready).then_some(payload),
+        removed_services: pairing.removed.clone(),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::wire::{ForeignKey, ReleaseImage};
+
+    pub(crate) fn image(id: u64, hash: Option<&str>, size: u64) -> ImageInfo {
+        ImageInfo {
+            id,
+            is_stored_at__image_location: format!("registry/{id}"),
+            content_hash: hash.map(str::to_owned),
+            image_size: size,
+            is_produced_by__delta: None,
+        }
+    }
+
+    pub(crate) fn release(id: u64, images: &[(&str, ImageInfo)]) -> Release {
+        let mut images: Vec<ReleaseImage> = images
+            .iter()
+            .map(|(name, info)| ReleaseImage {
+                service_name: (*name).to_owned(),
+                status: "success".into(),
+                info: info.clone(),
+            })
+            .collect();
+        images.sort_by(|a, b| a.service_name.as_bytes().cmp(b.service_name.as_bytes()));
+        Release {
+            summary: ReleaseSummary {
+                id,
+                commit: format!("{id:040x}"),
+            },
+            status: "success".into(),
+            application: 1,
+            images,
+        }
+    }
+
+    pub(crate) fn delta(id: u64, pair: Pair, status: &str, heartbeat: Timestamp) -> DeltaRow {
+        DeltaRow {
+            id,
+            status: status.into(),
+            version: 3,
+            is_stored_at__location: (status == "success").then(|| format!("registry/delta-{id}")),
+            size: (status == "success").then_some(1000 + id),
+            originates_from__image: Some(ForeignKey { __id: pair.0 }),
+            produces__image: Some(ForeignKey { __id: pair.1 }),
+            update_timestamp: Some(heartbeat),
+            error_message: (status == "failed").then(|| format!("build {id} failed")),
+        }
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-25T19:00:00Z".parse().unwrap()
+    }
+
+    fn example() -> Pairing {
+        let source = release(
+            1,
+            &[
+                ("main", image(10, Some("sha256:a"), 300)),
+                ("worker", image(11, None, 50)),
+                ("same", image(12, Some("sha256:s"), 70)),
+                ("rebuilt", image(13, Some("sha256:r"), 80)),
+            ],
+        );
+        let target = release(
+            2,
+            &[
+                ("main", image(20, Some("sha256:b"), 310)),
+                ("api", image(21, None, 45)),
+                ("same", image(12, Some("sha256:s"), 70)),
+                ("rebuilt", image(23, Some("sha256:r"), 80)),
+            ],
+        );
+        pair(&source, &target)
+    }
+
+    #[test]
+    fn pairing_classifies_and_orders_services() {
+        let p = example();
+        let got: Vec<(&str, Change)> = p
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.change))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("api", Change::New),
+                ("main", Change::Changed),
+                ("rebuilt", Change::Unchanged),
+                ("same", Change::Unchanged),
+            ]
+        );
+        assert_eq!(p.removed.len(), 1);
+        assert_eq!(p.removed[0].service_name, "worker");
+        assert_eq!(p.removed[0].originates_from__image.id, 11);
+        assert_eq!(p.delta_pairs(), [(10, 20)]);
+        assert_eq!(p.service_of((10, 20)).unwrap().name, "main");
+    }
+
+    #[test]
+    fn null_hashes_never_match() {
+        assert_eq!(
+            classify(Some(&image(1, None, 1)), &image(2, None, 1)),
+            Change::Changed
+        );
+        assert_eq!(
+            classify(Some(&image(1, Some("x"), 1)), &image(2, Some("y"), 1)),
+            Change::Changed
+        );
+    }
+
+    #[test]
+    fn service_order_is_byte_order() {
+        let source = release(1, &[]);
+        let target = release(
+            2,
+            &[
+                ("b", image(1, None, 1)),
+                ("B", image(2, None, 1)),
+                ("a-b", image(3, None, 1)),
+                ("a_b", image(4, None, 1)),
+                ("\u{e9}", image(5, None, 1)),
+            ],
+        );
+        let names: Vec<String> = pair(&source, &target)
+            .services
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["B", "a-b", "a_b", "b", "\u{e9}"]);
+    }
+
+    #[test]
+    fn statuses_from_delta_rows() {
+        let fresh = now() - SignedDuration::from_secs(10);
+        let stale = now() - SignedDuration::from_mins(4);
+        let p = (10, 20);
+        assert_eq!(judge(p, &[], now()).status, Status::Pending);
+        assert_eq!(
+            judge(p, &[delta(1, p, "running", fresh)], now()).status,
+            Status::Preparing
+        );
+        assert_eq!(
+            judge(p, &[delta(1, p, "running", stale)], now()).status,
+            Status::Pending
+        );
+        let ready = judge(p, &[delta(1, p, "success", stale)], now());
+        assert_eq!(ready.status, Status::Ready);
+        assert_eq!(ready.ready.unwrap().size, 1001);
+        // Rows of other pairs or versions do not count.
+        let mut v2 = delta(2, p, "success", fresh);
+        v2.version = 2;
+        let other = delta(3, (10, 21), "success", fresh);
+        assert_eq!(judge(p, &[v2, other], now()).status, Status::Pending);
+    }
+
+    #[test]
+    fn success_wins_over_a_newer_running_row() {
+        let p = (10, 20);
+        let rows = [
+            delta(9, p, "running", now()),
+            delta(5, p, "success", now() - SignedDuration::from_hours(5)),
+            delta(3, p, "success", now()),
+        ];
+        let state = judge(p, &rows, now());
+        assert_eq!(state.status, Status::Ready);
+        assert_eq!(state.ready.unwrap().id, 5);
+    }
+
+    #[test]
+    fn failures_show_only_when_newest_and_nothing_runs() {
+        let p = (10, 20);
+        let failed = delta(7, p, "failed", now());
+        assert_eq!(
+            judge(p, std::slice::from_ref(&failed), now())
+                .failed
+                .unwrap()
+                .id,
+            7
+        );
+        let retried = [failed.clone(), delta(8, p, "running", now())];
+        let state = judge(p, &retried, now());
+        assert_eq!(state.status, Status::Preparing);
+        assert_eq!(state.failed, None);
+        let stale_after = [
+            failed,
+            delta(8, p, "running", now() - SignedDuration::from_hours(1)),
+        ];
+        assert_eq!(judge(p, &stale_after, now()).failed, None);
+    }
+
+    #[test]
+    fn evaluate_sets_overall_status_and_payload() {
+        let p = example();
+        let pending = evaluate(&p, &[], now(), &HashMap::new());
+        assert_eq!(pending.overall_status, Status::Pending);
+        assert_eq!(pending.estimated_total_payload_size, None);
+        assert_eq!(pending.service("api").unwrap().status, Status::Ready);
+        assert_eq!(pending.service("main").unwrap().status, Status::Pending);
+        assert_eq!(pending.service("same").unwrap().status, Status::Ready);
+
+        let preparing = evaluate(
+            &p,
+            &[delta(1, (10, 20), "running", now())],
+            now(),
+            &HashMap::new(),
+        );
+        assert_eq!(preparing.overall_status, Status::Preparing);
+        assert_eq!(
+            preparing
+                .service("main")
+                .unwrap()
+                .produces__image
+                .is_produced_by__delta,
+            None
+        );
+
+        let ready = evaluate(
+            &p,
+            &[delta(1, (10, 20), "success", now())],
+            now(),
+            &HashMap::new(),
+        );
+        assert_eq!(ready.overall_status, Status::Ready);
+        // api (new) 45 + main (delta) 1001 + unchanged 0.
+        assert_eq!(ready.estimated_total_payload_size, Some(45 + 1001));
+        let main = ready.service("main").unwrap();
+        assert_eq!(
+            main.produces__image
+                .is_produced_by__delta
+                .as_ref()
+                .unwrap()
+                .id,
+            1
+        );
+        assert_eq!(main.originates_from__image.as_ref().unwrap().id, 10);
+        assert!(
+            ready
+                .service("api")
+                .unwrap()
+                .originates_from__image
+                .is_none()
+        );
+        assert_eq!(ready.removed_services.len(), 1);
+    }
+
+    #[test]
+    fn failures_carry_attempts() {
+        let p = example();
+        let attempts = HashMap::from([((10, 20), 2)]);
+        let info = evaluate(&p, &[delta(4, (10, 20), "failed", now())], now(), &attempts);
+        let failure = info.service("main").unwrap().delta_failure.clone().unwrap();
+        assert_eq!(failure.delta_id, 4);
+        assert_eq!(failure.attempts, 2);
+        assert_eq!(failure.error_message.as_deref(), Some("build 4 failed"));
+    }
+
+    #[test]
+    fn no_services_is_ready_with_zero_payload() {
+        let info = evaluate(
+            &pair(&release(1, &[]), &release(2, &[])),
+            &[],
+            now(),
+            &HashMap::new(),
+        );
+        assert_eq!(info.overall_status, Status::Ready);
+        assert_eq!(info.estimated_total_payload_size, Some(0));
+    }
+
+    #[test]
+    fn payload_saturates_instead_of_overflowing() {
+        let source = release(1, &[]);
+        let target = release(
+            2,
+            &[("a", image(1, None, u64::MAX)), ("b", image(2, None, 5))],
+        );
+        let info = evaluate(&pair(&source, &target), &[], now(), &HashMap::new());
+        assert_eq!(info.estimated_total_payload_size, Some(u64::MAX));
+    }
+}

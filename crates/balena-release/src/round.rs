@@ -1,0 +1,599 @@
+//! One information round: the release query (both releases and their images
+//! in one expanded GET) and the delta query (every delta of the transition in
+//! one GET), sent concurrently; resolving the user's references against the
+//! answer; and the cheaper delta-only reads of later rounds.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+
+use jiff::Timestamp;
+
+use crate::client::Client;
+use crate::error::{Error, Server};
+use crate::event::Event;
+use crate::http::{Answer, Sink};
+use crate::model::UpdateInfo;
+use crate::odata::{self, Expand, Query};
+use crate::reference::ReleaseRef;
+use crate::report::{self, DELTA_VERSION, Pair, Pairing};
+use crate::wire::{self, DeltaRow, Release, Source};
+
+/// The release columns read.
+const RELEASE_SELECT: &[&str] = &["id", "commit", "status", "belongs_to__application"];
+/// The image columns read.
+const IMAGE_SELECT: &[&str] = &[
+    "id",
+    "status",
+    "content_hash",
+    "image_size",
+    "is_stored_at__image_location",
+];
+/// The delta columns read.
+const DELTA_SELECT: &[&str] = &[
+    "id",
+    "status",
+    "version",
+    "is_stored_at__location",
+    "size",
+    "originates_from__image",
+    "produces__image",
+    "update_timestamp",
+    "error_message",
+];
+
+/// `release_image → image → is_a_build_of__service`, with only the needed
+/// columns.
+fn release_images() -> Expand {
+    Expand::new("release_image", &["id"]).expand(
+        Expand::new("image", IMAGE_SELECT)
+            .expand(Expand::new("is_a_build_of__service", &["service_name"])),
+    )
+}
+
+/// A filter matching every release named by `refs`: ids through one `in`
+/// list, commit prefixes through `startswith`, OR-ed together. No status
+/// filter, so that a failed release can be reported as such.
+fn release_filter(refs: &[&ReleaseRef]) -> String {
+    let mut ids: Vec<u64> = Vec::new();
+    let mut terms = Vec::new();
+    for r in refs {
+        match r {
+            ReleaseRef::Id(id) if !ids.contains(id) => ids.push(*id),
+            ReleaseRef::Id(_) => {}
+            ReleaseRef::Commit(prefix) => {
+                let term = odata::startswith("commit", prefix);
+                if !terms.contains(&term) {
+                    terms.push(term);
+                }
+            }
+        }
+    }
+    if !ids.is_empty() {
+        terms.insert(0, odata::in_ids("id", &ids));
+    }
+    odata::or(&terms)
+}
+
+/// The release query for `refs`, optionally limited to one application.
+pub(crate) fn release_query(refs: &[&ReleaseRef], application: Option<u64>) -> Query {
+    let mut filter = release_filter(refs);
+    if let Some(app) = application {
+        filter = odata::and(&[filter, odata::eq("belongs_to__application", app)]);
+    }
+    Query::new()
+        .filter(filter)
+        .select(RELEASE_SELECT)
+        .expand(&[release_images()])
+}
+
+/// The condition "the image at `nav` is part of a release named by `refs`",
+/// through the `release_image` link table.
+fn membership(nav: &str, refs: &[&ReleaseRef]) -> String {
+    let mut ids = Vec::new();
+    let mut terms = Vec::new();
+    for r in refs {
+        match r {
+            ReleaseRef::Id(id) => {
+                if !ids.contains(id) {
+                    ids.push(*id);
+                }
+            }
+            ReleaseRef::Commit(prefix) => terms.push(odata::any(
+                "ri/is_part_of__release",
+                "r",
+                &odata::startswith("r/commit", prefix),
+            )),
+        }
+    }
+    if !ids.is_empty() {
+        terms.insert(0, odata::in_ids("ri/is_part_of__release", &ids));
+    }
+    odata::any(&format!("{nav}/release_image"), "ri", &odata::or(&terms))
+}
+
+/// Every v3 delta from an image of a `from` release to an image of the `to`
+/// release, in one query, without knowing the image ids yet.
+pub(crate) fn nested_delta_query(from: &[&ReleaseRef], to: &ReleaseRef) -> Query {
+    Query::new()
+        .select(DELTA_SELECT)
+        .filter(odata::and(&[
+            odata::eq("version", u64::from(DELTA_VERSION)),
+            membership("originates_from__image", from),
+            membership("produces__image", &[to]),
+        ]))
+        .orderby("id desc")
+}
+
+/// Every v3 delta between the given image pairs (as two `in` lists; rows of
+/// other combinations are ignored when judging). `None` without pairs.
+pub(crate) fn delta_query_by_images(pairs: &[Pair]) -> Option<Query> {
+    if pairs.is_empty() {
+        return None;
+    }
+    let mut sources: Vec<u64> = pairs.iter().map(|p| p.0).collect();
+    let mut targets: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    targets.sort_unstable();
+    targets.dedup();
+    Some(
+        Query::new()
+            .select(DELTA_SELECT)
+            .filter(odata::and(&[
+                odata::eq("version", u64::from(DELTA_VERSION)),
+                odata::in_ids("originates_from__image", &sources),
+                odata::in_ids("produces__image", &targets),
+            ]))
+            .orderby("id desc"),
+    )
+}
+
+/// Finds the release named by `r` among `rows`. For an ambiguous commit
+/// prefix, `scope` (the other release's application) narrows the matches.
+pub(crate) fn resolve<'a>(
+    rows: &'a [Release],
+    r: &ReleaseRef,
+    scope: Option<u64>,
+) -> Result<&'a Release, Error> {
+    let matches: Vec<&Release> = match r {
+        ReleaseRef::Id(id) => rows.iter().filter(|row| row.summary.id == *id).collect(),
+        ReleaseRef::Commit(_) => rows
+            .iter()
+            .filter(|row| r.matches_commit(&row.summary.commit))
+            .collect(),
+    };
+    let successful: Vec<&Release> = matches
+        .iter()
+        .copied()
+        .filter(|row| row.status == "success")
+        .collect();
+    match successful.as_slice() {
+        [one] => Ok(one),
+        [] => match matches.iter().max_by_key(|row| row.summary.id) {
+            None => Err(Error::ReleaseNotFound {
+                reference: r.clone(),
+            }),
+            Some(row) => Err(Error::ReleaseNotSuccessful {
+                reference: r.clone(),
+                id: row.summary.id,
+                status: row.status.clone(),
+            }),
+        },
+        many => {
+            let scoped: Vec<&Release> = match scope {
+                Some(app) => many
+                    .iter()
+                    .copied()
+                    .filter(|row| row.application == app)
+                    .collect(),
+                None => Vec::new(),
+            };
+            if let [one] = scoped.as_slice() {
+                return Ok(one);
+            }
+            let shown = if scoped.is_empty() {
+                many.to_vec()
+            } else {
+                scoped
+            };
+            let mut candidates: Vec<_> = shown.iter().map(|row| row.summary.clone()).collect();
+            candidates.sort_by_key(|c| c.id);
+            Err(Error::ReleaseAmbiguous {
+                reference: r.clone(),
+                candidates,
+            })
+        }
+    }
+}
+
+/// Resolves both references, scoping an ambiguous commit prefix to the
+/// application of the other side when that side is unique.
+pub(crate) fn resolve_both<'a>(
+    rows: &'a [Release],
+    from: &ReleaseRef,
+    to: &ReleaseRef,
+) -> Result<(&'a Release, &'a Release), Error> {
+    let source = resolve(rows, from, None);
+    let target = resolve(rows, to, None);
+    let (source, target) = match (source, target) {
+        (Ok(s), Ok(t)) => (s, t),
+        (Err(Error::ReleaseAmbiguous { .. }), Ok(t)) => {
+            (resolve(rows, from, Some(t.application))?, t)
+        }
+        (Ok(s), Err(Error::ReleaseAmbiguous { .. })) => {
+            (s, resolve(rows, to, Some(s.application))?)
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    if source.application != target.application {
+        return Err(Error::DifferentApplications {
+            from: source.summary.id,
+            from_application: source.application,
+            to: target.summary.id,
+            to_application: target.application,
+        });
+    }
+    Ok((source, target))
+}
+
+/// Refuses a release with an image that did not build successfully.
+pub(crate) fn check_images(release: &Release) -> Result<(), Error> {
+    match release.images.iter().find(|i| i.status != "success") {
+        None => Ok(()),
+        Some(image) => Err(Error::ImageNotReady {
+            release: release.summary.id,
+            service: image.service_name.clone(),
+            image: image.info.id,
+            status: image.status.clone(),
+        }),
+    }
+}
+
+/// Delta rows and the time to judge their heartbeats by.
+#[derive(Debug, Clone)]
+pub(crate) struct DeltaRead {
+    pub(crate) rows: Vec<DeltaRow>,
+    pub(crate) now: Timestamp,
+}
+
+impl DeltaRead {
+    fn from_answer(answer: &Answer, rows: Vec<DeltaRow>) -> Self {
+        DeltaRead {
+            rows,
+            now: answer.date.unwrap_or_else(Timestamp::now),
+        }
+    }
+
+    fn empty() -> Self {
+        DeltaRead {
+            rows: Vec::new(),
+            now: Timestamp::now(),
+        }
+    }
+}
+
+/// The state kept across rounds of one transition.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracker {
+    pub(crate) pairing: Pairing,
+    /// Delta requests sent per image pair in this run.
+    pub(crate) attempts: HashMap<Pair, u32>,
+}
+
+impl Tracker {
+    pub(crate) fn new(pairing: Pairing) -> Self {
+        Tracker {
+            pairing,
+            attempts: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn evaluate(&self, read: &DeltaRead) -> UpdateInfo {
+        report::evaluate(&self.pairing, &read.rows, read.now, &self.attempts)
+    }
+}
+
+/// Whether an error to the one-query delta lookup means "this server does
+/// not support it here" rather than a real failure.
+pub(crate) fn nested_unsupported(error: &Error) -> Option<u16> {
+    match error {
+        Error::Api { status: 400, .. } => Some(400),
+        Error::Unauthorized {
+            server: Server::Api,
+            ..
+        } => Some(401),
+        _ => None,
+    }
+}
+
+impl Client {
+    /// GETs an API resource and returns the JSON body, refusing answers that
+    /// say they are not JSON.
+    pub(crate) async fn api_json(
+        &self,
+        resource: &str,
+        query: &Query,
+        what: &str,
+        events: Sink<'_>,
+    ) -> Result<Answer, Error> {
+        let url = query.url(&self.inner.api, resource);
+        tracing::debug!(%url, what, "api request");
+        let answer = self.inner.http.api_get(&url, what, events).await?;
+        if let Some(content_type) = &answer.content_type
+            && !content_type.to_ascii_lowercase().contains("json")
+        {
+            return Err(Error::Decode {
+                server: Server::Api,
+                what: what.to_owned(),
+                path: String::new(),
+                message: format!(
+                    "expected JSON but the answer is `{content_type}` (status `{}`); is the \
+                     API URL right?",
+                    answer.status.as_u16()
+                ),
+            });
+        }
+        Ok(answer)
+    }
+
+    /// Fetches and decodes releases.
+    pub(crate) async fn fetch_releases(
+        &self,
+        query: &Query,
+        events: Sink<'_>,
+    ) -> Result<Vec<Release>, Error> {
+        let answer = self.api_json("release", query, "release", events).await?;
+        wire::releases(
+            &answer.body,
+            &Source {
+                server: Server::Api,
+                what: "release",
+            },
+        )
+    }
+
+    /// Fetches and decodes delta rows.
+    pub(crate) async fn fetch_deltas(
+        &self,
+        query: &Query,
+        events: Sink<'_>,
+    ) -> Result<DeltaRead, Error> {
+        let answer = self.api_json("delta", query, "delta", events).await?;
+        let rows = wire::deltas(
+            &answer.body,
+            &Source {
+                server: Server::Api,
+                what: "delta",
+            },
+        )?;
+        Ok(DeltaRead::from_answer(&answer, rows))
+    }
+
+    /// Reads the deltas of known image pairs (one request, none without
+    /// pairs).
+    pub(crate) async fn read_deltas(
+        &self,
+        pairs: &[Pair],
+        events: Sink<'_>,
+    ) -> Result<DeltaRead, Error> {
+        match delta_query_by_images(pairs) {
+            Some(query) => self.fetch_deltas(&query, events).await,
+            None => Ok(DeltaRead::empty()),
+        }
+    }
+
+    /// The first round: both releases with their images, and the deltas, in
+    /// at most two requests sent at the same time.
+    pub(crate) async fn first_round(
+        &self,
+        from: &ReleaseRef,
+        to: &ReleaseRef,
+        events: Sink<'_>,
+    ) -> Result<(Tracker, DeltaRead), Error> {
+        let release_query = release_query(&[from, to], None);
+        let nested = self.inner.nested_deltas.load(Ordering::Relaxed);
+        let (releases, nested_read) = if nested {
+            let delta_query = nested_delta_query(&[from], to);
+            let (releases, deltas) = tokio::join!(
+                self.fetch_releases(&release_query, events),
+                self.fetch_deltas(&delta_query, events)
+            );
+            (releases?, Some(deltas))
+        } else {
+            (self.fetch_releases(&release_query, events).await?, None)
+        };
+        let (source, target) = resolve_both(&releases, from, to)?;
+        check_images(source)?;
+        check_images(target)?;
+        let tracker = Tracker::new(report::pair(source, target));
+        let read = match nested_read {
+            Some(Ok(read)) => read,
+            Some(Err(error)) => match nested_unsupported(&error) {
+                Some(status) => {
+                    tracing::debug!(status, "one-query delta lookup refused; falling back");
+                    self.inner.nested_deltas.store(false, Ordering::Relaxed);
+                    events(Event::DeltaQueryFallback { status });
+                    self.read_deltas(&tracker.pairing.delta_pairs(), events)
+                        .await?
+                }
+                None => return Err(error),
+            },
+            None => {
+                self.read_deltas(&tracker.pairing.delta_pairs(), events)
+                    .await?
+            }
+        };
+        Ok((tracker, read))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::{image, release};
+
+    fn commit(s: &str) -> ReleaseRef {
+        ReleaseRef::Commit(s.into())
+    }
+
+    #[test]
+    fn release_query_for_ids_and_commits() {
+        let q = release_query(&[&ReleaseRef::Id(900813), &ReleaseRef::Id(900835)], None);
+        assert_eq!(
+            q.render(),
+            "$filter=id in (900813,900835)&$select=id,commit,status,belongs_to__application\
+             &$expand=release_image($select=id;$expand=image($select=id,status,content_hash,\
+             image_size,is_stored_at__image_location;$expand=is_a_build_of__service(\
+             $select=service_name)))"
+        );
+        let q = release_query(&[&ReleaseRef::Id(900813), &commit("b2cf2db")], Some(7));
+        assert!(
+            q.render().starts_with(
+                "$filter=(id eq 900813 or startswith(commit,'b2cf2db')) and \
+                 belongs_to__application eq 7&"
+            ),
+            "{}",
+            q.render()
+        );
+        let same = release_query(&[&ReleaseRef::Id(5), &ReleaseRef::Id(5)], None);
+        assert!(same.render().starts_with("$filter=id eq 5&"));
+    }
+
+    #[test]
+    fn nested_delta_query_scopes_through_the_link_table() {
+        let q = nested_delta_query(&[&ReleaseRef::Id(900813)], &ReleaseRef::Id(900835));
+        assert_eq!(
+            q.render(),
+            "$select=id,status,version,is_stored_at__location,size,originates_from__image,\
+             produces__image,update_timestamp,error_message&$filter=version eq 3 and \
+             originates_from__image/release_image/any(ri:ri/is_part_of__release eq 900813) and \
+             produces__image/release_image/any(ri:ri/is_part_of__release eq 900835)\
+             &$orderby=id desc"
+        );
+        let q = nested_delta_query(&[&commit("84d3d8")], &ReleaseRef::Id(2));
+        assert!(
+            q.render().contains(
+                "originates_from__image/release_image/any(ri:ri/is_part_of__release/\
+                 any(r:startswith(r/commit,'84d3d8')))"
+            ),
+            "{}",
+            q.render()
+        );
+        let fleet = nested_delta_query(
+            &[&ReleaseRef::Id(1), &ReleaseRef::Id(2)],
+            &ReleaseRef::Id(3),
+        );
+        assert!(
+            fleet
+                .render()
+                .contains("any(ri:ri/is_part_of__release in (1,2))")
+        );
+    }
+
+    #[test]
+    fn delta_query_by_images_dedups() {
+        assert!(delta_query_by_images(&[]).is_none());
+        let q = delta_query_by_images(&[(3, 4), (1, 4), (3, 5)]).unwrap();
+        assert!(
+            q.render().contains(
+                "version eq 3 and originates_from__image in (1,3) and produces__image in (4,5)"
+            ),
+            "{}",
+            q.render()
+        );
+    }
+
+    fn with(mut r: Release, commit: &str, status: &str, app: u64) -> Release {
+        r.summary.commit = commit.into();
+        r.status = status.into();
+        r.application = app;
+        r
+    }
+
+    fn rows() -> Vec<Release> {
+        vec![
+            with(release(1, &[]), "84d3d8f4", "success", 1),
+            with(release(2, &[]), "b2cf2db7aa", "success", 1),
+            with(release(3, &[]), "b2cf2db7bb", "success", 2),
+            with(release(4, &[]), "deadbeef", "failed", 1),
+            with(release(5, &[]), "deadbeef01", "running", 1),
+        ]
+    }
+
+    #[test]
+    fn resolving_ids_and_prefixes() {
+        let rows = rows();
+        assert_eq!(
+            resolve(&rows, &ReleaseRef::Id(1), None).unwrap().summary.id,
+            1
+        );
+        assert_eq!(
+            resolve(&rows, &commit("84d3d8"), None).unwrap().summary.id,
+            1
+        );
+        assert!(matches!(
+            resolve(&rows, &ReleaseRef::Id(9), None),
+            Err(Error::ReleaseNotFound { .. })
+        ));
+        assert!(matches!(
+            resolve(&rows, &commit("aaaaaa"), None),
+            Err(Error::ReleaseNotFound { .. })
+        ));
+        match resolve(&rows, &ReleaseRef::Id(4), None) {
+            Err(Error::ReleaseNotSuccessful { id: 4, status, .. }) => assert_eq!(status, "failed"),
+            other => panic!("{other:?}"),
+        }
+        // Newest match reported when no match succeeded.
+        match resolve(&rows, &commit("deadbe"), None) {
+            Err(Error::ReleaseNotSuccessful { id: 5, status, .. }) => assert_eq!(status, "running"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ambiguous_prefixes_narrow_to_the_other_side() {
+        let rows = rows();
+        match resolve(&rows, &commit("b2cf2db7"), None) {
+            Err(Error::ReleaseAmbiguous { candidates, .. }) => {
+                assert_eq!(candidates.iter().map(|c| c.id).collect::<Vec<_>>(), [2, 3]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (s, t) = resolve_both(&rows, &ReleaseRef::Id(1), &commit("b2cf2db7")).unwrap();
+        assert_eq!((s.summary.id, t.summary.id), (1, 2));
+        let (s, t) = resolve_both(&rows, &commit("b2cf2db7"), &commit("84d3d8")).unwrap();
+        assert_eq!((s.summary.id, t.summary.id), (2, 1));
+    }
+
+    #[test]
+    fn releases_of_different_fleets_are_refused() {
+        let rows = rows();
+        match resolve_both(&rows, &ReleaseRef::Id(1), &ReleaseRef::Id(3)) {
+            Err(Error::DifferentApplications {
+                from_application: 1,
+                to_application: 2,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn images_must_have_built() {
+        let mut r = release(
+            7,
+            &[("main", image(70, None, 1)), ("db", image(71, None, 1))],
+        );
+        assert!(check_images(&r).is_ok());
+        r.images[1].status = "failed".into();
+        match check_images(&r) {
+            Err(Error::ImageNotReady {
+                release: 7,
+                service,
+                image: 70,
+                ..
+            }) => assert_eq!(service, "main"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Integration tests of the library against the in-process simulator.
