@@ -5,7 +5,7 @@
 //! Everything else (scenarios, the delta server) changes state only through
 //! this API, so the OData engine sees one consistent model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use jiff::Timestamp;
 
@@ -79,10 +79,16 @@ impl std::fmt::Display for SchemaError {
 
 impl std::error::Error for SchemaError {}
 
+/// For one foreign-key column: target id → ids of the rows pointing at it.
+type ReferenceIndex = HashMap<i64, BTreeSet<i64>>;
+
 /// All tables, keyed by resource name, each ordered by id.
 #[derive(Debug, Default, Clone)]
 pub struct Db {
     tables: BTreeMap<&'static str, BTreeMap<i64, Row>>,
+    /// Reverse-navigation indexes, keyed by (resource, foreign-key field),
+    /// kept up to date by `insert` and `update`.
+    references: HashMap<(&'static str, &'static str), ReferenceIndex>,
 }
 
 impl Db {
@@ -114,6 +120,11 @@ impl Db {
         if table.contains_key(&id) {
             return Err(SchemaError(format!("{resource}({id}) already exists")));
         }
+        for (field, value) in schema.fields.iter().zip(&values) {
+            if let (FieldType::ForeignKey(_), Value::Integer(target)) = (field.ty, value) {
+                index_reference(&mut self.references, schema.name, field.name, *target, id);
+            }
+        }
         table.insert(id, Row { values });
         Ok(id)
     }
@@ -135,10 +146,53 @@ impl Db {
             .get_mut(schema.name)
             .and_then(|table| table.get_mut(&id))
             .ok_or_else(|| SchemaError(format!("{resource}({id}) does not exist")))?;
+        let mut moved = Vec::new();
         for (index, (_, value)) in indexes.into_iter().zip(fields) {
+            let field = &schema.fields[index];
+            if matches!(field.ty, FieldType::ForeignKey(_)) && row.values[index] != *value {
+                moved.push((field.name, row.values[index].clone(), value.clone()));
+            }
             row.values[index] = value.clone();
         }
+        for (field, old, new) in moved {
+            if let Value::Integer(target) = old {
+                let index = self.references.get_mut(&(schema.name, field));
+                if let Some(ids) = index.and_then(|index| index.get_mut(&target)) {
+                    ids.remove(&id);
+                }
+            }
+            if let Value::Integer(target) = new {
+                index_reference(&mut self.references, schema.name, field, target, id);
+            }
+        }
         Ok(())
+    }
+
+    /// The rows of `resource` whose foreign key `via` is `target`, in id order
+    /// (a reverse navigation, answered from an index).
+    pub fn referencing<'a>(
+        &'a self,
+        resource: &str,
+        via: &str,
+        target: i64,
+    ) -> impl Iterator<Item = (i64, &'a Row)> + 'a {
+        let table = self.tables.get(resource);
+        let ids = resource_schema(resource)
+            .ok()
+            .and_then(|schema| schema.fields.iter().find(|field| field.name == via))
+            .and_then(|field| {
+                let schema = resource_schema(resource).ok()?;
+                self.references.get(&(schema.name, field.name))
+            })
+            .and_then(|index| index.get(&target));
+        ids.into_iter()
+            .flatten()
+            .filter_map(move |id| Some((*id, table?.get(id)?)))
+    }
+
+    /// The number of rows of a resource.
+    pub fn count(&self, resource: &str) -> usize {
+        self.tables.get(resource).map_or(0, BTreeMap::len)
     }
 
     /// One row by id.
@@ -168,6 +222,21 @@ impl Db {
             .and_then(|table| table.keys().next_back().copied())
             .unwrap_or(0)
     }
+}
+
+fn index_reference(
+    references: &mut HashMap<(&'static str, &'static str), ReferenceIndex>,
+    resource: &'static str,
+    field: &'static str,
+    target: i64,
+    id: i64,
+) {
+    references
+        .entry((resource, field))
+        .or_default()
+        .entry(target)
+        .or_default()
+        .insert(id);
 }
 
 /// The schema of a resource by name.
