@@ -10,7 +10,7 @@ use balena_sim::{Clock, Faults, Scenario, Simulator, StartOptions};
 
 const USAGE: &str = "usage: balena-sim --scenario <demo|generated:services=N,releases=R,devices=D|FILE.json> \
 [--port N] [--delta-port N] [--clock real|manual|scaled:FACTOR] [--throughput BYTES_PER_SEC] \
-[--hold-ms MS] [--faults JSON|@FILE] [--threads N]";
+[--hold-ms MS] [--faults JSON|@FILE] [--threads N] [--dump-scenario]";
 
 #[derive(Debug, Default)]
 struct Args {
@@ -23,6 +23,7 @@ struct Args {
     faults: Option<Faults>,
     threads: Option<usize>,
     help: bool,
+    dump: bool,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -40,6 +41,10 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
         };
         if flag == "--help" || flag == "-h" {
             args.help = true;
+            continue;
+        }
+        if flag == "--dump-scenario" {
+            args.dump = true;
             continue;
         }
         let known = [
@@ -119,6 +124,10 @@ fn run() -> Result<(), String> {
         scenario = scenario.with_faults(faults);
     }
     scenario.validate().map_err(|e| e.to_string())?;
+    if args.dump {
+        let _ = writeln!(std::io::stdout(), "{}", scenario.to_json());
+        return Ok(());
+    }
     let delta_port = match (args.delta_port, args.port) {
         (Some(p), _) => Some(p),
         (None, Some(0)) => None,

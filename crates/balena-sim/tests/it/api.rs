@@ -45,3 +45,50 @@ async fn unknown_routes_are_404_naming_the_route_and_other_methods_405() {
     let r = get(&sim, &format!("{}/v7/release", sim.delta_url())).await;
     assert_eq!(r.status(), 404, "the delta server does not serve the API");
 }
+
+#[tokio::test]
+async fn v6_and_v7_reach_the_engine_and_other_versions_do_not() {
+    let sim = start(Scenario::demo());
+    for version in ["v6", "v7"] {
+        let url = format!(
+            "{}/{version}/image({})?$select=id",
+            sim.api_url(),
+            demo::IMAGE_R1_MAIN
+        );
+        let r = get(&sim, &url).await;
+        assert_eq!(r.status(), 200, "{version}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["d"].is_array(), "{version}: {body}");
+    }
+    let r = get(&sim, &format!("{}/v5/image", sim.api_url())).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(sim.count(Server::Api, Some("image")), 2);
+}
+
+#[tokio::test]
+async fn a_generated_fleet_of_ten_thousand_devices_starts_quickly() {
+    use balena_sim::{GeneratedOptions, Simulator};
+    let t = std::time::Instant::now();
+    let scenario = Scenario::generated(GeneratedOptions {
+        services: 10,
+        releases: 50,
+        devices: 10_000,
+    });
+    let sim = Simulator::start(scenario).unwrap();
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        t.elapsed()
+    );
+    let (devices, releases, links) = sim.with_db(|db| {
+        (
+            db.rows("device").count(),
+            db.rows("release").count(),
+            db.rows("release_image").count(),
+        )
+    });
+    assert_eq!((devices, releases, links), (10_000, 50, 500));
+    assert_eq!(sim.token(), balena_sim::generated::TOKEN);
+    let r = get(&sim, &format!("{}/v7/release(1)", sim.api_url())).await;
+    assert_eq!(r.status(), 200);
+}

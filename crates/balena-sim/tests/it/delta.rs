@@ -146,3 +146,32 @@ async fn existing_success_answers_at_once_and_bad_requests_are_refused() {
         .unwrap();
     assert_eq!(no_token.status(), 401);
 }
+
+#[tokio::test]
+async fn hold_keeps_the_request_until_the_delta_is_ready_or_the_hold_ends() {
+    use std::time::Instant;
+    let (src, dest) = (demo::IMAGE_R2_API, demo::IMAGE_R3_API);
+    // Real clock: the build takes 100 ms, well inside a 2 s hold.
+    let sim = start(
+        balena_sim::Scenario::demo()
+            .with_hold(Duration::from_secs(2))
+            .with_delta_duration(src, dest, Duration::from_millis(100)),
+    );
+    let t = Instant::now();
+    assert_eq!(get(&sim, &delta_url(&sim, src, dest)).await.status(), 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // Manual clock: nothing progresses, so the hold runs out and answers 504.
+    let sim = start(
+        manual_demo()
+            .with_hold(Duration::from_millis(250))
+            .with_running_status(502),
+    );
+    let t = Instant::now();
+    assert_eq!(get(&sim, &delta_url(&sim, src, dest)).await.status(), 502);
+    assert!(t.elapsed() >= Duration::from_millis(250));
+}
