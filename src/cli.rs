@@ -75,7 +75,7 @@ pub struct Args {
     pub verbose: u8,
 
     /// Allow plain http:// to hosts other than loopback (the token travels unencrypted)
-    #[arg(long, env = "BALENA_RELEASE_UPDATE_ALLOW_HTTP", value_parser = clap::builder::BoolishValueParser::new(), action = ArgAction::SetTrue)]
+    #[arg(long, env = crate::env_vars::ALLOW_HTTP, value_parser = clap::builder::BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub allow_http: bool,
 
     /// Print the version

@@ -12,9 +12,8 @@ pub const ALLOW_HTTP: &str = "BALENA_RELEASE_UPDATE_ALLOW_HTTP";
 /// and demos against the simulator. Not shown in `--help`.
 pub const POLL_INTERVAL: &str = "BALENA_RELEASE_UPDATE_POLL_INTERVAL";
 
-/// The balena CLI's settings variables this tool honours (any `BALENARC_<NAME>`
-/// works; these are the ones it uses).
-pub const BALENARC_BALENA_URL: &str = "BALENARC_BALENA_URL";
+/// The balena CLI's settings variables named in messages (any `BALENARC_<NAME>`
+/// or `RESINRC_<NAME>` is read; see `settings`).
 pub const BALENARC_API_URL: &str = "BALENARC_API_URL";
 pub const BALENARC_DELTA_URL: &str = "BALENARC_DELTA_URL";
 pub const BALENARC_DATA_DIRECTORY: &str = "BALENARC_DATA_DIRECTORY";
