@@ -92,3 +92,67 @@ async fn a_generated_fleet_of_ten_thousand_devices_starts_quickly() {
     let r = get(&sim, &format!("{}/v7/release(1)", sim.api_url())).await;
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn v6_renders_big_integers_as_numbers_and_v7_as_strings() {
+    let sim = start(Scenario::demo());
+    let query = "$select=id,image_size&$filter=status%20eq%20%27success%27";
+    let body = |version: &'static str| {
+        let url = format!(
+            "{}/{version}/image({})?{query}",
+            sim.api_url(),
+            demo::IMAGE_R1_MAIN
+        );
+        let sim = &sim;
+        async move {
+            get(sim, &url)
+                .await
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        body("v7").await["d"][0]["image_size"],
+        serde_json::json!(demo::SIZE_R1_MAIN.to_string())
+    );
+    assert_eq!(
+        body("v6").await["d"][0]["image_size"],
+        serde_json::json!(demo::SIZE_R1_MAIN)
+    );
+}
+
+#[tokio::test]
+async fn the_npm_tools_release_query_sees_the_demo_fleet() {
+    let sim = start(Scenario::demo());
+    let url = format!(
+        "{}/v7/release?$filter=startswith(commit,%27{}%27)%20and%20status%20eq%20%27success%27\
+         &$expand=release_image($expand=image($select=id;$expand=is_a_build_of__service($select=service_name))),\
+         is_created_by__user($select=id,username)",
+        sim.api_url(),
+        demo::AMBIGUOUS_PREFIX
+    );
+    let body: serde_json::Value = get(&sim, &url).await.json().await.unwrap();
+    let ids: Vec<_> = body["d"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![demo::RELEASE_2, demo::RELEASE_3]);
+    let r3 = &body["d"][1];
+    assert_eq!(r3["is_created_by__user"][0]["username"], demo::USERNAME);
+    let mut services: Vec<_> = r3["release_image"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|ri| {
+            ri["image"][0]["is_a_build_of__service"][0]["service_name"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    services.sort();
+    assert_eq!(services, vec!["api", "main", "proxy"]);
+}

@@ -175,3 +175,48 @@ async fn hold_keeps_the_request_until_the_delta_is_ready_or_the_hold_ends() {
     assert_eq!(get(&sim, &delta_url(&sim, src, dest)).await.status(), 502);
     assert!(t.elapsed() >= Duration::from_millis(250));
 }
+
+#[tokio::test]
+async fn the_npm_tools_delta_lookup_sees_running_then_success_rows() {
+    let sim = start(manual_demo());
+    let (src, dest) = (demo::IMAGE_R2_API, demo::IMAGE_R3_API);
+    let lookup = |sim: &Simulator| {
+        let since = sim
+            .now()
+            .saturating_sub(jiff::SignedDuration::from_mins(3))
+            .unwrap();
+        format!(
+            "{}/v7/delta?$top=1&$select=id,status,version,is_stored_at__location,size&$filter=version%20eq%203\
+             %20and%20originates_from__image%20eq%20{src}%20and%20produces__image%20eq%20{dest}%20and%20\
+             (status%20eq%20%27success%27%20or%20(status%20eq%20%27running%27%20and%20update_timestamp%20gt%20\
+             datetime%27{}%27))&$orderby=id%20desc",
+            sim.api_url(),
+            since.strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        )
+    };
+    let rows = |body: serde_json::Value| body["d"].as_array().unwrap().clone();
+    assert!(rows(get(&sim, &lookup(&sim)).await.json().await.unwrap()).is_empty());
+    assert_eq!(get(&sim, &delta_url(&sim, src, dest)).await.status(), 504);
+    sim.advance_clock(Duration::from_millis(200));
+    let running = rows(get(&sim, &lookup(&sim)).await.json().await.unwrap());
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0]["status"], "running");
+    assert_eq!(
+        running[0]["is_stored_at__location"],
+        serde_json::Value::Null
+    );
+    sim.advance_clock(Duration::from_secs(2));
+    let done = rows(get(&sim, &lookup(&sim)).await.json().await.unwrap());
+    assert_eq!(done[0]["status"], "success");
+    assert!(
+        done[0]["size"].is_string(),
+        "Big Integer as a string in v7: {}",
+        done[0]
+    );
+    // Ten minutes later the success row is still found; a stalled heartbeat would not be.
+    sim.advance_clock(Duration::from_secs(600));
+    assert_eq!(
+        rows(get(&sim, &lookup(&sim)).await.json().await.unwrap()).len(),
+        1
+    );
+}
