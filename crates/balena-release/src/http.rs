@@ -544,6 +544,88 @@ mod tests {
         assert!(!redact_text(&format!("error sending request for url ({url})")).contains("pw"));
     }
 
+    fn http(retry: RetryPolicy) -> Http {
+        Http::new(reqwest::Client::new(), None, retry)
+    }
+
+    fn transient(after: Option<Duration>) -> Attempt<u32> {
+        Attempt::Retry {
+            reason: "`429`".into(),
+            after,
+            error: Error::Api {
+                status: 429,
+                message: "Too Many Requests".into(),
+                url: "u".into(),
+            },
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_after_is_waited_out_in_full() {
+        let http = http(RetryPolicy::default());
+        let mut calls = 0;
+        let started = tokio::time::Instant::now();
+        let value = http
+            .retrying("release", &no_events, || {
+                calls += 1;
+                let n = calls;
+                async move {
+                    if n == 1 {
+                        transient(Some(Duration::from_secs(30)))
+                    } else {
+                        Attempt::Done(n)
+                    }
+                }
+            })
+            .await
+            .unwrap();
+        assert_eq!(value, 2);
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_secs(30), "{waited:?}");
+        assert!(waited < Duration::from_secs(31), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_grows_and_stops_after_the_last_retry() {
+        let policy = RetryPolicy {
+            max_retries: 3,
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(3),
+            max_retry_after: Duration::from_secs(10),
+        };
+        let http = http(policy);
+        let delays = std::sync::Mutex::new(Vec::new());
+        let sink = |e: Event| {
+            if let Event::Retrying { delay, .. } = e {
+                delays.lock().unwrap().push(delay.as_secs_f64());
+            }
+        };
+        let mut calls = 0;
+        let err = http
+            .retrying("delta", &sink, || {
+                calls += 1;
+                async { transient(None) }
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Api { status: 429, .. }));
+        assert_eq!(calls, 4);
+        let delays = delays.into_inner().unwrap();
+        assert_eq!(delays.len(), 3);
+        for (d, base) in delays.iter().zip([1.0, 2.0, 3.0]) {
+            assert!((base * 0.8..=base * 1.2).contains(d), "{d} vs {base}");
+        }
+        // A Retry-After beyond the policy fails at once.
+        let mut calls = 0;
+        http.retrying("x", &no_events, || {
+            calls += 1;
+            async { transient(Some(Duration::from_secs(60))) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(calls, 1);
+    }
+
     #[test]
     fn loopback_hosts() {
         for (url, expected) in [

@@ -1,1 +1,7 @@
 //! Integration tests of the library against the in-process simulator.
+
+mod support;
+
+mod faults;
+mod info;
+mod prepare;

@@ -1,0 +1,260 @@
+//! `prepare_update`: triggering, re-reading, waiting, re-triggering failed
+//! and stale deltas, and the hard deadline.
+
+use std::time::Duration;
+
+use balena_release::{Change, Error, Event, Status};
+use balena_sim::{Fault, FaultRule, Faults, Outcome, Scope, Server, demo};
+use tokio::time::Instant;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn prepare_triggers_the_pending_delta_and_reports_the_state_after() {
+    let sim = start(manual_demo());
+    let events = Events::default();
+    let info = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &prepare(false),
+            &events.sink(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        events.triggered(),
+        [(
+            "api".to_owned(),
+            u(demo::IMAGE_R2_API),
+            u(demo::IMAGE_R3_API)
+        )]
+    );
+    // Read again after triggering: the build is running now.
+    assert_eq!(info.service("api").unwrap().status, Status::Preparing);
+    assert_eq!(info.overall_status, Status::Preparing);
+    assert_eq!(delta_count(&sim), 1);
+    // Round 1 (release + deltas), then one delta read.
+    assert_eq!(api_requests(&sim, "release").len(), 1);
+    assert_eq!(api_requests(&sim, "delta").len(), 2);
+    let rounds: Vec<u32> = events
+        .all()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Round { attempt, .. } => Some(attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rounds, [1, 2]);
+}
+
+#[tokio::test]
+async fn a_ready_update_triggers_nothing() {
+    let sim = start(manual_demo());
+    let info = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_3),
+            &id(demo::RELEASE_3),
+            &prepare(true),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, Status::Ready);
+    assert_eq!(delta_count(&sim), 0);
+    assert_eq!(api_count(&sim), 2);
+}
+
+#[tokio::test]
+async fn wait_polls_until_ready_with_one_request_per_poll() {
+    let sim = start(manual_demo());
+    let events = Events::default();
+    let info = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &prepare(true),
+            &events.sink_advancing(&sim, Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, Status::Ready);
+    let main = info.service("main").unwrap();
+    let api = info.service("api").unwrap();
+    let api_delta = api.produces__image.is_produced_by__delta.as_ref().unwrap();
+    assert_eq!(
+        info.estimated_total_payload_size,
+        Some(demo::DELTA_R2_R3_MAIN_SIZE + api_delta.size)
+    );
+    assert!(main.produces__image.is_produced_by__delta.is_some());
+    assert_eq!(delta_count(&sim), 1);
+    let rounds = events
+        .all()
+        .iter()
+        .filter(|e| matches!(e, Event::Round { .. }))
+        .count();
+    // Every round after the first is a single delta query.
+    assert_eq!(api_requests(&sim, "release").len(), 1);
+    assert_eq!(api_requests(&sim, "delta").len(), rounds);
+    assert!(
+        events
+            .all()
+            .iter()
+            .any(|e| matches!(e, Event::Sleeping { .. }))
+    );
+}
+
+#[tokio::test]
+async fn a_failed_delta_is_requested_again() {
+    let scenario = manual_demo().with_delta_outcome(
+        demo::IMAGE_R1_MAIN,
+        demo::IMAGE_R2_MAIN,
+        vec![Outcome::failed("out of disk space"), Outcome::success(777)],
+    );
+    let sim = start(scenario);
+    let events = Events::default();
+    let info = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_1),
+            &id(demo::RELEASE_2),
+            &prepare(true),
+            &events.sink_advancing(&sim, Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, Status::Ready);
+    let main = info.service("main").unwrap();
+    assert_eq!(main.change, Change::Changed);
+    assert_eq!(
+        main.produces__image
+            .is_produced_by__delta
+            .as_ref()
+            .unwrap()
+            .size,
+        777
+    );
+    assert!(main.delta_failure.is_none());
+    assert_eq!(events.triggered().len(), 2);
+    assert_eq!(delta_count(&sim), 2);
+    // new api: image size; unchanged proxy and worker: nothing.
+    assert_eq!(
+        info.estimated_total_payload_size,
+        Some(777 + demo::SIZE_R2_API)
+    );
+}
+
+#[tokio::test]
+async fn a_delta_that_keeps_failing_gives_up_naming_the_service() {
+    let scenario = manual_demo().with_delta_outcome(
+        demo::IMAGE_R1_MAIN,
+        demo::IMAGE_R2_MAIN,
+        vec![Outcome::failed("out of disk space"); 5],
+    );
+    let sim = start(scenario);
+    let events = Events::default();
+    let err = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_1),
+            &id(demo::RELEASE_2),
+            &prepare(true),
+            &events.sink_advancing(&sim, Duration::from_secs(5)),
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        Error::DeltaFailed {
+            service,
+            attempts,
+            last,
+            ..
+        } => {
+            assert_eq!(service, "main");
+            assert_eq!(*attempts, 3);
+            let failure = last
+                .service("main")
+                .unwrap()
+                .delta_failure
+                .as_ref()
+                .unwrap();
+            assert_eq!(failure.attempts, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("`out of disk space`"), "{err}");
+    assert_eq!(delta_count(&sim), 3);
+}
+
+#[tokio::test]
+async fn a_stale_delta_is_requested_again() {
+    let scenario = manual_demo().with_delta_outcome(
+        demo::IMAGE_R2_API,
+        demo::IMAGE_R3_API,
+        vec![Outcome::stalled()],
+    );
+    let sim = start(scenario);
+    let events = Events::default();
+    let info = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &prepare(true),
+            // Past both the client's 3 and the server's 5 minutes.
+            &events.sink_advancing(&sim, Duration::from_secs(600)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, Status::Ready);
+    assert_eq!(events.triggered().len(), 2);
+}
+
+#[tokio::test]
+async fn the_deadline_returns_the_last_state() {
+    // The manual clock never moves, so the build stays running.
+    let sim = start(manual_demo());
+    let options = balena_release::PrepareOptions {
+        deadline: Some(Instant::now() + Duration::from_millis(150)),
+        ..prepare(true)
+    };
+    let started = Instant::now();
+    let err = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &options,
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    match err {
+        Error::Timeout { last: Some(last) } => {
+            assert_eq!(last.overall_status, Status::Preparing);
+            assert_eq!(last.service("main").unwrap().status, Status::Ready);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn the_deadline_cancels_a_hanging_request() {
+    let sim = start(manual_demo().with_faults(
+        Faults::none().with(FaultRule::new(Fault::Stall { ms: None }).scope(Scope::Api)),
+    ));
+    let options = balena_release::PrepareOptions {
+        deadline: Some(Instant::now() + Duration::from_millis(100)),
+        ..prepare(true)
+    };
+    let started = Instant::now();
+    let err = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &options,
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Timeout { last: None }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(sim.count(Server::Delta, None), 0);
+}
