@@ -103,15 +103,23 @@ pub enum Mode {
 /// Which releases to look at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
-    Pair { from: ReleaseRef, to: ReleaseRef },
-    Fleet { fleet: FleetRef, to: Option<ReleaseRef> },
+    Pair {
+        from: ReleaseRef,
+        to: ReleaseRef,
+    },
+    Fleet {
+        fleet: FleetRef,
+        to: Option<ReleaseRef>,
+    },
 }
 
 impl Args {
     /// `--timeout` implies `--wait`, which implies `--prepare`.
     pub fn mode(&self) -> Mode {
         if self.wait || self.timeout.is_some() {
-            Mode::Wait { timeout: self.timeout }
+            Mode::Wait {
+                timeout: self.timeout,
+            }
         } else if self.prepare {
             Mode::Prepare
         } else {
@@ -148,16 +156,24 @@ fn parse_fleet(value: &str) -> Result<FleetRef, String> {
 /// (`90s`, `10m`, `1h`); at least one second, at most a day.
 pub fn parse_timeout(value: &str) -> Result<Duration, String> {
     let text = value.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let scale = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
-        _ => return Err(format!("`{value}` is not a duration: use whole seconds (`600`) or a unit (`90s`, `10m`, `1h`)")),
+        _ => {
+            return Err(format!(
+                "`{value}` is not a duration: use whole seconds (`600`) or a unit (`90s`, `10m`, `1h`)"
+            ));
+        }
     };
     if number.is_empty() {
-        return Err(format!("`{value}` is not a duration: use whole seconds (`600`) or a unit (`90s`, `10m`, `1h`)"));
+        return Err(format!(
+            "`{value}` is not a duration: use whole seconds (`600`) or a unit (`90s`, `10m`, `1h`)"
+        ));
     }
     let seconds = number
         .parse::<u64>()
@@ -195,16 +211,51 @@ mod tests {
         assert_eq!(args.mode(), Mode::Prepare);
         let args = parse(&["--from-release", "1", "--to-release", "2", "--wait"]).unwrap();
         assert_eq!(args.mode(), Mode::Wait { timeout: None });
-        let args = parse(&["--from-release", "1", "--to-release", "2", "--timeout", "120"]).unwrap();
-        assert_eq!(args.mode(), Mode::Wait { timeout: Some(Duration::from_secs(120)) });
+        let args = parse(&[
+            "--from-release",
+            "1",
+            "--to-release",
+            "2",
+            "--timeout",
+            "120",
+        ])
+        .unwrap();
+        assert_eq!(
+            args.mode(),
+            Mode::Wait {
+                timeout: Some(Duration::from_secs(120))
+            }
+        );
     }
 
     #[test]
     fn release_values_are_validated_before_any_request() {
-        for bad in ["84d3d", "zzzzzz-not-a-hash", "84d3d8f'x", "-5", "0", "", "1.5", &"a".repeat(41)] {
-            assert!(parse(&["--from-release", bad, "--to-release", "2"]).is_err(), "{bad:?} accepted");
+        for bad in [
+            "84d3d",
+            "zzzzzz-not-a-hash",
+            "84d3d8f'x",
+            "-5",
+            "0",
+            "",
+            "1.5",
+            &"a".repeat(41),
+        ] {
+            assert!(
+                parse(&["--from-release", bad, "--to-release", "2"]).is_err(),
+                "{bad:?} accepted"
+            );
         }
-        assert!(parse(&["--from-release", "1", "--from-release", "2", "--to-release", "3"]).is_err());
+        assert!(
+            parse(&[
+                "--from-release",
+                "1",
+                "--from-release",
+                "2",
+                "--to-release",
+                "3"
+            ])
+            .is_err()
+        );
         assert!(parse(&["--from-release"]).is_err());
         assert!(parse(&["--foo"]).is_err());
     }
@@ -212,11 +263,18 @@ mod tests {
     #[test]
     fn both_releases_are_needed() {
         let args = parse(&["--from-release", "1"]).unwrap();
-        assert!(args.target().unwrap_err().contains("both a source and a target"));
+        assert!(
+            args.target()
+                .unwrap_err()
+                .contains("both a source and a target")
+        );
         let args = parse(&[]).unwrap();
         assert!(args.target().is_err());
         let args = parse(&["--fleet", "my-fleet"]).unwrap();
-        assert!(matches!(args.target().unwrap(), Target::Fleet { to: None, .. }));
+        assert!(matches!(
+            args.target().unwrap(),
+            Target::Fleet { to: None, .. }
+        ));
     }
 
     #[test]
@@ -226,7 +284,20 @@ mod tests {
         assert_eq!(parse_timeout("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_timeout("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_timeout("86400"), Ok(MAX_TIMEOUT));
-        for bad in ["0", "0m", "-5", "1.5", "abc", "", "m", "2147484", "25h", "99999999999999999999", "5 m", "5d"] {
+        for bad in [
+            "0",
+            "0m",
+            "-5",
+            "1.5",
+            "abc",
+            "",
+            "m",
+            "2147484",
+            "25h",
+            "99999999999999999999",
+            "5 m",
+            "5d",
+        ] {
             assert!(parse_timeout(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -235,7 +306,9 @@ mod tests {
     fn bare_dash_v_is_the_version() {
         let words = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(is_bare_version_request(&words(&["x", "-v"])));
-        assert!(!is_bare_version_request(&words(&["x", "-v", "--fleet", "f"])));
+        assert!(!is_bare_version_request(&words(&[
+            "x", "-v", "--fleet", "f"
+        ])));
         let args = parse(&["-vv", "--fleet", "f"]).unwrap();
         assert_eq!(args.verbose, 2);
     }

@@ -20,7 +20,9 @@ use crate::cli::Args;
 use crate::printer::Printer;
 
 fn main() -> ExitCode {
-    let words: Vec<String> = std::env::args_os().map(|w| w.to_string_lossy().into_owned()).collect();
+    let words: Vec<String> = std::env::args_os()
+        .map(|w| w.to_string_lossy().into_owned())
+        .collect();
     if cli::is_bare_version_request(&words) {
         return Printer::stdout_line(env!("CARGO_PKG_VERSION"));
     }

@@ -23,7 +23,8 @@ pub struct Printer {
 impl Printer {
     pub fn new(quiet: bool, verbose: u8) -> Printer {
         let terminal = std::io::stderr().is_terminal();
-        let ci = std::env::var_os(env_vars::CI).is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+        let ci = std::env::var_os(env_vars::CI)
+            .is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
         let no_color = std::env::var_os(env_vars::NO_COLOR).is_some_and(|v| !v.is_empty());
         Printer {
             quiet,

@@ -42,7 +42,10 @@ fn fleet_table(fleet: &FleetUpdateInfo) -> String {
     );
     for transition in &fleet.transitions {
         out.push('\n');
-        out.push_str(&transition_table(&transition.update, Some(transition.device_count)));
+        out.push_str(&transition_table(
+            &transition.update,
+            Some(transition.device_count),
+        ));
     }
     let payload = match fleet.estimated_fleet_payload_size {
         Some(bytes) => megabytes(bytes),
@@ -54,7 +57,9 @@ fn fleet_table(fleet: &FleetUpdateInfo) -> String {
 
 fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
     let mut out = String::new();
-    let devices = devices.map(|n| format!(", {n} device(s)")).unwrap_or_default();
+    let devices = devices
+        .map(|n| format!(", {n} device(s)"))
+        .unwrap_or_default();
     let _ = writeln!(
         out,
         "release {} ({}) to {} ({}){devices}: {}",
@@ -126,7 +131,12 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
     out.push_str(&align(&rows));
     match info.estimated_total_payload_size {
         Some(bytes) => {
-            let _ = writeln!(out, "estimated download per device: {} instead of {} in full", megabytes(bytes), megabytes(full));
+            let _ = writeln!(
+                out,
+                "estimated download per device: {} instead of {} in full",
+                megabytes(bytes),
+                megabytes(full)
+            );
         }
         None => {
             let _ = writeln!(
@@ -212,7 +222,14 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(printer: Printer, started: Instant, deadline: Option<Instant>) -> Progress {
-        Progress { printer, started, deadline, lines_drawn: 0, services: Vec::new(), note: String::new() }
+        Progress {
+            printer,
+            started,
+            deadline,
+            lines_drawn: 0,
+            services: Vec::new(),
+            note: String::new(),
+        }
     }
 
     pub fn event(&mut self, event: &Event) {
@@ -222,24 +239,45 @@ impl Progress {
                     .is_produced_by__service_update
                     .iter()
                     .map(|service| {
-                        let mut state = format!("{:<9} {}", change_word(service.change), status_word(service.status));
+                        let mut state = format!(
+                            "{:<9} {}",
+                            change_word(service.change),
+                            status_word(service.status)
+                        );
                         if let Some(failure) = &service.delta_failure {
-                            let _ = write!(state, " (delta failed: {})", failure.error_message.as_deref().unwrap_or("no message"));
+                            let _ = write!(
+                                state,
+                                " (delta failed: {})",
+                                failure.error_message.as_deref().unwrap_or("no message")
+                            );
                         }
                         (service.service_name.clone(), state)
                     })
                     .collect();
                 tracing::info!(status = status_word(info.overall_status), "status read");
             }
-            Event::Triggered { service_name, source_image, target_image, outcome } => {
+            Event::Triggered {
+                service_name,
+                source_image,
+                target_image,
+                outcome,
+            } => {
                 self.note = format!("triggered the delta for {service_name}");
                 tracing::info!(service = %service_name, source_image, target_image, ?outcome, "delta triggered");
             }
             Event::Sleeping { for_ } => {
                 self.note = format!("next check in {}", clock(*for_));
-                tracing::debug!(seconds = for_.as_secs_f64(), "sleeping before the next check");
+                tracing::debug!(
+                    seconds = for_.as_secs_f64(),
+                    "sleeping before the next check"
+                );
             }
-            Event::Retrying { what, attempt, delay, reason } => {
+            Event::Retrying {
+                what,
+                attempt,
+                delay,
+                reason,
+            } => {
                 self.note = format!("retrying {what} (attempt {attempt}): {reason}");
                 tracing::info!(%what, attempt, delay_ms = delay.as_millis() as u64, %reason, "retrying");
             }
@@ -251,7 +289,8 @@ impl Progress {
     /// Removes the block so the result and errors start on a clean line.
     pub fn finish(&mut self) {
         if self.lines_drawn > 0 {
-            self.printer.progress(&format!("\x1b[{}F\x1b[J", self.lines_drawn));
+            self.printer
+                .progress(&format!("\x1b[{}F\x1b[J", self.lines_drawn));
             self.lines_drawn = 0;
         }
     }
@@ -266,12 +305,29 @@ impl Progress {
             let _ = write!(block, "\x1b[{}F\x1b[J", self.lines_drawn);
         }
         let deadline = match self.deadline {
-            Some(deadline) => format!(", deadline in {}", clock(deadline.saturating_duration_since(Instant::now()))),
+            Some(deadline) => format!(
+                ", deadline in {}",
+                clock(deadline.saturating_duration_since(Instant::now()))
+            ),
             None => String::new(),
         };
-        let (bold, reset) = if self.printer.color { ("\x1b[1m", "\x1b[0m") } else { ("", "") };
-        let _ = writeln!(block, "{bold}preparing{reset} {} elapsed{deadline}  {}", clock(elapsed), self.note);
-        let width = self.services.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+        let (bold, reset) = if self.printer.color {
+            ("\x1b[1m", "\x1b[0m")
+        } else {
+            ("", "")
+        };
+        let _ = writeln!(
+            block,
+            "{bold}preparing{reset} {} elapsed{deadline}  {}",
+            clock(elapsed),
+            self.note
+        );
+        let width = self
+            .services
+            .iter()
+            .map(|(name, _)| name.len())
+            .max()
+            .unwrap_or(0);
         for (name, state) in &self.services {
             let _ = writeln!(block, "  {name:<width$}  {state}");
         }
@@ -304,12 +360,34 @@ mod tests {
     #[test]
     fn columns_align() {
         let rows = [
-            ["a".into(), "new".into(), "ready".into(), "-".into(), "1.0 MB".into(), "1.0 MB".into(), "0.0%".into()],
-            ["long".into(), "changed".into(), "pending".into(), "10.0 MB".into(), "12.0 MB".into(), "(12.0 MB)".into(), "-".into()],
+            [
+                "a".into(),
+                "new".into(),
+                "ready".into(),
+                "-".into(),
+                "1.0 MB".into(),
+                "1.0 MB".into(),
+                "0.0%".into(),
+            ],
+            [
+                "long".into(),
+                "changed".into(),
+                "pending".into(),
+                "10.0 MB".into(),
+                "12.0 MB".into(),
+                "(12.0 MB)".into(),
+                "-".into(),
+            ],
         ];
         let text = align(&rows);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "a     new      ready          -   1.0 MB     1.0 MB  0.0%");
-        assert_eq!(lines[1], "long  changed  pending  10.0 MB  12.0 MB  (12.0 MB)     -");
+        assert_eq!(
+            lines[0],
+            "a     new      ready          -   1.0 MB     1.0 MB  0.0%"
+        );
+        assert_eq!(
+            lines[1],
+            "long  changed  pending  10.0 MB  12.0 MB  (12.0 MB)     -"
+        );
     }
 }

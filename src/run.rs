@@ -5,7 +5,9 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use balena_release::{Client, Error, Event, FleetUpdateInfo, PollPolicy, PrepareOptions, UpdateInfo};
+use balena_release::{
+    Client, Error, Event, FleetUpdateInfo, PollPolicy, PrepareOptions, UpdateInfo,
+};
 use secrecy::SecretString;
 use tokio::time::Instant;
 
@@ -45,7 +47,10 @@ pub fn main(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             Printer::error(&format!("cannot start the async runtime: {err}"));
@@ -70,7 +75,9 @@ pub fn main(args: Args) -> ExitCode {
     let outcome = runtime.block_on(async {
         let work = async {
             match (&target, &mode) {
-                (Target::Pair { from, to }, Mode::Describe) => client.get_update_info(from, to).await.map(Report::Pair),
+                (Target::Pair { from, to }, Mode::Describe) => {
+                    client.get_update_info(from, to).await.map(Report::Pair)
+                }
                 (Target::Pair { from, to }, _) => client
                     .prepare_update(from, to, &options, &on_event)
                     .await
@@ -131,12 +138,20 @@ fn report_error(err: &Error, mode: &Mode, format: OutputFormat) -> ExitCode {
         let _ = print_report(report, format);
     }
     match (err, mode) {
-        (Error::Timeout { .. } | Error::FleetTimeout { .. }, Mode::Wait { timeout: Some(timeout) }) => {
+        (
+            Error::Timeout { .. } | Error::FleetTimeout { .. },
+            Mode::Wait {
+                timeout: Some(timeout),
+            },
+        ) => {
             Printer::error(&format!(
                 "timed out after {}s before every delta was ready",
                 timeout.as_secs()
             ));
-            Printer::detail("hint", "the deltas keep building: run again later, or give a longer --timeout");
+            Printer::detail(
+                "hint",
+                "the deltas keep building: run again later, or give a longer --timeout",
+            );
         }
         _ => {
             Printer::error(&err.to_string());
@@ -165,7 +180,11 @@ fn build_client(env: &Environment, args: &Args, printer: &Printer) -> Result<Cli
         printer.warning(warning);
     }
     let api_url = parse_url(&settings.api_url, "apiUrl", env_vars::BALENARC_API_URL)?;
-    let delta_url = parse_url(&settings.delta_url, "deltaUrl", env_vars::BALENARC_DELTA_URL)?;
+    let delta_url = parse_url(
+        &settings.delta_url,
+        "deltaUrl",
+        env_vars::BALENARC_DELTA_URL,
+    )?;
     tracing::debug!(api = %api_url, delta = %delta_url, token_source = %found.source, "settings resolved");
     let secret: SecretString = found.secret;
     Client::builder()
@@ -173,25 +192,40 @@ fn build_client(env: &Environment, args: &Args, printer: &Printer) -> Result<Cli
         .delta_url(delta_url)
         .token(Some(secret))
         .allow_insecure_http(args.allow_http)
-        .user_agent(format!("balena-release-update/{}", env!("CARGO_PKG_VERSION")))
+        .user_agent(format!(
+            "balena-release-update/{}",
+            env!("CARGO_PKG_VERSION")
+        ))
         .build()
-        .map_err(|err| match found.source {
-            token::TokenSource::Variable => format!("{err} (token from {})", env_vars::TOKEN),
-            token::TokenSource::File(_) => format!("{err} (token from {})", found.source),
+        .map_err(|err| match err {
+            Error::InvalidToken { .. } => format!("{err} (the token from {})", found.source),
+            Error::InsecureUrl { .. } => format!(
+                "{err}, or pass --allow-http (or set {}=1) to send the token unencrypted",
+                env_vars::ALLOW_HTTP
+            ),
+            _ => err.to_string(),
         })
 }
 
 fn parse_url(value: &str, key: &str, variable: &str) -> Result<url::Url, String> {
     url::Url::parse(value).map_err(|err| {
-        format!("setting `{key}` is not a URL (`{value}`: {err}): fix it in balenarc.yml or {variable}")
+        format!(
+            "setting `{key}` is not a URL (`{value}`: {err}): fix it in balenarc.yml or {variable}"
+        )
     })
 }
 
-fn prepare_options(env: &Environment, mode: &Mode, started: Instant) -> Result<PrepareOptions, String> {
+fn prepare_options(
+    env: &Environment,
+    mode: &Mode,
+    started: Instant,
+) -> Result<PrepareOptions, String> {
     let mut options = PrepareOptions {
         wait: matches!(mode, Mode::Wait { .. }),
         deadline: match mode {
-            Mode::Wait { timeout: Some(timeout) } => Some(started + *timeout),
+            Mode::Wait {
+                timeout: Some(timeout),
+            } => Some(started + *timeout),
             _ => None,
         },
         ..PrepareOptions::default()
@@ -199,7 +233,11 @@ fn prepare_options(env: &Environment, mode: &Mode, started: Instant) -> Result<P
     if let Some(value) = env.var(env_vars::POLL_INTERVAL) {
         let interval = parse_poll_interval(value)
             .map_err(|why| format!("{} `{value}` is invalid: {why}", env_vars::POLL_INTERVAL))?;
-        options.poll = PollPolicy { initial: interval, max: interval, ..options.poll };
+        options.poll = PollPolicy {
+            initial: interval,
+            max: interval,
+            ..options.poll
+        };
     }
     Ok(options)
 }
@@ -227,7 +265,10 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os(env_vars::NO_COLOR).is_none())
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os(env_vars::NO_COLOR).is_none(),
+        )
         .with_target(false)
         .try_init();
 }

@@ -97,15 +97,23 @@ pub fn resolve(env: &Environment) -> Result<Resolved, SettingsError> {
     files.push((env.current_dir.join("balenarc.yml"), false));
 
     for (path, legacy) in files {
-        let Some(text) = read_optional(&path)? else { continue };
+        let Some(text) = read_optional(&path)? else {
+            continue;
+        };
         for (key, value) in parse_file(&path, &text, legacy, &mut warnings)? {
-            let index = KEYS.iter().position(|k| *k == key).expect("parse_file yields known keys");
+            let index = KEYS
+                .iter()
+                .position(|k| *k == key)
+                .expect("parse_file yields known keys");
             values[index] = Some(value);
         }
     }
 
     for (prefix, name) in env_var_overrides(env) {
-        let index = KEYS.iter().position(|k| *k == name).expect("overrides yield known keys");
+        let index = KEYS
+            .iter()
+            .position(|k| *k == name)
+            .expect("overrides yield known keys");
         values[index] = Some(prefix);
     }
 
@@ -128,7 +136,12 @@ pub fn resolve(env: &Environment) -> Result<Resolved, SettingsError> {
             })?,
     };
     Ok(Resolved {
-        settings: Settings { balena_url, api_url, delta_url, data_directory },
+        settings: Settings {
+            balena_url,
+            api_url,
+            delta_url,
+            data_directory,
+        },
         warnings,
     })
 }
@@ -147,7 +160,11 @@ fn env_var_overrides(env: &Environment) -> Vec<(String, &'static str)> {
                 continue;
             }
             let key = camel_case(rest);
-            let key = if key == "resinUrl" { "balenaUrl".to_owned() } else { key };
+            let key = if key == "resinUrl" {
+                "balenaUrl".to_owned()
+            } else {
+                key
+            };
             if let Some(known) = KEYS.iter().find(|k| **k == key) {
                 found.push((value.clone(), *known));
             }
@@ -220,7 +237,11 @@ fn parse_file(
                 "settings file `{shown}` has a key that is not a string: use names such as `apiUrl`"
             )));
         };
-        let key = if legacy { key.replace("resin", "balena") } else { key.to_owned() };
+        let key = if legacy {
+            key.replace("resin", "balena")
+        } else {
+            key.to_owned()
+        };
         let Some(known) = KEYS.iter().find(|k| **k == key) else {
             if !OTHER_BALENA_KEYS.contains(&key.as_str()) {
                 let hint = KEYS
@@ -228,7 +249,9 @@ fn parse_file(
                     .find(|k| k.eq_ignore_ascii_case(&key))
                     .map(|k| format!(" (did you mean `{k}`?)"))
                     .unwrap_or_default();
-                warnings.push(format!("ignoring unknown setting `{key}` in `{shown}`{hint}"));
+                warnings.push(format!(
+                    "ignoring unknown setting `{key}` in `{shown}`{hint}"
+                ));
             }
             continue;
         };
@@ -292,7 +315,10 @@ mod tests {
         Environment {
             home: Some(home),
             current_dir: cwd,
-            vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -305,7 +331,11 @@ mod tests {
         assert_eq!(settings.delta_url, "https://delta.balena-cloud.com");
         assert_eq!(settings.data_directory, dir.path().join("home/.balena"));
 
-        fs::write(dir.path().join("home/.balenarc.yml"), "balenaUrl: balena-staging.com\n").unwrap();
+        fs::write(
+            dir.path().join("home/.balenarc.yml"),
+            "balenaUrl: balena-staging.com\n",
+        )
+        .unwrap();
         let settings = resolve(&env).unwrap().settings;
         assert_eq!(settings.api_url, "https://api.balena-staging.com");
         assert_eq!(settings.delta_url, "https://delta.balena-staging.com");
@@ -315,18 +345,32 @@ mod tests {
     fn precedence_is_env_then_local_then_home_then_legacy() {
         let dir = tempfile::tempdir().unwrap();
         let env = env_in(dir.path(), &[]);
-        fs::write(dir.path().join("home/.resinrc.yml"), "resinUrl: legacy.example\napiUrl: https://a.legacy\n")
-            .unwrap();
+        fs::write(
+            dir.path().join("home/.resinrc.yml"),
+            "resinUrl: legacy.example\napiUrl: https://a.legacy\n",
+        )
+        .unwrap();
         assert_eq!(resolve(&env).unwrap().settings.balena_url, "legacy.example");
 
-        fs::write(dir.path().join("home/.balenarc.yml"), "apiUrl: https://a.home\ndeltaUrl: https://d.home\n")
-            .unwrap();
+        fs::write(
+            dir.path().join("home/.balenarc.yml"),
+            "apiUrl: https://a.home\ndeltaUrl: https://d.home\n",
+        )
+        .unwrap();
         let settings = resolve(&env).unwrap().settings;
         assert_eq!(settings.api_url, "https://a.home");
         assert_eq!(settings.balena_url, "legacy.example");
 
-        fs::write(dir.path().join("work/resinrc.yml"), "deltaUrl: https://d.local-legacy\n").unwrap();
-        fs::write(dir.path().join("work/balenarc.yml"), "apiUrl: https://a.local\n").unwrap();
+        fs::write(
+            dir.path().join("work/resinrc.yml"),
+            "deltaUrl: https://d.local-legacy\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("work/balenarc.yml"),
+            "apiUrl: https://a.local\n",
+        )
+        .unwrap();
         let settings = resolve(&env).unwrap().settings;
         assert_eq!(settings.api_url, "https://a.local");
         assert_eq!(settings.delta_url, "https://d.local-legacy");
@@ -343,7 +387,10 @@ mod tests {
         let settings = resolve(&env).unwrap().settings;
         assert_eq!(settings.api_url, "https://a.env");
         assert_eq!(settings.delta_url, "https://d.resin-env");
-        assert_eq!(settings.balena_url, "legacy.example", "an empty variable is ignored");
+        assert_eq!(
+            settings.balena_url, "legacy.example",
+            "an empty variable is ignored"
+        );
         assert_eq!(settings.data_directory, dir.path().join("home/elsewhere"));
     }
 
@@ -352,7 +399,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let env = env_in(
             dir.path(),
-            &[("BALENARC_API_URL", "https://balena"), ("RESINRC_API_URL", "https://resin")],
+            &[
+                ("BALENARC_API_URL", "https://balena"),
+                ("RESINRC_API_URL", "https://resin"),
+            ],
         );
         assert_eq!(resolve(&env).unwrap().settings.api_url, "https://balena");
     }
@@ -383,7 +433,11 @@ mod tests {
     fn unknown_keys_warn_with_a_hint_and_balena_cli_keys_are_quiet() {
         let dir = tempfile::tempdir().unwrap();
         let env = env_in(dir.path(), &[]);
-        fs::write(dir.path().join("work/balenarc.yml"), "apiURL: https://x\nproxy: {host: p}\nfoo: 1\n").unwrap();
+        fs::write(
+            dir.path().join("work/balenarc.yml"),
+            "apiURL: https://x\nproxy: {host: p}\nfoo: 1\n",
+        )
+        .unwrap();
         let resolved = resolve(&env).unwrap();
         assert_eq!(resolved.warnings.len(), 2, "{:?}", resolved.warnings);
         assert!(resolved.warnings[0].contains("did you mean `apiUrl`"));

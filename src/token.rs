@@ -40,7 +40,10 @@ pub fn find(env: &Environment, data_directory: &Path) -> Result<FoundToken, Stri
     if let Some(value) = env.var(env_vars::TOKEN) {
         let value = value.trim();
         if value.is_empty() {
-            return Err(format!("{} is blank: set it to a balena API key or unset it", env_vars::TOKEN));
+            return Err(format!(
+                "{} is blank: set it to a balena API key or unset it",
+                env_vars::TOKEN
+            ));
         }
         return Ok(FoundToken {
             secret: SecretString::from(value.to_owned()),
@@ -117,7 +120,10 @@ mod tests {
         Environment {
             home: None,
             current_dir: PathBuf::from("."),
-            vars: vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 
@@ -142,7 +148,10 @@ mod tests {
     fn missing_empty_and_unreadable_files_explain_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let err = find(&env(&[]), dir.path()).err().unwrap();
-        assert!(err.starts_with("not logged in") && err.contains("balena login"), "{err}");
+        assert!(
+            err.starts_with("not logged in") && err.contains("balena login"),
+            "{err}"
+        );
 
         fs::write(dir.path().join("token"), " \n").unwrap();
         let err = find(&env(&[]), dir.path()).err().unwrap();

@@ -1,0 +1,128 @@
+//! A simulator plus a throw-away home directory, and a way to run the binary
+//! against them with nothing from the developer's own settings leaking in.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use balena_sim::{Scenario, Simulator};
+use tempfile::TempDir;
+
+/// A canary token: tests assert it never appears in any output.
+pub const CANARY: &str = "canaryTOKEN0123456789abcdefCANARY";
+
+pub struct World {
+    pub sim: Simulator,
+    pub home: TempDir,
+}
+
+impl World {
+    pub fn demo() -> World {
+        World::with(Scenario::demo())
+    }
+
+    pub fn with(scenario: Scenario) -> World {
+        let sim = Simulator::start(scenario.with_token(CANARY)).expect("the simulator starts");
+        let home = tempfile::tempdir().expect("a temporary home");
+        std::fs::create_dir_all(home.path().join(".balena")).unwrap();
+        write_token(home.path(), CANARY);
+        World { sim, home }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.home.path().join(".balena")
+    }
+
+    /// The binary with a clean environment pointed at the simulator.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::cargo_bin("balena-release-update").expect("the binary is built");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .env("NO_PROXY", "127.0.0.1,localhost")
+            .env("BALENARC_API_URL", self.sim.api_url())
+            .env("BALENARC_DELTA_URL", self.sim.delta_url())
+            .env("BALENA_RELEASE_UPDATE_POLL_INTERVAL", "50ms")
+            .current_dir(self.home.path());
+        cmd
+    }
+}
+
+pub fn write_token(home: &Path, token: &str) {
+    let path = home.join(".balena/token");
+    std::fs::write(&path, token).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// What one run of the binary printed.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|err| panic!("stdout is not JSON ({err}):\n{}", self.stdout))
+    }
+}
+
+impl World {
+    /// Runs the binary with `args` and checks what every run must satisfy:
+    /// no token in any output, no panic, and an `ERROR:` line exactly when it fails.
+    pub fn run(&self, args: &[&str]) -> Run {
+        run_checked(self.cmd().args(args))
+    }
+
+    /// API requests the simulator has seen (control requests excluded).
+    pub fn api_requests(&self) -> usize {
+        self.sim.count(balena_sim::Server::Api, None)
+    }
+
+    pub fn delta_requests(&self) -> usize {
+        self.sim.count(balena_sim::Server::Delta, None)
+    }
+}
+
+pub fn run_checked(cmd: &mut Command) -> Run {
+    let output = cmd.output().expect("the binary runs");
+    let run = Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    for (name, text) in [("stdout", &run.stdout), ("stderr", &run.stderr)] {
+        assert!(
+            !text.contains(CANARY),
+            "the token leaked on {name}:\n{text}"
+        );
+        assert!(!text.contains("panicked"), "panic on {name}:\n{text}");
+        assert!(
+            !text.contains("RUST_BACKTRACE"),
+            "backtrace hint on {name}:\n{text}"
+        );
+    }
+    if run.code == 0 {
+        assert!(
+            !run.stderr.contains("ERROR:"),
+            "exit 0 with an error line:\n{}",
+            run.stderr
+        );
+    } else {
+        assert!(
+            run.stderr
+                .lines()
+                .filter(|l| l.starts_with("ERROR: "))
+                .count()
+                == 1,
+            "exit {} needs exactly one ERROR line:\n{}",
+            run.code,
+            run.stderr
+        );
+    }
+    run
+}
