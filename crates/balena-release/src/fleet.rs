@@ -208,11 +208,13 @@ impl Client {
         let (releases, nested_read) = if nested {
             let sources: Vec<&ReleaseRef> = source_refs.iter().collect();
             let delta_query = nested_delta_query(&sources, &target_ref);
-            let (releases, deltas) = tokio::join!(
-                self.fetch_releases(&query, events),
-                self.fetch_deltas(&delta_query, events)
-            );
-            (releases?, Some(deltas))
+            // A failed release query ends the round at once; a failed
+            // delta query is judged after the releases are known.
+            let (releases, deltas) =
+                tokio::try_join!(self.fetch_releases(&query, events), async {
+                    Ok(self.fetch_deltas(&delta_query, events).await)
+                })?;
+            (releases, Some(deltas))
         } else {
             (self.fetch_releases(&query, events).await?, None)
         };

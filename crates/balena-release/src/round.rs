@@ -394,11 +394,13 @@ impl Client {
         let nested = self.inner.nested_deltas.load(Ordering::Relaxed);
         let (releases, nested_read) = if nested {
             let delta_query = nested_delta_query(&[from], to);
-            let (releases, deltas) = tokio::join!(
-                self.fetch_releases(&release_query, events),
-                self.fetch_deltas(&delta_query, events)
-            );
-            (releases?, Some(deltas))
+            // A failed release query ends the round at once; a failed
+            // delta query is judged after the releases are known.
+            let (releases, deltas) =
+                tokio::try_join!(self.fetch_releases(&release_query, events), async {
+                    Ok(self.fetch_deltas(&delta_query, events).await)
+                })?;
+            (releases, Some(deltas))
         } else {
             (self.fetch_releases(&release_query, events).await?, None)
         };

@@ -3,5 +3,6 @@
 mod support;
 
 mod faults;
+mod fleet;
 mod info;
 mod prepare;
