@@ -9,35 +9,53 @@
 //! serialises to exactly the JSON of the npm tool `@balena/release-update`,
 //! plus a few additive keys.
 //!
-//! ```no_run
-//! use balena_release::{Client, Event, PrepareOptions, ReleaseRef};
+//! ```
+//! use std::time::Duration;
+//!
+//! use balena_release::{Client, Event, PollPolicy, PrepareOptions, ReleaseRef, Status};
 //! use secrecy::SecretString;
 //!
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A local simulator of balenaCloud stands in for the real API here; its
+//! // clock runs 1000 times faster so that delta builds take milliseconds.
+//! let sim = balena_sim::Simulator::start(
+//!     balena_sim::Scenario::demo().with_clock(balena_sim::Clock::scaled(1000.0)),
+//! )?;
 //! let client = Client::builder()
-//!     .token(Some(SecretString::from(std::env::var("BALENA_TOKEN")?)))
+//!     .api_url(sim.api_url().parse()?)
+//!     .delta_url(sim.delta_url().parse()?)
+//!     .token(Some(SecretString::from(sim.token())))
 //!     .build()?;
-//! let from: ReleaseRef = "900813".parse()?;
-//! let to: ReleaseRef = "b2cf2db7".parse()?;
+//! let from: ReleaseRef = "900835".parse()?;
+//! let to: ReleaseRef = "b2cf2db7e8".parse()?; // a commit prefix
 //!
-//! // Compare only.
-//! let info = client.get_update_info(&from, &to).await?;
-//! println!("{}", serde_json::to_string_pretty(&info)?);
+//! tokio::runtime::Builder::new_current_thread()
+//!     .enable_all()
+//!     .build()?
+//!     .block_on(async {
+//!         // Compare only: one round of two concurrent requests.
+//!         let info = client.get_update_info(&from, &to).await?;
+//!         assert_eq!(info.overall_status, Status::Pending);
+//!         assert_eq!(info.removed_services[0].service_name, "worker");
 //!
-//! // Build the missing deltas and wait for them, at most ten minutes.
-//! let options = PrepareOptions {
-//!     wait: true,
-//!     deadline: Some(tokio::time::Instant::now() + std::time::Duration::from_secs(600)),
-//!     ..PrepareOptions::default()
-//! };
-//! let report = |event: Event| {
-//!     if let Event::Triggered { service_name, .. } = event {
-//!         eprintln!("requested the delta of {service_name}");
-//!     }
-//! };
-//! let ready = client.prepare_update(&from, &to, &options, &report).await?;
-//! assert_eq!(ready.overall_status, balena_release::Status::Ready);
-//! # Ok(())
+//!         // Build the missing deltas and wait for them, at most a minute.
+//!         let options = PrepareOptions {
+//!             wait: true,
+//!             deadline: Some(tokio::time::Instant::now() + Duration::from_secs(60)),
+//!             // Real balenaCloud is polled every 1.5 s at first (the default).
+//!             poll: PollPolicy { initial: Duration::from_millis(20), ..PollPolicy::default() },
+//!             ..PrepareOptions::default()
+//!         };
+//!         let on_event = |event: Event| {
+//!             if let Event::Triggered { service_name, .. } = event {
+//!                 eprintln!("requested the delta of {service_name}");
+//!             }
+//!         };
+//!         let ready = client.prepare_update(&from, &to, &options, &on_event).await?;
+//!         assert_eq!(ready.overall_status, Status::Ready);
+//!         println!("{}", serde_json::to_string_pretty(&ready)?);
+//!         Ok::<_, Box<dyn std::error::Error>>(())
+//!     })
 //! # }
 //! ```
 //!
