@@ -321,6 +321,11 @@ impl Client {
             return Ok(info);
         }
         let first = tracker.pending_jobs(&info);
+        // Without a new request, round 1 is still the latest state.
+        let mut read_now = !first.is_empty();
+        if !read_now && !options.wait {
+            return Ok(info);
+        }
         self.trigger_all(
             first,
             &mut tracker.attempts,
@@ -330,27 +335,30 @@ impl Client {
         .await?;
         let mut polls = 0;
         loop {
-            let read = self.read_deltas(&tracker.delta_pairs(), events).await?;
-            round += 1;
-            let info = tracker.evaluate(&read);
-            last.set(&info);
-            events(Event::FleetRound {
-                info: Arc::new(info.clone()),
-                attempt: round,
-            });
-            if info.overall_status == Status::Ready || !options.wait {
-                return Ok(info);
+            if read_now {
+                let read = self.read_deltas(&tracker.delta_pairs(), events).await?;
+                round += 1;
+                let info = tracker.evaluate(&read);
+                last.set(&info);
+                events(Event::FleetRound {
+                    info: Arc::new(info.clone()),
+                    attempt: round,
+                });
+                if info.overall_status == Status::Ready || !options.wait {
+                    return Ok(info);
+                }
+                let again = tracker.next_step(&info, options.max_attempts_per_delta)?;
+                if !again.is_empty() {
+                    self.trigger_all(
+                        again,
+                        &mut tracker.attempts,
+                        options.trigger_concurrency,
+                        events,
+                    )
+                    .await?;
+                }
             }
-            let again = tracker.next_step(&info, options.max_attempts_per_delta)?;
-            if !again.is_empty() {
-                self.trigger_all(
-                    again,
-                    &mut tracker.attempts,
-                    options.trigger_concurrency,
-                    events,
-                )
-                .await?;
-            }
+            read_now = true;
             let pause = options.poll.delay(polls, self.inner.http.random_unit());
             polls = polls.saturating_add(1);
             events(Event::Sleeping { for_: pause });

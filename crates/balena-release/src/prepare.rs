@@ -315,6 +315,11 @@ impl Client {
             return Ok(info);
         }
         let first = jobs(&tracker, &pending_pairs(&tracker, &info));
+        // Without a new request, round 1 is still the latest state.
+        let mut read_now = !first.is_empty();
+        if !read_now && !options.wait {
+            return Ok(info);
+        }
         self.trigger_all(
             first,
             &mut tracker.attempts,
@@ -324,32 +329,36 @@ impl Client {
         .await?;
         let mut polls = 0;
         loop {
-            let pairs = tracker.pairing.delta_pairs();
-            let read = self.read_deltas(&pairs, events).await?;
-            round += 1;
-            let info = tracker.evaluate(&read);
-            last.set(&info);
-            events(Event::Round {
-                info: Arc::new(info.clone()),
-                attempt: round,
-            });
-            if info.overall_status == Status::Ready || !options.wait {
-                return Ok(info);
-            }
-            match next_step(&tracker, &info, options.max_attempts_per_delta) {
-                NextStep::GiveUp(pair) => return Err(delta_failed(&tracker, &info, pair)),
-                NextStep::Trigger(pairs) => {
-                    let again = jobs(&tracker, &pairs);
-                    self.trigger_all(
-                        again,
-                        &mut tracker.attempts,
-                        options.trigger_concurrency,
-                        events,
-                    )
+            if read_now {
+                let read = self
+                    .read_deltas(&tracker.pairing.delta_pairs(), events)
                     .await?;
+                round += 1;
+                let info = tracker.evaluate(&read);
+                last.set(&info);
+                events(Event::Round {
+                    info: Arc::new(info.clone()),
+                    attempt: round,
+                });
+                if info.overall_status == Status::Ready || !options.wait {
+                    return Ok(info);
                 }
-                NextStep::Wait => {}
+                match next_step(&tracker, &info, options.max_attempts_per_delta) {
+                    NextStep::GiveUp(pair) => return Err(delta_failed(&tracker, &info, pair)),
+                    NextStep::Trigger(pairs) => {
+                        let again = jobs(&tracker, &pairs);
+                        self.trigger_all(
+                            again,
+                            &mut tracker.attempts,
+                            options.trigger_concurrency,
+                            events,
+                        )
+                        .await?;
+                    }
+                    NextStep::Wait => {}
+                }
             }
+            read_now = true;
             let pause = options.poll.delay(polls, self.inner.http.random_unit());
             polls = polls.saturating_add(1);
             events(Event::Sleeping { for_: pause });

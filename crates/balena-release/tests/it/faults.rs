@@ -413,3 +413,35 @@ async fn redirects_to_other_hosts_are_not_followed() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_unreachable_api_is_a_transport_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let c = balena_release::Client::builder()
+        .api_url(url.parse().unwrap())
+        .delta_url(url.parse().unwrap())
+        .retry_policy(fast_retries())
+        .build()
+        .unwrap();
+    let err = c
+        .get_update_info(&id(demo::RELEASE_1), &id(demo::RELEASE_2))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Transport {
+            server: Side::Api,
+            url: shown,
+            ..
+        } => {
+            assert!(shown.starts_with(&url), "{shown}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string()
+            .starts_with("could not get an answer from the API"),
+        "{err}"
+    );
+}

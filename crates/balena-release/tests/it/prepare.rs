@@ -258,3 +258,24 @@ async fn the_deadline_cancels_a_hanging_request() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(sim.count(Server::Delta, None), 0);
 }
+
+#[tokio::test]
+async fn a_delta_already_building_is_not_requested_again() {
+    let sim = start(manual_demo());
+    let c = client(&sim);
+    let (from, to) = (id(demo::RELEASE_2), id(demo::RELEASE_3));
+    c.prepare_update(&from, &to, &prepare(false), &|_| {})
+        .await
+        .unwrap();
+    sim.clear_journal();
+    let events = Events::default();
+    let info = c
+        .prepare_update(&from, &to, &prepare(false), &events.sink())
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, Status::Preparing);
+    assert!(events.triggered().is_empty());
+    // Round 1 only: nothing new was requested, so nothing new to read.
+    assert_eq!(api_count(&sim), 2);
+    assert_eq!(delta_count(&sim), 0);
+}
