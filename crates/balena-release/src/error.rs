@@ -356,6 +356,15 @@ impl Error {
             _ => None,
         }
     }
+
+    /// The last known fleet state carried by a [`Error::FleetTimeout`], if
+    /// any.
+    pub fn last_fleet_state(&self) -> Option<&FleetUpdateInfo> {
+        match self {
+            Error::FleetTimeout { last } => last.as_deref(),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

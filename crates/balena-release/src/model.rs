@@ -335,6 +335,68 @@ mod tests {
         }
     }
 
+    /// The npm tool's output for the same update, verbatim from
+    /// reference-behaviour.md §2 (it has no additive keys).
+    const NPM: &str = r#"{
+  "originates_from__release": {
+    "id": 900813,
+    "commit": "84d3d8f43eddd81b1699552dd39338f8dbf8b11e"
+  },
+  "produces__release": {
+    "id": 900835,
+    "commit": "b2cf2db7fece36f10e6a7e815ab169fd30cab05f"
+  },
+  "is_produced_by__service_update": [
+    {
+      "service_name": "api",
+      "status": "ready",
+      "produces__image": {
+        "id": 1115291,
+        "is_stored_at__image_location": "registry2.balena-cloud.com/v2/5e1757b27c05319375792bd6e959544f",
+        "content_hash": "sha256:ddeb1e0d02086234f4272164c7fdb123eb2a2eb541c5b41989cac156e5063ed5",
+        "image_size": 45012345
+      }
+    },
+    {
+      "service_name": "main",
+      "status": "ready",
+      "originates_from__image": {
+        "id": 1115249,
+        "is_stored_at__image_location": "registry2.balena-cloud.com/v2/de1566a552c49836528748804836e2da",
+        "content_hash": "sha256:48edfccf7f4fc492a9b757ab2109530edd6efc20053654234876e24d3bf68a0a",
+        "image_size": 310905195
+      },
+      "produces__image": {
+        "id": 1115290,
+        "is_stored_at__image_location": "registry2.balena-cloud.com/v2/a26ecf6b7844b24f5f104dae96c64a35",
+        "content_hash": "sha256:060d49d5d436c4fcc7e5fe55339c06bb8d13b0c1c43a4e5ac1691abb25d0819c",
+        "image_size": 310954877,
+        "is_produced_by__delta": {
+          "id": 1510997,
+          "version": 3,
+          "is_stored_at__location": "registry2.balena-cloud.com/v2/a26ecf6b7844b24f5f104dae96c64a35:delta-5668ef65d2c06aa3",
+          "size": 484575
+        }
+      }
+    }
+  ],
+  "overall_status": "ready",
+  "estimated_total_payload_size": 45496920
+}"#;
+
+    #[test]
+    fn without_the_additive_keys_the_output_is_the_npm_tools() {
+        let mut info = reference_example();
+        // The npm tool never reports removed services.
+        info.removed_services.clear();
+        let ours = serde_json::to_string_pretty(&info).unwrap();
+        let mut stripped = ours.replace(",\n  \"removed_services\": []", "");
+        for change in ["new", "changed", "unchanged"] {
+            stripped = stripped.replace(&format!(",\n      \"change\": \"{change}\""), "");
+        }
+        assert_eq!(stripped, NPM);
+    }
+
     #[test]
     fn reference_example_serialises_byte_for_byte() {
         let json = serde_json::to_string_pretty(&reference_example()).unwrap();
