@@ -270,6 +270,9 @@ impl Client {
     /// Compares every release that a fleet's devices run with the fleet's
     /// target release (or `to`): one transition per release, with device
     /// counts and the download summed over devices. At most four requests.
+    ///
+    /// Devices that run no release yet, or a release the token cannot read,
+    /// are left out of the transitions and of the totals.
     pub async fn get_fleet_update_info(
         &self,
         fleet: &FleetRef,
