@@ -19,7 +19,7 @@ Examples:
     balena-release-update --from-release 900813 --to-release 900835 --wait --timeout 10m
 
   Every transition a fleet will make to its target release, as a table:
-    balena-release-update --fleet my-fleet --prepare --output table
+    balena-release-update --fleet myorg/my-fleet --prepare --output table
 
 Settings come from balenarc.yml and BALENARC_* variables as for the balena CLI;
 the token from `balena login` (~/.balena/token) or BALENA_RELEASE_UPDATE_TOKEN.
@@ -78,9 +78,46 @@ pub struct Args {
     #[arg(long, env = crate::env_vars::ALLOW_HTTP, value_parser = clap::builder::BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub allow_http: bool,
 
+    /// Print shell completions or the man page on stdout, then exit
+    #[arg(long, value_enum, value_name = "WHAT", hide_short_help = true)]
+    pub generate: Option<Generate>,
+
     /// Print the version
     #[arg(long, action = ArgAction::Version)]
     pub version: Option<bool>,
+}
+
+/// What `--generate` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generate {
+    Bash,
+    Zsh,
+    Fish,
+    Elvish,
+    Powershell,
+    /// A man page (roff)
+    Man,
+}
+
+/// Shell completions or the man page, generated from the flag definitions.
+pub fn generate(what: Generate) -> std::io::Result<Vec<u8>> {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let mut command = Args::command();
+    let mut out = Vec::new();
+    let shell = match what {
+        Generate::Man => {
+            clap_mangen::Man::new(command).render(&mut out)?;
+            return Ok(out);
+        }
+        Generate::Bash => Shell::Bash,
+        Generate::Zsh => Shell::Zsh,
+        Generate::Fish => Shell::Fish,
+        Generate::Elvish => Shell::Elvish,
+        Generate::Powershell => Shell::PowerShell,
+    };
+    clap_complete::generate(shell, &mut command, "balena-release-update", &mut out);
+    Ok(out)
 }
 
 /// The result's format on stdout.
@@ -299,6 +336,24 @@ mod tests {
             "5d",
         ] {
             assert!(parse_timeout(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn completions_and_man_page_name_every_flag() {
+        let man = String::from_utf8(generate(Generate::Man).unwrap()).unwrap();
+        let bash = String::from_utf8(generate(Generate::Bash).unwrap()).unwrap();
+        for flag in ["from\\-release", "to\\-release", "timeout", "fleet"] {
+            assert!(man.contains(flag), "man page lacks {flag}");
+        }
+        for flag in [
+            "--from-release",
+            "--to-release",
+            "--timeout",
+            "--fleet",
+            "--output",
+        ] {
+            assert!(bash.contains(flag), "bash completion lacks {flag}");
         }
     }
 

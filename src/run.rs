@@ -29,6 +29,17 @@ pub enum Report {
 
 pub fn main(args: Args) -> ExitCode {
     let started = Instant::now();
+    if let Some(what) = args.generate {
+        return match crate::cli::generate(what)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        {
+            Ok(text) => print_text(&text),
+            Err(err) => {
+                Printer::error(&format!("cannot generate {what:?}: {err}"));
+                ExitCode::FAILURE
+            }
+        };
+    }
     let printer = Printer::new(args.quiet, args.verbose);
     init_logging(args.verbose);
 
@@ -112,11 +123,14 @@ pub fn main(args: Args) -> ExitCode {
 }
 
 fn print_report(report: &Report, format: OutputFormat) -> ExitCode {
-    let text = match format {
+    print_text(&match format {
         OutputFormat::Json => render::json(report),
         OutputFormat::Table => render::table(report),
-    };
-    match Printer::result(&text) {
+    })
+}
+
+fn print_text(text: &str) -> ExitCode {
+    match Printer::result(text) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             Printer::error(&format!("cannot write the result to stdout: {err}"));
@@ -128,12 +142,13 @@ fn print_report(report: &Report, format: OutputFormat) -> ExitCode {
 /// Prints the error line, its causes and a hint; a timeout or a failed delta
 /// still prints the last known state on stdout, so nothing is lost.
 fn report_error(err: &Error, mode: &Mode, format: OutputFormat) -> ExitCode {
-    let last = match err {
-        Error::Timeout { last, .. } => last.as_deref().map(|info| Report::Pair(info.clone())),
-        Error::FleetTimeout { last, .. } => last.as_deref().map(|info| Report::Fleet(info.clone())),
-        Error::DeltaFailed { last, .. } => Some(Report::Pair((**last).clone())),
-        _ => None,
-    };
+    let last = err
+        .last_state()
+        .map(|info| Report::Pair(info.clone()))
+        .or_else(|| {
+            err.last_fleet_state()
+                .map(|info| Report::Fleet(info.clone()))
+        });
     if let Some(report) = &last {
         let _ = print_report(report, format);
     }
