@@ -307,7 +307,7 @@ mod tests {
         );
         let args = parse(&[]).unwrap();
         assert!(args.target().is_err());
-        let args = parse(&["--fleet", "my-fleet"]).unwrap();
+        let args = parse(&["--fleet", "org/my-fleet"]).unwrap();
         assert!(matches!(
             args.target().unwrap(),
             Target::Fleet { to: None, .. }
@@ -364,7 +364,7 @@ mod tests {
         assert!(!is_bare_version_request(&words(&[
             "x", "-v", "--fleet", "f"
         ])));
-        let args = parse(&["-vv", "--fleet", "f"]).unwrap();
+        let args = parse(&["-vv", "--fleet", "org/f"]).unwrap();
         assert_eq!(args.verbose, 2);
     }
 }
