@@ -86,9 +86,10 @@ type ReferenceIndex = HashMap<i64, BTreeSet<i64>>;
 #[derive(Debug, Default, Clone)]
 pub struct Db {
     tables: BTreeMap<&'static str, BTreeMap<i64, Row>>,
-    /// Reverse-navigation indexes, keyed by (resource, foreign-key field),
-    /// kept up to date by `insert` and `update`.
-    references: HashMap<(&'static str, &'static str), ReferenceIndex>,
+    /// Reverse-navigation indexes: per resource, one per field position
+    /// (empty for fields that are not foreign keys), kept up to date by
+    /// `insert` and `update`.
+    references: BTreeMap<&'static str, Vec<ReferenceIndex>>,
 }
 
 impl Db {
@@ -113,19 +114,21 @@ impl Db {
                 "{resource}: a row needs an integer `id`"
             )));
         };
-        let table = self
-            .tables
-            .get_mut(schema.name)
-            .expect("every resource has a table");
-        if table.contains_key(&id) {
+        if self.row(schema.name, id).is_some() {
             return Err(SchemaError(format!("{resource}({id}) already exists")));
         }
-        for (field, value) in schema.fields.iter().zip(&values) {
-            if let (FieldType::ForeignKey(_), Value::Integer(target)) = (field.ty, value) {
-                index_reference(&mut self.references, schema.name, field.name, *target, id);
+        let references = self.references_mut(schema);
+        for (index, value) in values.iter().enumerate() {
+            if let (Value::Integer(target), FieldType::ForeignKey(_)) =
+                (value, schema.fields[index].ty)
+            {
+                references[index].entry(*target).or_default().insert(id);
             }
         }
-        table.insert(id, Row { values });
+        self.tables
+            .entry(schema.name)
+            .or_default()
+            .insert(id, Row { values });
         Ok(id)
     }
 
@@ -150,22 +153,31 @@ impl Db {
         for (index, (_, value)) in indexes.into_iter().zip(fields) {
             let field = &schema.fields[index];
             if matches!(field.ty, FieldType::ForeignKey(_)) && row.values[index] != *value {
-                moved.push((field.name, row.values[index].clone(), value.clone()));
+                moved.push((index, row.values[index].clone(), value.clone()));
             }
             row.values[index] = value.clone();
         }
-        for (field, old, new) in moved {
-            if let Value::Integer(target) = old {
-                let index = self.references.get_mut(&(schema.name, field));
-                if let Some(ids) = index.and_then(|index| index.get_mut(&target)) {
-                    ids.remove(&id);
+        let references = self.references_mut(schema);
+        for (index, old, new) in moved {
+            if let Value::Integer(target) = old
+                && let Some(ids) = references[index].get_mut(&target)
+            {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    references[index].remove(&target);
                 }
             }
             if let Value::Integer(target) = new {
-                index_reference(&mut self.references, schema.name, field, target, id);
+                references[index].entry(target).or_default().insert(id);
             }
         }
         Ok(())
+    }
+
+    fn references_mut(&mut self, schema: &'static Resource) -> &mut Vec<ReferenceIndex> {
+        self.references
+            .entry(schema.name)
+            .or_insert_with(|| vec![ReferenceIndex::default(); schema.fields.len()])
     }
 
     /// The rows of `resource` whose foreign key `via` is `target`, in id order
@@ -176,14 +188,24 @@ impl Db {
         via: &str,
         target: i64,
     ) -> impl Iterator<Item = (i64, &'a Row)> + 'a {
+        let position = resource_schema(resource)
+            .and_then(|schema| field_index(schema, via))
+            .unwrap_or(usize::MAX);
+        self.referencing_at(resource, position, target)
+    }
+
+    /// [`Db::referencing`] with the foreign key given by its field position.
+    pub fn referencing_at<'a>(
+        &'a self,
+        resource: &str,
+        field: usize,
+        target: i64,
+    ) -> impl Iterator<Item = (i64, &'a Row)> + 'a {
         let table = self.tables.get(resource);
-        let ids = resource_schema(resource)
-            .ok()
-            .and_then(|schema| schema.fields.iter().find(|field| field.name == via))
-            .and_then(|field| {
-                let schema = resource_schema(resource).ok()?;
-                self.references.get(&(schema.name, field.name))
-            })
+        let ids = self
+            .references
+            .get(resource)
+            .and_then(|indexes| indexes.get(field))
             .and_then(|index| index.get(&target));
         ids.into_iter()
             .flatten()
@@ -222,21 +244,6 @@ impl Db {
             .and_then(|table| table.keys().next_back().copied())
             .unwrap_or(0)
     }
-}
-
-fn index_reference(
-    references: &mut HashMap<(&'static str, &'static str), ReferenceIndex>,
-    resource: &'static str,
-    field: &'static str,
-    target: i64,
-    id: i64,
-) {
-    references
-        .entry((resource, field))
-        .or_default()
-        .entry(target)
-        .or_default()
-        .insert(id);
 }
 
 /// The schema of a resource by name.
@@ -454,6 +461,41 @@ mod tests {
         );
         assert_eq!(db.get("user", 7, "created_at"), Some(&Value::Null));
         assert_eq!(db.max_id("user"), 7);
+    }
+
+    #[test]
+    fn reverse_navigation_index_follows_foreign_key_updates() {
+        let mut db = Db::new();
+        for id in [1, 2] {
+            db.insert("release", &[("id", Value::Integer(id))]).unwrap();
+        }
+        for (id, release) in [(10, 1), (11, 1), (12, 2)] {
+            let fields = [
+                ("id", Value::Integer(id)),
+                ("is_part_of__release", Value::Integer(release)),
+            ];
+            db.insert("release_image", &fields).unwrap();
+        }
+        let linked = |db: &Db, release| {
+            db.referencing("release_image", "is_part_of__release", release)
+                .map(|(id, _)| id)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(linked(&db, 1), [10, 11]);
+        db.update(
+            "release_image",
+            10,
+            &[("is_part_of__release", Value::Integer(2))],
+        )
+        .unwrap();
+        assert_eq!(linked(&db, 1), [11]);
+        assert_eq!(linked(&db, 2), [10, 12]);
+        db.update("release_image", 12, &[("is_part_of__release", Value::Null)])
+            .unwrap();
+        assert_eq!(linked(&db, 2), [10]);
+        assert_eq!(linked(&db, 3), Vec::<i64>::new());
+        assert_eq!(db.referencing("release_image", "nope", 1).count(), 0);
+        assert_eq!(db.count("release_image"), 3);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value as Json};
@@ -54,7 +55,8 @@ pub enum Nav {
     /// The rows of `target` whose foreign key `via` points at the row.
     Reverse {
         target: &'static Resource,
-        via: &'static str,
+        /// The position of the foreign key in `target`'s rows.
+        via: usize,
     },
 }
 
@@ -136,6 +138,8 @@ pub enum BExpr {
     Lambda {
         path: NavPath,
         all: bool,
+        /// The scope index of the lambda variable inside `body`.
+        variable: usize,
         body: Box<BExpr>,
     },
     Count {
@@ -178,10 +182,8 @@ fn member(resource: &'static Resource, name: &str) -> Result<Member, BindError> 
     }
     if let Some(reverse) = resource.reverse.iter().find(|nav| nav.name == name) {
         let target = resource_schema(reverse.resource).map_err(|e| e.0)?;
-        return Ok(Member::Reverse(Nav::Reverse {
-            target,
-            via: reverse.via,
-        }));
+        let via = field_index(target, reverse.via).map_err(|e| e.0)?;
+        return Ok(Member::Reverse(Nav::Reverse { target, via }));
     }
     Err(format!(
         "unknown field or navigation `{name}` on `{}`",
@@ -432,6 +434,7 @@ fn bind_expr<'n>(scopes: &Scopes<'n>, expr: &'n Expr) -> Result<(BExpr, Ty), Bin
             inner
                 .stack
                 .push((Some(variable.as_str()), path.last.target()));
+            let scope = inner.stack.len() - 1;
             let (body, ty) = bind_expr(&inner, body)?;
             if ty != Ty::Bool && ty != Ty::Null {
                 return Err(format!("the body of `{variable}` must be a condition"));
@@ -440,6 +443,7 @@ fn bind_expr<'n>(scopes: &Scopes<'n>, expr: &'n Expr) -> Result<(BExpr, Ty), Bin
                 BExpr::Lambda {
                     path,
                     all: *kind == LambdaKind::All,
+                    variable: scope,
                     body: Box::new(body),
                 },
                 Ty::Bool,
@@ -668,14 +672,14 @@ pub fn navigate<'d>(
             let Value::Integer(id) = row.values[0] else {
                 return Box::new(std::iter::empty());
             };
-            Box::new(db.referencing(target.name, via, id))
+            Box::new(db.referencing_at(target.name, via, id))
         }
     }
 }
 
 fn nav_rows<'d>(
     db: &'d Db,
-    env: &Env<'d>,
+    env: &[&'d Row],
     path: &NavPath,
 ) -> Box<dyn Iterator<Item = (i64, &'d Row)> + 'd> {
     match follow(db, env[path.scope], &path.hops) {
@@ -747,10 +751,11 @@ where
             }
             V::Bool(found)
         }
-        BExpr::Lambda { path, all, body } => {
-            let rows: Vec<&'d Row> = nav_rows(db, env, path).map(|(_, row)| row).collect();
+        BExpr::Lambda {
+            path, all, body, ..
+        } => {
             let mut result = *all;
-            for row in rows {
+            for (_, row) in nav_rows(db, env, path) {
                 env.push(row);
                 let outcome = truth(db, env, body);
                 env.pop();
@@ -946,81 +951,125 @@ pub fn serialize(db: &Db, query: &Query, row: &Row, version: ApiVersion) -> Json
     Json::Object(object)
 }
 
-/// Ids that must contain every match of `filter`, read from its top-level
-/// `and` terms (`id eq N`, `id in (…)`, `fk eq N`), or `None` for a full scan.
+/// The rows that can match `filter`, found through the id and foreign-key
+/// indexes, or `None` when the filter gives no handle (then every row is a candidate).
 pub fn candidates<'d>(
     db: &'d Db,
     resource: &'static Resource,
     filter: &Filter,
 ) -> Option<Vec<(i64, &'d Row)>> {
-    fn terms<'a>(expr: &'a BExpr, out: &mut Vec<&'a BExpr>) {
-        if let BExpr::And(l, r) = expr {
-            terms(l, out);
-            terms(r, out);
-        } else {
-            out.push(expr);
+    let ids = plan(db, resource, 0, &filter.expr)?;
+    Some(
+        ids.into_iter()
+            .filter_map(|id| db.row(resource.name, id).map(|row| (id, row)))
+            .collect(),
+    )
+}
+
+type Ids = BTreeSet<i64>;
+
+/// A superset of the ids of `resource` rows (the rows of scope `scope`) for
+/// which `expr` can be true, when the indexes can tell.
+fn plan(db: &Db, resource: &'static Resource, scope: usize, expr: &BExpr) -> Option<Ids> {
+    match expr {
+        BExpr::And(l, r) => match (plan(db, resource, scope, l), plan(db, resource, scope, r)) {
+            (Some(a), Some(b)) => Some(a.intersection(&b).copied().collect()),
+            (Some(a), None) | (None, Some(a)) => Some(a),
+            (None, None) => None,
+        },
+        BExpr::Or(l, r) => {
+            let mut a = plan(db, resource, scope, l)?;
+            a.extend(plan(db, resource, scope, r)?);
+            Some(a)
         }
-    }
-    fn own_field(expr: &BExpr) -> Option<&FieldPath> {
-        match expr {
-            BExpr::Field(path) if path.scope == 0 && path.hops.is_empty() => Some(path),
-            _ => None,
-        }
-    }
-    let mut all = Vec::new();
-    terms(&filter.expr, &mut all);
-    for term in all {
-        match term {
-            BExpr::Compare(Cmp::Eq, l, r) => {
-                let (path, n) = match (own_field(l), own_field(r), &**l, &**r) {
-                    (Some(path), _, _, BExpr::Number(n)) | (_, Some(path), BExpr::Number(n), _) => {
-                        (path, *n)
-                    }
-                    _ => continue,
-                };
-                let Ok(n) = i64::try_from(n) else {
-                    return Some(Vec::new());
-                };
-                if path.field == 0 {
-                    return Some(
-                        db.row(resource.name, n)
-                            .map(|row| (n, row))
-                            .into_iter()
-                            .collect(),
-                    );
+        BExpr::Compare(Cmp::Eq, l, r) => {
+            let (path, n) = match (&**l, &**r) {
+                (BExpr::Field(path), BExpr::Number(n)) | (BExpr::Number(n), BExpr::Field(path)) => {
+                    (path, *n)
                 }
-                if matches!(path.ty, FieldType::ForeignKey(_)) {
-                    let via = resource.fields[path.field].name;
-                    return Some(db.referencing(resource.name, via, n).collect());
+                _ => return None,
+            };
+            if path.scope != scope {
+                return None;
+            }
+            let end = path.hops.last().map_or(resource, |(_, target)| *target);
+            let Ok(n) = i64::try_from(n) else {
+                return Some(Ids::new());
+            };
+            let ids: Ids = if path.field == 0 {
+                db.row(end.name, n).map(|_| n).into_iter().collect()
+            } else if matches!(path.ty, FieldType::ForeignKey(_)) {
+                db.referencing_at(end.name, path.field, n)
+                    .map(|(id, _)| id)
+                    .collect()
+            } else {
+                return None;
+            };
+            Some(back_through(db, resource, &path.hops, ids))
+        }
+        BExpr::In(l, list) => {
+            let BExpr::Field(path) = &**l else {
+                return None;
+            };
+            if path.scope != scope || !path.hops.is_empty() || path.field != 0 {
+                return None;
+            }
+            let mut ids = Ids::new();
+            for item in list {
+                match item {
+                    BExpr::Number(n) => ids.extend(i64::try_from(*n).ok()),
+                    BExpr::Null => {}
+                    _ => return None,
                 }
             }
-            BExpr::In(l, list) => {
-                let Some(path) = own_field(l) else { continue };
-                if path.field != 0 {
-                    continue;
-                }
-                let mut ids: Vec<i64> = Vec::new();
-                for item in list {
-                    match item {
-                        BExpr::Number(n) => {
-                            if let Ok(n) = i64::try_from(*n) {
-                                ids.push(n);
-                            }
+            Some(ids)
+        }
+        BExpr::Lambda {
+            path,
+            all: false,
+            variable,
+            body,
+        } if path.scope == scope => {
+            let target = path.last.target();
+            let matched = plan(db, target, *variable, body)?;
+            let end = path.hops.last().map_or(resource, |(_, target)| *target);
+            let mut ids = Ids::new();
+            for id in matched {
+                match path.last {
+                    Nav::Reverse { via, .. } => {
+                        if let Some(Value::Integer(parent)) =
+                            db.row(target.name, id).map(|row| &row.values[via])
+                        {
+                            ids.insert(*parent);
                         }
-                        BExpr::Null => {}
-                        _ => return None,
+                    }
+                    Nav::Forward { field, .. } => {
+                        ids.extend(db.referencing_at(end.name, field, id).map(|(id, _)| id));
                     }
                 }
-                ids.sort_unstable();
-                ids.dedup();
-                return Some(
-                    ids.into_iter()
-                        .filter_map(|id| db.row(resource.name, id).map(|row| (id, row)))
-                        .collect(),
-                );
             }
-            _ => {}
+            Some(back_through(db, resource, &path.hops, ids))
         }
+        _ => None,
     }
-    None
+}
+
+/// Maps ids at the end of foreign-key `hops` back to the ids of `resource` rows.
+fn back_through(db: &Db, resource: &'static Resource, hops: &Hops, mut ids: Ids) -> Ids {
+    for index in (0..hops.len()).rev() {
+        let holder = if index == 0 {
+            resource
+        } else {
+            hops[index - 1].1
+        };
+        let field = hops[index].0;
+        ids = ids
+            .iter()
+            .flat_map(|target| {
+                db.referencing_at(holder.name, field, *target)
+                    .map(|(id, _)| id)
+            })
+            .collect();
+    }
+    ids
 }

@@ -10,14 +10,17 @@ use crate::db::{Db, Row, resource_schema};
 use crate::pine::{ApiVersion, PineError, PineRequest};
 use parser::{Literal, ParseError};
 
+fn version_segment(version: ApiVersion) -> &'static str {
+    match version {
+        ApiVersion::V6 => "v6",
+        ApiVersion::V7 => "v7",
+    }
+}
+
 /// Answers one GET.
 pub(crate) fn answer(db: &Db, request: &PineRequest<'_>) -> Result<Json, PineError> {
     let malformed = || {
-        let version = match request.version {
-            ApiVersion::V6 => "v6",
-            ApiVersion::V7 => "v7",
-        };
-        let mut url = format!("/{version}/{}", request.path);
+        let mut url = format!("/{}/{}", version_segment(request.version), request.path);
         if let Some(query) = request.raw_query {
             url.push('?');
             url.push_str(query);
@@ -30,8 +33,13 @@ pub(crate) fn answer(db: &Db, request: &PineRequest<'_>) -> Result<Json, PineErr
     };
     let path = parser::parse_path(request.path).map_err(from_parse)?;
     let options = parser::parse_query(request.raw_query.unwrap_or_default()).map_err(from_parse)?;
-    let resource = resource_schema(&path.resource)
-        .map_err(|_| PineError::NotFound(format!("unknown route `/{}`", path.resource)))?;
+    let resource = resource_schema(&path.resource).map_err(|_| {
+        PineError::NotFound(format!(
+            "unknown route `/{}/{}`",
+            version_segment(request.version),
+            path.resource
+        ))
+    })?;
     let query = eval::bind_query(resource, &options).map_err(PineError::BadRequest)?;
 
     let mut rows: Vec<(i64, &Row)> = match &path.key {
@@ -46,9 +54,15 @@ pub(crate) fn answer(db: &Db, request: &PineRequest<'_>) -> Result<Json, PineErr
                 resource.name
             )));
         }
-        Some(other) => {
+        Some(Literal::Decimal(number)) => {
             return Err(PineError::BadRequest(format!(
-                "the key `{other:?}` of `{}` must be an integer",
+                "the key `{number}` of `{}` must be an integer",
+                resource.name
+            )));
+        }
+        Some(_) => {
+            return Err(PineError::BadRequest(format!(
+                "the key of `{}` must be an integer",
                 resource.name
             )));
         }
@@ -575,7 +589,7 @@ mod tests {
         }
         assert_eq!(
             request(&db, "/v7/nope?$top=1"),
-            Err(PineError::NotFound("unknown route `/nope`".to_owned()))
+            Err(PineError::NotFound("unknown route `/v7/nope`".to_owned()))
         );
         assert_eq!(status(&db, "/v7/nope"), 404);
     }
@@ -775,6 +789,113 @@ mod tests {
             found,
             [serde_json::json!({"id": 900813, "is_created_by__user": []})]
         );
+    }
+
+    #[test]
+    fn the_longest_accepted_chain_evaluates() {
+        let db = fixture();
+        // 200 comparisons and 199 `and`s: just under the parser's limit.
+        let chain = vec!["not (version eq 1)"; 200].join(" and ");
+        assert_eq!(
+            ids(&db, &format!("/v7/delta?$filter={chain}")),
+            [1, 2, 3, 4, 5, 6]
+        );
+        let chain = vec!["(id eq 2 or id eq 3)"; 100].join(" and ");
+        assert_eq!(ids(&db, &format!("/v7/delta?$filter={chain}")), [2, 3]);
+        let chain = vec!["id eq 2"; 202].join(" or ");
+        assert!(is_bad_request(&db, &format!("/v7/delta?$filter={chain}")));
+    }
+
+    #[test]
+    fn index_plans_agree_with_full_scans() {
+        let db = fixture();
+        // (resource, filter, whether the indexes must give a plan)
+        let cases = [
+            (
+                "delta",
+                "version eq 3 and originates_from__image eq 1115249",
+                true,
+            ),
+            (
+                "delta",
+                "originates_from__image/id eq 1115250 or produces__image eq 1115290",
+                true,
+            ),
+            (
+                "delta",
+                "originates_from__image/release_image/any(ri:ri/is_part_of__release eq 900813)",
+                true,
+            ),
+            (
+                "delta",
+                "produces__image/release_image/any(ri:ri/is_part_of__release/any(r:r/id eq 900835))",
+                true,
+            ),
+            (
+                "delta",
+                "produces__image/is_a_build_of__service/application eq 1 and id in (1, 6)",
+                true,
+            ),
+            (
+                "delta",
+                "originates_from__image/release_image/any(ri:ri/is_part_of__release eq 1) or version eq 2",
+                false,
+            ),
+            (
+                "delta",
+                "originates_from__image/release_image/all(ri:ri/is_part_of__release eq 900813)",
+                false,
+            ),
+            ("delta", "not (originates_from__image eq 1115249)", false),
+            (
+                "release",
+                "release_image/any(x:x/image/is_a_build_of__service eq 11) and status eq 'success'",
+                true,
+            ),
+            ("release", "is_created_by__user/id eq 5", true),
+            (
+                "release",
+                "is_created_by__user eq 99999999999999999999",
+                true,
+            ),
+            (
+                "image",
+                "is_produced_by__delta/any(d:d/originates_from__image eq 1115249 and d/version eq 2)",
+                true,
+            ),
+            (
+                "service",
+                "is_built_by__image/any(i:i/release_image/any(ri:ri/is_part_of__release eq 900850))",
+                true,
+            ),
+        ];
+        for (name, filter, indexed) in cases {
+            let resource = resource_schema(name).unwrap();
+            let query = format!("$filter={filter}");
+            let options = parser::parse_query(&query).unwrap();
+            let bound = eval::bind_query(resource, &options).unwrap();
+            let bound = bound.filter.as_ref().unwrap();
+            let scanned: Vec<i64> = db
+                .rows(name)
+                .filter(|(_, row)| eval::matches(&db, bound, row))
+                .map(|(id, _)| id)
+                .collect();
+            let plan = eval::candidates(&db, resource, bound);
+            assert_eq!(plan.is_some(), indexed, "{filter}");
+            if let Some(rows) = plan {
+                let planned: Vec<i64> = rows
+                    .into_iter()
+                    .filter(|(_, row)| eval::matches(&db, bound, row))
+                    .map(|(id, _)| id)
+                    .collect();
+                assert_eq!(planned, scanned, "{filter}");
+            }
+            assert_eq!(
+                ids(&db, &format!("/v7/{name}?{query}")),
+                scanned,
+                "{filter}"
+            );
+        }
     }
 
     #[test]

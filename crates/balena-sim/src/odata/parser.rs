@@ -261,9 +261,19 @@ pub fn parse_query(query: &str) -> PResult<Options> {
     Ok(options)
 }
 
+/// How deeply parentheses, `not`, calls, lambdas and `$expand` may nest; deeper
+/// input is refused rather than risking the stack.
+const MAX_DEPTH: usize = 48;
+
+/// How many binary operators one URL may hold (a long `and` chain is a deep
+/// tree for the evaluator).
+const MAX_OPERATORS: usize = 400;
+
 struct Parser<'a> {
     text: &'a str,
     pos: usize,
+    depth: usize,
+    operators: usize,
 }
 
 fn is_name_byte(b: u8) -> bool {
@@ -315,7 +325,12 @@ fn is_text_byte(b: u8) -> bool {
 
 impl<'a> Parser<'a> {
     fn new(text: &'a str) -> Parser<'a> {
-        Parser { text, pos: 0 }
+        Parser {
+            text,
+            pos: 0,
+            depth: 0,
+            operators: 0,
+        }
     }
 
     fn rest(&self) -> &'a str {
@@ -701,6 +716,23 @@ impl<'a> Parser<'a> {
     }
 
     fn expand_item(&mut self) -> PResult<ExpandItem> {
+        self.nested(Self::expand_item_inner)
+    }
+
+    /// Runs `parse` one nesting level deeper.
+    fn nested<T>(&mut self, parse: impl FnOnce(&mut Self) -> PResult<T>) -> PResult<T> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ParseError::Unsupported(format!(
+                "the query nests more than {MAX_DEPTH} levels deep"
+            )));
+        }
+        self.depth += 1;
+        let result = parse(self);
+        self.depth -= 1;
+        result
+    }
+
+    fn expand_item_inner(&mut self) -> PResult<ExpandItem> {
         let name = self.name().ok_or(ParseError::Malformed)?;
         let count = self.eat("/$count");
         let mut options = Options::default();
@@ -761,6 +793,12 @@ impl<'a> Parser<'a> {
             if let Some(op) = self.operator() {
                 let precedence = op.precedence() + 1;
                 if precedence > min {
+                    self.operators += 1;
+                    if self.operators > MAX_OPERATORS {
+                        return Err(ParseError::Unsupported(format!(
+                            "the query has more than {MAX_OPERATORS} operators"
+                        )));
+                    }
                     let rhs = self.expression_from(precedence)?;
                     lhs = Expr::Binary(op, Box::new(lhs), Box::new(rhs));
                     continue;
@@ -809,6 +847,10 @@ impl<'a> Parser<'a> {
 
     /// The grammar's `FilterByValue`.
     fn value(&mut self) -> PResult<Expr> {
+        self.nested(Self::value_inner)
+    }
+
+    fn value_inner(&mut self) -> PResult<Expr> {
         let start = self.pos;
         if self.eat("(") {
             self.spaces();
@@ -875,7 +917,7 @@ impl<'a> Parser<'a> {
     fn primitive(&mut self) -> PResult<Expr> {
         if self.eat("(") {
             self.spaces();
-            let inner = self.primitive()?;
+            let inner = self.nested(Self::primitive)?;
             self.spaces();
             self.expect(")")?;
             return Ok(inner);
@@ -1150,6 +1192,45 @@ mod tests {
         ] {
             assert_eq!(parse_query(query), Err(ParseError::Malformed), "{query}");
         }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing() {
+        let deep = format!("$filter={}a eq 1{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(matches!(
+            parse_query(&deep),
+            Err(ParseError::Unsupported(_))
+        ));
+        let nots = format!("$filter={}a", "not ".repeat(10_000));
+        assert!(matches!(
+            parse_query(&nots),
+            Err(ParseError::Unsupported(_))
+        ));
+        let expand = format!(
+            "$expand={}a{}",
+            "a($expand=".repeat(5_000),
+            ")".repeat(5_000)
+        );
+        assert!(matches!(
+            parse_query(&expand),
+            Err(ParseError::Unsupported(_))
+        ));
+        let in_list = format!(
+            "$filter=a in ({}1{})",
+            "(".repeat(10_000),
+            ")".repeat(10_000)
+        );
+        assert!(matches!(
+            parse_query(&in_list),
+            Err(ParseError::Unsupported(_))
+        ));
+        let chain = vec!["a eq 1"; 1_000].join(" and ");
+        assert!(matches!(
+            parse_query(&format!("$filter={chain}")),
+            Err(ParseError::Unsupported(_))
+        ));
+        let fine = format!("$filter={}a eq 1{}", "(".repeat(20), ")".repeat(20));
+        assert!(parse_query(&fine).is_ok());
     }
 
     #[test]
