@@ -49,6 +49,7 @@ now_ms() { node -e 'process.stdout.write(String(Date.now()))'; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/balena-conformance.XXXXXX")
 SIM_PID=
+TOOL_PID=
 stop_sim() {
 	[[ -n $SIM_PID ]] || return 0
 	kill -TERM "$SIM_PID" 2>/dev/null || true
@@ -61,6 +62,7 @@ stop_sim() {
 	SIM_PID=
 }
 cleanup() {
+	[[ -z $TOOL_PID ]] || kill -TERM "$TOOL_PID" 2>/dev/null || true
 	stop_sim
 	if [[ ${KEEP_WORK:-} == 1 ]]; then
 		echo "work directory kept: $WORK" >&2
@@ -69,6 +71,9 @@ cleanup() {
 	fi
 }
 trap cleanup EXIT
+# Make INT/TERM go through the EXIT trap too.
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # --- 1. the npm tool -------------------------------------------------------
 
@@ -95,10 +100,12 @@ if installed_ok; then
 	echo "npm tool: already installed"
 else
 	echo "npm tool: installing"
-	if [[ -f $CONF_DIR/package-lock.json ]]; then
-		(cd "$CONF_DIR" && npm ci --no-audit --no-fund --loglevel=error)
-	else
-		(cd "$CONF_DIR" && npm install --no-audit --no-fund --loglevel=error)
+	npm_cmd=install
+	[[ -f $CONF_DIR/package-lock.json ]] && npm_cmd=ci
+	if ! (cd "$CONF_DIR" && npm "$npm_cmd" --no-audit --no-fund --loglevel=error); then
+		fail "npm $npm_cmd in conformance/"
+		echo "$passed passed, $failed failed"
+		exit 1
 	fi
 fi
 
@@ -108,7 +115,11 @@ if [[ -n ${BALENA_SIM_BIN:-} ]]; then
 	SIM_BIN=$BALENA_SIM_BIN
 else
 	echo "simulator: cargo build -p balena-sim"
-	(cd "$ROOT" && cargo build --quiet -p balena-sim --bin balena-sim)
+	if ! (cd "$ROOT" && cargo build --quiet -p balena-sim --bin balena-sim); then
+		fail "cargo build -p balena-sim"
+		echo "$passed passed, $failed failed"
+		exit 1
+	fi
 	SIM_BIN=$TARGET_DIR/debug/balena-sim
 fi
 
@@ -161,11 +172,15 @@ run_mode() {
 
 	local start end rc=0
 	start=$(now_ms)
-	(cd "$dir/home" && env -i PATH="$PATH" HOME="$dir/home" \
+	# In the background, so INT/TERM interrupt `wait` and reach the trap.
+	(cd "$dir/home" && exec env -i PATH="$PATH" HOME="$dir/home" \
 		BALENARC_DATA_DIRECTORY="$dir/data" BALENARC_DELTA_URL="$DELTA_URL" \
 		SIM_API_URL="$API_URL" NO_PROXY=127.0.0.1,localhost \
 		node -r "$CONF_DIR/preload.js" "$TOOL_BIN" "$@" \
-		>"$dir/stdout" 2>"$dir/stderr" </dev/null) || rc=$?
+		>"$dir/stdout" 2>"$dir/stderr" </dev/null) &
+	TOOL_PID=$!
+	wait "$TOOL_PID" || rc=$?
+	TOOL_PID=
 	end=$(now_ms)
 	local secs
 	secs=$(node -e 'process.stdout.write(((process.argv[2] - process.argv[1]) / 1000).toFixed(1))' "$start" "$end")
