@@ -48,7 +48,7 @@ fn fleet_table(fleet: &FleetUpdateInfo) -> String {
         ));
     }
     let payload = match fleet.estimated_fleet_payload_size {
-        Some(bytes) => megabytes(bytes),
+        Some(bytes) => large_size(bytes),
         None => "not known until every delta is ready".to_owned(),
     };
     let _ = writeln!(out, "\nfleet-wide download: {payload}");
@@ -179,6 +179,17 @@ fn align(rows: &[[String; 7]]) -> String {
 /// Decimal megabytes with one decimal, as registries and balenaCloud show sizes.
 pub fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+/// Fleet-wide totals run into terabytes: the largest decimal unit that keeps
+/// the number at or above 1.
+fn large_size(bytes: u64) -> String {
+    const UNITS: [(&str, f64); 3] = [("TB", 1e12), ("GB", 1e9), ("MB", 1e6)];
+    let (unit, scale) = UNITS
+        .iter()
+        .find(|(_, scale)| bytes as f64 >= *scale)
+        .unwrap_or(&UNITS[2]);
+    format!("{:.1} {unit}", bytes as f64 / scale)
 }
 
 fn saving(download: u64, full: u64) -> String {
@@ -352,6 +363,9 @@ mod tests {
         assert_eq!(megabytes(310_954_877), "311.0 MB");
         assert_eq!(megabytes(u64::MAX), "18446744073709.6 MB");
         assert_eq!(saving(484_575, 310_954_877), "99.8%");
+        assert_eq!(large_size(2_258_063_500_000), "2.3 TB");
+        assert_eq!(large_size(45_000_000_000), "45.0 GB");
+        assert_eq!(large_size(12), "0.0 MB");
         assert_eq!(saving(0, 0), "-");
         assert_eq!(saving(10, 10), "0.0%");
         assert_eq!(clock(Duration::from_secs(125)), "2:05");

@@ -41,3 +41,47 @@ fn fleet_describe_then_wait() {
         "{json}"
     );
 }
+
+#[test]
+fn ten_thousand_devices_on_fifty_releases_cost_four_requests_a_round() {
+    let scenario = balena_sim::Scenario::generated(balena_sim::GeneratedOptions {
+        services: 10,
+        releases: 50,
+        devices: 10_000,
+    });
+    let world = World::with(scenario);
+    let app = world
+        .sim
+        .with_db(|db| db.rows("application").next().map(|(id, _)| id))
+        .unwrap();
+    let app = app.to_string();
+
+    let run = world.run(&["--fleet", &app]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json = run.json();
+    let transitions = json["transitions"].as_array().unwrap();
+    let devices: u64 = transitions
+        .iter()
+        .map(|t| t["device_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(devices, 10_000);
+    assert!(transitions.len() >= 49, "{} transitions", transitions.len());
+    assert!(
+        world.api_requests() <= 4,
+        "{} API requests for one round",
+        world.api_requests()
+    );
+
+    world.sim.clear_journal();
+    let run = world.run(&["--fleet", &app, "--wait", "--timeout", "120"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["overall_status"], "ready");
+    // Every round reads the deltas once; only the first also reads the fleet, devices and releases.
+    let journal = world.sim.journal();
+    let rounds = journal
+        .iter()
+        .filter(|e| e.resource.as_deref() == Some("delta") && e.server == balena_sim::Server::Api)
+        .count();
+    let others = world.api_requests() - rounds;
+    assert!(others <= 3, "{others} non-delta API requests: {journal:?}");
+}
