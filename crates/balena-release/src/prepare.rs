@@ -219,7 +219,9 @@ impl Client {
                         };
                         match code {
                             200..=299 => Attempt::Done(TriggerOutcome::Accepted),
-                            502..=504 => {
+                            // Devices read 502 and 504 as "still building"; a
+                            // 503 is an outage and is retried like other 5xx.
+                            502 | 504 => {
                                 Attempt::Done(TriggerOutcome::StillProcessing { status: code })
                             }
                             401 => Attempt::Fail(Error::Unauthorized {

@@ -1,8 +1,11 @@
 //! Integration tests of the library against the in-process simulator.
 
+mod canned;
 mod support;
 
 mod faults;
 mod fleet;
 mod info;
 mod prepare;
+mod props;
+mod resilience;
