@@ -1,0 +1,651 @@
+#!/usr/bin/env python3
+"""Benchmark harness: the npm tool @balena/release-update 0.1.0 against
+balena-release-update, both driven against the local simulator (balena-sim)
+with injected latency, run by run in alternating order.
+
+Standard library only (Python 3.11). Usually started through bench/run.sh,
+which builds the release binaries first. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFORMANCE = ROOT / "conformance"
+NPM_BIN = CONFORMANCE / "node_modules" / "@balena" / "release-update" / "bin" / "balena-release-update.js"
+PRELOAD = CONFORMANCE / "preload.js"
+GNU_TIME = "/usr/bin/time"
+
+NPM = "npm"
+RUST = "rust"
+TOOLS = (NPM, RUST)
+TOOL_LABEL = {NPM: "npm 0.1.0", RUST: "balena-release-update"}
+MODES = ("plain", "prepare", "wait")
+
+# Loopback never goes through a proxy.
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class BenchError(Exception):
+    """A run that failed or a figure that could not be taken."""
+
+
+# --- the simulator -----------------------------------------------------------
+
+
+class Sim:
+    """One balena-sim process, started fresh for every measured run so that
+    no run finds the deltas of another."""
+
+    def __init__(self, binary: Path, services: int, latency_ms: int, throughput: int | None, log: Path):
+        faults = {
+            "seed": 1,
+            "rules": [{"scope": "both", "fault": {"type": "latency", "fixed_ms": latency_ms}}],
+        }
+        args = [
+            str(binary),
+            "--scenario",
+            f"generated:services={services},releases=3",
+            "--faults",
+            json.dumps(faults),
+        ]
+        if throughput is not None:
+            args += ["--throughput", str(throughput)]
+        self.err = open(log, "wb")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL)
+        ready, _, _ = select.select([self.proc.stdout], [], [], 30)
+        line = self.proc.stdout.readline() if ready else b""
+        try:
+            info = json.loads(line)
+            self.api_url = info["api_url"]
+            self.delta_url = info["delta_url"]
+            self.token = info["token"]
+        except (ValueError, KeyError) as e:
+            self.stop()
+            raise BenchError(f"simulator did not report ready ({line!r}); see {log}") from e
+
+    def _get(self, url: str, token: bool = False, method: str = "GET") -> object:
+        req = urllib.request.Request(url, method=method)
+        if token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        with OPENER.open(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def counters(self) -> dict:
+        return self._get(f"{self.api_url}/__sim/counters")
+
+    def delta_rows(self) -> list[dict]:
+        # The control endpoint is never faulted; this read is, but it is
+        # taken after the measured process exited.
+        url = f"{self.api_url}/v7/delta?$select=id,status,end_timestamp"
+        return self._get(url, token=True)["d"]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+
+
+# --- the tools ---------------------------------------------------------------
+
+
+def tool_command(tool: str, rust_bin: Path, mode: str, timeout_s: int) -> list[str]:
+    args = ["--from-release", "2", "--to-release", "3"]
+    if mode == "prepare":
+        args.append("--prepare")
+    elif mode == "wait":
+        args += ["--wait", "--timeout", str(timeout_s)]
+    if tool == NPM:
+        return ["node", "-r", str(PRELOAD), str(NPM_BIN), *args]
+    return [str(rust_bin), *args]
+
+
+def tool_env(tool: str, sim: Sim, home: Path) -> dict:
+    """A clean environment with a throw-away HOME (and working directory),
+    as for the conformance stage."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "NO_PROXY": "127.0.0.1,localhost",
+        "BALENARC_DELTA_URL": sim.delta_url,
+    }
+    if tool == NPM:
+        data = home / "data"
+        data.mkdir(exist_ok=True)
+        (data / "token").write_text(sim.token)
+        env["BALENARC_DATA_DIRECTORY"] = str(data)
+        env["SIM_API_URL"] = sim.api_url
+    else:
+        env["BALENARC_API_URL"] = sim.api_url
+        env["BALENA_RELEASE_UPDATE_TOKEN"] = sim.token
+    return env
+
+
+@dataclass
+class Run:
+    tool: str
+    mode: str
+    services: int
+    wall_s: float
+    rss_kib: int
+    api: int
+    delta_server: int
+    rounds: int
+    lag_s: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def per_round(self) -> float:
+        return self.api / self.rounds
+
+
+def rounds_of(tool: str, counters: dict) -> int:
+    """Information rounds seen in the journal. The npm tool starts every
+    round with two release GETs; this tool reads the releases once and the
+    delta rows exactly once per round."""
+    api = counters["api"]
+    if tool == NPM:
+        return api.get("release", 0) // 2
+    return api.get("delta", 0)
+
+
+def parse_time(text: str) -> float:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def check_output(tool: str, mode: str, services: int, stdout: str) -> None:
+    try:
+        out = json.loads(stdout)
+    except ValueError as e:
+        raise BenchError(f"{tool} {mode} services={services}: stdout is not JSON") from e
+    updates = out.get("is_produced_by__service_update")
+    if not isinstance(updates, list) or len(updates) != services:
+        raise BenchError(f"{tool} {mode} services={services}: expected {services} service updates")
+    if mode == "wait" and out.get("overall_status") != "ready":
+        raise BenchError(f"{tool} wait services={services}: overall_status is not `ready`")
+
+
+def measure(cfg, tool: str, mode: str, services: int, throughput: int | None, tag: str) -> Run:
+    """Starts a fresh simulator, runs one tool once and reads the figures."""
+    work = cfg.work / "runs" / f"{tag}-{mode}-s{services}-{tool}"
+    shutil.rmtree(work, ignore_errors=True)
+    home = work / "home"
+    home.mkdir(parents=True)
+    sim = Sim(cfg.sim_bin, services, cfg.latency_ms, throughput, work / "sim.err")
+    try:
+        rss_file = work / "rss"
+        cmd = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *tool_command(tool, cfg.rust_bin, mode, cfg.wait_timeout)]
+        started = time.perf_counter()
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=home,
+                env=tool_env(tool, sim, home),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=cfg.wait_timeout + 60,
+            )
+        except subprocess.TimeoutExpired as e:
+            raise BenchError(f"{tool} {mode} services={services}: no exit after {e.timeout} s") from e
+        wall = time.perf_counter() - started
+        exited_at = time.time()
+        (work / "stdout").write_text(proc.stdout)
+        (work / "stderr").write_text(proc.stderr)
+        if proc.returncode != 0:
+            tail = "\n".join(proc.stderr.splitlines()[-5:])
+            raise BenchError(f"{tool} {mode} services={services}: exit code {proc.returncode}\n{tail}")
+        check_output(tool, mode, services, proc.stdout)
+        counters = sim.counters()
+        (work / "counters.json").write_text(json.dumps(counters))
+        rounds = rounds_of(tool, counters)
+        if rounds < 1:
+            raise BenchError(f"{tool} {mode} services={services}: no information round in the journal")
+        lag = None
+        if mode == "wait":
+            ready = [parse_time(r["end_timestamp"]) for r in sim.delta_rows() if r["status"] == "success"]
+            if not ready:
+                raise BenchError(f"{tool} wait services={services}: no successful delta in the simulator")
+            lag = exited_at - max(ready)
+        return Run(
+            tool=tool,
+            mode=mode,
+            services=services,
+            wall_s=wall,
+            rss_kib=int(rss_file.read_text().strip().splitlines()[-1]),
+            api=counters["api"]["total"],
+            delta_server=counters["delta"]["total"],
+            rounds=rounds,
+            lag_s=lag,
+            extra={"api_by_resource": counters["api"]},
+        )
+    finally:
+        sim.stop()
+
+
+def series(cfg, mode: str, services: int, runs: int, throughput: int | None, tag: str, log) -> dict:
+    """`runs` runs of each tool, alternating which goes first."""
+    results = {NPM: [], RUST: []}
+    for i in range(runs):
+        order = TOOLS if i % 2 == 0 else TOOLS[::-1]
+        for tool in order:
+            r = measure(cfg, tool, mode, services, throughput, f"{tag}{i}")
+            results[tool].append(r)
+            lag = f", ready→exit {r.lag_s:.2f} s" if r.lag_s is not None else ""
+            log(
+                f"  {tag}{mode} services={services} run {i + 1}/{runs} {tool}: {r.wall_s:.3f} s, "
+                f"{r.rss_kib / 1024:.1f} MiB, {r.api} API requests in {r.rounds} round(s){lag}"
+            )
+    return results
+
+
+# --- the long wait -----------------------------------------------------------
+
+
+def long_wait(cfg, tool: str, services: int, window_s: float, out: dict, errors: list) -> None:
+    """Runs `--wait` against deltas that never finish (the simulator builds
+    at 1 byte per second, so the rows stay `running` with a fresh heartbeat)
+    and counts the requests of the first `window_s` seconds of real time."""
+    work = cfg.work / "runs" / f"longwait-s{services}-{tool}"
+    shutil.rmtree(work, ignore_errors=True)
+    home = work / "home"
+    home.mkdir(parents=True)
+    try:
+        sim = Sim(cfg.sim_bin, services, cfg.latency_ms, 1, work / "sim.err")
+    except BenchError as e:
+        errors.append(str(e))
+        return
+    try:
+        timeout = int(window_s) + 120
+        with open(work / "stdout", "wb") as so, open(work / "stderr", "wb") as se:
+            started = time.monotonic()
+            proc = subprocess.Popen(
+                tool_command(tool, cfg.rust_bin, "wait", timeout),
+                cwd=home,
+                env=tool_env(tool, sim, home),
+                stdin=subprocess.DEVNULL,
+                stdout=so,
+                stderr=se,
+            )
+            try:
+                proc.wait(timeout=window_s)
+                errors.append(f"{tool} long wait: exited early (code {proc.returncode}) after {time.monotonic() - started:.1f} s")
+                return
+            except subprocess.TimeoutExpired:
+                pass
+            counters = sim.counters()
+            elapsed = time.monotonic() - started
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        (work / "counters.json").write_text(json.dumps(counters))
+        out[tool] = {
+            "window_s": elapsed,
+            "api": counters["api"]["total"],
+            "delta_server": counters["delta"]["total"],
+            "rounds": rounds_of(tool, counters),
+            "api_by_resource": counters["api"],
+        }
+    except Exception as e:  # noqa: BLE001 - reported as a failed figure
+        errors.append(f"{tool} long wait: {e}")
+    finally:
+        sim.stop()
+
+
+# --- figures -------------------------------------------------------------------
+
+
+def med(values) -> float:
+    return statistics.median(values)
+
+
+def fmt_ratio(ours: float, theirs: float) -> str:
+    if theirs == 0:
+        return "n/a"
+    return f"{ours / theirs:.3f}"
+
+
+def machine(rust_bin: Path) -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "unknown"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10, cwd=ROOT).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return "unknown"
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "node": out(["node", "--version"]),
+        "rust_tool": out([str(rust_bin), "--version"]),
+        "commit": out(["git", "rev-parse", "--short", "HEAD"]),
+        "dirty": bool(out(["git", "status", "--porcelain", "--untracked-files=no"])),
+    }
+
+
+@dataclass
+class Target:
+    name: str
+    goal: str
+    measured: str
+    met: bool
+
+
+def evaluate_targets(cfg, data) -> list[Target]:
+    targets = []
+    plain = data["series"]["plain"]
+    per_round_all = [max(r.per_round for r in data["series"][m][s][RUST]) for m in MODES for s in data["series"][m]]
+    worst = max(per_round_all)
+    targets.append(Target("API requests per information round", "≤ 2 at every service count and mode", f"at most {worst:g}", worst <= 2))
+    for s, limit in ((10, 1 / 3), (50, 1 / 5)):
+        if s in plain:
+            ratio = med(r.wall_s for r in plain[s][RUST]) / med(r.wall_s for r in plain[s][NPM])
+            targets.append(Target(f"wall time, plain, {s} services", f"≤ {limit:.3f} × npm", f"{ratio:.3f} × npm", ratio <= limit))
+    peak = max(r.rss_kib for m in MODES for s in data["series"][m] for r in data["series"][m][s][RUST]) / 1024
+    targets.append(Target("peak resident memory", "≤ 15 MiB", f"{peak:.1f} MiB (largest of all runs)", peak <= 15))
+    for key, label in (("wait", "default build speed"), ("slow", "slow builds")):
+        group = data["series"].get(key) if key == "wait" else data.get("slow")
+        if not group:
+            continue
+        for s in group:
+            lag = med(r.lag_s for r in group[s][RUST])
+            targets.append(Target(f"last delta ready → exit, {s} services, {label}", "≤ 2 s (median)", f"{lag:.2f} s", lag <= 2))
+    lw = data.get("long_wait")
+    if lw and NPM in lw and RUST in lw:
+        ratio = (lw[RUST]["api"] / lw[RUST]["window_s"]) / (lw[NPM]["api"] / lw[NPM]["window_s"])
+        targets.append(
+            Target(
+                f"API requests during a {window(cfg.long_window)} wait, {cfg.long_services} services",
+                "≤ 1/3 of npm",
+                f"{ratio:.3f} × npm",
+                ratio <= 1 / 3,
+            )
+        )
+    return targets
+
+
+def window(seconds: float) -> str:
+    return f"{seconds / 60:g}-minute" if seconds >= 60 else f"{seconds:g}-second"
+
+
+def write_report(cfg, data, path: Path) -> list[Target]:
+    m = data["machine"]
+    lines = []
+    w = lines.append
+    title = "Benchmarks" if not cfg.smoke else "Benchmarks (smoke run: one iteration, small counts, not figures to quote)"
+    w(f"# {title}\n")
+    w(f"Written by `bench/run.sh{' --smoke' if cfg.smoke else ''}` on {data['date']}. Do not edit by hand; see")
+    w("[bench/README.md](bench/README.md) for what is measured and how.\n")
+    w("## Machine and setup\n")
+    w(f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['os']}")
+    w(f"- tools: `@balena/release-update` 0.1.0 on Node {m['node']} (installed and preloaded as in `conformance/`);")
+    w(f"  `{m['rust_tool']}` (release build, commit `{m['commit']}`{', with uncommitted changes' if m['dirty'] else ''})")
+    w(f"- simulator: `balena-sim --scenario generated:services=N,releases=3`, release 2 → 3, a fresh one per run,")
+    w(f"  {cfg.latency_ms} ms of latency on every request to the API and to the delta server")
+    w(f"- {cfg.runs} runs per tool and figure, the two tools alternating run by run (npm first on even runs);")
+    w("  figures are medians, ratios are this tool's median over the npm tool's median from the same run")
+    w("- peak resident memory: `/usr/bin/time -f %M` (the whole process: Node for the npm tool)")
+    w("- requests: the simulator's counters after the run; a round is counted as two release GETs for the")
+    w("  npm tool (it reads both releases every round) and one `/v7/delta` read for this tool (it reads the")
+    w("  delta rows once per round; the releases only in round 1)\n")
+
+    w("## Per mode\n")
+    w("| mode | services | API requests / round (npm → ours) | API requests / run (npm → ours) | wall time, median (npm → ours) | ratio | peak RSS, median (npm → ours) | ratio |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for mode in MODES:
+        for s, res in data["series"][mode].items():
+            n, r = res[NPM], res[RUST]
+            w(
+                f"| {mode} | {s} | {med(x.per_round for x in n):g} → {med(x.per_round for x in r):g} "
+                f"| {med(x.api for x in n):g} → {med(x.api for x in r):g} "
+                f"| {med(x.wall_s for x in n):.3f} s → {med(x.wall_s for x in r):.3f} s "
+                f"| {fmt_ratio(med(x.wall_s for x in r), med(x.wall_s for x in n))} "
+                f"| {med(x.rss_kib for x in n) / 1024:.1f} → {med(x.rss_kib for x in r) / 1024:.1f} MiB "
+                f"| {fmt_ratio(med(x.rss_kib for x in r), med(x.rss_kib for x in n))} |"
+            )
+    w("")
+    w("`--prepare` and `--wait` also send one delta-server request per delta asked for: ")
+    parts = []
+    for mode in ("prepare", "wait"):
+        for s, res in data["series"][mode].items():
+            parts.append(f"{mode} {s} services: {med(x.delta_server for x in res[NPM]):g} → {med(x.delta_server for x in res[RUST]):g}")
+    w("; ".join(parts) + " (npm → ours; the npm tool also asks for deltas of unchanged services).\n")
+
+    w("## Readiness: last delta ready → process exit (`--wait`)\n")
+    w("The moment the last delta became ready is the largest `end_timestamp` of the simulator's successful")
+    w("delta rows (the simulator runs on the real clock); the exit is when the harness saw the process end.\n")
+    w("| builds | services | npm: median (min–max) | ours: median (min–max) | ratio |")
+    w("| --- | ---: | ---: | ---: | ---: |")
+    groups = [("default speed (200 MB/s, every build under ~1.6 s)", data["series"]["wait"])]
+    if data.get("slow"):
+        groups.append((f"slow ({cfg.slow_throughput / 1e6:g} MB/s, builds up to ~{330 / (cfg.slow_throughput / 1e6):.0f} s)", data["slow"]))
+    for label, group in groups:
+        for s, res in group.items():
+            n = [x.lag_s for x in res[NPM]]
+            r = [x.lag_s for x in res[RUST]]
+            w(
+                f"| {label} | {s} | {med(n):.2f} s ({min(n):.2f}–{max(n):.2f}) | {med(r):.2f} s ({min(r):.2f}–{max(r):.2f}) "
+                f"| {fmt_ratio(med(r), med(n))} |"
+            )
+    w("")
+
+    lw = data.get("long_wait")
+    if lw:
+        w(f"## A long wait: {window(cfg.long_window)} window, {cfg.long_services} services\n")
+        w("Both tools run `--wait` at the same time, each against its own simulator whose delta builds never")
+        w("finish (1 byte per second: the rows stay `running` with a fresh heartbeat, so both tools keep")
+        w(f"waiting). Counted: every request of the first {cfg.long_window:g} s of **real** time (both tools sleep on")
+        w("real time, so a scaled simulator clock would not shorten this), including round 1 and the delta")
+        w("requests; then the tools are stopped.\n")
+        w("| tool | window | API requests | per minute | rounds | delta-server requests |")
+        w("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for tool in TOOLS:
+            x = lw[tool]
+            w(f"| {TOOL_LABEL[tool]} | {x['window_s']:.1f} s | {x['api']} | {x['api'] / x['window_s'] * 60:.1f} | {x['rounds']} | {x['delta_server']} |")
+        w("")
+        if cfg.long_concurrent:
+            w("This window ran in the background while the `--wait` series above were measured (those are")
+            w("dominated by sleeping; the long wait adds a few requests per minute of load).\n")
+
+    targets = evaluate_targets(cfg, data)
+    w("## Targets\n")
+    w("| target | goal | measured | |")
+    w("| --- | --- | --- | --- |")
+    for t in targets:
+        w(f"| {t.name} | {t.goal} | {t.measured} | {'met' if t.met else '**missed**'} |")
+    w("")
+    analysis = Path(__file__).resolve().parent / "analysis.md"
+    if not cfg.smoke and analysis.exists():
+        w(analysis.read_text().rstrip() + "\n")
+    path.write_text("\n".join(lines))
+    return targets
+
+
+# --- main ----------------------------------------------------------------------
+
+# The settings a report needs, kept in results.json so it can be written again.
+CONFIG_KEYS = ("smoke", "runs", "services", "latency_ms", "long_window", "long_services", "slow_throughput", "long_concurrent")
+
+
+def report_from(results: Path, output: Path | None) -> int:
+    """Writes the report again from a results.json (e.g. after editing
+    bench/analysis.md), without measuring anything."""
+    raw = json.loads(results.read_text())
+    if raw.get("errors"):
+        print(f"bench: error: {results} records a failed run", file=sys.stderr)
+        return 1
+    cfg = argparse.Namespace(**raw["config"])
+
+    def group(g):
+        return {int(s): {t: [Run(**r) for r in res[t]] for t in TOOLS} for s, res in g.items()}
+
+    series = {m: group(raw["series"][m]) for m in MODES}
+    data = {"date": raw["date"], "machine": raw["machine"], "series": series, "long_wait": raw["long_wait"]}
+    if "slow" in raw["series"]:
+        data["slow"] = group(raw["series"]["slow"])
+    out = output or (ROOT / "bench" / "out" / "BENCHMARKS.smoke.md" if cfg.smoke else ROOT / "BENCHMARKS.md")
+    write_report(cfg, data, out)
+    print(f"wrote {out}")
+    return 0
+
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="one iteration, small counts, short long-wait window")
+    p.add_argument("--runs", type=int, help="runs per tool and figure (default 5; smoke 1)")
+    p.add_argument("--services", help="comma-separated service counts (default 1,10,50; smoke 1,3)")
+    p.add_argument("--latency-ms", type=int, default=50)
+    p.add_argument("--long-window", type=float, help="seconds of the long wait (default 600; smoke 25)")
+    p.add_argument("--long-services", type=int, help="services in the long wait (default 10; smoke 3)")
+    p.add_argument("--slow-throughput", type=int, default=25_000_000, help="bytes/s of the slow-build series")
+    p.add_argument("--no-slow", action="store_true", help="skip the slow-build series")
+    p.add_argument("--output", type=Path, help="report path (default BENCHMARKS.md; smoke bench/out/BENCHMARKS.smoke.md)")
+    p.add_argument("--target-dir", type=Path, default=Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")))
+    p.add_argument("--report-from", type=Path, metavar="RESULTS_JSON", help="only write the report from an earlier run's results.json")
+    cfg = p.parse_args()
+    if cfg.report_from:
+        return report_from(cfg.report_from, cfg.output)
+
+    cfg.runs = cfg.runs or (1 if cfg.smoke else 5)
+    cfg.services = [int(x) for x in (cfg.services or ("1,3" if cfg.smoke else "1,10,50")).split(",")]
+    cfg.long_window = cfg.long_window or (25.0 if cfg.smoke else 600.0)
+    cfg.long_services = cfg.long_services or (3 if cfg.smoke else 10)
+    cfg.slow = not (cfg.no_slow or cfg.smoke)
+    cfg.wait_services = cfg.services[-1:] if cfg.smoke else cfg.services
+    cfg.wait_timeout = 300
+    cfg.long_concurrent = True
+    cfg.output = cfg.output or (ROOT / "bench" / "out" / "BENCHMARKS.smoke.md" if cfg.smoke else ROOT / "BENCHMARKS.md")
+    cfg.work = ROOT / "bench" / "out" / ("smoke" if cfg.smoke else "full")
+    cfg.rust_bin = cfg.target_dir / "release" / "balena-release-update"
+    cfg.sim_bin = cfg.target_dir / "release" / "balena-sim"
+    for path, what in (
+        (cfg.rust_bin, "cargo build --release"),
+        (cfg.sim_bin, "cargo build --release -p balena-sim"),
+        (NPM_BIN, "bash conformance/run.sh (it installs the npm tool)"),
+        (PRELOAD, "conformance/preload.js"),
+        (Path(GNU_TIME), "apt-get install time"),
+    ):
+        if not path.exists():
+            print(f"bench: error: `{path}` is missing (see: {what})", file=sys.stderr)
+            return 1
+    if shutil.which("node") is None:
+        print("bench: error: `node` is not on PATH", file=sys.stderr)
+        return 1
+    shutil.rmtree(cfg.work, ignore_errors=True)
+    cfg.work.mkdir(parents=True)
+
+    began = time.monotonic()
+
+    def log(msg: str) -> None:
+        print(f"[{time.monotonic() - began:6.1f} s] {msg}", flush=True)
+
+    data = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(cfg.rust_bin), "series": {}}
+    errors: list[str] = []
+    try:
+        for mode in ("plain", "prepare"):
+            data["series"][mode] = {}
+            for s in cfg.services:
+                data["series"][mode][s] = series(cfg, mode, s, cfg.runs, None, "", log)
+
+        log(f"long wait: {cfg.long_window:g} s, {cfg.long_services} services, both tools, in the background")
+        long_out: dict = {}
+        threads = [
+            threading.Thread(target=long_wait, args=(cfg, tool, cfg.long_services, cfg.long_window, long_out, errors))
+            for tool in TOOLS
+        ]
+        for t in threads:
+            t.start()
+
+        data["series"]["wait"] = {}
+        for s in cfg.wait_services:
+            data["series"]["wait"][s] = series(cfg, "wait", s, cfg.runs, None, "", log)
+        if cfg.slow:
+            data["slow"] = {10: series(cfg, "wait", 10, cfg.runs, cfg.slow_throughput, "slow", log)}
+        log("waiting for the long wait to end")
+        for t in threads:
+            t.join()
+        if NPM in long_out and RUST in long_out:
+            data["long_wait"] = long_out
+            for tool in TOOLS:
+                x = long_out[tool]
+                log(f"  long wait {tool}: {x['api']} API requests in {x['window_s']:.1f} s ({x['api'] / x['window_s'] * 60:.1f}/min)")
+    except BenchError as e:
+        errors.append(str(e))
+
+    raw = {
+        "date": data["date"],
+        "machine": data["machine"],
+        "series": {
+            mode: {str(s): {t: [vars(r) for r in res[t]] for t in TOOLS} for s, res in group.items()}
+            for mode, group in list(data["series"].items()) + ([("slow", data["slow"])] if data.get("slow") else [])
+        },
+        "long_wait": data.get("long_wait"),
+        "errors": errors,
+        "config": {k: getattr(cfg, k) for k in CONFIG_KEYS},
+    }
+    (cfg.work / "results.json").write_text(json.dumps(raw, indent=2))
+
+    if errors:
+        for e in errors:
+            print(f"bench: error: {e}", file=sys.stderr)
+        print(f"bench: failed; runs kept in {cfg.work}", file=sys.stderr)
+        return 1
+    missing = [f"{m} services={s}" for m in MODES for s in (cfg.wait_services if m == "wait" else cfg.services) if s not in data["series"].get(m, {})]
+    if "long_wait" not in data:
+        missing.append("long wait")
+    if missing:
+        print(f"bench: error: missing figures: {', '.join(missing)}", file=sys.stderr)
+        return 1
+
+    cfg.output.parent.mkdir(parents=True, exist_ok=True)
+    targets = write_report(cfg, data, cfg.output)
+    log(f"wrote {cfg.output}")
+    for t in targets:
+        print(f"  {'met   ' if t.met else 'MISSED'} {t.name}: {t.measured} (goal {t.goal})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
