@@ -113,11 +113,12 @@ impl FleetTracker {
     fn next_step(
         &self,
         info: &FleetUpdateInfo,
+        read: &DeltaRead,
         max_attempts: u32,
     ) -> Result<Vec<(String, Pair)>, Error> {
         let mut out: Vec<(String, Pair)> = Vec::new();
         for ((_, tracker), transition) in self.transitions.iter().zip(&info.transitions) {
-            match next_step(tracker, &transition.update, max_attempts) {
+            match next_step(tracker, &transition.update, read, max_attempts) {
                 NextStep::Wait => {}
                 NextStep::GiveUp(pair) => {
                     return Err(delta_failed(tracker, &transition.update, pair));
@@ -350,7 +351,7 @@ impl Client {
                 if info.overall_status == Status::Ready || !options.wait {
                     return Ok(info);
                 }
-                let again = tracker.next_step(&info, options.max_attempts_per_delta)?;
+                let again = tracker.next_step(&info, &read, options.max_attempts_per_delta)?;
                 if !again.is_empty() {
                     self.trigger_all(
                         again,
@@ -478,7 +479,7 @@ mod tests {
             now: now(),
         };
         let info = f.evaluate(&read);
-        let err = f.next_step(&info, 3).unwrap_err();
+        let err = f.next_step(&info, &read, 3).unwrap_err();
         match err {
             Error::DeltaFailed {
                 service,
@@ -493,7 +494,7 @@ mod tests {
         }
         let f = fleet();
         assert_eq!(
-            f.next_step(&info, 3).unwrap(),
+            f.next_step(&info, &read, 3).unwrap(),
             [("main".to_owned(), (20, 30)), ("main".to_owned(), (10, 30))]
         );
     }

@@ -16,8 +16,8 @@ use crate::http::{Attempt, Sent, Sink, redact, server_message};
 use crate::model::{Status, UpdateInfo};
 use crate::poll::PollPolicy;
 use crate::reference::ReleaseRef;
-use crate::report::Pair;
-use crate::round::Tracker;
+use crate::report::{Pair, building_on_server};
+use crate::round::{DeltaRead, Tracker};
 
 /// How [`Client::prepare_update`] works.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,8 +98,15 @@ pub(crate) enum NextStep {
 
 /// Decides, from a state read while waiting, which deltas to request again:
 /// every changed service that is pending (failed, stale or never started),
-/// unless it has already been requested `max_attempts` times.
-pub(crate) fn next_step(tracker: &Tracker, info: &UpdateInfo, max_attempts: u32) -> NextStep {
+/// unless it has already been requested `max_attempts` times. A build the
+/// delta server still counts as running is left alone: a request would
+/// start nothing and only use up an attempt.
+pub(crate) fn next_step(
+    tracker: &Tracker,
+    info: &UpdateInfo,
+    read: &DeltaRead,
+    max_attempts: u32,
+) -> NextStep {
     let mut again = Vec::new();
     for pair in tracker.pairing.delta_pairs() {
         let pending = tracker
@@ -107,7 +114,7 @@ pub(crate) fn next_step(tracker: &Tracker, info: &UpdateInfo, max_attempts: u32)
             .service_of(pair)
             .and_then(|s| info.service(&s.name))
             .is_some_and(|s| s.status == Status::Pending);
-        if !pending {
+        if !pending || building_on_server(pair, &read.rows, read.now) {
             continue;
         }
         if tracker.attempts.get(&pair).copied().unwrap_or(0) >= max_attempts {
@@ -345,7 +352,7 @@ impl Client {
                 if info.overall_status == Status::Ready || !options.wait {
                     return Ok(info);
                 }
-                match next_step(&tracker, &info, options.max_attempts_per_delta) {
+                match next_step(&tracker, &info, &read, options.max_attempts_per_delta) {
                     NextStep::GiveUp(pair) => return Err(delta_failed(&tracker, &info, pair)),
                     NextStep::Trigger(pairs) => {
                         let again = jobs(&tracker, &pairs);
@@ -371,11 +378,12 @@ impl Client {
 
 #[cfg(test)]
 mod tests {
-    use jiff::Timestamp;
+    use jiff::{SignedDuration, Timestamp};
 
     use super::*;
     use crate::report::tests::{delta, image, release};
     use crate::report::{evaluate, pair};
+    use crate::wire::DeltaRow;
 
     fn tracker() -> Tracker {
         let source = release(1, &[("a", image(10, None, 1)), ("b", image(11, None, 1))]);
@@ -387,21 +395,59 @@ mod tests {
         "2026-11-25T19:00:00Z".parse().unwrap()
     }
 
+    fn read(rows: &[DeltaRow]) -> DeltaRead {
+        DeltaRead {
+            rows: rows.to_vec(),
+            now: now(),
+        }
+    }
+
     #[test]
     fn pending_services_are_requested_again_until_the_cap() {
         let mut t = tracker();
         let rows = [delta(1, (10, 20), "running", now())];
         let info = evaluate(&t.pairing, &rows, now(), &HashMap::new());
         assert_eq!(pending_pairs(&t, &info), [(11, 21)]);
-        assert_eq!(next_step(&t, &info, 3), NextStep::Trigger(vec![(11, 21)]));
+        assert_eq!(
+            next_step(&t, &info, &read(&rows), 3),
+            NextStep::Trigger(vec![(11, 21)])
+        );
         t.attempts.insert((11, 21), 3);
-        assert_eq!(next_step(&t, &info, 3), NextStep::GiveUp((11, 21)));
+        assert_eq!(
+            next_step(&t, &info, &read(&rows), 3),
+            NextStep::GiveUp((11, 21))
+        );
         let all_running = [
             delta(1, (10, 20), "running", now()),
             delta(2, (11, 21), "running", now()),
         ];
         let info = evaluate(&t.pairing, &all_running, now(), &HashMap::new());
-        assert_eq!(next_step(&t, &info, 3), NextStep::Wait);
+        assert_eq!(next_step(&t, &info, &read(&all_running), 3), NextStep::Wait);
+    }
+
+    #[test]
+    fn a_build_the_server_still_runs_is_not_requested_again() {
+        let t = tracker();
+        let ready = delta(1, (10, 20), "success", now());
+        // Stale for the status (over 3 minutes), still running for the server
+        // (under 5): pending, but a request would start nothing.
+        let quiet = [
+            ready.clone(),
+            delta(2, (11, 21), "running", now() - SignedDuration::from_mins(4)),
+        ];
+        let info = evaluate(&t.pairing, &quiet, now(), &HashMap::new());
+        assert_eq!(info.service("b").unwrap().status, Status::Pending);
+        assert_eq!(next_step(&t, &info, &read(&quiet), 1), NextStep::Wait);
+        // Past 5 minutes the server builds again when asked.
+        let dropped = [
+            ready,
+            delta(2, (11, 21), "running", now() - SignedDuration::from_mins(6)),
+        ];
+        let info = evaluate(&t.pairing, &dropped, now(), &HashMap::new());
+        assert_eq!(
+            next_step(&t, &info, &read(&dropped), 3),
+            NextStep::Trigger(vec![(11, 21)])
+        );
     }
 
     #[test]

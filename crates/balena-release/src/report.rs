@@ -19,6 +19,24 @@ pub(crate) const DELTA_VERSION: u32 = 3;
 /// npm tool's lookup.
 pub(crate) const STALE_AFTER: SignedDuration = SignedDuration::from_mins(3);
 
+/// The delta server starts a new build for a pair only once its `running`
+/// row has had no heartbeat for this long; asking earlier starts nothing.
+pub(crate) const SERVER_STALE_AFTER: SignedDuration = SignedDuration::from_mins(5);
+
+/// Whether the delta server still counts a build of `pair` as running (a
+/// `running` row with a heartbeat younger than [`SERVER_STALE_AFTER`]), even
+/// when [`judge`] already calls it stale.
+pub(crate) fn building_on_server(pair: Pair, rows: &[DeltaRow], now: Timestamp) -> bool {
+    let horizon = now - SERVER_STALE_AFTER;
+    rows.iter().any(|r| {
+        r.version == DELTA_VERSION
+            && r.originates_from__image.map(|f| f.__id) == Some(pair.0)
+            && r.produces__image.map(|f| f.__id) == Some(pair.1)
+            && r.status == "running"
+            && r.update_timestamp.is_some_and(|t| t > horizon)
+    })
+}
+
 /// An image pair (source id, target id) that needs a delta.
 pub(crate) type Pair = (u64, u64);
 

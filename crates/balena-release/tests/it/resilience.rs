@@ -398,3 +398,41 @@ async fn repeated_rounds_leak_no_file_descriptors() {
     // allow their share; a leak here would add hundreds.
     assert!(after <= before + 100, "{before} fds before, {after} after");
 }
+
+#[tokio::test]
+async fn a_stalled_delta_is_requested_again_once_the_server_drops_it() {
+    // The heartbeat stops at once. After 3 minutes the delta no longer counts
+    // as building (the npm tool's rule), but the delta server only starts a
+    // new build after 5: requests in between start nothing and must not use
+    // up the attempts.
+    let scenario = manual_demo().with_delta_outcome(
+        demo::IMAGE_R2_API,
+        demo::IMAGE_R3_API,
+        vec![
+            balena_sim::Outcome::stalled(),
+            balena_sim::Outcome::success(4321),
+        ],
+    );
+    let sim = start(scenario);
+    let events = Events::default();
+    let info = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &prepare(true),
+            &events.sink_advancing(&sim, Duration::from_secs(20)),
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{err}: {:?}", events.triggered()));
+    assert_eq!(info.overall_status, Status::Ready);
+    let api = info.service("api").unwrap();
+    assert_eq!(
+        api.produces__image
+            .is_produced_by__delta
+            .as_ref()
+            .map(|d| d.size),
+        Some(4321)
+    );
+    let rows = sim.with_db(|db| db.count("delta"));
+    assert_eq!(rows, 4, "two demo rows, the stalled build and the new one");
+}
