@@ -250,7 +250,8 @@ pub enum Error {
     },
     /// A server's answer does not have the expected shape.
     #[error(
-        "unexpected answer from the {server} to the {what} query{}: {message}",
+        "unexpected answer from the {server} to the {what} query{}: {message}; check that \
+         the {server} URL points at a balena API",
         if path.is_empty() || path == "." { String::new() } else { format!(" at `{path}`") }
     )]
     Decode {
@@ -420,7 +421,8 @@ mod tests {
         );
         assert_eq!(
             cases[3],
-            "unexpected answer from the API to the release query at `d[0].id`: invalid type"
+            "unexpected answer from the API to the release query at `d[0].id`: invalid type; \
+             check that the API URL points at a balena API"
         );
         for message in cases {
             assert!(message.chars().next().unwrap().is_lowercase(), "{message}");

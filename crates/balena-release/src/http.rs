@@ -404,10 +404,17 @@ pub(crate) fn server_message(body: &[u8], location: Option<&str>, status: Status
     shorten(trimmed)
 }
 
-/// One line of at most 300 characters.
-fn shorten(text: &str) -> String {
+/// One line of at most 300 characters, without control characters (a
+/// server's text must not move the cursor or recolour the terminal).
+pub(crate) fn shorten(text: &str) -> String {
     const MAX: usize = 300;
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
     if one_line.chars().count() > MAX {
         let cut: String = one_line.chars().take(MAX).collect();
         format!("{cut}…")
@@ -504,6 +511,10 @@ mod tests {
         assert_eq!(
             server_message(long.as_bytes(), None, s).chars().count(),
             301
+        );
+        assert_eq!(
+            server_message(b"\x1b[2Jgone\r\nnext\x07", None, s),
+            "\u{fffd}[2Jgone next\u{fffd}"
         );
         assert!(
             server_message(b"", Some("https://evil.example/x"), StatusCode::FOUND)

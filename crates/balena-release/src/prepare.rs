@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::client::Client;
 use crate::error::{Error, Server};
 use crate::event::{Event, TriggerOutcome};
-use crate::http::{Attempt, Sent, Sink, redact, server_message};
+use crate::http::{Attempt, Sent, Sink, redact, server_message, shorten};
 use crate::model::{Status, UpdateInfo};
 use crate::poll::PollPolicy;
 use crate::reference::ReleaseRef;
@@ -163,7 +163,9 @@ pub(crate) fn delta_failed(tracker: &Tracker, info: &UpdateInfo, pair: Pair) -> 
     let failure = info.service(&service).and_then(|s| s.delta_failure.clone());
     let message = match failure {
         Some(f) => match f.error_message {
-            Some(m) if !m.trim().is_empty() => format!("the delta server reported `{}`", m.trim()),
+            Some(m) if !m.trim().is_empty() => {
+                format!("the delta server reported `{}`", shorten(&m))
+            }
             _ => format!("delta `{}` failed without a message", f.delta_id),
         },
         None => format!(

@@ -327,8 +327,7 @@ impl Client {
                 what: what.to_owned(),
                 path: String::new(),
                 message: format!(
-                    "expected JSON but the answer is `{content_type}` (status `{}`); is the \
-                     API URL right?",
+                    "expected JSON but the answer is `{content_type}` (status `{}`)",
                     answer.status.as_u16()
                 ),
             });
