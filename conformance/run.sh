@@ -49,9 +49,19 @@ now_ms() { node -e 'process.stdout.write(String(Date.now()))'; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/balena-conformance.XXXXXX")
 SIM_PID=
+SIM_EXIT=
 TOOL_PID=
+# Stops the simulator; returns 1 (and says why) when it had already exited.
 stop_sim() {
 	[[ -n $SIM_PID ]] || return 0
+	if ! kill -0 "$SIM_PID" 2>/dev/null; then
+		local status=0
+		wait "$SIM_PID" 2>/dev/null || status=$?
+		SIM_PID=
+		SIM_EXIT="exited early with status $status"
+		if ((status > 128)); then SIM_EXIT+=" (signal $((status - 128)))"; fi
+		return 1
+	fi
 	kill -TERM "$SIM_PID" 2>/dev/null || true
 	for _ in $(seq 50); do
 		kill -0 "$SIM_PID" 2>/dev/null || break
@@ -63,7 +73,7 @@ stop_sim() {
 }
 cleanup() {
 	[[ -z $TOOL_PID ]] || kill -TERM "$TOOL_PID" 2>/dev/null || true
-	stop_sim
+	stop_sim || true
 	if [[ ${KEEP_WORK:-} == 1 ]]; then
 		echo "work directory kept: $WORK" >&2
 	else
@@ -165,7 +175,7 @@ run_mode() {
 	echo "--- $mode: balena-release-update $*"
 	if ! start_sim "$dir"; then
 		fail "$mode: simulator started"
-		stop_sim
+		stop_sim || true
 		return
 	fi
 	printf '%s' "$TOKEN" >"$dir/data/token"
@@ -227,7 +237,12 @@ run_mode() {
 	else
 		fail "$mode: journal fetched from the simulator"
 	fi
-	stop_sim
+	if stop_sim; then
+		pass "$mode: simulator stayed up for the whole run"
+	else
+		fail "$mode: simulator stayed up for the whole run: it $SIM_EXIT"
+		sed 's/^/     sim stderr: /' "$dir/sim.err" | tail -n 20
+	fi
 }
 
 # Each mode gets a fresh simulator, so round 1 always starts without deltas.
