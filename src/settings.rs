@@ -471,3 +471,122 @@ mod tests {
         assert_eq!(camel_case("BALENA_URL"), "balenaUrl");
     }
 }
+
+/// Property tests of the balenarc parser: any text gives settings or one
+/// clear error, and well-formed files give back exactly what they hold.
+/// `PROPTEST_CASES` sets the number of cases (see `scripts/fuzz-smoke.sh`).
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// What one parse gives: the known keys found, or the error.
+    type Parsed = Result<Vec<(&'static str, String)>, SettingsError>;
+
+    fn parse(text: &str, legacy: bool) -> (Parsed, Vec<String>) {
+        let mut warnings = Vec::new();
+        let result = parse_file(Path::new("/cfg/balenarc.yml"), text, legacy, &mut warnings);
+        (result, warnings)
+    }
+
+    /// Text near YAML: keys, colons, brackets, quotes, indentation.
+    fn yamlish() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("apiUrl".to_owned()),
+            Just("deltaUrl".to_owned()),
+            Just("resinUrl".to_owned()),
+            Just("proxy".to_owned()),
+            Just(": ".to_owned()),
+            Just("\n".to_owned()),
+            Just("\n  ".to_owned()),
+            Just("- ".to_owned()),
+            Just("[".to_owned()),
+            Just("]".to_owned()),
+            Just("{".to_owned()),
+            Just("}".to_owned()),
+            Just("'".to_owned()),
+            Just("\"".to_owned()),
+            Just("&a ".to_owned()),
+            Just("*a".to_owned()),
+            Just("!!binary ".to_owned()),
+            Just("~".to_owned()),
+            Just("#".to_owned()),
+            "[a-z0-9:/._-]{0,12}",
+        ];
+        prop_oneof![
+            prop::collection::vec(piece, 0..24).prop_map(|p| p.concat()),
+            any::<String>(),
+        ]
+    }
+
+    /// Values a balenarc may hold, including ones YAML would read as
+    /// numbers, booleans or null if they were not quoted.
+    fn values() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "https://[a-z]{1,10}\\.[a-z]{2,5}(/[a-z]{0,6})?",
+            "[ -~]{1,30}",
+            Just("true".to_owned()),
+            Just("null".to_owned()),
+            Just("0x10".to_owned()),
+            Just("~/x".to_owned()),
+        ]
+        .prop_filter("blank values are refused by design", |v| {
+            !v.trim().is_empty()
+        })
+    }
+
+    fn single_quoted(value: &str) -> String {
+        format!("'{}'", value.replace('\'', "''"))
+    }
+
+    proptest! {
+        #[test]
+        fn any_text_gives_settings_or_one_clear_error(text in yamlish(), legacy in any::<bool>()) {
+            let (result, warnings) = parse(&text, legacy);
+            match result {
+                Ok(found) => {
+                    for (key, value) in found {
+                        prop_assert!(KEYS.contains(&key));
+                        prop_assert!(!value.trim().is_empty());
+                    }
+                }
+                Err(SettingsError(message)) => {
+                    prop_assert!(!message.contains('\n'), "{message}");
+                    prop_assert!(message.contains("/cfg/balenarc.yml"), "{message}");
+                    prop_assert!(
+                        ["fix", "must be", "use names"].iter().any(|fix| message.contains(fix)),
+                        "no fix in {message}"
+                    );
+                }
+            }
+            for warning in warnings {
+                prop_assert!(warning.starts_with("ignoring unknown setting `"), "{warning}");
+            }
+        }
+
+        #[test]
+        fn well_formed_files_give_back_their_values(
+            entries in prop::collection::btree_map(
+                prop::sample::select(KEYS.to_vec()),
+                values(),
+                0..=4,
+            ),
+            unknown in prop::collection::btree_map("[a-z]{3,8}Zz", values(), 0..3),
+        ) {
+            let mut text = String::new();
+            for (key, value) in &entries {
+                text.push_str(&format!("{key}: {}\n", single_quoted(value)));
+            }
+            for (key, value) in &unknown {
+                text.push_str(&format!("{key}: {}\n", single_quoted(value)));
+            }
+            let (result, warnings) = parse(&text, false);
+            let mut found = result.unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            found.sort();
+            let expected: Vec<(&'static str, String)> =
+                entries.iter().map(|(k, v)| (*k, v.clone())).collect();
+            prop_assert_eq!(found, expected);
+            prop_assert_eq!(warnings.len(), unknown.len());
+        }
+    }
+}

@@ -4,6 +4,9 @@
 mod support;
 
 mod arguments;
+mod bad_input;
 mod errors;
+mod faults;
 mod fleet;
 mod modes;
+mod security;
