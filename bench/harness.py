@@ -323,6 +323,15 @@ def med(values) -> float:
     return statistics.median(values)
 
 
+def num(x: float) -> str:
+    """At most two decimals, without trailing zeros."""
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def svc(n: int) -> str:
+    return f"{n} service" if n == 1 else f"{n} services"
+
+
 def fmt_ratio(ours: float, theirs: float) -> str:
     if theirs == 0:
         return "n/a"
@@ -381,7 +390,7 @@ def evaluate_targets(cfg, data) -> list[Target]:
     for s, limit in ((10, 1 / 3), (50, 1 / 5)):
         if s in plain:
             ratio = med(r.wall_s for r in plain[s][RUST]) / med(r.wall_s for r in plain[s][NPM])
-            targets.append(Target(f"wall time, plain, {s} services", f"≤ {limit:.3f} × npm", f"{ratio:.3f} × npm", ratio <= limit))
+            targets.append(Target(f"wall time, plain, {svc(s)}", f"≤ {limit:.3f} × npm", f"{ratio:.3f} × npm", ratio <= limit))
     peak = max(r.rss_kib for m in MODES for s in data["series"][m] for r in data["series"][m][s][RUST]) / 1024
     targets.append(Target("peak resident memory", "≤ 15 MiB", f"{peak:.1f} MiB (largest of all runs)", peak <= 15))
     for key, label in (("wait", "default build speed"), ("slow", "slow builds")):
@@ -390,13 +399,13 @@ def evaluate_targets(cfg, data) -> list[Target]:
             continue
         for s in group:
             lag = med(r.lag_s for r in group[s][RUST])
-            targets.append(Target(f"last delta ready → exit, {s} services, {label}", "≤ 2 s (median)", f"{lag:.2f} s", lag <= 2))
+            targets.append(Target(f"last delta ready → exit, {svc(s)}, {label}", "≤ 2 s (median)", f"{lag:.2f} s", lag <= 2))
     lw = data.get("long_wait")
     if lw and NPM in lw and RUST in lw:
         ratio = (lw[RUST]["api"] / lw[RUST]["window_s"]) / (lw[NPM]["api"] / lw[NPM]["window_s"])
         targets.append(
             Target(
-                f"API requests during a {window(cfg.long_window)} wait, {cfg.long_services} services",
+                f"API requests during a {window(cfg.long_window)} wait, {svc(cfg.long_services)}",
                 "≤ 1/3 of npm",
                 f"{ratio:.3f} × npm",
                 ratio <= 1 / 3,
@@ -437,7 +446,7 @@ def write_report(cfg, data, path: Path) -> list[Target]:
         for s, res in data["series"][mode].items():
             n, r = res[NPM], res[RUST]
             w(
-                f"| {mode} | {s} | {med(x.per_round for x in n):g} → {med(x.per_round for x in r):g} "
+                f"| {mode} | {s} | {num(med(x.per_round for x in n))} → {num(med(x.per_round for x in r))} "
                 f"| {med(x.api for x in n):g} → {med(x.api for x in r):g} "
                 f"| {med(x.wall_s for x in n):.3f} s → {med(x.wall_s for x in r):.3f} s "
                 f"| {fmt_ratio(med(x.wall_s for x in r), med(x.wall_s for x in n))} "
@@ -445,11 +454,11 @@ def write_report(cfg, data, path: Path) -> list[Target]:
                 f"| {fmt_ratio(med(x.rss_kib for x in r), med(x.rss_kib for x in n))} |"
             )
     w("")
-    w("`--prepare` and `--wait` also send one delta-server request per delta asked for: ")
+    w("`--prepare` and `--wait` also send one delta-server request per delta asked for:")
     parts = []
     for mode in ("prepare", "wait"):
         for s, res in data["series"][mode].items():
-            parts.append(f"{mode} {s} services: {med(x.delta_server for x in res[NPM]):g} → {med(x.delta_server for x in res[RUST]):g}")
+            parts.append(f"{mode}, {svc(s)}: {med(x.delta_server for x in res[NPM]):g} → {med(x.delta_server for x in res[RUST]):g}")
     w("; ".join(parts) + " (npm → ours; the npm tool also asks for deltas of unchanged services).\n")
 
     w("## Readiness: last delta ready → process exit (`--wait`)\n")
@@ -472,7 +481,7 @@ def write_report(cfg, data, path: Path) -> list[Target]:
 
     lw = data.get("long_wait")
     if lw:
-        w(f"## A long wait: {window(cfg.long_window)} window, {cfg.long_services} services\n")
+        w(f"## A long wait: {window(cfg.long_window)} window, {svc(cfg.long_services)}\n")
         w("Both tools run `--wait` at the same time, each against its own simulator whose delta builds never")
         w("finish (1 byte per second: the rows stay `running` with a fresh heartbeat, so both tools keep")
         w(f"waiting). Counted: every request of the first {cfg.long_window:g} s of **real** time (both tools sleep on")
