@@ -7,16 +7,20 @@ use std::time::Duration;
 
 /// How often to read the delta state while waiting.
 ///
-/// The n-th pause (from 0) is `initial × factorⁿ`, capped at `max`, then
-/// stretched or shrunk by a random share of at most `jitter` (0.2 = ±20 %).
+/// The pause before the next read is a `share` of the time waited so far,
+/// kept between `initial` and `max`, then stretched or shrunk by a random
+/// share of at most `jitter` (0.2 = ±20 %). A delta that becomes ready is
+/// therefore noticed after about `share / 2` of the wait behind it (about
+/// 0.75 s for a build of 15 s), while a long wait settles at one read every
+/// `max`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PollPolicy {
-    /// The first pause (default 1.5 s).
+    /// The shortest pause, used at first (default 1.5 s).
     pub initial: Duration,
     /// The longest pause before jitter (default 15 s).
     pub max: Duration,
-    /// Growth per poll (default 1.4; values below 1 count as 1).
-    pub factor: f64,
+    /// The pause as a share of the time waited so far (default 0.1).
+    pub share: f64,
     /// Random spread as a share of the pause (default 0.2; clamped to 0..=1).
     pub jitter: f64,
 }
@@ -26,18 +30,42 @@ impl Default for PollPolicy {
         PollPolicy {
             initial: Duration::from_millis(1500),
             max: Duration::from_secs(15),
-            factor: 1.4,
+            share: 0.1,
             jitter: 0.2,
         }
     }
 }
 
 impl PollPolicy {
-    /// The pause before poll number `n` (from 0), given `unit`, a random
-    /// number in `-1.0..=1.0`.
-    pub(crate) fn delay(&self, n: u32, unit: f64) -> Duration {
-        backoff(self.initial, self.max, self.factor, self.jitter, n, unit)
+    /// The pause after having waited `waited`, given `unit`, a random number
+    /// in `-1.0..=1.0`.
+    pub(crate) fn delay(&self, waited: Duration, unit: f64) -> Duration {
+        let share = if self.share.is_finite() {
+            self.share.max(0.0)
+        } else {
+            0.0
+        };
+        let max = self.max.max(self.initial);
+        let base = Duration::try_from_secs_f64(waited.as_secs_f64() * share)
+            .unwrap_or(max)
+            .clamp(self.initial, max);
+        spread(base, self.jitter, unit)
     }
+}
+
+/// `base` stretched or shrunk by `jitter × unit`.
+fn spread(base: Duration, jitter: f64, unit: f64) -> Duration {
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let unit = if unit.is_finite() {
+        unit.clamp(-1.0, 1.0)
+    } else {
+        0.0
+    };
+    Duration::from_secs_f64((base.as_secs_f64() * (1.0 + jitter * unit)).max(0.0))
 }
 
 /// `initial × factorⁿ` capped at `max`, with ±`jitter` spread from `unit`.
@@ -54,20 +82,10 @@ pub(crate) fn backoff(
     } else {
         1.0
     };
-    let jitter = if jitter.is_finite() {
-        jitter.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let unit = if unit.is_finite() {
-        unit.clamp(-1.0, 1.0)
-    } else {
-        0.0
-    };
     let max = max.max(initial).as_secs_f64();
     // powi saturates to infinity for huge n; min() then caps it.
     let base = (initial.as_secs_f64() * factor.powi(n.min(1000) as i32)).min(max);
-    Duration::from_secs_f64((base * (1.0 + jitter * unit)).max(0.0))
+    spread(Duration::from_secs_f64(base), jitter, unit)
 }
 
 /// A small, fast pseudo-random source for jitter (splitmix64), seeded from
@@ -110,22 +128,44 @@ impl Jitter {
 mod tests {
     use super::*;
 
+    fn secs(d: Duration) -> f64 {
+        d.as_secs_f64()
+    }
+
     #[test]
-    fn schedule_grows_to_the_cap() {
+    fn pause_follows_the_time_waited_between_the_bounds() {
         let p = PollPolicy::default();
-        let secs: Vec<f64> = (0..10).map(|n| p.delay(n, 0.0).as_secs_f64()).collect();
-        assert!((secs[0] - 1.5).abs() < 1e-9);
-        assert!((secs[1] - 2.1).abs() < 1e-9);
-        assert!(secs.windows(2).all(|w| w[0] <= w[1]), "{secs:?}");
-        assert!((secs[9] - 15.0).abs() < 1e-9, "{secs:?}");
-        assert_eq!(p.delay(u32::MAX, 0.0), Duration::from_secs(15));
+        assert_eq!(p.delay(Duration::ZERO, 0.0), Duration::from_millis(1500));
+        assert_eq!(
+            p.delay(Duration::from_secs(10), 0.0),
+            Duration::from_millis(1500)
+        );
+        assert!((secs(p.delay(Duration::from_secs(40), 0.0)) - 4.0).abs() < 1e-9);
+        assert!((secs(p.delay(Duration::from_secs(100), 0.0)) - 10.0).abs() < 1e-9);
+        assert_eq!(
+            p.delay(Duration::from_secs(600), 0.0),
+            Duration::from_secs(15)
+        );
+        assert_eq!(p.delay(Duration::MAX, 0.0), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn a_ten_minute_wait_reads_a_few_times_a_minute() {
+        let p = PollPolicy::default();
+        let (mut waited, mut reads) = (Duration::ZERO, 0);
+        while waited < Duration::from_secs(600) {
+            waited += p.delay(waited, 0.0);
+            reads += 1;
+        }
+        // About 7 per minute; the npm tool reads every 20 s, 2 + 3 requests per service.
+        assert!((50..=80).contains(&reads), "{reads} reads in 10 minutes");
     }
 
     #[test]
     fn jitter_stays_within_its_share() {
         let p = PollPolicy::default();
-        assert_eq!(p.delay(0, 1.0), Duration::from_secs_f64(1.8));
-        assert_eq!(p.delay(0, -1.0), Duration::from_secs_f64(1.2));
+        assert_eq!(p.delay(Duration::ZERO, 1.0), Duration::from_secs_f64(1.8));
+        assert_eq!(p.delay(Duration::ZERO, -1.0), Duration::from_secs_f64(1.2));
         let mut rng = Jitter::seeded(42);
         let mut seen_low = false;
         let mut seen_high = false;
@@ -134,7 +174,7 @@ mod tests {
             assert!((-1.0..=1.0).contains(&u));
             seen_low |= u < -0.5;
             seen_high |= u > 0.5;
-            let d = p.delay(20, u).as_secs_f64();
+            let d = secs(p.delay(Duration::from_secs(3600), u));
             assert!((12.0..=18.0).contains(&d), "{d}");
         }
         assert!(seen_low && seen_high);
@@ -145,21 +185,35 @@ mod tests {
         let p = PollPolicy {
             initial: Duration::ZERO,
             max: Duration::ZERO,
-            factor: f64::NAN,
+            share: f64::NAN,
             jitter: 7.0,
         };
-        assert_eq!(p.delay(3, 1.0), Duration::ZERO);
-        let shrinking = PollPolicy {
-            factor: 0.5,
+        assert_eq!(p.delay(Duration::from_secs(3), 1.0), Duration::ZERO);
+        let negative = PollPolicy {
+            share: -1.0,
             jitter: -1.0,
             ..PollPolicy::default()
         };
-        assert_eq!(shrinking.delay(5, 1.0), Duration::from_millis(1500));
+        assert_eq!(
+            negative.delay(Duration::from_secs(500), 1.0),
+            Duration::from_millis(1500)
+        );
         let inverted = PollPolicy {
             initial: Duration::from_secs(2),
             max: Duration::from_secs(1),
             ..PollPolicy::default()
         };
-        assert_eq!(inverted.delay(5, 0.0), Duration::from_secs(2));
+        assert_eq!(
+            inverted.delay(Duration::from_secs(500), 0.0),
+            Duration::from_secs(2)
+        );
+        let huge = PollPolicy {
+            share: 1e300,
+            ..PollPolicy::default()
+        };
+        assert_eq!(
+            huge.delay(Duration::from_secs(5), 0.0),
+            Duration::from_secs(15)
+        );
     }
 }

@@ -338,7 +338,7 @@ impl Client {
             events,
         )
         .await?;
-        let mut polls = 0;
+        let waiting_since = tokio::time::Instant::now();
         loop {
             if read_now {
                 let read = self
@@ -370,8 +370,9 @@ impl Client {
                 }
             }
             read_now = true;
-            let pause = options.poll.delay(polls, self.inner.http.random_unit());
-            polls = polls.saturating_add(1);
+            let pause = options
+                .poll
+                .delay(waiting_since.elapsed(), self.inner.http.random_unit());
             events(Event::Sleeping { for_: pause });
             tokio::time::sleep(pause).await;
         }

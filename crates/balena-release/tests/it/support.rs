@@ -47,7 +47,7 @@ pub fn fast_poll() -> PollPolicy {
     PollPolicy {
         initial: Duration::from_millis(5),
         max: Duration::from_millis(20),
-        factor: 1.5,
+        share: 0.1,
         jitter: 0.2,
     }
 }
