@@ -46,9 +46,11 @@ fn usage_error(err: clap::Error) -> ExitCode {
             ExitCode::FAILURE
         }
         _ => {
+            // The first paragraph is the reason; a value with a newline in it
+            // stays on the one line (Printer escapes it).
             let rendered = err.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            let message = first.strip_prefix("error: ").unwrap_or(first);
+            let reason = rendered.split("\n\n").next().unwrap_or("invalid arguments");
+            let message = reason.strip_prefix("error: ").unwrap_or(reason);
             Printer::error(&format!("{message} (run with --help for usage)"));
             ExitCode::FAILURE
         }

@@ -52,20 +52,20 @@ impl Printer {
 
     /// `ERROR: <message>`, the npm tool's failure line, always shown.
     pub fn error(message: &str) {
-        eprintln!("ERROR: {message}");
+        eprintln!("ERROR: {}", printable(message));
     }
 
     /// A follow-up line under an error: `caused by:` or `hint:`.
     pub fn detail(label: &str, message: &str) {
-        eprintln!("  {label}: {message}");
+        eprintln!("  {label}: {}", printable(message));
     }
 
     pub fn warning(&self, message: &str) {
         if !self.quiet {
             if self.color {
-                eprintln!("\x1b[33mwarning\x1b[0m: {message}");
+                eprintln!("\x1b[33mwarning\x1b[0m: {}", printable(message));
             } else {
-                eprintln!("warning: {message}");
+                eprintln!("warning: {}", printable(message));
             }
         }
     }
@@ -75,5 +75,38 @@ impl Printer {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(text.as_bytes());
         let _ = err.flush();
+    }
+}
+
+/// Text from servers and files made safe for one terminal line: control
+/// characters (newlines, escape sequences) are shown escaped, not obeyed.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(printable("plain text"), "plain text");
+        assert_eq!(printable("a\nb"), "a\\nb");
+        assert_eq!(
+            printable("\x1b]0;pwned\x07\x1b[31mRED"),
+            "\\u{1b}]0;pwned\\u{7}\\u{1b}[31mRED"
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use balena_release::{Change, Event, FleetUpdateInfo, Status, UpdateInfo};
 use tokio::time::Instant;
 
-use crate::printer::Printer;
+use crate::printer::{Printer, printable};
 use crate::run::Report;
 
 /// `JSON.stringify(result, null, 2)` plus a newline, as the npm tool prints.
@@ -96,7 +96,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             status.push_str(" (delta failed)");
         }
         rows.push([
-            service.service_name.clone(),
+            printable(&service.service_name).into_owned(),
             change_word(service.change).into(),
             status,
             service
@@ -110,7 +110,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
     }
     for removed in &info.removed_services {
         rows.push([
-            removed.service_name.clone(),
+            printable(&removed.service_name).into_owned(),
             "removed".into(),
             "-".into(),
             megabytes(removed.originates_from__image.image_size),
@@ -262,7 +262,10 @@ impl Progress {
                                 failure.error_message.as_deref().unwrap_or("no message")
                             );
                         }
-                        (service.service_name.clone(), state)
+                        (
+                            printable(&service.service_name).into_owned(),
+                            printable(&state).into_owned(),
+                        )
                     })
                     .collect();
                 tracing::info!(status = status_word(info.overall_status), "status read");
@@ -327,12 +330,14 @@ impl Progress {
         } else {
             ("", "")
         };
-        let _ = writeln!(
-            block,
-            "{bold}preparing{reset} {} elapsed{deadline}  {}",
+        let header = format!(
+            "preparing {} elapsed{deadline}  {}",
             clock(elapsed),
-            self.note
+            printable(&self.note)
         );
+        let header = clip(&header);
+        let header = header.replacen("preparing", &format!("{bold}preparing{reset}"), 1);
+        let _ = writeln!(block, "{header}");
         let width = self
             .services
             .iter()
@@ -340,11 +345,23 @@ impl Progress {
             .max()
             .unwrap_or(0);
         for (name, state) in &self.services {
-            let _ = writeln!(block, "  {name:<width$}  {state}");
+            let _ = writeln!(block, "{}", clip(&format!("  {name:<width$}  {state}")));
         }
         self.lines_drawn = 1 + self.services.len();
         self.printer.progress(&block);
     }
+}
+
+/// Progress lines are redrawn by moving the cursor up one row per line, so
+/// none may wrap: cut them to fit an 80-column terminal.
+fn clip(line: &str) -> String {
+    const WIDTH: usize = 79;
+    if line.chars().count() <= WIDTH {
+        return line.to_owned();
+    }
+    let mut cut: String = line.chars().take(WIDTH - 1).collect();
+    cut.push('…');
+    cut
 }
 
 /// `m:ss` for progress lines.
@@ -369,6 +386,10 @@ mod tests {
         assert_eq!(saving(0, 0), "-");
         assert_eq!(saving(10, 10), "0.0%");
         assert_eq!(clock(Duration::from_secs(125)), "2:05");
+        assert_eq!(clip("short"), "short");
+        let long = clip(&"é".repeat(200));
+        assert_eq!(long.chars().count(), 79);
+        assert!(long.ends_with('…'));
     }
 
     #[test]

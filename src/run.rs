@@ -11,7 +11,7 @@ use balena_release::{
 use secrecy::SecretString;
 use tokio::time::Instant;
 
-use crate::cli::{Args, Mode, OutputFormat, Target, parse_timeout};
+use crate::cli::{Args, MAX_TIMEOUT, Mode, OutputFormat, Target, parse_timeout};
 use crate::env_vars;
 use crate::printer::Printer;
 use crate::render::{self, Progress};
@@ -108,6 +108,9 @@ pub fn main(args: Args) -> ExitCode {
             _ = tokio::signal::ctrl_c() => None,
         }
     });
+    // A DNS lookup runs on a blocking thread that cannot be cancelled: do not
+    // let it hold the exit past the deadline.
+    runtime.shutdown_timeout(Duration::from_millis(100));
     if let Ok(mut progress) = progress.lock() {
         progress.finish();
     }
@@ -152,13 +155,12 @@ fn report_error(err: &Error, mode: &Mode, format: OutputFormat) -> ExitCode {
     if let Some(report) = &last {
         let _ = print_report(report, format);
     }
-    match (err, mode) {
-        (
-            Error::Timeout { .. } | Error::FleetTimeout { .. },
-            Mode::Wait {
-                timeout: Some(timeout),
-            },
-        ) => {
+    match err {
+        Error::Timeout { .. } | Error::FleetTimeout { .. } => {
+            let timeout = match mode {
+                Mode::Wait { timeout } => timeout.unwrap_or(MAX_TIMEOUT),
+                _ => MAX_TIMEOUT,
+            };
             Printer::error(&format!(
                 "timed out after {}s before every delta was ready",
                 timeout.as_secs()
@@ -200,7 +202,12 @@ fn build_client(env: &Environment, args: &Args, printer: &Printer) -> Result<Cli
         "deltaUrl",
         env_vars::BALENARC_DELTA_URL,
     )?;
-    tracing::debug!(api = %api_url, delta = %delta_url, token_source = %found.source, "settings resolved");
+    tracing::debug!(
+        api = %without_userinfo(api_url.as_str()),
+        delta = %without_userinfo(delta_url.as_str()),
+        token_source = %found.source,
+        "settings resolved"
+    );
     let secret: SecretString = found.secret;
     Client::builder()
         .api_url(api_url)
@@ -225,9 +232,41 @@ fn build_client(env: &Environment, args: &Args, printer: &Printer) -> Result<Cli
 fn parse_url(value: &str, key: &str, variable: &str) -> Result<url::Url, String> {
     url::Url::parse(value).map_err(|err| {
         format!(
-            "setting `{key}` is not a URL (`{value}`: {err}): fix it in balenarc.yml or {variable}"
+            "setting `{key}` is not a URL (`{}`: {err}): fix it in balenarc.yml or {variable}",
+            without_userinfo(value)
         )
     })
+}
+
+/// A URL as text with any `user:password@` replaced, for logs and messages.
+fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    match url[start..authority_end].rfind('@') {
+        Some(at) => format!("{}***@{}", &url[..start], &url[start + at + 1..]).into(),
+        None => url.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn userinfo_is_hidden() {
+        assert_eq!(
+            without_userinfo("https://api.example.com/x@y"),
+            "https://api.example.com/x@y"
+        );
+        assert_eq!(
+            without_userinfo("https://u:p@api.example.com/"),
+            "https://***@api.example.com/"
+        );
+        assert_eq!(without_userinfo("u:p@host"), "***@host");
+        assert_eq!(without_userinfo("https://é:p@[bad"), "https://***@[bad");
+    }
 }
 
 fn prepare_options(
@@ -237,10 +276,9 @@ fn prepare_options(
 ) -> Result<PrepareOptions, String> {
     let mut options = PrepareOptions {
         wait: matches!(mode, Mode::Wait { .. }),
+        // Without --timeout, a wait still ends after a day, as the npm tool's does.
         deadline: match mode {
-            Mode::Wait {
-                timeout: Some(timeout),
-            } => Some(started + *timeout),
+            Mode::Wait { timeout } => Some(started + timeout.unwrap_or(MAX_TIMEOUT)),
             _ => None,
         },
         ..PrepareOptions::default()

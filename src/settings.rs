@@ -152,11 +152,12 @@ fn env_var_overrides(env: &Environment) -> Vec<(String, &'static str)> {
     let mut found = Vec::new();
     for prefix in ["RESINRC_", "BALENARC_"] {
         for (name, value) in &env.vars {
-            if value.is_empty() || name.len() <= prefix.len() {
+            // `get` rather than slicing: a variable's name may be any Unicode.
+            let (Some(head), Some(rest)) = (name.get(..prefix.len()), name.get(prefix.len()..))
+            else {
                 continue;
-            }
-            let (head, rest) = name.split_at(prefix.len());
-            if !head.eq_ignore_ascii_case(prefix) {
+            };
+            if value.is_empty() || rest.is_empty() || !head.eq_ignore_ascii_case(prefix) {
                 continue;
             }
             let key = camel_case(rest);
@@ -462,6 +463,19 @@ mod tests {
         fs::create_dir(dir.path().join("work/balenarc.yml")).unwrap();
         let err = resolve(&env).unwrap_err().to_string();
         assert!(err.contains("cannot read settings file"), "{err}");
+    }
+
+    #[test]
+    fn unicode_variable_names_are_skipped_not_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_in(
+            dir.path(),
+            &[("ÀÀÀÀÀ", "1"), ("BALENARCé", "x"), ("BALENARC_", "y")],
+        );
+        assert_eq!(
+            resolve(&env).unwrap().settings.api_url,
+            "https://api.balena-cloud.com"
+        );
     }
 
     #[test]
