@@ -250,24 +250,6 @@ fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::without_userinfo;
-
-    #[test]
-    fn userinfo_is_hidden() {
-        assert_eq!(
-            without_userinfo("https://api.example.com/x@y"),
-            "https://api.example.com/x@y"
-        );
-        assert_eq!(
-            without_userinfo("https://u:p@api.example.com/"),
-            "https://***@api.example.com/"
-        );
-        assert_eq!(without_userinfo("u:p@host"), "***@host");
-        assert_eq!(without_userinfo("https://é:p@[bad"), "https://***@[bad");
-    }
-}
 
 fn prepare_options(
     env: &Environment,
@@ -324,4 +306,23 @@ fn init_logging(verbose: u8) {
         )
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_userinfo;
+
+    #[test]
+    fn userinfo_is_hidden() {
+        assert_eq!(
+            without_userinfo("https://api.example.com/x@y"),
+            "https://api.example.com/x@y"
+        );
+        assert_eq!(
+            without_userinfo("https://u:p@api.example.com/"),
+            "https://***@api.example.com/"
+        );
+        assert_eq!(without_userinfo("u:p@host"), "***@host");
+        assert_eq!(without_userinfo("https://é:p@[bad"), "https://***@[bad");
+    }
 }
