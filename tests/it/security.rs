@@ -69,30 +69,51 @@ fn the_canary_token_never_appears_at_any_verbosity() {
         ),
     ];
     for (scenario, words, code) in flows {
-        for verbosity in ["-v", "-vv"] {
-            for token_in_variable in [false, true] {
-                // A fresh simulator each time: scripted outcomes are used up.
-                let world = World::with(scenario.clone());
-                let mut cmd = world.cmd();
-                // Even a request for every log line changes nothing.
-                cmd.env("RUST_LOG", "trace").args(&words).arg(verbosity);
-                if token_in_variable {
-                    cmd.env("BALENA_RELEASE_UPDATE_TOKEN", CANARY);
-                }
-                // run_checked fails on the canary in stdout or stderr.
-                let run = run_checked(&mut cmd);
-                assert_eq!(run.code, code, "{words:?} {verbosity}:\n{}", run.stderr);
-                if verbosity == "-vv" {
-                    assert!(
-                        run.stderr.contains("DEBUG"),
-                        "{words:?}: no debug logs, so they were not checked"
-                    );
-                }
+        for (verbosity, token_in_variable) in [("-v", false), ("-vv", false), ("-vv", true)] {
+            // A fresh simulator each time: scripted outcomes are used up.
+            let world = World::with(scenario.clone());
+            let mut cmd = world.cmd();
+            // Even a request for every log line changes nothing.
+            cmd.env("RUST_LOG", "trace").args(&words).arg(verbosity);
+            if token_in_variable {
+                cmd.env("BALENA_RELEASE_UPDATE_TOKEN", CANARY);
+            }
+            // run_checked fails on the canary in stdout or stderr.
+            let run = run_checked(&mut cmd);
+            assert_eq!(run.code, code, "{words:?} {verbosity}:\n{}", run.stderr);
+            if verbosity == "-vv" {
                 assert!(
-                    world.api_requests() > 0,
-                    "{words:?}: the token was never used"
+                    run.stderr.contains("DEBUG"),
+                    "{words:?}: no debug logs, so they were not checked"
                 );
             }
+            assert!(
+                world.api_requests() > 0,
+                "{words:?}: the token was never used"
+            );
+        }
+    }
+}
+
+#[test]
+fn credentials_in_a_configured_url_never_reach_the_output() {
+    let world = World::demo();
+    for verbosity in ["-v", "-vv"] {
+        for variable in ["BALENARC_API_URL", "BALENARC_DELTA_URL"] {
+            let run = run_checked(
+                world
+                    .cmd()
+                    .env(variable, "https://user:s3cretPassw0rd@api.example.com")
+                    .args(pair(demo::RELEASE_1, demo::RELEASE_2))
+                    .arg(verbosity),
+            );
+            assert_eq!(run.code, 1, "{}", run.stderr);
+            assert!(
+                !run.stderr.contains("s3cretPassw0rd"),
+                "{variable} {verbosity}: the password was printed:\n{}",
+                run.stderr
+            );
+            assert!(error_line(&run).contains("use a token"), "{}", run.stderr);
         }
     }
 }
