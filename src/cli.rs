@@ -34,6 +34,7 @@ Exit codes: 0 done, 1 error, 2 timeout (the last known state is still printed)."
     name = "balena-release-update",
     version,
     disable_version_flag = true,
+    allow_negative_numbers = true,
     after_long_help = EXAMPLES,
     after_help = "Run with --help for examples."
 )]

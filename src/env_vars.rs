@@ -12,6 +12,10 @@ pub const ALLOW_HTTP: &str = "BALENA_RELEASE_UPDATE_ALLOW_HTTP";
 /// and demos against the simulator. Not shown in `--help`.
 pub const POLL_INTERVAL: &str = "BALENA_RELEASE_UPDATE_POLL_INTERVAL";
 
+/// Overrides the first retry pause after a transient failure (e.g. `50ms`);
+/// for tests against the simulator's fault injection. Not shown in `--help`.
+pub const RETRY_INTERVAL: &str = "BALENA_RELEASE_UPDATE_RETRY_INTERVAL";
+
 /// The balena CLI's settings variables named in messages (any `BALENARC_<NAME>`
 /// or `RESINRC_<NAME>` is read; see `settings`).
 pub const BALENARC_API_URL: &str = "BALENARC_API_URL";

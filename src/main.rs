@@ -46,11 +46,12 @@ fn usage_error(err: clap::Error) -> ExitCode {
             ExitCode::FAILURE
         }
         _ => {
-            // The first paragraph is the reason; a value with a newline in it
-            // stays on the one line (Printer escapes it).
+            // The first paragraph is the reason (with clap's list of possible
+            // values, when it has one), joined into one line.
             let rendered = err.render().to_string();
             let reason = rendered.split("\n\n").next().unwrap_or("invalid arguments");
-            let message = reason.strip_prefix("error: ").unwrap_or(reason);
+            let reason = reason.strip_prefix("error: ").unwrap_or(reason);
+            let message = reason.lines().map(str::trim).collect::<Vec<_>>().join(" ");
             Printer::error(&format!("{message} (run with --help for usage)"));
             ExitCode::FAILURE
         }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use balena_release::{
-    Client, Error, Event, FleetUpdateInfo, PollPolicy, PrepareOptions, UpdateInfo,
+    Client, Error, Event, FleetUpdateInfo, PollPolicy, PrepareOptions, RetryPolicy, UpdateInfo,
 };
 use secrecy::SecretString;
 use tokio::time::Instant;
@@ -208,8 +208,19 @@ fn build_client(env: &Environment, args: &Args, printer: &Printer) -> Result<Cli
         token_source = %found.source,
         "settings resolved"
     );
+    let mut retry = RetryPolicy::default();
+    if let Some(value) = env.var(env_vars::RETRY_INTERVAL) {
+        let initial = parse_poll_interval(value)
+            .map_err(|why| format!("{} `{value}` is invalid: {why}", env_vars::RETRY_INTERVAL))?;
+        retry = RetryPolicy {
+            initial,
+            max: initial.saturating_mul(16),
+            ..retry
+        };
+    }
     let secret: SecretString = found.secret;
     Client::builder()
+        .retry_policy(retry)
         .api_url(api_url)
         .delta_url(delta_url)
         .token(Some(secret))
@@ -249,7 +260,6 @@ fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
         None => url.into(),
     }
 }
-
 
 fn prepare_options(
     env: &Environment,

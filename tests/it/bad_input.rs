@@ -294,7 +294,7 @@ fn bad_arguments() {
             .expect(&["at most 40", RELEASE_FORMS]),
         case("negative id")
             .args(&["--from-release", "-5", "--to-release", "900835"])
-            .expect(&["'-5'", FIX_USAGE]),
+            .expect(&["`-5`", "neither digits nor hexadecimal", FIX_USAGE]),
         case("negative id with =")
             .args(&["--from-release=-5", "--to-release", "900835"])
             .expect(&["`-5`", "neither digits nor hexadecimal", RELEASE_FORMS]),
@@ -328,7 +328,7 @@ fn bad_arguments() {
             .expect(&["at least 1 second"]),
         case("negative timeout")
             .os_args(timeout("-5").into_iter().map(OsString::from).collect())
-            .expect(&["'-5'", FIX_USAGE]),
+            .expect(&["`-5` is not a duration", FIX_USAGE]),
         case("negative timeout with =")
             .os_args(
                 pair(&["--timeout=-5"])
@@ -368,7 +368,7 @@ fn bad_arguments() {
             .expect(&["invalid fleet", "`myorg/myfleet`"]),
         case("unknown output format")
             .more_args(&["--output", "xml"])
-            .expect(&["'xml'", "--output", FIX_USAGE]),
+            .expect(&["'xml'", "[possible values: json, table]", FIX_USAGE]),
         case("quiet and verbose")
             .more_args(&["--quiet", "--verbose"])
             .expect(&["'--quiet' cannot be used with", FIX_USAGE]),

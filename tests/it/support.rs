@@ -42,6 +42,7 @@ impl World {
             .env("BALENARC_API_URL", self.sim.api_url())
             .env("BALENARC_DELTA_URL", self.sim.delta_url())
             .env("BALENA_RELEASE_UPDATE_POLL_INTERVAL", "50ms")
+            .env("BALENA_RELEASE_UPDATE_RETRY_INTERVAL", "20ms")
             .current_dir(self.home.path());
         cmd
     }
