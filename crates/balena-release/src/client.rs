@@ -149,20 +149,27 @@ impl ClientBuilder {
                 ),
             });
         }
-        let mut builder = reqwest::Client::builder()
-            .timeout(self.request_timeout)
-            .user_agent(user_agent)
-            .redirect(http::redirect_policy());
-        if http::is_loopback(&api) && http::is_loopback(&delta) {
-            // A proxy would never reach a server on this machine.
-            builder = builder.no_proxy();
-        }
-        let client = builder.build().map_err(|e| Error::Setup {
-            message: e.to_string(),
-        })?;
+        let client = |direct: bool| {
+            let builder = reqwest::Client::builder()
+                .timeout(self.request_timeout)
+                .user_agent(&user_agent)
+                .redirect(http::redirect_policy());
+            // A proxy cannot reach a server on this machine, and would see
+            // the token in clear text over plain http.
+            let builder = if direct { builder.no_proxy() } else { builder };
+            builder.build().map_err(|e| Error::Setup {
+                message: e.to_string(),
+            })
+        };
+        // The system proxies apply to remote hosts only; loopback hosts are
+        // always reached directly, whatever the other URL is.
+        let clients = http::Clients {
+            proxied: client(false)?,
+            direct: client(true)?,
+        };
         Ok(Client {
             inner: Arc::new(Inner {
-                http: Http::new(client, self.token, self.retry),
+                http: Http::new(clients, self.token, self.retry),
                 api,
                 delta,
                 nested_deltas: AtomicBool::new(true),

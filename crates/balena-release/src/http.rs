@@ -86,21 +86,34 @@ pub(crate) enum Sent {
     Unreachable(String),
 }
 
+/// The HTTP clients: one that honours the system proxy settings for remote
+/// hosts, and one that never uses a proxy, for loopback hosts.
+pub(crate) struct Clients {
+    pub(crate) proxied: reqwest::Client,
+    pub(crate) direct: reqwest::Client,
+}
+
+impl Clients {
+    fn for_url(&self, url: &Url) -> &reqwest::Client {
+        if is_loopback(url) {
+            &self.direct
+        } else {
+            &self.proxied
+        }
+    }
+}
+
 pub(crate) struct Http {
-    client: reqwest::Client,
+    clients: Clients,
     token: Option<SecretString>,
     retry: RetryPolicy,
     jitter: Mutex<Jitter>,
 }
 
 impl Http {
-    pub(crate) fn new(
-        client: reqwest::Client,
-        token: Option<SecretString>,
-        retry: RetryPolicy,
-    ) -> Self {
+    pub(crate) fn new(clients: Clients, token: Option<SecretString>, retry: RetryPolicy) -> Self {
         Http {
-            client,
+            clients,
             token,
             retry,
             jitter: Mutex::new(Jitter::new()),
@@ -125,7 +138,7 @@ impl Http {
 
     /// Sends one GET with the Bearer token.
     pub(crate) async fn send(&self, url: &Url) -> Sent {
-        let mut request = self.client.get(url.clone());
+        let mut request = self.clients.for_url(url).get(url.clone());
         if let Some(token) = &self.token {
             // token_kind() accepted only printable ASCII, which is always a
             // valid header value.
@@ -556,7 +569,11 @@ mod tests {
     }
 
     fn http(retry: RetryPolicy) -> Http {
-        Http::new(reqwest::Client::new(), None, retry)
+        let clients = Clients {
+            proxied: reqwest::Client::new(),
+            direct: reqwest::Client::new(),
+        };
+        Http::new(clients, None, retry)
     }
 
     fn transient(after: Option<Duration>) -> Attempt<u32> {

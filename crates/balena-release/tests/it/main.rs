@@ -8,4 +8,5 @@ mod fleet;
 mod info;
 mod prepare;
 mod props;
+mod proxy;
 mod resilience;
