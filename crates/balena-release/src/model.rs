@@ -142,6 +142,7 @@ pub struct DeltaFailure {
     /// The id of the failed delta row.
     pub delta_id: u64,
     /// The delta server's message, when it left one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     /// How many times this run asked the delta server for this delta.
     pub attempts: u32,
@@ -457,6 +458,21 @@ mod tests {
         assert!(!json.contains("delta_failure"));
         // content_hash stays null, like the npm tool prints it.
         assert!(json.contains("\"content_hash\": null"));
+    }
+
+    #[test]
+    fn a_failure_without_a_message_has_no_message_key() {
+        let mut info = reference_example();
+        info.is_produced_by__service_update[1].delta_failure = Some(DeltaFailure {
+            delta_id: 7,
+            error_message: None,
+            attempts: 1,
+        });
+        let json = serde_json::to_string_pretty(&info).unwrap();
+        assert!(json.contains("\"delta_id\": 7"), "{json}");
+        assert!(!json.contains("error_message"), "{json}");
+        let back: UpdateInfo = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, info);
     }
 
     #[test]
