@@ -272,7 +272,7 @@ pub enum Error {
     Transport {
         /// Which server.
         server: Server,
-        /// The request URL (without credentials).
+        /// The request's scheme, host and path (no credentials, no query).
         url: String,
         /// What went wrong.
         message: String,

@@ -84,6 +84,8 @@ pub(crate) enum Sent {
     },
     TimedOut(String),
     Unreachable(String),
+    /// The host name does not resolve: retrying will not help.
+    UnknownHost(String),
 }
 
 /// The HTTP clients: one that honours the system proxy settings for remote
@@ -151,7 +153,7 @@ impl Http {
         }
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return transport_failure(&e),
+            Err(e) => return transport_failure(e),
         };
         let status = response.status();
         let headers = response.headers();
@@ -174,7 +176,7 @@ impl Http {
                 retry_after,
                 location,
             },
-            Err(e) => transport_failure(&e),
+            Err(e) => transport_failure(e),
         }
     }
 
@@ -249,10 +251,15 @@ impl Http {
                 after: None,
                 error: Error::Transport {
                     server: Server::Api,
-                    url: shown,
+                    url: short_url(url),
                     message,
                 },
             },
+            Sent::UnknownHost(message) => Attempt::Fail(Error::Transport {
+                server: Server::Api,
+                url: short_url(url),
+                message,
+            }),
             Sent::Answer {
                 status,
                 body,
@@ -300,27 +307,54 @@ impl Http {
     }
 }
 
-fn transport_failure(e: &reqwest::Error) -> Sent {
-    // reqwest's messages name the URL, which carries no credentials here; add
-    // the innermost cause, which says what actually happened.
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    let mut last = None;
+fn transport_failure(e: reqwest::Error) -> Sent {
+    let timed_out = e.is_timeout();
+    // The request URL is part of the error that carries this message; here
+    // only what went wrong: reqwest's summary and the innermost cause.
+    let e = e.without_url();
+    let mut causes = Vec::new();
+    let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
-        last = Some(s.to_string());
+        causes.push(s.to_string());
         source = s.source();
     }
-    if let Some(cause) = last
-        && !message.contains(&cause)
+    let mut message = e.to_string();
+    if let Some(cause) = causes.last()
+        && !message.contains(cause.as_str())
     {
         message = format!("{message} ({cause})");
     }
     let message = redact_text(&message);
-    if e.is_timeout() {
+    if timed_out {
         Sent::TimedOut(message)
+    } else if causes.iter().any(|c| is_unknown_host(c)) {
+        Sent::UnknownHost(message)
     } else {
         Sent::Unreachable(message)
     }
+}
+
+/// Whether a resolver message says that a name does not exist (as opposed
+/// to "try again later", which a retry can fix).
+fn is_unknown_host(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    let dns = message.contains("dns error")
+        || message.contains("failed to lookup address")
+        || message.contains("name resolution");
+    dns && !message.contains("temporary failure")
+        && !message.contains("try again")
+        && !message.contains("timed out")
+}
+
+/// A URL fit for a transport error: scheme, host, port and path, without
+/// user info or query.
+pub(crate) fn short_url(url: &Url) -> String {
+    let mut url = url.clone();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.set_query(None);
+    url.set_fragment(None);
+    url.to_string()
 }
 
 /// Removes URL user info from free text (reqwest error messages).
@@ -652,6 +686,34 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn only_names_that_do_not_exist_are_unknown_hosts() {
+        for (message, unknown) in [
+            ("dns error", true),
+            (
+                "failed to lookup address information: Name or service not known",
+                true,
+            ),
+            (
+                "failed to lookup address information: nodename nor servname provided, or not known",
+                true,
+            ),
+            (
+                "failed to lookup address information: Temporary failure in name resolution",
+                false,
+            ),
+            ("Connection refused (os error 111)", false),
+        ] {
+            assert_eq!(is_unknown_host(message), unknown, "{message}");
+        }
+    }
+
+    #[test]
+    fn transport_errors_show_host_and_path_only() {
+        let url = Url::parse("https://u:p@api.example/v7/release?$filter=id%20eq%201#x").unwrap();
+        assert_eq!(short_url(&url), "https://api.example/v7/release");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use crate::client::Client;
 use crate::error::{Error, Server};
 use crate::event::{Event, TriggerOutcome};
-use crate::http::{Attempt, Sent, Sink, redact, server_message, shorten};
+use crate::http::{Attempt, Sent, Sink, server_message, short_url, shorten};
 use crate::model::{Status, UpdateInfo};
 use crate::poll::PollPolicy;
 use crate::reference::ReleaseRef;
@@ -194,7 +194,6 @@ impl Client {
         let path = format!("{}/api/v3/delta", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url.set_query(Some(&format!("src={}&dest={}", pair.0, pair.1)));
-        let shown = redact(&url);
         let what = format!("delta request for service `{service}`");
         let outcome = self
             .inner
@@ -209,10 +208,15 @@ impl Client {
                         after: None,
                         error: Error::Transport {
                             server: Server::Delta,
-                            url: shown.clone(),
+                            url: short_url(&url),
                             message,
                         },
                     },
+                    Sent::UnknownHost(message) => Attempt::Fail(Error::Transport {
+                        server: Server::Delta,
+                        url: short_url(&url),
+                        message,
+                    }),
                     Sent::Answer {
                         status,
                         body,

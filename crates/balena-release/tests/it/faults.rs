@@ -445,3 +445,53 @@ async fn an_unreachable_api_is_a_transport_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_unknown_host_fails_at_once_with_a_short_message() {
+    // `.invalid` never resolves (RFC 6761).
+    let c = balena_release::Client::builder()
+        .api_url("https://api.does-not-exist.invalid".parse().unwrap())
+        .delta_url("https://delta.does-not-exist.invalid".parse().unwrap())
+        .request_timeout(Duration::from_secs(5))
+        .retry_policy(fast_retries())
+        .build()
+        .unwrap();
+    let events = Events::default();
+    let err = c
+        .prepare_update(
+            &id(demo::RELEASE_1),
+            &id(demo::RELEASE_2),
+            &prepare(false),
+            &events.sink(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            Error::Transport {
+                server: Side::Api,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let retries = events
+        .all()
+        .into_iter()
+        .filter(|e| matches!(e, Event::Retrying { .. }))
+        .count();
+    assert_eq!(retries, 0, "an unknown host was retried: {err}");
+    let message = err.to_string();
+    assert_eq!(
+        message
+            .matches("https://api.does-not-exist.invalid/v7/release")
+            .count(),
+        1,
+        "{message}"
+    );
+    assert!(
+        !message.contains('?') && !message.contains("$filter"),
+        "{message}"
+    );
+}
