@@ -204,7 +204,7 @@ impl Client {
             groups.iter().map(|(id, _)| ReleaseRef::Id(*id)).collect();
         let mut refs: Vec<&ReleaseRef> = source_refs.iter().collect();
         refs.push(&target_ref);
-        let query = release_query(&refs, None);
+        let query = release_query(&refs);
         let nested = self.inner.nested_deltas.load(Ordering::Relaxed) && !source_refs.is_empty();
         let (releases, nested_read) = if nested {
             let sources: Vec<&ReleaseRef> = source_refs.iter().collect();

@@ -74,14 +74,10 @@ fn release_filter(refs: &[&ReleaseRef]) -> String {
     odata::or(&terms)
 }
 
-/// The release query for `refs`, optionally limited to one application.
-pub(crate) fn release_query(refs: &[&ReleaseRef], application: Option<u64>) -> Query {
-    let mut filter = release_filter(refs);
-    if let Some(app) = application {
-        filter = odata::and(&[filter, odata::eq("belongs_to__application", app)]);
-    }
+/// The release query for `refs`.
+pub(crate) fn release_query(refs: &[&ReleaseRef]) -> Query {
     Query::new()
-        .filter(filter)
+        .filter(release_filter(refs))
         .select(RELEASE_SELECT)
         .expand(&[release_images()])
 }
@@ -389,7 +385,7 @@ impl Client {
         to: &ReleaseRef,
         events: Sink<'_>,
     ) -> Result<(Tracker, DeltaRead), Error> {
-        let release_query = release_query(&[from, to], None);
+        let release_query = release_query(&[from, to]);
         let nested = self.inner.nested_deltas.load(Ordering::Relaxed);
         let (releases, nested_read) = if nested {
             let delta_query = nested_delta_query(&[from], to);
@@ -439,7 +435,7 @@ mod tests {
 
     #[test]
     fn release_query_for_ids_and_commits() {
-        let q = release_query(&[&ReleaseRef::Id(900813), &ReleaseRef::Id(900835)], None);
+        let q = release_query(&[&ReleaseRef::Id(900813), &ReleaseRef::Id(900835)]);
         assert_eq!(
             q.render(),
             "$filter=id in (900813,900835)&$select=id,commit,status,belongs_to__application\
@@ -447,16 +443,14 @@ mod tests {
              image_size,is_stored_at__image_location;$expand=is_a_build_of__service(\
              $select=service_name)))"
         );
-        let q = release_query(&[&ReleaseRef::Id(900813), &commit("b2cf2db")], Some(7));
+        let q = release_query(&[&ReleaseRef::Id(900813), &commit("b2cf2db")]);
         assert!(
-            q.render().starts_with(
-                "$filter=(id eq 900813 or startswith(commit,'b2cf2db')) and \
-                 belongs_to__application eq 7&"
-            ),
+            q.render()
+                .starts_with("$filter=id eq 900813 or startswith(commit,'b2cf2db')&"),
             "{}",
             q.render()
         );
-        let same = release_query(&[&ReleaseRef::Id(5), &ReleaseRef::Id(5)], None);
+        let same = release_query(&[&ReleaseRef::Id(5), &ReleaseRef::Id(5)]);
         assert!(same.render().starts_with("$filter=id eq 5&"));
     }
 
