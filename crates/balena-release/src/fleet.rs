@@ -86,12 +86,14 @@ impl FleetTracker {
             let each = t.update.estimated_total_payload_size.unwrap_or(0);
             sum.saturating_add(each.saturating_mul(t.device_count))
         });
+        let payload_size_unknown = transitions.iter().any(|t| t.update.payload_size_unknown);
         FleetUpdateInfo {
             application: self.application.clone(),
             produces__release: self.target.clone(),
             transitions,
             overall_status: overall,
             estimated_fleet_payload_size: (overall == Status::Ready).then_some(payload),
+            payload_size_unknown: overall == Status::Ready && payload_size_unknown,
         }
     }
 

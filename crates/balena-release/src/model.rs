@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::bigint;
 
+/// For `skip_serializing_if`: additive flags are written only when set.
+fn is_false(flag: &bool) -> bool {
+    !*flag
+}
+
 /// The state of a whole update or of one service, from least to most ready.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -70,6 +75,11 @@ pub struct UpdateInfo {
         with = "bigint::option"
     )]
     pub estimated_total_payload_size: Option<u64>,
+    /// `true` when a size counted in `estimated_total_payload_size` is
+    /// unknown (the API has none; it counts as 0, so the estimate is too
+    /// low); absent otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub payload_size_unknown: bool,
     /// Services of the source release that the target release no longer has.
     #[serde(default)]
     pub removed_services: Vec<RemovedService>,
@@ -120,6 +130,10 @@ pub struct ImageInfo {
     /// a service that is ready through a delta.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_produced_by__delta: Option<DeltaInfo>,
+    /// `true` when the API has no size for this image (`image_size` then
+    /// reads 0); absent otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub size_unknown: bool,
 }
 
 /// A ready delta between two images.
@@ -134,6 +148,10 @@ pub struct DeltaInfo {
     /// The delta size in bytes (`0` when the API has none).
     #[serde(with = "bigint::zero_if_null")]
     pub size: u64,
+    /// `true` when the API has no size for this delta (`size` then reads
+    /// 0); absent otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub size_unknown: bool,
 }
 
 /// A delta build that failed.
@@ -186,6 +204,10 @@ pub struct FleetUpdateInfo {
         with = "bigint::option"
     )]
     pub estimated_fleet_payload_size: Option<u64>,
+    /// `true` when a size counted in `estimated_fleet_payload_size` is
+    /// unknown; absent otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub payload_size_unknown: bool,
 }
 
 /// The devices of a fleet that run one release, and their update.
@@ -271,6 +293,7 @@ mod tests {
             content_hash: hash.map(|h| format!("sha256:{h}")),
             image_size: size,
             is_produced_by__delta: None,
+            size_unknown: false,
         }
     }
 
@@ -289,6 +312,7 @@ mod tests {
                     .into(),
             ),
             size: 484575,
+            size_unknown: false,
         });
         UpdateInfo {
             originates_from__release: ReleaseSummary {
@@ -329,6 +353,7 @@ mod tests {
             ],
             overall_status: Status::Ready,
             estimated_total_payload_size: Some(45496920),
+            payload_size_unknown: false,
             removed_services: vec![RemovedService {
                 service_name: "worker".into(),
                 originates_from__image: image(1115250, "0b4e3c1f7d2a9e8b6c5d4f3a2b1c0d9e", None, 0),
@@ -476,6 +501,51 @@ mod tests {
     }
 
     #[test]
+    fn unknown_sizes_are_flagged_after_the_reference_keys() {
+        let mut info = reference_example();
+        let main = &mut info.is_produced_by__service_update[1];
+        main.produces__image.size_unknown = true;
+        if let Some(delta) = main.produces__image.is_produced_by__delta.as_mut() {
+            delta.size_unknown = true;
+        }
+        info.payload_size_unknown = true;
+        let json = serde_json::to_string_pretty(&info).unwrap();
+        // Two images and the delta, then the top level.
+        assert_eq!(json.matches("\"size_unknown\": true").count(), 2, "{json}");
+        assert_eq!(
+            json.matches("\"payload_size_unknown\": true").count(),
+            1,
+            "{json}"
+        );
+        let compact = serde_json::to_string(&info).unwrap();
+        let top = positions(
+            &compact,
+            &[
+                "estimated_total_payload_size",
+                "payload_size_unknown",
+                "removed_services",
+            ],
+        );
+        assert!(top.is_sorted(), "{compact}");
+        let target = &compact[compact.find("\"id\":1115290").unwrap()..];
+        let image = positions(
+            target,
+            &[
+                "image_size",
+                "is_produced_by__delta",
+                "size",
+                "size_unknown",
+            ],
+        );
+        assert!(image.is_sorted(), "{target}");
+        let back: UpdateInfo = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, info);
+        // Known sizes print no flag at all.
+        let plain = serde_json::to_string(&reference_example()).unwrap();
+        assert!(!plain.contains("size_unknown"), "{plain}");
+    }
+
+    #[test]
     fn output_deserialises_back() {
         let info: UpdateInfo = serde_json::from_str(REFERENCE).unwrap();
         assert_eq!(info, reference_example());
@@ -498,6 +568,7 @@ mod tests {
             }],
             overall_status: Status::Ready,
             estimated_fleet_payload_size: Some(3 * 45496920),
+            payload_size_unknown: false,
         };
         let json = serde_json::to_string(&fleet).unwrap();
         let transition = &json[json.find("\"transitions\"").unwrap()..];

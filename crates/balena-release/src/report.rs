@@ -175,6 +175,7 @@ pub(crate) fn judge(pair: Pair, rows: &[DeltaRow], now: Timestamp) -> DeltaState
                 version: success.version,
                 is_stored_at__location: success.is_stored_at__location.clone(),
                 size: success.size.unwrap_or(0),
+                size_unknown: success.size.is_none(),
             }),
             failed: None,
         };
@@ -207,6 +208,7 @@ pub(crate) fn evaluate(
     attempts: &HashMap<Pair, u32>,
 ) -> UpdateInfo {
     let mut payload: u64 = 0;
+    let mut payload_size_unknown = false;
     let mut overall = Status::Ready;
     let services = pairing
         .services
@@ -217,6 +219,7 @@ pub(crate) fn evaluate(
                 None => {
                     if s.change == Change::New {
                         payload = payload.saturating_add(s.target.image_size);
+                        payload_size_unknown |= s.target.size_unknown;
                     }
                     (Status::Ready, None)
                 }
@@ -224,6 +227,7 @@ pub(crate) fn evaluate(
                     let state = judge(pair, rows, now);
                     if let Some(delta) = &state.ready {
                         payload = payload.saturating_add(delta.size);
+                        payload_size_unknown |= delta.size_unknown;
                     }
                     target.is_produced_by__delta = state.ready;
                     let failure = state.failed.map(|row| DeltaFailure {
@@ -245,12 +249,14 @@ pub(crate) fn evaluate(
             }
         })
         .collect();
+    let ready = overall == Status::Ready;
     UpdateInfo {
         originates_from__release: pairing.source.clone(),
         produces__release: pairing.target.clone(),
         is_produced_by__service_update: services,
         overall_status: overall,
-        estimated_total_payload_size: (overall == Status::Ready).then_some(payload),
+        estimated_total_payload_size: ready.then_some(payload),
+        payload_size_unknown: ready && payload_size_unknown,
         removed_services: pairing.removed.clone(),
     }
 }
@@ -267,6 +273,7 @@ pub(crate) mod tests {
             content_hash: hash.map(str::to_owned),
             image_size: size,
             is_produced_by__delta: None,
+            size_unknown: false,
         }
     }
 
@@ -523,6 +530,45 @@ pub(crate) mod tests {
         );
         assert_eq!(info.overall_status, Status::Ready);
         assert_eq!(info.estimated_total_payload_size, Some(0));
+    }
+
+    #[test]
+    fn unknown_sizes_make_the_estimate_a_lower_bound() {
+        let mut no_size = image(21, None, 0);
+        no_size.size_unknown = true;
+        let source = release(1, &[("main", image(10, Some("sha256:a"), 300))]);
+        let target = release(
+            2,
+            &[("main", image(20, Some("sha256:b"), 310)), ("api", no_size)],
+        );
+        let p = pair(&source, &target);
+        let mut built = delta(1, (10, 20), "success", now());
+        let info = evaluate(&p, std::slice::from_ref(&built), now(), &HashMap::new());
+        assert_eq!(info.estimated_total_payload_size, Some(1001));
+        assert!(info.payload_size_unknown, "the new image has no size");
+
+        // Only the delta's size is missing.
+        let p = pair(
+            &source,
+            &release(2, &[("main", image(20, Some("sha256:b"), 310))]),
+        );
+        built.size = None;
+        let info = evaluate(&p, &[built.clone()], now(), &HashMap::new());
+        let delta = info
+            .service("main")
+            .unwrap()
+            .produces__image
+            .is_produced_by__delta
+            .clone();
+        assert!(delta.unwrap().size_unknown);
+        assert_eq!(info.estimated_total_payload_size, Some(0));
+        assert!(info.payload_size_unknown);
+
+        // Known sizes: no flag; not ready: no estimate, no flag.
+        built.size = Some(5);
+        let info = evaluate(&p, &[built], now(), &HashMap::new());
+        assert!(!info.payload_size_unknown);
+        assert!(!evaluate(&p, &[], now(), &HashMap::new()).payload_size_unknown);
     }
 
     #[test]

@@ -212,6 +212,7 @@ fn release(i: usize, row: ReleaseRow, source: &Source<'_>) -> Result<Release, Er
                 content_hash: image.content_hash,
                 image_size: image.image_size.unwrap_or(0),
                 is_produced_by__delta: None,
+                size_unknown: image.image_size.is_none(),
             },
         });
     }
@@ -311,6 +312,8 @@ pub(crate) mod tests {
         assert_eq!(names, ["main", "worker"]);
         assert_eq!(r.images[0].info.image_size, 310905195);
         assert_eq!(r.images[1].info.image_size, 0);
+        assert!(r.images[1].info.size_unknown);
+        assert!(!r.images[0].info.size_unknown);
         assert_eq!(r.images[1].info.content_hash, None);
     }
 
