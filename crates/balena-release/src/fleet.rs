@@ -14,7 +14,7 @@ use crate::http::{Sink, no_events};
 use crate::model::{FleetSummary, FleetTransition, FleetUpdateInfo, Status, UpdateInfo};
 use crate::odata::{self, Query};
 use crate::prepare::{
-    LastState, NextStep, PrepareOptions, delta_failed, jobs, next_step, pending_pairs,
+    LastState, NextStep, PrepareOptions, delta_failed, jobs, next_step, pairs_to_request,
     with_deadline,
 };
 use crate::reference::{FleetRef, ReleaseRef};
@@ -97,11 +97,14 @@ impl FleetTracker {
         }
     }
 
-    /// Delta requests for every pending changed service, each pair once.
-    fn pending_jobs(&self, info: &FleetUpdateInfo) -> Vec<(String, Pair)> {
+    /// The first delta requests ([`pairs_to_request`]), each pair once.
+    fn pending_jobs(&self, info: &FleetUpdateInfo, read: &DeltaRead) -> Vec<(String, Pair)> {
         let mut out: Vec<(String, Pair)> = Vec::new();
         for ((_, tracker), transition) in self.transitions.iter().zip(&info.transitions) {
-            for job in jobs(tracker, &pending_pairs(tracker, &transition.update)) {
+            for job in jobs(
+                tracker,
+                &pairs_to_request(tracker, &transition.update, read),
+            ) {
                 if !out.iter().any(|(_, p)| *p == job.1) {
                     out.push(job);
                 }
@@ -326,7 +329,7 @@ impl Client {
         if info.overall_status == Status::Ready {
             return Ok(info);
         }
-        let first = tracker.pending_jobs(&info);
+        let first = tracker.pending_jobs(&info, &read);
         // Without a new request, round 1 is still the latest state.
         let mut read_now = !first.is_empty();
         if !read_now && !options.wait {
@@ -456,7 +459,7 @@ mod tests {
             info.transitions[2].update.estimated_total_payload_size,
             Some(0)
         );
-        let jobs = f.pending_jobs(&info);
+        let jobs = f.pending_jobs(&info, &read);
         assert_eq!(jobs, [("main".to_owned(), (10, 30))]);
 
         let read = DeltaRead {

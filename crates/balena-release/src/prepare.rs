@@ -96,53 +96,48 @@ pub(crate) enum NextStep {
     GiveUp(Pair),
 }
 
-/// Decides, from a state read while waiting, which deltas to request again:
-/// every changed service that is pending (failed, stale or never started),
-/// unless it has already been requested `max_attempts` times. A build the
-/// delta server still counts as running is left alone: a request would
+/// The deltas worth requesting now, in any round: every changed service
+/// that is pending (failed, stale or never started), except when the delta
+/// server still counts a build of the pair as running: a request would
 /// start nothing and only use up an attempt.
+pub(crate) fn pairs_to_request(
+    tracker: &Tracker,
+    info: &UpdateInfo,
+    read: &DeltaRead,
+) -> Vec<Pair> {
+    tracker
+        .pairing
+        .delta_pairs()
+        .into_iter()
+        .filter(|pair| {
+            let pending = tracker
+                .pairing
+                .service_of(*pair)
+                .and_then(|s| info.service(&s.name))
+                .is_some_and(|s| s.status == Status::Pending);
+            pending && !building_on_server(*pair, &read.rows, read.now)
+        })
+        .collect()
+}
+
+/// Decides, from a state read while waiting, which deltas to request again
+/// ([`pairs_to_request`]), or which one to give up on because it has
+/// already been requested `max_attempts` times.
 pub(crate) fn next_step(
     tracker: &Tracker,
     info: &UpdateInfo,
     read: &DeltaRead,
     max_attempts: u32,
 ) -> NextStep {
-    let mut again = Vec::new();
-    for pair in tracker.pairing.delta_pairs() {
-        let pending = tracker
-            .pairing
-            .service_of(pair)
-            .and_then(|s| info.service(&s.name))
-            .is_some_and(|s| s.status == Status::Pending);
-        if !pending || building_on_server(pair, &read.rows, read.now) {
-            continue;
-        }
-        if tracker.attempts.get(&pair).copied().unwrap_or(0) >= max_attempts {
-            return NextStep::GiveUp(pair);
-        }
-        again.push(pair);
+    let again = pairs_to_request(tracker, info, read);
+    let capped = again
+        .iter()
+        .find(|pair| tracker.attempts.get(pair).copied().unwrap_or(0) >= max_attempts);
+    match capped {
+        Some(pair) => NextStep::GiveUp(*pair),
+        None if again.is_empty() => NextStep::Wait,
+        None => NextStep::Trigger(again),
     }
-    if again.is_empty() {
-        NextStep::Wait
-    } else {
-        NextStep::Trigger(again)
-    }
-}
-
-/// The pending changed services of a state, as image pairs.
-pub(crate) fn pending_pairs(tracker: &Tracker, info: &UpdateInfo) -> Vec<Pair> {
-    tracker
-        .pairing
-        .delta_pairs()
-        .into_iter()
-        .filter(|pair| {
-            tracker
-                .pairing
-                .service_of(*pair)
-                .and_then(|s| info.service(&s.name))
-                .is_some_and(|s| s.status == Status::Pending)
-        })
-        .collect()
 }
 
 /// The delta requests for `pairs`: each with its service name.
@@ -329,7 +324,7 @@ impl Client {
         if info.overall_status == Status::Ready {
             return Ok(info);
         }
-        let first = jobs(&tracker, &pending_pairs(&tracker, &info));
+        let first = jobs(&tracker, &pairs_to_request(&tracker, &info, &read));
         // Without a new request, round 1 is still the latest state.
         let mut read_now = !first.is_empty();
         if !read_now && !options.wait {
@@ -414,7 +409,7 @@ mod tests {
         let mut t = tracker();
         let rows = [delta(1, (10, 20), "running", now())];
         let info = evaluate(&t.pairing, &rows, now(), &HashMap::new());
-        assert_eq!(pending_pairs(&t, &info), [(11, 21)]);
+        assert_eq!(pairs_to_request(&t, &info, &read(&rows)), [(11, 21)]);
         assert_eq!(
             next_step(&t, &info, &read(&rows), 3),
             NextStep::Trigger(vec![(11, 21)])

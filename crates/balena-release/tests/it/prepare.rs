@@ -279,3 +279,64 @@ async fn a_delta_already_building_is_not_requested_again() {
     assert_eq!(api_count(&sim), 2);
     assert_eq!(delta_count(&sim), 0);
 }
+
+/// A build that stopped sending heartbeats 4 minutes ago: no longer
+/// `preparing` for the report (3 minutes), still running for the delta
+/// server (5 minutes), so a new request would start nothing.
+async fn quiet_build() -> balena_sim::Simulator {
+    let sim = start(manual_demo().with_delta_outcome(
+        demo::IMAGE_R2_API,
+        demo::IMAGE_R3_API,
+        vec![Outcome::stalled()],
+    ));
+    let info = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &prepare(false),
+            &|_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.service("api").unwrap().status, Status::Preparing);
+    sim.advance_clock(Duration::from_secs(4 * 60));
+    sim.clear_journal();
+    sim
+}
+
+#[tokio::test]
+async fn the_first_round_leaves_a_build_the_server_still_runs_alone() {
+    let sim = quiet_build().await;
+    let events = Events::default();
+    let info = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &prepare(false),
+            &events.sink(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.service("api").unwrap().status, Status::Pending);
+    assert_eq!(events.triggered(), []);
+    assert_eq!(delta_count(&sim), 0);
+}
+
+#[tokio::test]
+async fn the_first_fleet_round_leaves_a_build_the_server_still_runs_alone() {
+    let sim = quiet_build().await;
+    let fleet: balena_release::FleetRef =
+        format!("{}/kiosk-fleet", demo::USERNAME).parse().unwrap();
+    let events = Events::default();
+    client(&sim)
+        .prepare_fleet_update(&fleet, None, &prepare(false), &events.sink())
+        .await
+        .unwrap();
+    let quiet = (u(demo::IMAGE_R2_API), u(demo::IMAGE_R3_API));
+    let triggered = events.triggered();
+    assert!(!triggered.is_empty(), "the other transitions need deltas");
+    assert!(
+        triggered.iter().all(|(_, s, t)| (*s, *t) != quiet),
+        "{triggered:?}"
+    );
+}
