@@ -72,4 +72,10 @@ pub enum TriggerOutcome {
     },
     /// No answer within the request timeout; the build may still run.
     TimedOut,
+    /// Refused with a 4xx status (other than 401 and 429): devices pull the
+    /// whole image of this service. The service reports a `delta_failure`.
+    Refused {
+        /// The HTTP status.
+        status: u16,
+    },
 }

@@ -3,7 +3,7 @@
 //! and deltas: at most four per round, whatever the fleet size), and the
 //! download summed over devices.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -18,7 +18,7 @@ use crate::prepare::{
     with_deadline,
 };
 use crate::reference::{FleetRef, ReleaseRef};
-use crate::report::{self, Pair};
+use crate::report::{self, Pair, Requests};
 use crate::round::{
     DeltaRead, Tracker, check_images, nested_delta_query, nested_unsupported, release_query,
     resolve,
@@ -45,7 +45,7 @@ pub(crate) struct FleetTracker {
     target: crate::model::ReleaseSummary,
     /// (device count, transition), in output order.
     transitions: Vec<(u64, Tracker)>,
-    attempts: HashMap<Pair, u32>,
+    requests: Requests,
 }
 
 impl FleetTracker {
@@ -61,14 +61,14 @@ impl FleetTracker {
         pairs
     }
 
-    fn sync_attempts(&mut self) {
+    fn sync_requests(&mut self) {
         for (_, t) in &mut self.transitions {
-            t.attempts = self.attempts.clone();
+            t.requests = self.requests.clone();
         }
     }
 
     fn evaluate(&mut self, read: &DeltaRead) -> FleetUpdateInfo {
-        self.sync_attempts();
+        self.sync_requests();
         let transitions: Vec<FleetTransition> = self
             .transitions
             .iter()
@@ -256,7 +256,7 @@ impl Client {
             },
             target: target.summary.clone(),
             transitions,
-            attempts: HashMap::new(),
+            requests: Requests::default(),
         };
         let read = match nested_read {
             Some(Ok(read)) => read,
@@ -337,7 +337,7 @@ impl Client {
         }
         self.trigger_all(
             first,
-            &mut tracker.attempts,
+            &mut tracker.requests,
             options.trigger_concurrency,
             events,
         )
@@ -360,7 +360,7 @@ impl Client {
                 if !again.is_empty() {
                     self.trigger_all(
                         again,
-                        &mut tracker.attempts,
+                        &mut tracker.requests,
                         options.trigger_concurrency,
                         events,
                     )
@@ -439,7 +439,7 @@ mod tests {
                 (2, Tracker::new(report::pair(&old, &target))),
                 (1, Tracker::new(report::pair(&target, &target))),
             ],
-            attempts: HashMap::new(),
+            requests: Requests::default(),
         }
     }
 
@@ -479,7 +479,7 @@ mod tests {
     #[test]
     fn fleet_gives_up_after_the_cap() {
         let mut f = fleet();
-        f.attempts.insert((10, 30), 3);
+        f.requests.attempts.insert((10, 30), 3);
         let read = DeltaRead {
             rows: vec![delta(5, (10, 30), "failed", now())],
             now: now(),

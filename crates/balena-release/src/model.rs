@@ -154,16 +154,22 @@ pub struct DeltaInfo {
     pub size_unknown: bool,
 }
 
-/// A delta build that failed.
+/// A delta build that failed, or a delta request the delta server refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeltaFailure {
-    /// The id of the failed delta row.
-    pub delta_id: u64,
+    /// The id of the failed delta row; absent when the delta server refused
+    /// the request (then there is no row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_id: Option<u64>,
     /// The delta server's message, when it left one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_message: Option<String>,
     /// How many times this run asked the delta server for this delta.
     pub attempts: u32,
+    /// The delta server's HTTP status when it refused the request (a 4xx;
+    /// devices then pull the whole image); absent for a failed build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_status: Option<u16>,
 }
 
 /// A service of the source release that the target release does not have.
@@ -489,9 +495,10 @@ mod tests {
     fn a_failure_without_a_message_has_no_message_key() {
         let mut info = reference_example();
         info.is_produced_by__service_update[1].delta_failure = Some(DeltaFailure {
-            delta_id: 7,
+            delta_id: Some(7),
             error_message: None,
             attempts: 1,
+            http_status: None,
         });
         let json = serde_json::to_string_pretty(&info).unwrap();
         assert!(json.contains("\"delta_id\": 7"), "{json}");

@@ -3,7 +3,6 @@
 //! an adaptive schedule until everything is ready, re-requesting deltas that
 //! fail or go stale, all under one hard deadline.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -13,10 +12,10 @@ use crate::client::Client;
 use crate::error::{Error, Server};
 use crate::event::{Event, TriggerOutcome};
 use crate::http::{Attempt, Sent, Sink, server_message, short_url, shorten};
-use crate::model::{Status, UpdateInfo};
+use crate::model::{DeltaFailure, Status, UpdateInfo};
 use crate::poll::PollPolicy;
 use crate::reference::ReleaseRef;
-use crate::report::{Pair, building_on_server};
+use crate::report::{Pair, Refusal, Requests, building_on_server};
 use crate::round::{DeltaRead, Tracker};
 
 /// How [`Client::prepare_update`] works.
@@ -132,7 +131,7 @@ pub(crate) fn next_step(
     let again = pairs_to_request(tracker, info, read);
     let capped = again
         .iter()
-        .find(|pair| tracker.attempts.get(pair).copied().unwrap_or(0) >= max_attempts);
+        .find(|pair| tracker.requests.attempts(**pair) >= max_attempts);
     match capped {
         Some(pair) => NextStep::GiveUp(*pair),
         None if again.is_empty() => NextStep::Wait,
@@ -157,11 +156,17 @@ pub(crate) fn delta_failed(tracker: &Tracker, info: &UpdateInfo, pair: Pair) -> 
         .unwrap_or_default();
     let failure = info.service(&service).and_then(|s| s.delta_failure.clone());
     let message = match failure {
-        Some(f) => match f.error_message {
-            Some(m) if !m.trim().is_empty() => {
+        Some(DeltaFailure {
+            http_status: Some(_),
+            error_message: Some(m),
+            ..
+        }) => format!("the {m}"),
+        Some(f) => match (f.error_message, f.delta_id) {
+            (Some(m), _) if !m.trim().is_empty() => {
                 format!("the delta server reported `{}`", shorten(&m))
             }
-            _ => format!("delta `{}` failed without a message", f.delta_id),
+            (_, Some(id)) => format!("delta `{id}` failed without a message"),
+            (_, None) => "the delta failed without a message".to_owned(),
         },
         None => format!(
             "no delta from image `{}` to image `{}` is being built (it never started or went \
@@ -171,33 +176,35 @@ pub(crate) fn delta_failed(tracker: &Tracker, info: &UpdateInfo, pair: Pair) -> 
     };
     Error::DeltaFailed {
         service,
-        attempts: tracker.attempts.get(&pair).copied().unwrap_or(0),
+        attempts: tracker.requests.attempts(pair),
         message,
         last: Box::new(info.clone()),
     }
 }
 
 impl Client {
-    /// Asks the delta server for the delta of one image pair.
+    /// Asks the delta server for the delta of one image pair. A refusal
+    /// (a 4xx other than 401 and 429) concerns this service only and is
+    /// returned; anything else that fails ends the run.
     pub(crate) async fn trigger(
         &self,
         service: &str,
         pair: Pair,
         events: Sink<'_>,
-    ) -> Result<TriggerOutcome, Error> {
+    ) -> Result<Option<Refusal>, Error> {
         let mut url = self.inner.delta.clone();
         let path = format!("{}/api/v3/delta", url.path().trim_end_matches('/'));
         url.set_path(&path);
         url.set_query(Some(&format!("src={}&dest={}", pair.0, pair.1)));
         let what = format!("delta request for service `{service}`");
-        let outcome = self
+        let (outcome, refusal) = self
             .inner
             .http
             .retrying(&what, events, || async {
                 match self.inner.http.send(&url).await {
                     // Readiness comes from the delta rows; a slow answer
                     // only means the build is still going.
-                    Sent::TimedOut(_) => Attempt::Done(TriggerOutcome::TimedOut),
+                    Sent::TimedOut(_) => Attempt::Done((TriggerOutcome::TimedOut, None)),
                     Sent::Unreachable(message) => Attempt::Retry {
                         reason: message.clone(),
                         after: None,
@@ -220,18 +227,20 @@ impl Client {
                         ..
                     } => {
                         let code = status.as_u16();
+                        let message = || server_message(&body, location.as_deref(), status);
                         let delta_error = || Error::Delta {
                             service: service.to_owned(),
                             status: Some(code),
-                            message: server_message(&body, location.as_deref(), status),
+                            message: message(),
                         };
                         match code {
-                            200..=299 => Attempt::Done(TriggerOutcome::Accepted),
+                            200..=299 => Attempt::Done((TriggerOutcome::Accepted, None)),
                             // Devices read 502 and 504 as "still building"; a
                             // 503 is an outage and is retried like other 5xx.
-                            502 | 504 => {
-                                Attempt::Done(TriggerOutcome::StillProcessing { status: code })
-                            }
+                            502 | 504 => Attempt::Done((
+                                TriggerOutcome::StillProcessing { status: code },
+                                None,
+                            )),
                             401 => Attempt::Fail(Error::Unauthorized {
                                 server: Server::Delta,
                                 with_token: self.inner.http.has_token(),
@@ -241,6 +250,15 @@ impl Client {
                                 after: retry_after,
                                 error: delta_error(),
                             },
+                            // Devices fall back to a full pull for this
+                            // service; the others are not concerned.
+                            400..=499 => Attempt::Done((
+                                TriggerOutcome::Refused { status: code },
+                                Some(Refusal {
+                                    status: code,
+                                    message: message(),
+                                }),
+                            )),
                             _ => Attempt::Fail(delta_error()),
                         }
                     }
@@ -253,28 +271,30 @@ impl Client {
             target_image: pair.1,
             outcome,
         });
-        Ok(outcome)
+        Ok(refusal)
     }
 
     /// Requests the deltas of `jobs` (service name, image pair) with bounded
-    /// concurrency, counting attempts per pair.
+    /// concurrency, counting attempts and refusals per pair.
     pub(crate) async fn trigger_all(
         &self,
         jobs: Vec<(String, Pair)>,
-        attempts: &mut HashMap<Pair, u32>,
+        requests: &mut Requests,
         concurrency: usize,
         events: Sink<'_>,
     ) -> Result<(), Error> {
         for (_, pair) in &jobs {
-            *attempts.entry(*pair).or_insert(0) += 1;
+            *requests.attempts.entry(*pair).or_insert(0) += 1;
         }
-        stream::iter(
-            jobs.iter()
-                .map(|(service, pair)| self.trigger(service, *pair, events)),
-        )
+        let answers = stream::iter(jobs.iter().map(|(service, pair)| async move {
+            Ok::<_, Error>((*pair, self.trigger(service, *pair, events).await?))
+        }))
         .buffer_unordered(concurrency.max(1))
         .try_collect::<Vec<_>>()
         .await?;
+        for (pair, refusal) in answers {
+            requests.answered(pair, refusal);
+        }
         Ok(())
     }
 
@@ -285,8 +305,11 @@ impl Client {
     /// the state again and returns it — or, with `options.wait`, polls on
     /// `options.poll` until everything is ready, requesting a delta again
     /// when it fails or goes stale (at most `max_attempts_per_delta` times,
-    /// then [`Error::DeltaFailed`]). At `options.deadline` every request is
-    /// cancelled and [`Error::Timeout`] carries the last state read.
+    /// then [`Error::DeltaFailed`]). A request the delta server refuses (a
+    /// 4xx other than 401 and 429) is reported on that service's
+    /// `delta_failure` and counts as an attempt; the other services go on.
+    /// At `options.deadline` every request is cancelled and
+    /// [`Error::Timeout`] carries the last state read.
     pub async fn prepare_update(
         &self,
         from: &ReleaseRef,
@@ -332,7 +355,7 @@ impl Client {
         }
         self.trigger_all(
             first,
-            &mut tracker.attempts,
+            &mut tracker.requests,
             options.trigger_concurrency,
             events,
         )
@@ -359,7 +382,7 @@ impl Client {
                         let again = jobs(&tracker, &pairs);
                         self.trigger_all(
                             again,
-                            &mut tracker.attempts,
+                            &mut tracker.requests,
                             options.trigger_concurrency,
                             events,
                         )
@@ -408,13 +431,13 @@ mod tests {
     fn pending_services_are_requested_again_until_the_cap() {
         let mut t = tracker();
         let rows = [delta(1, (10, 20), "running", now())];
-        let info = evaluate(&t.pairing, &rows, now(), &HashMap::new());
+        let info = evaluate(&t.pairing, &rows, now(), &Requests::default());
         assert_eq!(pairs_to_request(&t, &info, &read(&rows)), [(11, 21)]);
         assert_eq!(
             next_step(&t, &info, &read(&rows), 3),
             NextStep::Trigger(vec![(11, 21)])
         );
-        t.attempts.insert((11, 21), 3);
+        t.requests.attempts.insert((11, 21), 3);
         assert_eq!(
             next_step(&t, &info, &read(&rows), 3),
             NextStep::GiveUp((11, 21))
@@ -423,7 +446,7 @@ mod tests {
             delta(1, (10, 20), "running", now()),
             delta(2, (11, 21), "running", now()),
         ];
-        let info = evaluate(&t.pairing, &all_running, now(), &HashMap::new());
+        let info = evaluate(&t.pairing, &all_running, now(), &Requests::default());
         assert_eq!(next_step(&t, &info, &read(&all_running), 3), NextStep::Wait);
     }
 
@@ -437,7 +460,7 @@ mod tests {
             ready.clone(),
             delta(2, (11, 21), "running", now() - SignedDuration::from_mins(4)),
         ];
-        let info = evaluate(&t.pairing, &quiet, now(), &HashMap::new());
+        let info = evaluate(&t.pairing, &quiet, now(), &Requests::default());
         assert_eq!(info.service("b").unwrap().status, Status::Pending);
         assert_eq!(next_step(&t, &info, &read(&quiet), 1), NextStep::Wait);
         // Past 5 minutes the server builds again when asked.
@@ -445,7 +468,7 @@ mod tests {
             ready,
             delta(2, (11, 21), "running", now() - SignedDuration::from_mins(6)),
         ];
-        let info = evaluate(&t.pairing, &dropped, now(), &HashMap::new());
+        let info = evaluate(&t.pairing, &dropped, now(), &Requests::default());
         assert_eq!(
             next_step(&t, &info, &read(&dropped), 3),
             NextStep::Trigger(vec![(11, 21)])
@@ -455,9 +478,9 @@ mod tests {
     #[test]
     fn giving_up_names_the_service_and_the_server_message() {
         let mut t = tracker();
-        t.attempts.insert((11, 21), 3);
+        t.requests.attempts.insert((11, 21), 3);
         let rows = [delta(7, (11, 21), "failed", now())];
-        let info = evaluate(&t.pairing, &rows, now(), &t.attempts);
+        let info = evaluate(&t.pairing, &rows, now(), &t.requests);
         let err = delta_failed(&t, &info, (11, 21));
         assert_eq!(
             err.to_string(),
@@ -465,7 +488,7 @@ mod tests {
              reported `build 7 failed`"
         );
         assert!(err.last_state().is_some());
-        let err = delta_failed(&t, &evaluate(&t.pairing, &[], now(), &t.attempts), (11, 21));
+        let err = delta_failed(&t, &evaluate(&t.pairing, &[], now(), &t.requests), (11, 21));
         assert!(
             err.to_string().contains("never started or went stale"),
             "{err}"

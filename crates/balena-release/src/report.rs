@@ -40,6 +40,37 @@ pub(crate) fn building_on_server(pair: Pair, rows: &[DeltaRow], now: Timestamp) 
 /// An image pair (source id, target id) that needs a delta.
 pub(crate) type Pair = (u64, u64);
 
+/// What this run asked of the delta server, per image pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Requests {
+    /// How many requests were sent.
+    pub(crate) attempts: HashMap<Pair, u32>,
+    /// The delta server's refusal of the latest request, if it refused it.
+    pub(crate) refused: HashMap<Pair, Refusal>,
+}
+
+impl Requests {
+    pub(crate) fn attempts(&self, pair: Pair) -> u32 {
+        self.attempts.get(&pair).copied().unwrap_or(0)
+    }
+
+    /// Notes the answer to the latest request for `pair`.
+    pub(crate) fn answered(&mut self, pair: Pair, refusal: Option<Refusal>) {
+        match refusal {
+            Some(refusal) => self.refused.insert(pair, refusal),
+            None => self.refused.remove(&pair),
+        };
+    }
+}
+
+/// A delta request the delta server refused (a 4xx other than 401 and 429):
+/// devices fall back to a full pull for that service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) message: String,
+}
+
 /// One service of the target release, matched with the source release.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ServicePair {
@@ -199,13 +230,13 @@ pub(crate) fn judge(pair: Pair, rows: &[DeltaRow], now: Timestamp) -> DeltaState
     }
 }
 
-/// Builds the report of a pairing from the delta rows read at `now`.
-/// `attempts` counts the delta requests this run sent per image pair.
+/// Builds the report of a pairing from the delta rows read at `now` and the
+/// delta requests this run sent.
 pub(crate) fn evaluate(
     pairing: &Pairing,
     rows: &[DeltaRow],
     now: Timestamp,
-    attempts: &HashMap<Pair, u32>,
+    requests: &Requests,
 ) -> UpdateInfo {
     let mut payload: u64 = 0;
     let mut payload_size_unknown = false;
@@ -230,10 +261,29 @@ pub(crate) fn evaluate(
                         payload_size_unknown |= delta.size_unknown;
                     }
                     target.is_produced_by__delta = state.ready;
-                    let failure = state.failed.map(|row| DeltaFailure {
-                        delta_id: row.id,
-                        error_message: row.error_message,
-                        attempts: attempts.get(&pair).copied().unwrap_or(0),
+                    let attempts = requests.attempts(pair);
+                    // A refusal answers this run's latest request, so it is
+                    // newer than any failed row.
+                    let refusal = requests
+                        .refused
+                        .get(&pair)
+                        .filter(|_| state.status == Status::Pending)
+                        .map(|r| DeltaFailure {
+                            delta_id: None,
+                            error_message: Some(format!(
+                                "delta server refused the delta ({}): {}",
+                                r.status, r.message
+                            )),
+                            attempts,
+                            http_status: Some(r.status),
+                        });
+                    let failure = refusal.or_else(|| {
+                        state.failed.map(|row| DeltaFailure {
+                            delta_id: Some(row.id),
+                            error_message: row.error_message,
+                            attempts,
+                            http_status: None,
+                        })
                     });
                     (state.status, failure)
                 }
@@ -457,7 +507,7 @@ pub(crate) mod tests {
     #[test]
     fn evaluate_sets_overall_status_and_payload() {
         let p = example();
-        let pending = evaluate(&p, &[], now(), &HashMap::new());
+        let pending = evaluate(&p, &[], now(), &Requests::default());
         assert_eq!(pending.overall_status, Status::Pending);
         assert_eq!(pending.estimated_total_payload_size, None);
         assert_eq!(pending.service("api").unwrap().status, Status::Ready);
@@ -468,7 +518,7 @@ pub(crate) mod tests {
             &p,
             &[delta(1, (10, 20), "running", now())],
             now(),
-            &HashMap::new(),
+            &Requests::default(),
         );
         assert_eq!(preparing.overall_status, Status::Preparing);
         assert_eq!(
@@ -484,7 +534,7 @@ pub(crate) mod tests {
             &p,
             &[delta(1, (10, 20), "success", now())],
             now(),
-            &HashMap::new(),
+            &Requests::default(),
         );
         assert_eq!(ready.overall_status, Status::Ready);
         // api (new) 45 + main (delta) 1001 + unchanged 0.
@@ -512,10 +562,13 @@ pub(crate) mod tests {
     #[test]
     fn failures_carry_attempts() {
         let p = example();
-        let attempts = HashMap::from([((10, 20), 2)]);
-        let info = evaluate(&p, &[delta(4, (10, 20), "failed", now())], now(), &attempts);
+        let mut requests = Requests::default();
+        requests.attempts.insert((10, 20), 2);
+        let failed = [delta(4, (10, 20), "failed", now())];
+        let info = evaluate(&p, &failed, now(), &requests);
         let failure = info.service("main").unwrap().delta_failure.clone().unwrap();
-        assert_eq!(failure.delta_id, 4);
+        assert_eq!(failure.delta_id, Some(4));
+        assert_eq!(failure.http_status, None);
         assert_eq!(failure.attempts, 2);
         assert_eq!(failure.error_message.as_deref(), Some("build 4 failed"));
     }
@@ -526,7 +579,7 @@ pub(crate) mod tests {
             &pair(&release(1, &[]), &release(2, &[])),
             &[],
             now(),
-            &HashMap::new(),
+            &Requests::default(),
         );
         assert_eq!(info.overall_status, Status::Ready);
         assert_eq!(info.estimated_total_payload_size, Some(0));
@@ -543,7 +596,12 @@ pub(crate) mod tests {
         );
         let p = pair(&source, &target);
         let mut built = delta(1, (10, 20), "success", now());
-        let info = evaluate(&p, std::slice::from_ref(&built), now(), &HashMap::new());
+        let info = evaluate(
+            &p,
+            std::slice::from_ref(&built),
+            now(),
+            &Requests::default(),
+        );
         assert_eq!(info.estimated_total_payload_size, Some(1001));
         assert!(info.payload_size_unknown, "the new image has no size");
 
@@ -553,7 +611,7 @@ pub(crate) mod tests {
             &release(2, &[("main", image(20, Some("sha256:b"), 310))]),
         );
         built.size = None;
-        let info = evaluate(&p, &[built.clone()], now(), &HashMap::new());
+        let info = evaluate(&p, &[built.clone()], now(), &Requests::default());
         let delta = info
             .service("main")
             .unwrap()
@@ -566,9 +624,9 @@ pub(crate) mod tests {
 
         // Known sizes: no flag; not ready: no estimate, no flag.
         built.size = Some(5);
-        let info = evaluate(&p, &[built], now(), &HashMap::new());
+        let info = evaluate(&p, &[built], now(), &Requests::default());
         assert!(!info.payload_size_unknown);
-        assert!(!evaluate(&p, &[], now(), &HashMap::new()).payload_size_unknown);
+        assert!(!evaluate(&p, &[], now(), &Requests::default()).payload_size_unknown);
     }
 
     #[test]
@@ -578,7 +636,7 @@ pub(crate) mod tests {
             2,
             &[("a", image(1, None, u64::MAX)), ("b", image(2, None, 5))],
         );
-        let info = evaluate(&pair(&source, &target), &[], now(), &HashMap::new());
+        let info = evaluate(&pair(&source, &target), &[], now(), &Requests::default());
         assert_eq!(info.estimated_total_payload_size, Some(u64::MAX));
     }
 }

@@ -3,7 +3,6 @@
 //! one GET), sent concurrently; resolving the user's references against the
 //! answer; and the cheaper delta-only reads of later rounds.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use jiff::Timestamp;
@@ -15,7 +14,7 @@ use crate::http::{Answer, Sink};
 use crate::model::UpdateInfo;
 use crate::odata::{self, Expand, Query};
 use crate::reference::ReleaseRef;
-use crate::report::{self, DELTA_VERSION, Pair, Pairing};
+use crate::report::{self, DELTA_VERSION, Pair, Pairing, Requests};
 use crate::wire::{self, DeltaRow, Release, Source};
 
 /// The release columns read.
@@ -272,20 +271,20 @@ impl DeltaRead {
 #[derive(Debug, Clone)]
 pub(crate) struct Tracker {
     pub(crate) pairing: Pairing,
-    /// Delta requests sent per image pair in this run.
-    pub(crate) attempts: HashMap<Pair, u32>,
+    /// The delta requests of this run.
+    pub(crate) requests: Requests,
 }
 
 impl Tracker {
     pub(crate) fn new(pairing: Pairing) -> Self {
         Tracker {
             pairing,
-            attempts: HashMap::new(),
+            requests: Requests::default(),
         }
     }
 
     pub(crate) fn evaluate(&self, read: &DeltaRead) -> UpdateInfo {
-        report::evaluate(&self.pairing, &read.rows, read.now, &self.attempts)
+        report::evaluate(&self.pairing, &read.rows, read.now, &self.requests)
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use balena_release::{Error, Event, RetryPolicy, Server as Side, TriggerOutcome};
+use balena_release::{Error, Event, RetryPolicy, Server as Side, Status, TriggerOutcome};
 use balena_sim::{Fault, FaultRule, Faults, Scope, Server, demo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -267,22 +267,6 @@ async fn delta_server_errors_name_the_service() {
     }
     assert_eq!(sim.count(Server::Delta, None), 4);
 
-    let sim = with_fault(error(400, "{\"error\":\"unknown image\"}").scope(Scope::Delta));
-    let err = client(&sim)
-        .prepare_update(
-            &id(demo::RELEASE_2),
-            &id(demo::RELEASE_3),
-            &prepare(false),
-            &|_| {},
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "the delta server failed for service `api` (`400`): unknown image"
-    );
-    assert_eq!(sim.count(Server::Delta, None), 1);
-
     let sim = with_fault(error(401, "Unauthorized").scope(Scope::Delta));
     let err = client(&sim)
         .prepare_update(
@@ -494,4 +478,82 @@ async fn an_unknown_host_fails_at_once_with_a_short_message() {
         !message.contains('?') && !message.contains("$filter"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn a_refused_delta_is_reported_on_its_service_only() {
+    for status in [400, 403, 404] {
+        let sim = with_fault(error(status, "{\"error\":\"unknown image\"}").scope(Scope::Delta));
+        let events = Events::default();
+        // RELEASE_2 → RELEASE_3: `main` has a built delta, `api` needs one.
+        let info = client(&sim)
+            .prepare_update(
+                &id(demo::RELEASE_2),
+                &id(demo::RELEASE_3),
+                &prepare(false),
+                &events.sink(),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("{status}: {err}"));
+        assert_eq!(sim.count(Server::Delta, None), 1);
+        assert_eq!(info.service("main").unwrap().status, Status::Ready);
+        let api = info.service("api").unwrap();
+        assert_eq!(api.status, Status::Pending);
+        let failure = api.delta_failure.clone().expect("the refusal is reported");
+        assert_eq!(
+            failure.error_message.as_deref(),
+            Some(format!("delta server refused the delta ({status}): unknown image").as_str())
+        );
+        assert_eq!(failure.http_status, Some(status));
+        assert_eq!(failure.delta_id, None);
+        assert_eq!(failure.attempts, 1);
+        let outcomes: Vec<TriggerOutcome> = events
+            .all()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Triggered { outcome, .. } => Some(outcome),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outcomes, [TriggerOutcome::Refused { status }]);
+        let json = serde_json::to_value(&info).unwrap();
+        let api = &json["is_produced_by__service_update"][0];
+        assert_eq!(api["service_name"], "api");
+        assert_eq!(api["delta_failure"]["http_status"], status);
+        assert!(api["delta_failure"].get("delta_id").is_none(), "{api}");
+    }
+}
+
+#[tokio::test]
+async fn a_delta_refused_again_and_again_ends_the_wait_with_the_last_state() {
+    let sim = with_fault(error(404, "Not Found").scope(Scope::Delta));
+    let err = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &prepare(true),
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        Error::DeltaFailed {
+            service,
+            attempts: 3,
+            last,
+            ..
+        } => {
+            assert_eq!(service, "api");
+            let failure = last.service("api").unwrap().delta_failure.as_ref().unwrap();
+            assert_eq!(failure.http_status, Some(404));
+            assert_eq!(failure.attempts, 3);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        "the delta for service `api` is still not ready after 3 attempts: the delta server \
+         refused the delta (404): Not Found"
+    );
+    assert_eq!(sim.count(Server::Delta, None), 3);
 }

@@ -37,7 +37,7 @@ async fn release_1_to_release_2_classifies_every_service() {
     assert_eq!(api.produces__image.image_size, demo::SIZE_R2_API);
     let main = info.service("main").unwrap();
     let failure = main.delta_failure.as_ref().unwrap();
-    assert_eq!(failure.delta_id, u(demo::DELTA_R1_R2_MAIN_FAILED));
+    assert_eq!(failure.delta_id, Some(u(demo::DELTA_R1_R2_MAIN_FAILED)));
     assert_eq!(failure.attempts, 0);
     assert!(
         failure
