@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::client::Client;
 use crate::error::{Error, Server};
@@ -13,16 +12,10 @@ use crate::event::Event;
 use crate::http::{Sink, no_events};
 use crate::model::{FleetSummary, FleetTransition, FleetUpdateInfo, Status, UpdateInfo};
 use crate::odata::{self, Query};
-use crate::prepare::{
-    LastState, NextStep, PrepareOptions, delta_failed, jobs, next_step, pairs_to_request,
-    with_deadline,
-};
+use crate::prepare::{LastState, PrepareOptions, Tracked, with_deadline};
 use crate::reference::{FleetRef, ReleaseRef};
 use crate::report::{self, Pair, Requests};
-use crate::round::{
-    DeltaRead, Tracker, check_images, nested_delta_query, nested_unsupported, release_query,
-    resolve,
-};
+use crate::round::{DeltaRead, Tracker, check_images, nested_delta_query, release_query, resolve};
 use crate::wire::{self, Application, Source};
 
 /// Groups the devices' current releases: (release id, device count), most
@@ -96,49 +89,6 @@ impl FleetTracker {
             payload_size_unknown: overall == Status::Ready && payload_size_unknown,
         }
     }
-
-    /// The first delta requests ([`pairs_to_request`]), each pair once.
-    fn pending_jobs(&self, info: &FleetUpdateInfo, read: &DeltaRead) -> Vec<(String, Pair)> {
-        let mut out: Vec<(String, Pair)> = Vec::new();
-        for ((_, tracker), transition) in self.transitions.iter().zip(&info.transitions) {
-            for job in jobs(
-                tracker,
-                &pairs_to_request(tracker, &transition.update, read),
-            ) {
-                if !out.iter().any(|(_, p)| *p == job.1) {
-                    out.push(job);
-                }
-            }
-        }
-        out
-    }
-
-    /// What to request again while waiting, or which transition to give up
-    /// on.
-    fn next_step(
-        &self,
-        info: &FleetUpdateInfo,
-        read: &DeltaRead,
-        max_attempts: u32,
-    ) -> Result<Vec<(String, Pair)>, Error> {
-        let mut out: Vec<(String, Pair)> = Vec::new();
-        for ((_, tracker), transition) in self.transitions.iter().zip(&info.transitions) {
-            match next_step(tracker, &transition.update, read, max_attempts) {
-                NextStep::Wait => {}
-                NextStep::GiveUp(pair) => {
-                    return Err(delta_failed(tracker, &transition.update, pair));
-                }
-                NextStep::Trigger(pairs) => {
-                    for job in jobs(tracker, &pairs) {
-                        if !out.iter().any(|(_, p)| *p == job.1) {
-                            out.push(job);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl Client {
@@ -209,21 +159,14 @@ impl Client {
             groups.iter().map(|(id, _)| ReleaseRef::Id(*id)).collect();
         let mut refs: Vec<&ReleaseRef> = source_refs.iter().collect();
         refs.push(&target_ref);
-        let query = release_query(&refs);
-        let nested = self.inner.nested_deltas.load(Ordering::Relaxed) && !source_refs.is_empty();
-        let (releases, nested_read) = if nested {
-            let sources: Vec<&ReleaseRef> = source_refs.iter().collect();
-            let delta_query = nested_delta_query(&sources, &target_ref);
-            // A failed release query ends the round at once; a failed
-            // delta query is judged after the releases are known.
-            let (releases, deltas) =
-                tokio::try_join!(self.fetch_releases(&query, events), async {
-                    Ok(self.fetch_deltas(&delta_query, events).await)
-                })?;
-            (releases, Some(deltas))
-        } else {
-            (self.fetch_releases(&query, events).await?, None)
-        };
+        let sources: Vec<&ReleaseRef> = source_refs.iter().collect();
+        let (releases, nested) = self
+            .releases_with_deltas(
+                &release_query(&refs),
+                || (!sources.is_empty()).then(|| nested_delta_query(&sources, &target_ref)),
+                events,
+            )
+            .await?;
         let target = resolve(&releases, &target_ref, Some(application.id))?;
         if target.application != application.id {
             return Err(Error::ReleaseNotInFleet {
@@ -258,18 +201,9 @@ impl Client {
             transitions,
             requests: Requests::default(),
         };
-        let read = match nested_read {
-            Some(Ok(read)) => read,
-            Some(Err(error)) => match nested_unsupported(&error) {
-                Some(status) => {
-                    self.inner.nested_deltas.store(false, Ordering::Relaxed);
-                    events(Event::DeltaQueryFallback { status });
-                    self.read_deltas(&tracker.delta_pairs(), events).await?
-                }
-                None => return Err(error),
-            },
-            None => self.read_deltas(&tracker.delta_pairs(), events).await?,
-        };
+        let read = self
+            .first_deltas(nested, &tracker.delta_pairs(), events)
+            .await?;
         Ok((tracker, read))
     }
 
@@ -318,62 +252,52 @@ impl Client {
         events: Sink<'_>,
         last: &LastState<FleetUpdateInfo>,
     ) -> Result<FleetUpdateInfo, Error> {
-        let (mut tracker, read) = self.first_fleet_round(fleet, to, events).await?;
-        let mut round = 1;
-        let info = tracker.evaluate(&read);
-        last.set(&info);
-        events(Event::FleetRound {
-            info: Arc::new(info.clone()),
-            attempt: round,
-        });
-        if info.overall_status == Status::Ready {
-            return Ok(info);
-        }
-        let first = tracker.pending_jobs(&info, &read);
-        // Without a new request, round 1 is still the latest state.
-        let mut read_now = !first.is_empty();
-        if !read_now && !options.wait {
-            return Ok(info);
-        }
-        self.trigger_all(
-            first,
-            &mut tracker.requests,
-            options.trigger_concurrency,
-            events,
-        )
-        .await?;
-        let waiting_since = tokio::time::Instant::now();
-        loop {
-            if read_now {
-                let read = self.read_deltas(&tracker.delta_pairs(), events).await?;
-                round += 1;
-                let info = tracker.evaluate(&read);
-                last.set(&info);
-                events(Event::FleetRound {
-                    info: Arc::new(info.clone()),
-                    attempt: round,
-                });
-                if info.overall_status == Status::Ready || !options.wait {
-                    return Ok(info);
-                }
-                let again = tracker.next_step(&info, &read, options.max_attempts_per_delta)?;
-                if !again.is_empty() {
-                    self.trigger_all(
-                        again,
-                        &mut tracker.requests,
-                        options.trigger_concurrency,
-                        events,
-                    )
-                    .await?;
+        let (tracker, read) = self.first_fleet_round(fleet, to, events).await?;
+        self.prepare_rounds(tracker, read, options, events, last)
+            .await
+    }
+}
+
+impl Tracked for FleetTracker {
+    type Info = FleetUpdateInfo;
+
+    fn delta_pairs(&self) -> Vec<Pair> {
+        FleetTracker::delta_pairs(self)
+    }
+
+    fn evaluate(&mut self, read: &DeltaRead) -> FleetUpdateInfo {
+        FleetTracker::evaluate(self, read)
+    }
+
+    fn is_ready(info: &FleetUpdateInfo) -> bool {
+        info.overall_status == Status::Ready
+    }
+
+    fn round_event(info: Arc<FleetUpdateInfo>, attempt: u32) -> Event {
+        Event::FleetRound { info, attempt }
+    }
+
+    /// The requests of every transition, each pair once even when several
+    /// transitions need it.
+    fn to_request(
+        &self,
+        info: &FleetUpdateInfo,
+        read: &DeltaRead,
+        max_attempts: u32,
+    ) -> Result<Vec<(String, Pair)>, Error> {
+        let mut out: Vec<(String, Pair)> = Vec::new();
+        for ((_, tracker), transition) in self.transitions.iter().zip(&info.transitions) {
+            for job in tracker.to_request(&transition.update, read, max_attempts)? {
+                if !out.iter().any(|(_, p)| *p == job.1) {
+                    out.push(job);
                 }
             }
-            read_now = true;
-            let pause = options
-                .poll
-                .delay(waiting_since.elapsed(), self.inner.http.random_unit());
-            events(Event::Sleeping { for_: pause });
-            tokio::time::sleep(pause).await;
         }
+        Ok(out)
+    }
+
+    fn requests_mut(&mut self) -> &mut Requests {
+        &mut self.requests
     }
 }
 
@@ -459,7 +383,7 @@ mod tests {
             info.transitions[2].update.estimated_total_payload_size,
             Some(0)
         );
-        let jobs = f.pending_jobs(&info, &read);
+        let jobs = f.to_request(&info, &read, 3).unwrap();
         assert_eq!(jobs, [("main".to_owned(), (10, 30))]);
 
         let read = DeltaRead {
@@ -485,7 +409,7 @@ mod tests {
             now: now(),
         };
         let info = f.evaluate(&read);
-        let err = f.next_step(&info, &read, 3).unwrap_err();
+        let err = f.to_request(&info, &read, 3).unwrap_err();
         match err {
             Error::DeltaFailed {
                 service,
@@ -500,7 +424,7 @@ mod tests {
         }
         let f = fleet();
         assert_eq!(
-            f.next_step(&info, &read, 3).unwrap(),
+            f.to_request(&info, &read, 3).unwrap(),
             [("main".to_owned(), (20, 30)), ("main".to_owned(), (10, 30))]
         );
     }

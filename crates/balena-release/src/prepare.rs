@@ -336,68 +336,125 @@ impl Client {
         events: Sink<'_>,
         last: &LastState<UpdateInfo>,
     ) -> Result<UpdateInfo, Error> {
-        let (mut tracker, read) = self.first_round(from, to, events).await?;
+        let (tracker, read) = self.first_round(from, to, events).await?;
+        self.prepare_rounds(tracker, read, options, events, last)
+            .await
+    }
+
+    /// The rounds of a prepare call after the first read: request the
+    /// deltas, read again, and with `options.wait` repeat on the poll
+    /// schedule until the state is ready or a delta is given up on.
+    pub(crate) async fn prepare_rounds<T: Tracked>(
+        &self,
+        mut tracker: T,
+        mut read: DeltaRead,
+        options: &PrepareOptions,
+        events: Sink<'_>,
+        last: &LastState<T::Info>,
+    ) -> Result<T::Info, Error> {
+        // The first request is always sent.
+        let max_attempts = options.max_attempts_per_delta.max(1);
+        let mut waiting_since = None;
         let mut round = 1;
-        let info = tracker.evaluate(&read);
-        last.set(&info);
-        events(Event::Round {
-            info: Arc::new(info.clone()),
-            attempt: round,
-        });
-        if info.overall_status == Status::Ready {
-            return Ok(info);
-        }
-        let first = jobs(&tracker, &pairs_to_request(&tracker, &info, &read));
-        // Without a new request, round 1 is still the latest state.
-        let mut read_now = !first.is_empty();
-        if !read_now && !options.wait {
-            return Ok(info);
-        }
-        self.trigger_all(
-            first,
-            &mut tracker.requests,
-            options.trigger_concurrency,
-            events,
-        )
-        .await?;
-        let waiting_since = tokio::time::Instant::now();
         loop {
-            if read_now {
-                let read = self
-                    .read_deltas(&tracker.pairing.delta_pairs(), events)
-                    .await?;
-                round += 1;
-                let info = tracker.evaluate(&read);
-                last.set(&info);
-                events(Event::Round {
-                    info: Arc::new(info.clone()),
-                    attempt: round,
-                });
-                if info.overall_status == Status::Ready || !options.wait {
-                    return Ok(info);
-                }
-                match next_step(&tracker, &info, &read, options.max_attempts_per_delta) {
-                    NextStep::GiveUp(pair) => return Err(delta_failed(&tracker, &info, pair)),
-                    NextStep::Trigger(pairs) => {
-                        let again = jobs(&tracker, &pairs);
-                        self.trigger_all(
-                            again,
-                            &mut tracker.requests,
-                            options.trigger_concurrency,
-                            events,
-                        )
-                        .await?;
-                    }
-                    NextStep::Wait => {}
-                }
+            let info = tracker.evaluate(&read);
+            last.set(&info);
+            events(T::round_event(Arc::new(info.clone()), round));
+            if T::is_ready(&info) || (round > 1 && !options.wait) {
+                return Ok(info);
             }
-            read_now = true;
-            let pause = options
-                .poll
-                .delay(waiting_since.elapsed(), self.inner.http.random_unit());
-            events(Event::Sleeping { for_: pause });
-            tokio::time::sleep(pause).await;
+            let jobs = tracker.to_request(&info, &read, max_attempts)?;
+            // Without a new request, round 1 is still the latest state.
+            if round == 1 && jobs.is_empty() && !options.wait {
+                return Ok(info);
+            }
+            // Right after the first requests, read at once; later, pause.
+            let pause_first = round > 1 || jobs.is_empty();
+            if !jobs.is_empty() {
+                self.trigger_all(
+                    jobs,
+                    tracker.requests_mut(),
+                    options.trigger_concurrency,
+                    events,
+                )
+                .await?;
+            }
+            let since: Instant = *waiting_since.get_or_insert_with(Instant::now);
+            if pause_first {
+                let pause = options
+                    .poll
+                    .delay(since.elapsed(), self.inner.http.random_unit());
+                events(Event::Sleeping { for_: pause });
+                tokio::time::sleep(pause).await;
+            }
+            read = self.read_deltas(&tracker.delta_pairs(), events).await?;
+            round += 1;
         }
+    }
+}
+
+/// What a prepare call tracks across rounds: one transition
+/// ([`Tracker`]) or a whole fleet.
+pub(crate) trait Tracked {
+    /// The state reported after each round.
+    type Info: Clone;
+
+    /// Every image pair needing a delta.
+    fn delta_pairs(&self) -> Vec<Pair>;
+
+    /// The state from the delta rows of a round.
+    fn evaluate(&mut self, read: &DeltaRead) -> Self::Info;
+
+    fn is_ready(info: &Self::Info) -> bool;
+
+    fn round_event(info: Arc<Self::Info>, attempt: u32) -> Event;
+
+    /// The delta requests to send now (service name, image pair; each pair
+    /// once), or the error for a delta requested `max_attempts` times.
+    fn to_request(
+        &self,
+        info: &Self::Info,
+        read: &DeltaRead,
+        max_attempts: u32,
+    ) -> Result<Vec<(String, Pair)>, Error>;
+
+    fn requests_mut(&mut self) -> &mut Requests;
+}
+
+impl Tracked for Tracker {
+    type Info = UpdateInfo;
+
+    fn delta_pairs(&self) -> Vec<Pair> {
+        self.pairing.delta_pairs()
+    }
+
+    fn evaluate(&mut self, read: &DeltaRead) -> UpdateInfo {
+        Tracker::evaluate(self, read)
+    }
+
+    fn is_ready(info: &UpdateInfo) -> bool {
+        info.overall_status == Status::Ready
+    }
+
+    fn round_event(info: Arc<UpdateInfo>, attempt: u32) -> Event {
+        Event::Round { info, attempt }
+    }
+
+    fn to_request(
+        &self,
+        info: &UpdateInfo,
+        read: &DeltaRead,
+        max_attempts: u32,
+    ) -> Result<Vec<(String, Pair)>, Error> {
+        match next_step(self, info, read, max_attempts) {
+            NextStep::Wait => Ok(Vec::new()),
+            NextStep::Trigger(pairs) => Ok(jobs(self, &pairs)),
+            NextStep::GiveUp(pair) => Err(delta_failed(self, info, pair)),
+        }
+    }
+
+    fn requests_mut(&mut self) -> &mut Requests {
+        &mut self.requests
     }
 }
 

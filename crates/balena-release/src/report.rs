@@ -27,14 +27,21 @@ pub(crate) const SERVER_STALE_AFTER: SignedDuration = SignedDuration::from_mins(
 /// `running` row with a heartbeat younger than [`SERVER_STALE_AFTER`]), even
 /// when [`judge`] already calls it stale.
 pub(crate) fn building_on_server(pair: Pair, rows: &[DeltaRow], now: Timestamp) -> bool {
-    let horizon = now - SERVER_STALE_AFTER;
-    rows.iter().any(|r| {
+    rows_of(pair, rows).any(|r| running_since(r, now - SERVER_STALE_AFTER))
+}
+
+/// The v3 delta rows of one image pair.
+fn rows_of(pair: Pair, rows: &[DeltaRow]) -> impl Iterator<Item = &DeltaRow> {
+    rows.iter().filter(move |r| {
         r.version == DELTA_VERSION
             && r.originates_from__image.map(|f| f.__id) == Some(pair.0)
             && r.produces__image.map(|f| f.__id) == Some(pair.1)
-            && r.status == "running"
-            && r.update_timestamp.is_some_and(|t| t > horizon)
     })
+}
+
+/// Whether a row is a build with a heartbeat after `horizon`.
+fn running_since(row: &DeltaRow, horizon: Timestamp) -> bool {
+    row.status == "running" && row.update_timestamp.is_some_and(|t| t > horizon)
 }
 
 /// An image pair (source id, target id) that needs a delta.
@@ -188,13 +195,7 @@ fn is_failure(status: &str) -> bool {
 /// `running` one; a `running` row counts only while its heartbeat is
 /// younger than [`STALE_AFTER`].
 pub(crate) fn judge(pair: Pair, rows: &[DeltaRow], now: Timestamp) -> DeltaState {
-    let mine = || {
-        rows.iter().filter(move |r| {
-            r.version == DELTA_VERSION
-                && r.originates_from__image.map(|f| f.__id) == Some(pair.0)
-                && r.produces__image.map(|f| f.__id) == Some(pair.1)
-        })
-    };
+    let mine = || rows_of(pair, rows);
     if let Some(success) = mine()
         .filter(|r| r.status == "success")
         .max_by_key(|r| r.id)
@@ -211,9 +212,7 @@ pub(crate) fn judge(pair: Pair, rows: &[DeltaRow], now: Timestamp) -> DeltaState
             failed: None,
         };
     }
-    let horizon = now - STALE_AFTER;
-    let fresh =
-        mine().any(|r| r.status == "running" && r.update_timestamp.is_some_and(|t| t > horizon));
+    let fresh = mine().any(|r| running_since(r, now - STALE_AFTER));
     let newest = mine().max_by_key(|r| r.id);
     DeltaState {
         status: if fresh {

@@ -376,6 +376,58 @@ impl Client {
         }
     }
 
+    /// Sends the release query and, while this server is believed to
+    /// support it, the one-query delta lookup (`deltas`, when it has one) at
+    /// the same time. A failed release query ends the round at once; the
+    /// delta answer is judged by [`Client::first_deltas`] once the releases
+    /// are known.
+    pub(crate) async fn releases_with_deltas(
+        &self,
+        releases: &Query,
+        deltas: impl FnOnce() -> Option<Query>,
+        events: Sink<'_>,
+    ) -> Result<(Vec<Release>, Option<Result<DeltaRead, Error>>), Error> {
+        let deltas = if self.inner.nested_deltas.load(Ordering::Relaxed) {
+            deltas()
+        } else {
+            None
+        };
+        match deltas {
+            Some(query) => {
+                let (releases, deltas) =
+                    tokio::try_join!(self.fetch_releases(releases, events), async {
+                        Ok(self.fetch_deltas(&query, events).await)
+                    })?;
+                Ok((releases, Some(deltas)))
+            }
+            None => Ok((self.fetch_releases(releases, events).await?, None)),
+        }
+    }
+
+    /// The delta rows of a first round: the one-query lookup's answer, or
+    /// the lookup by image `pairs` when it was not sent or when the server
+    /// does not support it (then this client stops trying it).
+    pub(crate) async fn first_deltas(
+        &self,
+        nested: Option<Result<DeltaRead, Error>>,
+        pairs: &[Pair],
+        events: Sink<'_>,
+    ) -> Result<DeltaRead, Error> {
+        match nested {
+            Some(Ok(read)) => return Ok(read),
+            Some(Err(error)) => {
+                let Some(status) = nested_unsupported(&error) else {
+                    return Err(error);
+                };
+                tracing::debug!(status, "one-query delta lookup refused; falling back");
+                self.inner.nested_deltas.store(false, Ordering::Relaxed);
+                events(Event::DeltaQueryFallback { status });
+            }
+            None => {}
+        }
+        self.read_deltas(pairs, events).await
+    }
+
     /// The first round: both releases with their images, and the deltas, in
     /// at most two requests sent at the same time.
     pub(crate) async fn first_round(
@@ -384,41 +436,20 @@ impl Client {
         to: &ReleaseRef,
         events: Sink<'_>,
     ) -> Result<(Tracker, DeltaRead), Error> {
-        let release_query = release_query(&[from, to]);
-        let nested = self.inner.nested_deltas.load(Ordering::Relaxed);
-        let (releases, nested_read) = if nested {
-            let delta_query = nested_delta_query(&[from], to);
-            // A failed release query ends the round at once; a failed
-            // delta query is judged after the releases are known.
-            let (releases, deltas) =
-                tokio::try_join!(self.fetch_releases(&release_query, events), async {
-                    Ok(self.fetch_deltas(&delta_query, events).await)
-                })?;
-            (releases, Some(deltas))
-        } else {
-            (self.fetch_releases(&release_query, events).await?, None)
-        };
+        let (releases, nested) = self
+            .releases_with_deltas(
+                &release_query(&[from, to]),
+                || Some(nested_delta_query(&[from], to)),
+                events,
+            )
+            .await?;
         let (source, target) = resolve_both(&releases, from, to)?;
         check_images(source)?;
         check_images(target)?;
         let tracker = Tracker::new(report::pair(source, target));
-        let read = match nested_read {
-            Some(Ok(read)) => read,
-            Some(Err(error)) => match nested_unsupported(&error) {
-                Some(status) => {
-                    tracing::debug!(status, "one-query delta lookup refused; falling back");
-                    self.inner.nested_deltas.store(false, Ordering::Relaxed);
-                    events(Event::DeltaQueryFallback { status });
-                    self.read_deltas(&tracker.pairing.delta_pairs(), events)
-                        .await?
-                }
-                None => return Err(error),
-            },
-            None => {
-                self.read_deltas(&tracker.pairing.delta_pairs(), events)
-                    .await?
-            }
-        };
+        let read = self
+            .first_deltas(nested, &tracker.pairing.delta_pairs(), events)
+            .await?;
         Ok((tracker, read))
     }
 }

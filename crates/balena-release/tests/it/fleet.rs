@@ -157,3 +157,45 @@ async fn a_large_fleet_takes_four_requests() {
     assert!(info.transitions.len() > 1);
     assert_eq!(api_count(&sim), 4);
 }
+
+#[tokio::test]
+async fn the_fleet_falls_back_to_the_delta_query_by_images() {
+    // A server that refuses the link-table form of the delta query.
+    let sim = start(
+        manual_demo().with_faults(
+            balena_sim::Faults::none().with(
+                balena_sim::FaultRule::new(balena_sim::Fault::Error {
+                    status: 400,
+                    body: Some("\"Malformed url\"".into()),
+                })
+                .scope(balena_sim::Scope::Api)
+                .path_prefix("/v7/delta")
+                .limit(1),
+            ),
+        ),
+    );
+    let c = client(&sim);
+    let events = Events::default();
+    let first = c
+        .prepare_fleet_update(&kiosk(), None, &prepare(false), &events.sink())
+        .await
+        .unwrap();
+    assert!(
+        events
+            .all()
+            .iter()
+            .any(|e| matches!(e, Event::DeltaQueryFallback { status: 400 })),
+        "no fallback event"
+    );
+    let deltas = api_requests(&sim, "delta");
+    assert!(deltas[1..].iter().all(|d| {
+        let query = d.query.as_deref().unwrap();
+        query.contains("originates_from__image in (") && !query.contains("any(")
+    }));
+    assert_eq!(first.transitions.len(), 3);
+    sim.clear_journal();
+    c.get_fleet_update_info(&kiosk(), None).await.unwrap();
+    let deltas = api_requests(&sim, "delta");
+    assert_eq!(deltas.len(), 1);
+    assert!(!deltas[0].query.as_deref().unwrap().contains("any("));
+}
