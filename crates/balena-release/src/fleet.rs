@@ -1,6 +1,6 @@
 //! The fleet view: one transition per release the fleet's devices run now,
-//! all read with a fixed number of requests (application, devices, releases
-//! and deltas: at most four per round, whatever the fleet size), and the
+//! all read with few requests (application, devices, releases and deltas:
+//! four for the first round and one per poll, up to 100 releases), and the
 //! download summed over devices.
 
 use std::collections::BTreeMap;
@@ -15,7 +15,9 @@ use crate::odata::{self, Query};
 use crate::prepare::{LastState, PrepareOptions, Tracked, with_deadline};
 use crate::reference::{FleetRef, ReleaseRef};
 use crate::report::{self, Pair, Requests};
-use crate::round::{DeltaRead, Tracker, check_images, nested_delta_query, release_query, resolve};
+use crate::round::{
+    DeltaRead, Tracker, check_images, nested_delta_queries, release_queries, resolve,
+};
 use crate::wire::{self, Application, Source};
 
 /// Groups the devices' current releases: (release id, device count), most
@@ -162,8 +164,14 @@ impl Client {
         let sources: Vec<&ReleaseRef> = source_refs.iter().collect();
         let (releases, nested) = self
             .releases_with_deltas(
-                &release_query(&refs),
-                || (!sources.is_empty()).then(|| nested_delta_query(&sources, &target_ref)),
+                &release_queries(&refs),
+                || {
+                    if sources.is_empty() {
+                        Vec::new()
+                    } else {
+                        nested_delta_queries(&sources, &target_ref)
+                    }
+                },
                 events,
             )
             .await?;
@@ -209,7 +217,12 @@ impl Client {
 
     /// Compares every release that a fleet's devices run with the fleet's
     /// target release (or `to`): one transition per release, with device
-    /// counts and the download summed over devices. At most four requests.
+    /// counts and the download summed over devices.
+    ///
+    /// Requests: the application, its devices, then at the same time the
+    /// releases and their deltas, each in one request per 100 release ids
+    /// (URLs stay short): four requests for up to 100 distinct releases
+    /// (the target included), one or two more per further 100.
     ///
     /// Devices that run no release yet, or a release the token cannot read,
     /// are left out of the transitions and of the totals.
@@ -226,6 +239,12 @@ impl Client {
     /// missing delta is requested once per round even when several
     /// transitions need it. At the deadline, [`Error::FleetTimeout`] carries
     /// the last state.
+    ///
+    /// API requests: the first round as [`Client::get_fleet_update_info`]
+    /// (four for up to 100 distinct releases); each later round reads the
+    /// deltas by release, one request per 100 source releases (by image pair
+    /// when the server refuses that form: one request per 100 source or
+    /// target images).
     pub async fn prepare_fleet_update(
         &self,
         fleet: &FleetRef,
@@ -263,6 +282,20 @@ impl Tracked for FleetTracker {
 
     fn delta_pairs(&self) -> Vec<Pair> {
         FleetTracker::delta_pairs(self)
+    }
+
+    /// A fleet has many more image pairs than releases: reading by release
+    /// keeps a poll at one request per 100 source releases.
+    fn delta_releases(&self) -> Option<(Vec<ReleaseRef>, ReleaseRef)> {
+        if self.transitions.is_empty() {
+            return None;
+        }
+        let sources = self
+            .transitions
+            .iter()
+            .map(|(_, t)| ReleaseRef::Id(t.pairing.source.id))
+            .collect();
+        Some((sources, ReleaseRef::Id(self.target.id)))
     }
 
     fn evaluate(&mut self, read: &DeltaRead) -> FleetUpdateInfo {

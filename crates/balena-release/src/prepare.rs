@@ -3,6 +3,7 @@
 //! an adaptive schedule until everything is ready, re-requesting deltas that
 //! fail or go stale, all under one hard deadline.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -16,7 +17,7 @@ use crate::model::{DeltaFailure, Status, UpdateInfo};
 use crate::poll::PollPolicy;
 use crate::reference::ReleaseRef;
 use crate::report::{Pair, Refusal, Requests, building_on_server};
-use crate::round::{DeltaRead, Tracker};
+use crate::round::{DeltaRead, Tracker, nested_delta_queries};
 
 /// How [`Client::prepare_update`] works.
 #[derive(Debug, Clone, PartialEq)]
@@ -310,6 +311,10 @@ impl Client {
     /// `delta_failure` and counts as an attempt; the other services go on.
     /// At `options.deadline` every request is cancelled and
     /// [`Error::Timeout`] carries the last state read.
+    ///
+    /// API requests: two for the first round (as [`Client::get_update_info`]),
+    /// then one per round (one per 100 changed services, so that URLs stay
+    /// short).
     pub async fn prepare_update(
         &self,
         from: &ReleaseRef,
@@ -339,6 +344,27 @@ impl Client {
         let (tracker, read) = self.first_round(from, to, events).await?;
         self.prepare_rounds(tracker, read, options, events, last)
             .await
+    }
+
+    /// The delta rows of a later round: by the releases when the tracker
+    /// names them and the server takes the one-query lookup, else by the
+    /// image pairs.
+    async fn poll_deltas<T: Tracked>(
+        &self,
+        tracker: &T,
+        events: Sink<'_>,
+    ) -> Result<DeltaRead, Error> {
+        let by_release = tracker
+            .delta_releases()
+            .filter(|_| self.inner.nested_deltas.load(Ordering::Relaxed));
+        match by_release {
+            Some((from, to)) => {
+                let from: Vec<&ReleaseRef> = from.iter().collect();
+                self.fetch_deltas(&nested_delta_queries(&from, &to), events)
+                    .await
+            }
+            None => self.read_deltas(&tracker.delta_pairs(), events).await,
+        }
     }
 
     /// The rounds of a prepare call after the first read: request the
@@ -387,7 +413,7 @@ impl Client {
                 events(Event::Sleeping { for_: pause });
                 tokio::time::sleep(pause).await;
             }
-            read = self.read_deltas(&tracker.delta_pairs(), events).await?;
+            read = self.poll_deltas(&tracker, events).await?;
             round += 1;
         }
     }
@@ -401,6 +427,12 @@ pub(crate) trait Tracked {
 
     /// Every image pair needing a delta.
     fn delta_pairs(&self) -> Vec<Pair>;
+
+    /// The source releases and the target release, for trackers whose
+    /// deltas are cheaper to read by release than by image pair.
+    fn delta_releases(&self) -> Option<(Vec<ReleaseRef>, ReleaseRef)> {
+        None
+    }
 
     /// The state from the delta rows of a round.
     fn evaluate(&mut self, read: &DeltaRead) -> Self::Info;

@@ -3,7 +3,10 @@
 //! one GET), sent concurrently; resolving the user's references against the
 //! answer; and the cheaper delta-only reads of later rounds.
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+
+use futures_util::future::try_join_all;
 
 use jiff::Timestamp;
 
@@ -49,6 +52,32 @@ fn release_images() -> Expand {
     )
 }
 
+/// The most ids in one query's `in` list. Ids of balenaCloud have up to 8
+/// digits, so a list stays under 1 KB and every query well under the 8 KB
+/// request line that common proxies accept.
+pub(crate) const MAX_IDS: usize = 100;
+
+/// Splits references into groups of at most [`MAX_IDS`] distinct ids, one
+/// query each; commit prefixes (few, from the command line) go with the
+/// first group.
+fn in_batches<'a>(refs: &[&'a ReleaseRef]) -> Vec<Vec<&'a ReleaseRef>> {
+    let mut ids: Vec<&ReleaseRef> = Vec::new();
+    let mut commits: Vec<&ReleaseRef> = Vec::new();
+    for r in refs {
+        match r {
+            ReleaseRef::Id(_) if !ids.contains(r) => ids.push(r),
+            ReleaseRef::Id(_) => {}
+            ReleaseRef::Commit(_) => commits.push(r),
+        }
+    }
+    let mut batches: Vec<Vec<&ReleaseRef>> = ids.chunks(MAX_IDS).map(<[_]>::to_vec).collect();
+    match batches.first_mut() {
+        Some(first) => first.extend(commits),
+        None => batches.push(commits),
+    }
+    batches
+}
+
 /// A filter matching every release named by `refs`: ids through one `in`
 /// list, commit prefixes through `startswith`, OR-ed together. No status
 /// filter, so that a failed release can be reported as such.
@@ -73,8 +102,13 @@ fn release_filter(refs: &[&ReleaseRef]) -> String {
     odata::or(&terms)
 }
 
+/// The release queries for `refs`: one per [`MAX_IDS`] release ids.
+pub(crate) fn release_queries(refs: &[&ReleaseRef]) -> Vec<Query> {
+    in_batches(refs).iter().map(|b| release_query(b)).collect()
+}
+
 /// The release query for `refs`.
-pub(crate) fn release_query(refs: &[&ReleaseRef]) -> Query {
+fn release_query(refs: &[&ReleaseRef]) -> Query {
     Query::new()
         .filter(release_filter(refs))
         .select(RELEASE_SELECT)
@@ -107,8 +141,16 @@ fn membership(nav: &str, refs: &[&ReleaseRef]) -> String {
 }
 
 /// Every v3 delta from an image of a `from` release to an image of the `to`
-/// release, in one query, without knowing the image ids yet.
-pub(crate) fn nested_delta_query(from: &[&ReleaseRef], to: &ReleaseRef) -> Query {
+/// release, without knowing the image ids yet: one query per [`MAX_IDS`]
+/// source releases.
+pub(crate) fn nested_delta_queries(from: &[&ReleaseRef], to: &ReleaseRef) -> Vec<Query> {
+    in_batches(from)
+        .iter()
+        .map(|b| nested_delta_query(b, to))
+        .collect()
+}
+
+fn nested_delta_query(from: &[&ReleaseRef], to: &ReleaseRef) -> Query {
     Query::new()
         .select(DELTA_SELECT)
         .filter(odata::and(&[
@@ -119,28 +161,49 @@ pub(crate) fn nested_delta_query(from: &[&ReleaseRef], to: &ReleaseRef) -> Query
         .orderby("id desc")
 }
 
-/// Every v3 delta between the given image pairs (as two `in` lists; rows of
-/// other combinations are ignored when judging). `None` without pairs.
-pub(crate) fn delta_query_by_images(pairs: &[Pair]) -> Option<Query> {
-    if pairs.is_empty() {
-        return None;
+/// Every v3 delta between the given image pairs, as two `in` lists per
+/// query (rows of other combinations are ignored when judging): one query
+/// per group of pairs with at most [`MAX_IDS`] source and [`MAX_IDS`] target
+/// images. None without pairs.
+pub(crate) fn delta_queries_by_images(pairs: &[Pair]) -> Vec<Query> {
+    let mut pairs = pairs.to_vec();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut queries = Vec::new();
+    let (mut sources, mut targets): (Vec<u64>, Vec<u64>) = (Vec::new(), Vec::new());
+    for (source, target) in pairs {
+        let fits = |ids: &[u64], id| ids.contains(&id) || ids.len() < MAX_IDS;
+        if !fits(&sources, source) || !fits(&targets, target) {
+            queries.push(delta_query_by_images(&sources, &targets));
+            sources.clear();
+            targets.clear();
+        }
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
+        if !targets.contains(&target) {
+            targets.push(target);
+        }
     }
-    let mut sources: Vec<u64> = pairs.iter().map(|p| p.0).collect();
-    let mut targets: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+    if !sources.is_empty() {
+        queries.push(delta_query_by_images(&sources, &targets));
+    }
+    queries
+}
+
+fn delta_query_by_images(sources: &[u64], targets: &[u64]) -> Query {
+    let mut sources = sources.to_vec();
+    let mut targets = targets.to_vec();
     sources.sort_unstable();
-    sources.dedup();
     targets.sort_unstable();
-    targets.dedup();
-    Some(
-        Query::new()
-            .select(DELTA_SELECT)
-            .filter(odata::and(&[
-                odata::eq("version", u64::from(DELTA_VERSION)),
-                odata::in_ids("originates_from__image", &sources),
-                odata::in_ids("produces__image", &targets),
-            ]))
-            .orderby("id desc"),
-    )
+    Query::new()
+        .select(DELTA_SELECT)
+        .filter(odata::and(&[
+            odata::eq("version", u64::from(DELTA_VERSION)),
+            odata::in_ids("originates_from__image", &sources),
+            odata::in_ids("produces__image", &targets),
+        ]))
+        .orderby("id desc")
 }
 
 /// Finds the release named by `r` among `rows`. For an ambiguous commit
@@ -330,50 +393,74 @@ impl Client {
         Ok(answer)
     }
 
-    /// Fetches and decodes releases.
+    /// Fetches and decodes releases; the queries (batches of one lookup)
+    /// are sent at the same time and their rows merged.
     pub(crate) async fn fetch_releases(
         &self,
-        query: &Query,
+        queries: &[Query],
         events: Sink<'_>,
     ) -> Result<Vec<Release>, Error> {
-        let answer = self.api_json("release", query, "release", events).await?;
-        wire::releases(
-            &answer.body,
-            &Source {
-                server: Server::Api,
-                what: "release",
-            },
-        )
+        let answers = try_join_all(queries.iter().map(|query| async move {
+            let answer = self.api_json("release", query, "release", events).await?;
+            wire::releases(
+                &answer.body,
+                &Source {
+                    server: Server::Api,
+                    what: "release",
+                },
+            )
+        }))
+        .await?;
+        // A commit prefix may also match a release of another batch.
+        let mut seen = HashSet::new();
+        Ok(answers
+            .into_iter()
+            .flatten()
+            .filter(|r| seen.insert(r.summary.id))
+            .collect())
     }
 
-    /// Fetches and decodes delta rows.
+    /// Fetches and decodes delta rows; the queries (batches of one lookup)
+    /// are sent at the same time and their rows merged.
     pub(crate) async fn fetch_deltas(
         &self,
-        query: &Query,
+        queries: &[Query],
         events: Sink<'_>,
     ) -> Result<DeltaRead, Error> {
-        let answer = self.api_json("delta", query, "delta", events).await?;
-        let rows = wire::deltas(
-            &answer.body,
-            &Source {
-                server: Server::Api,
-                what: "delta",
-            },
-        )?;
-        Ok(DeltaRead::from_answer(&answer, rows))
+        let answers = try_join_all(queries.iter().map(|query| async move {
+            let answer = self.api_json("delta", query, "delta", events).await?;
+            let rows = wire::deltas(
+                &answer.body,
+                &Source {
+                    server: Server::Api,
+                    what: "delta",
+                },
+            )?;
+            Ok::<_, Error>(DeltaRead::from_answer(&answer, rows))
+        }))
+        .await?;
+        let mut merged = DeltaRead::empty();
+        if let Some(first) = answers.first() {
+            merged.now = first.now;
+        }
+        let mut seen = HashSet::new();
+        merged.rows = answers
+            .into_iter()
+            .flat_map(|a| a.rows)
+            .filter(|r| seen.insert(r.id))
+            .collect();
+        Ok(merged)
     }
 
-    /// Reads the deltas of known image pairs (one request, none without
-    /// pairs).
+    /// Reads the deltas of known image pairs: one request per
+    /// [`MAX_IDS`] source or target images, none without pairs.
     pub(crate) async fn read_deltas(
         &self,
         pairs: &[Pair],
         events: Sink<'_>,
     ) -> Result<DeltaRead, Error> {
-        match delta_query_by_images(pairs) {
-            Some(query) => self.fetch_deltas(&query, events).await,
-            None => Ok(DeltaRead::empty()),
-        }
+        self.fetch_deltas(&delta_queries_by_images(pairs), events)
+            .await
     }
 
     /// Sends the release query and, while this server is believed to
@@ -383,25 +470,22 @@ impl Client {
     /// are known.
     pub(crate) async fn releases_with_deltas(
         &self,
-        releases: &Query,
-        deltas: impl FnOnce() -> Option<Query>,
+        releases: &[Query],
+        deltas: impl FnOnce() -> Vec<Query>,
         events: Sink<'_>,
     ) -> Result<(Vec<Release>, Option<Result<DeltaRead, Error>>), Error> {
         let deltas = if self.inner.nested_deltas.load(Ordering::Relaxed) {
             deltas()
         } else {
-            None
+            Vec::new()
         };
-        match deltas {
-            Some(query) => {
-                let (releases, deltas) =
-                    tokio::try_join!(self.fetch_releases(releases, events), async {
-                        Ok(self.fetch_deltas(&query, events).await)
-                    })?;
-                Ok((releases, Some(deltas)))
-            }
-            None => Ok((self.fetch_releases(releases, events).await?, None)),
+        if deltas.is_empty() {
+            return Ok((self.fetch_releases(releases, events).await?, None));
         }
+        let (releases, deltas) = tokio::try_join!(self.fetch_releases(releases, events), async {
+            Ok(self.fetch_deltas(&deltas, events).await)
+        })?;
+        Ok((releases, Some(deltas)))
     }
 
     /// The delta rows of a first round: the one-query lookup's answer, or
@@ -438,8 +522,8 @@ impl Client {
     ) -> Result<(Tracker, DeltaRead), Error> {
         let (releases, nested) = self
             .releases_with_deltas(
-                &release_query(&[from, to]),
-                || Some(nested_delta_query(&[from], to)),
+                &release_queries(&[from, to]),
+                || nested_delta_queries(&[from], to),
                 events,
             )
             .await?;
@@ -517,8 +601,8 @@ mod tests {
 
     #[test]
     fn delta_query_by_images_dedups() {
-        assert!(delta_query_by_images(&[]).is_none());
-        let q = delta_query_by_images(&[(3, 4), (1, 4), (3, 5)]).unwrap();
+        assert!(delta_queries_by_images(&[]).is_empty());
+        let q = &delta_queries_by_images(&[(3, 4), (1, 4), (3, 5), (1, 4)])[0];
         assert!(
             q.render().contains(
                 "version eq 3 and originates_from__image in (1,3) and produces__image in (4,5)"
@@ -526,6 +610,90 @@ mod tests {
             "{}",
             q.render()
         );
+    }
+
+    /// The ids in the `in` lists and `eq` terms of a rendered query.
+    fn ids_in(query: &str, field: &str) -> Vec<u64> {
+        if let Some(start) = query.find(&format!("{field} in (")) {
+            let rest = &query[start + field.len() + 5..];
+            let list = &rest[..rest.find(')').unwrap()];
+            return list.split(',').map(|id| id.parse().unwrap()).collect();
+        }
+        match query.find(&format!("{field} eq ")) {
+            Some(start) => {
+                let rest = &query[start + field.len() + 4..];
+                let end = rest
+                    .find(|c: char| !c.is_ascii_digit())
+                    .unwrap_or(rest.len());
+                vec![rest[..end].parse().unwrap()]
+            }
+            None => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn long_id_lists_are_split_into_batches() {
+        // 8-digit ids, larger than today's balenaCloud ids.
+        let ids: Vec<ReleaseRef> = (0..250).map(|i| ReleaseRef::Id(10_000_000 + i)).collect();
+        let mut refs: Vec<&ReleaseRef> = ids.iter().collect();
+        let prefix = commit("b2cf2db");
+        refs.push(&prefix);
+        refs.push(&ids[0]);
+        let queries: Vec<String> = release_queries(&refs).iter().map(Query::render).collect();
+        assert_eq!(queries.len(), 3);
+        let mut seen: Vec<u64> = queries.iter().flat_map(|q| ids_in(q, "id")).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..250).map(|i| 10_000_000 + i).collect::<Vec<_>>());
+        assert!(queries[0].contains("startswith(commit,'b2cf2db')"));
+        assert!(!queries[1].contains("startswith"));
+        for q in &queries {
+            assert!(ids_in(q, "id").len() <= MAX_IDS);
+            assert!(q.len() < 2048, "{} bytes", q.len());
+        }
+
+        let sources: Vec<&ReleaseRef> = ids[..150].iter().collect();
+        let nested = nested_delta_queries(&sources, &ReleaseRef::Id(3));
+        assert_eq!(nested.len(), 2);
+        let seen: usize = nested
+            .iter()
+            .map(|q| ids_in(&q.render(), "ri/is_part_of__release").len())
+            .sum();
+        // The first list of each query is its share of the sources.
+        assert_eq!(seen, 150);
+
+        // Only commits: one query.
+        assert_eq!(release_queries(&[&prefix]).len(), 1);
+        // Up to MAX_IDS ids: one query.
+        let hundred: Vec<&ReleaseRef> = ids[..MAX_IDS].iter().collect();
+        assert_eq!(release_queries(&hundred).len(), 1);
+    }
+
+    #[test]
+    fn long_image_lists_are_split_with_every_pair_in_one_query() {
+        let pairs: Vec<Pair> = (0..250)
+            .map(|i| (20_000_000 + i, 30_000_000 + i % 3))
+            .chain((0..120).map(|i| (40_000_000 + i, 50_000_000 + i)))
+            .collect();
+        let queries: Vec<String> = delta_queries_by_images(&pairs)
+            .iter()
+            .map(Query::render)
+            .collect();
+        for q in &queries {
+            assert!(ids_in(q, "originates_from__image").len() <= MAX_IDS, "{q}");
+            assert!(ids_in(q, "produces__image").len() <= MAX_IDS, "{q}");
+        }
+        for pair in &pairs {
+            assert!(
+                queries
+                    .iter()
+                    .any(|q| ids_in(q, "originates_from__image").contains(&pair.0)
+                        && ids_in(q, "produces__image").contains(&pair.1)),
+                "{pair:?} is in no query"
+            );
+        }
+        assert_eq!(queries.len(), 4);
+        let few: Vec<Pair> = pairs[..MAX_IDS].to_vec();
+        assert_eq!(delta_queries_by_images(&few).len(), 1);
     }
 
     fn with(mut r: Release, commit: &str, status: &str, app: u64) -> Release {

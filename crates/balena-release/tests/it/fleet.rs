@@ -199,3 +199,72 @@ async fn the_fleet_falls_back_to_the_delta_query_by_images() {
     assert_eq!(deltas.len(), 1);
     assert!(!deltas[0].query.as_deref().unwrap().contains("any("));
 }
+
+/// The release and delta queries of the journal, and the most ids any one
+/// of them lists.
+fn batched(sim: &balena_sim::Simulator, resource: &str) -> (usize, usize) {
+    let queries: Vec<String> = api_requests(sim, resource)
+        .into_iter()
+        .filter_map(|e| e.query)
+        .collect();
+    let most = queries
+        .iter()
+        .flat_map(|q| {
+            q.split(" in (")
+                .skip(1)
+                .map(|l| l.split(')').next().unwrap_or(""))
+        })
+        .map(|list| list.split(',').count())
+        .max()
+        .unwrap_or(0);
+    (queries.len(), most)
+}
+
+#[tokio::test]
+async fn large_fleets_split_their_queries_into_batches() {
+    // Devices on releases 1..=150; the target is release 150.
+    let sim = start(Scenario::generated(GeneratedOptions {
+        services: 2,
+        releases: 150,
+        devices: 150,
+    }));
+    let info = client(&sim)
+        .get_fleet_update_info(&FleetRef::Id(1), None)
+        .await
+        .unwrap();
+    assert_eq!(info.transitions.len(), 150);
+    let (releases, most) = batched(&sim, "release");
+    assert_eq!(releases, 2, "150 release ids");
+    assert!(most <= 100, "{most} ids in one query");
+    let (deltas, most) = batched(&sim, "delta");
+    assert_eq!(deltas, 2, "149 source releases");
+    assert!(most <= 100, "{most} ids in one query");
+}
+
+#[tokio::test]
+async fn a_fleet_of_a_hundred_releases_costs_four_requests_then_one_per_poll() {
+    let sim = start(Scenario::generated(GeneratedOptions {
+        services: 8,
+        releases: 100,
+        devices: 300,
+    }));
+    let events = Events::default();
+    let info = client(&sim)
+        .prepare_fleet_update(
+            &FleetRef::Id(1),
+            None,
+            &prepare(true),
+            &events.sink_advancing(&sim, Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, Status::Ready);
+    let rounds = events
+        .all()
+        .iter()
+        .filter(|e| matches!(e, Event::FleetRound { .. }))
+        .count();
+    assert!(rounds >= 2, "{rounds} rounds");
+    // Application, devices, releases and deltas, then the deltas per round.
+    assert_eq!(api_count(&sim), 4 + (rounds - 1));
+}
