@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use balena_release::{Change, Event, FleetUpdateInfo, Status, UpdateInfo};
+use balena_release::{Change, Event, FleetUpdateInfo, ImageInfo, Status, UpdateInfo};
 use tokio::time::Instant;
 
 use crate::printer::{Printer, printable};
@@ -92,8 +92,10 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
         };
         payload_now = payload_now.saturating_add(download.unwrap_or(target.image_size));
         let mut status = status_word(service.status).to_owned();
-        if service.delta_failure.is_some() {
-            status.push_str(" (delta failed)");
+        match &service.delta_failure {
+            Some(failure) if failure.http_status.is_some() => status.push_str(" (delta refused)"),
+            Some(_) => status.push_str(" (delta failed)"),
+            None => {}
         }
         rows.push([
             printable(&service.service_name).into_owned(),
@@ -102,9 +104,13 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             service
                 .originates_from__image
                 .as_ref()
-                .map_or("-".into(), |image| megabytes(image.image_size)),
-            megabytes(target.image_size),
-            download.map_or_else(|| format!("({})", megabytes(target.image_size)), megabytes),
+                .map_or("-".into(), image_size),
+            image_size(target),
+            match (download, &target.is_produced_by__delta) {
+                (None, _) => format!("({})", image_size(target)),
+                (Some(_), Some(delta)) if delta.size_unknown => "unknown".into(),
+                (Some(bytes), _) => megabytes(bytes),
+            },
             download.map_or("-".into(), |bytes| saving(bytes, target.image_size)),
         ]);
     }
@@ -113,7 +119,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             printable(&removed.service_name).into_owned(),
             "removed".into(),
             "-".into(),
-            megabytes(removed.originates_from__image.image_size),
+            image_size(&removed.originates_from__image),
             "-".into(),
             "-".into(),
             "-".into(),
@@ -129,6 +135,11 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
         saving(payload_now, full),
     ]);
     out.push_str(&align(&rows));
+    if info.payload_size_unknown {
+        out.push_str(
+            "some sizes are unknown to the API and count as 0: the download is larger than shown\n",
+        );
+    }
     match info.estimated_total_payload_size {
         Some(bytes) => {
             let _ = writeln!(
@@ -174,6 +185,14 @@ fn align(rows: &[[String; 7]]) -> String {
         out.push('\n');
     }
     out
+}
+
+fn image_size(image: &ImageInfo) -> String {
+    if image.size_unknown {
+        "unknown".into()
+    } else {
+        megabytes(image.image_size)
+    }
 }
 
 /// Decimal megabytes with one decimal, as registries and balenaCloud show sizes.
