@@ -471,6 +471,63 @@ def fleet(cfg, log) -> dict:
     return {"ours": ours, "npm_pair": npm}
 
 
+# --- criterion -----------------------------------------------------------------
+
+# What each micro-benchmark of crates/balena-release/benches/hot_paths.rs measures.
+CRITERION_BENCHES = {
+    "queries/pair": "building the two URLs of a pair's first round (release query, delta query)",
+    "queries/fleet_50_releases": "the same for a fleet whose devices run 50 releases",
+    "decode/releases_500_services": "decoding the release answer: two releases of 500 images each",
+    "decode/deltas_500_services": "decoding the delta answer: 250 built deltas",
+    "transition/pair_500_services": "finding both releases in the answer, matching 500 services by name",
+    "transition/evaluate_500_services": "judging 500 services from the delta rows, the overall status and the download",
+    "info_round/500_services": "a whole `get_update_info` round against the in-process simulator on loopback (its work included)",
+    "serialize/500_services": "writing the result as the CLI's JSON",
+}
+
+
+def run_criterion(cfg, log) -> dict:
+    """Runs the criterion micro-benchmarks and reads the medians they wrote
+    (only estimates written by this run)."""
+    started = time.time()
+    log("criterion: cargo bench -p balena-release --bench hot_paths")
+    with open(cfg.work / "criterion.log", "wb") as out:
+        proc = subprocess.run(
+            ["cargo", "bench", "-q", "-p", "balena-release", "--bench", "hot_paths"],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    if proc.returncode != 0:
+        raise BenchError(f"cargo bench failed (exit code {proc.returncode}); see {cfg.work / 'criterion.log'}")
+    root = cfg.target_dir / "criterion"
+    figures = {}
+    for path in sorted(root.glob("**/new/estimates.json")):
+        if path.stat().st_mtime < started:
+            continue
+        name = str(path.parent.parent.relative_to(root))
+        median = json.loads(path.read_text())["median"]
+        figures[name] = {
+            "median_ns": median["point_estimate"],
+            "low_ns": median["confidence_interval"]["lower_bound"],
+            "high_ns": median["confidence_interval"]["upper_bound"],
+        }
+    missing = [name for name in CRITERION_BENCHES if name not in figures]
+    if missing:
+        raise BenchError(f"criterion wrote no estimate for {', '.join(missing)}")
+    for name, x in figures.items():
+        log(f"  {name}: {duration(x['median_ns'])}")
+    return figures
+
+
+def duration(ns: float) -> str:
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
 # --- figures -------------------------------------------------------------------
 
 
@@ -701,6 +758,17 @@ def write_report(cfg, data, path: Path) -> list[Target]:
     if data.get("fleet"):
         fleet_section(cfg, data["fleet"], w)
 
+    if data.get("criterion"):
+        w("## Micro-benchmarks (criterion)\n")
+        w("`cargo bench -p balena-release --bench hot_paths`, run by the harness before the other figures: a")
+        w("release with 500 services, 250 of them changed, every delta built (the simulator's answers are")
+        w("fetched once, then decoded from memory). The steps go through the hidden `bench_support` module.\n")
+        w("| benchmark | what | median | 95 % interval of the median |")
+        w("| --- | --- | ---: | ---: |")
+        for name, x in data["criterion"].items():
+            w(f"| `{name}` | {CRITERION_BENCHES.get(name, '')} | {duration(x['median_ns'])} | {duration(x['low_ns'])} – {duration(x['high_ns'])} |")
+        w("")
+
     targets = evaluate_targets(cfg, data)
     w("## Targets\n")
     w("| target | goal | measured | |")
@@ -781,7 +849,18 @@ def fleet_section(cfg, fl: dict, w) -> None:
 # --- main ----------------------------------------------------------------------
 
 # The settings a report needs, kept in results.json so it can be written again.
-CONFIG_KEYS = ("smoke", "runs", "services", "latency_ms", "long_window", "long_services", "slow_throughput", "long_concurrent", "fleet")
+CONFIG_KEYS = (
+    "smoke",
+    "runs",
+    "services",
+    "latency_ms",
+    "long_window",
+    "long_services",
+    "slow_throughput",
+    "long_concurrent",
+    "fleet",
+    "criterion",
+)
 
 
 def report_from(results: Path, output: Path | None) -> int:
@@ -800,6 +879,8 @@ def report_from(results: Path, output: Path | None) -> int:
     data = {"date": raw["date"], "machine": raw["machine"], "series": series, "long_wait": raw["long_wait"]}
     if "slow" in raw["series"]:
         data["slow"] = group(raw["series"]["slow"])
+    if raw.get("criterion"):
+        data["criterion"] = raw["criterion"]
     if raw.get("fleet"):
         fl = raw["fleet"]
         data["fleet"] = {
@@ -824,6 +905,7 @@ def main() -> int:
     p.add_argument("--slow-throughput", type=int, default=25_000_000, help="bytes/s of the slow-build series")
     p.add_argument("--no-slow", action="store_true", help="skip the slow-build series")
     p.add_argument("--no-fleet", action="store_true", help=f"skip the fleet figures ({FLEET_DEVICES} devices)")
+    p.add_argument("--no-criterion", action="store_true", help="skip the criterion micro-benchmarks (never run by the smoke)")
     p.add_argument("--output", type=Path, help="report path (default BENCHMARKS.md; smoke bench/out/BENCHMARKS.smoke.md)")
     p.add_argument("--target-dir", type=Path, default=Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")))
     p.add_argument("--report-from", type=Path, metavar="RESULTS_JSON", help="only write the report from an earlier run's results.json")
@@ -837,6 +919,7 @@ def main() -> int:
     cfg.long_services = cfg.long_services or (3 if cfg.smoke else 10)
     cfg.slow = not (cfg.no_slow or cfg.smoke)
     cfg.fleet = not cfg.no_fleet
+    cfg.criterion = not (cfg.no_criterion or cfg.smoke)
     cfg.wait_services = cfg.services[-1:] if cfg.smoke else cfg.services
     cfg.wait_timeout = 300
     cfg.long_concurrent = True
@@ -868,6 +951,8 @@ def main() -> int:
     data = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(cfg.rust_bin), "series": {}}
     errors: list[str] = []
     try:
+        if cfg.criterion:
+            data["criterion"] = run_criterion(cfg, log)
         for mode in ("plain", "prepare"):
             data["series"][mode] = {}
             for s in cfg.services:
@@ -914,6 +999,7 @@ def main() -> int:
         }
         if data.get("fleet")
         else None,
+        "criterion": data.get("criterion"),
         "errors": errors,
         "config": {k: getattr(cfg, k) for k in CONFIG_KEYS},
     }
@@ -929,6 +1015,8 @@ def main() -> int:
         missing.append("long wait")
     if cfg.fleet and "fleet" not in data:
         missing.append("fleet")
+    if cfg.criterion and "criterion" not in data:
+        missing.append("criterion")
     if missing:
         print(f"bench: error: missing figures: {', '.join(missing)}", file=sys.stderr)
         return 1

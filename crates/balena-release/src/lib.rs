@@ -74,6 +74,8 @@
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 #![warn(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench_support;
 mod bigint;
 mod client;
 mod error;
