@@ -65,7 +65,7 @@ pub enum Event {
 pub enum TriggerOutcome {
     /// Accepted or already built (a 2xx answer).
     Accepted,
-    /// Still being built (502 or 504).
+    /// Still being built (502 or 504, or a 503 that outlasted the retries).
     StillProcessing {
         /// The HTTP status.
         status: u16,

@@ -237,7 +237,7 @@ impl Client {
                         match code {
                             200..=299 => Attempt::Done((TriggerOutcome::Accepted, None)),
                             // Devices read 502 and 504 as "still building"; a
-                            // 503 is an outage and is retried like other 5xx.
+                            // 503 is an outage: retried first (see below).
                             502 | 504 => Attempt::Done((
                                 TriggerOutcome::StillProcessing { status: code },
                                 None,
@@ -265,7 +265,15 @@ impl Client {
                     }
                 }
             })
-            .await?;
+            .await
+            .or_else(|error| match error {
+                // A 503 is retried like any outage; one that lasts counts as
+                // "still processing", as 502 and 504 do: the rows tell the rest.
+                Error::Delta {
+                    status: Some(503), ..
+                } => Ok((TriggerOutcome::StillProcessing { status: 503 }, None)),
+                other => Err(other),
+            })?;
         events(Event::Triggered {
             service_name: service.to_owned(),
             source_image: pair.0,

@@ -98,6 +98,36 @@ async fn a_503_from_the_delta_server_is_an_outage_not_a_build() {
 }
 
 #[tokio::test]
+async fn a_lasting_503_from_the_delta_server_means_still_processing() {
+    // Every retry answered 503: not the end of the run; the rows decide.
+    let sim = start(
+        manual_demo()
+            .with_faults(Faults::none().with(FaultRule::server_error().scope(Scope::Delta))),
+    );
+    let events = Events::default();
+    let info = client(&sim)
+        .prepare_update(
+            &id(demo::RELEASE_2),
+            &id(demo::RELEASE_3),
+            &prepare(false),
+            &events.sink(),
+        )
+        .await
+        .expect("a lasting 503 does not end the run");
+    assert_eq!(info.service("api").unwrap().status, Status::Pending);
+    assert!(delta_count(&sim) > 1, "the 503 was retried");
+    let outcomes: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Triggered { outcome, .. } => Some(outcome),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes, [TriggerOutcome::StillProcessing { status: 503 }]);
+}
+
+#[tokio::test]
 async fn thirty_percent_of_requests_failing_changes_no_result() {
     let pairs = [
         (demo::RELEASE_1, demo::RELEASE_2),
