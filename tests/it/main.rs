@@ -9,4 +9,5 @@ mod errors;
 mod faults;
 mod fleet;
 mod modes;
+mod scenario_file;
 mod security;
