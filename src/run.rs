@@ -77,7 +77,17 @@ pub fn main(args: Args) -> ExitCode {
         }
     };
     let progress = Mutex::new(Progress::new(printer, started, options.deadline));
+    // The newest state read, printed if the user interrupts the wait.
+    let last_read: Mutex<Option<Report>> = Mutex::new(None);
     let on_event = |event: Event| {
+        let read = match &event {
+            Event::Round { info, .. } => Some(Report::Pair((**info).clone())),
+            Event::FleetRound { info, .. } => Some(Report::Fleet((**info).clone())),
+            _ => None,
+        };
+        if let (Some(read), Ok(mut last)) = (read, last_read.lock()) {
+            *last = Some(read);
+        }
         if let Ok(mut progress) = progress.lock() {
             progress.event(&event);
         }
@@ -117,6 +127,9 @@ pub fn main(args: Args) -> ExitCode {
 
     match outcome {
         None => {
+            if let Some(report) = last_read.into_inner().ok().flatten() {
+                let _ = print_report(&report, args.output);
+            }
             Printer::error("interrupted");
             ExitCode::from(130)
         }

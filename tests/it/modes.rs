@@ -241,3 +241,39 @@ fn a_failed_delta_is_triggered_again_and_the_run_ends_ready() {
     assert_eq!(out.json()["overall_status"], "ready");
     assert_eq!(world.delta_requests(), 2);
 }
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_wait_prints_the_last_state_and_exits_130() {
+    let scenario = Scenario::demo().with_delta_outcome(
+        demo::IMAGE_R1_MAIN,
+        demo::IMAGE_R2_MAIN,
+        vec![Outcome::stalled()],
+    );
+    let world = World::with(scenario);
+    let child = world
+        .std_cmd()
+        .args(args(&pair(demo::RELEASE_1, demo::RELEASE_2), &["--wait"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first round has been read (the trigger reached the delta server).
+    let started = Instant::now();
+    while world.delta_requests() == 0 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("ERROR: interrupted"), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the last state is printed");
+    assert_ne!(json["overall_status"], "ready");
+}

@@ -34,7 +34,13 @@ impl World {
 
     /// The binary with a clean environment pointed at the simulator.
     pub fn cmd(&self) -> Command {
-        let mut cmd = Command::cargo_bin("balena-release-update").expect("the binary is built");
+        Command::from_std(self.std_cmd())
+    }
+
+    /// The same, as a plain `std::process::Command` (to spawn and signal it).
+    pub fn std_cmd(&self) -> std::process::Command {
+        let mut cmd =
+            std::process::Command::new(assert_cmd::cargo::cargo_bin!("balena-release-update"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
