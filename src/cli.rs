@@ -23,7 +23,8 @@ Examples:
 
 Settings come from balenarc.yml and BALENARC_* variables as for the balena CLI;
 the token from `balena login` (~/.balena/token) or BALENA_RELEASE_UPDATE_TOKEN.
-Exit codes: 0 done, 1 error, 2 timeout (the last known state is still printed).";
+Exit codes: 0 done, 1 error, 2 timeout, 130 interrupted (the last state read is
+still printed on stdout).";
 
 /// Inspect and prepare the update of balenaCloud devices from one release to another.
 ///
