@@ -34,6 +34,9 @@ pub(crate) struct Inner {
     /// Whether the one-query delta lookup through the release link table
     /// is still worth trying on this server.
     pub(crate) nested_deltas: AtomicBool,
+    /// Set when the API answered 404 to `/delta`: it has no deltas at all
+    /// (openBalena), so every changed service stays pending.
+    pub(crate) no_delta_resource: AtomicBool,
 }
 
 impl std::fmt::Debug for Client {
@@ -173,6 +176,7 @@ impl ClientBuilder {
                 api,
                 delta,
                 nested_deltas: AtomicBool::new(true),
+                no_delta_resource: AtomicBool::new(false),
             }),
         })
     }

@@ -209,6 +209,16 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+    /// The API has no `delta` resource (openBalena): deltas cannot be
+    /// prepared there.
+    #[error(
+        "the API at `{api}` has no deltas (openBalena has no delta server): \
+         describe the update without --prepare or --wait; devices will download full images"
+    )]
+    NoDeltas {
+        /// The API URL.
+        api: String,
+    },
     /// The API answered with another error status (after retries for
     /// transient ones).
     #[error("the API answered `{status}` to `{url}`: {message}{}", api_hint(*status))]

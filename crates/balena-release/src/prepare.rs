@@ -404,6 +404,11 @@ impl Client {
             }
             // Right after the first requests, read at once; later, pause.
             let pause_first = round > 1 || jobs.is_empty();
+            if !jobs.is_empty() && self.inner.no_delta_resource.load(Ordering::Relaxed) {
+                return Err(Error::NoDeltas {
+                    api: self.inner.api.to_string(),
+                });
+            }
             if !jobs.is_empty() {
                 self.trigger_all(
                     jobs,

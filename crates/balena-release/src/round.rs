@@ -427,6 +427,9 @@ impl Client {
         queries: &[Query],
         events: Sink<'_>,
     ) -> Result<DeltaRead, Error> {
+        if self.inner.no_delta_resource.load(Ordering::Relaxed) {
+            return Ok(DeltaRead::empty());
+        }
         let answers = try_join_all(queries.iter().map(|query| async move {
             let answer = self.api_json("delta", query, "delta", events).await?;
             let rows = wire::deltas(
@@ -438,7 +441,15 @@ impl Client {
             )?;
             Ok::<_, Error>(DeltaRead::from_answer(&answer, rows))
         }))
-        .await?;
+        .await;
+        let answers = match answers {
+            Err(Error::Api { status: 404, .. }) => {
+                tracing::debug!("the API has no `delta` resource: no deltas");
+                self.inner.no_delta_resource.store(true, Ordering::Relaxed);
+                return Ok(DeltaRead::empty());
+            }
+            other => other?,
+        };
         let mut merged = DeltaRead::empty();
         if let Some(first) = answers.first() {
             merged.now = first.now;

@@ -466,3 +466,45 @@ async fn a_stalled_delta_is_requested_again_once_the_server_drops_it() {
     let rows = sim.with_db(|db| db.count("delta"));
     assert_eq!(rows, 4, "two demo rows, the stalled build and the new one");
 }
+
+/// An API without a `delta` resource (openBalena answers 404 for it).
+fn without_deltas() -> Faults {
+    Faults::none().with(
+        FaultRule::new(Fault::Error {
+            status: 404,
+            body: None,
+        })
+        .scope(Scope::Api)
+        .path_prefix("/v7/delta"),
+    )
+}
+
+#[tokio::test]
+async fn an_api_without_deltas_reports_changed_services_pending() {
+    let sim = start(manual_demo().with_faults(without_deltas()));
+    let client = client(&sim);
+    let info = client
+        .get_update_info(&id(demo::RELEASE_1), &id(demo::RELEASE_2))
+        .await
+        .expect("no delta resource is not an error");
+    assert_eq!(info.service("main").unwrap().status, Status::Pending);
+    assert_eq!(info.service("api").unwrap().status, Status::Ready, "new");
+    assert_eq!(
+        info.service("proxy").unwrap().status,
+        Status::Ready,
+        "unchanged"
+    );
+
+    let error = client
+        .prepare_update(
+            &id(demo::RELEASE_1),
+            &id(demo::RELEASE_2),
+            &prepare(true),
+            &|_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::NoDeltas { .. }), "{error}");
+    assert!(error.to_string().contains("without --prepare"), "{error}");
+    assert_eq!(sim.count(Server::Delta, None), 0, "no delta server to ask");
+}
