@@ -289,6 +289,35 @@ impl Progress {
                     .collect();
                 tracing::info!(status = status_word(info.overall_status), "status read");
             }
+            Event::FleetRound { info, .. } => {
+                let mut transitions: Vec<_> = info.transitions.iter().collect();
+                // Unfinished transitions first: they are what the wait is for.
+                transitions.sort_by_key(|t| t.update.overall_status == Status::Ready);
+                self.services = transitions
+                    .into_iter()
+                    .map(|transition| {
+                        let update = &transition.update;
+                        let services = &update.is_produced_by__service_update;
+                        let ready = services
+                            .iter()
+                            .filter(|s| s.status == Status::Ready)
+                            .count();
+                        (
+                            format!("from {}", update.originates_from__release.id),
+                            format!(
+                                "{:<9} {ready} of {} services ready, {} device(s)",
+                                status_word(update.overall_status),
+                                services.len(),
+                                transition.device_count
+                            ),
+                        )
+                    })
+                    .collect();
+                tracing::info!(
+                    status = status_word(info.overall_status),
+                    "fleet status read"
+                );
+            }
             Event::Triggered {
                 service_name,
                 source_image,
@@ -363,10 +392,21 @@ impl Progress {
             .map(|(name, _)| name.len())
             .max()
             .unwrap_or(0);
-        for (name, state) in &self.services {
+        // A block taller than the screen cannot be redrawn in place.
+        const MAX_ROWS: usize = 12;
+        let shown = if self.services.len() > MAX_ROWS {
+            MAX_ROWS - 1
+        } else {
+            self.services.len()
+        };
+        for (name, state) in &self.services[..shown] {
             let _ = writeln!(block, "{}", clip(&format!("  {name:<width$}  {state}")));
         }
-        self.lines_drawn = 1 + self.services.len();
+        let hidden = self.services.len() - shown;
+        if hidden > 0 {
+            let _ = writeln!(block, "  … and {hidden} more");
+        }
+        self.lines_drawn = 1 + shown + usize::from(hidden > 0);
         self.printer.progress(&block);
     }
 }
