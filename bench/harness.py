@@ -765,7 +765,10 @@ def write_report(cfg, data, path: Path) -> list[Target]:
         w("fetched once, then decoded from memory). The steps go through the hidden `bench_support` module.\n")
         w("| benchmark | what | median | 95 % interval of the median |")
         w("| --- | --- | ---: | ---: |")
-        for name, x in data["criterion"].items():
+        known = [n for n in CRITERION_BENCHES if n in data["criterion"]]
+        others = sorted(n for n in data["criterion"] if n not in CRITERION_BENCHES)
+        for name in known + others:
+            x = data["criterion"][name]
             w(f"| `{name}` | {CRITERION_BENCHES.get(name, '')} | {duration(x['median_ns'])} | {duration(x['low_ns'])} – {duration(x['high_ns'])} |")
         w("")
 

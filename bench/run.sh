@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the release binaries, then runs the benchmark harness (bench/harness.py).
-#   bench/run.sh            full run; writes BENCHMARKS.md (about 12 minutes)
+#   bench/run.sh            full run; writes BENCHMARKS.md (about 13 minutes, the criterion benchmarks first)
 #   bench/run.sh --smoke    one iteration, small counts; writes bench/out/BENCHMARKS.smoke.md
 # Other options: bench/run.sh --help. The npm tool must be installed by conformance/run.sh first.
 set -euo pipefail
