@@ -2,7 +2,7 @@
 //! [`UpdateInfo`]: pairing services by name, judging each service's status,
 //! the overall status and the download estimate. Pure functions, no I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use jiff::{SignedDuration, Timestamp};
 
@@ -155,15 +155,15 @@ pub(crate) fn pair(source: &Release, target: &Release) -> Pairing {
             }
         })
         .collect();
+    let kept: HashSet<&str> = target
+        .images
+        .iter()
+        .map(|t| t.service_name.as_str())
+        .collect();
     let removed = source
         .images
         .iter()
-        .filter(|s| {
-            !target
-                .images
-                .iter()
-                .any(|t| t.service_name == s.service_name)
-        })
+        .filter(|s| !kept.contains(s.service_name.as_str()))
         .map(|s| RemovedService {
             service_name: s.service_name.clone(),
             originates_from__image: s.info.clone(),
