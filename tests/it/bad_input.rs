@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use balena_sim::demo;
 
-use crate::support::canned::{Answer, Canned, RELEASES};
 use crate::support::{CANARY, Run, World, error_line, write_token};
+use balena_sim::canned::{Answer, Canned, RELEASES};
 
 /// What a case writes before running.
 enum Setup {

@@ -5,8 +5,8 @@
 
 use balena_sim::{Clock, FaultRule, Faults, Outcome, Scenario, Scope, demo};
 
-use crate::support::canned::{Answer, Canned, RELEASES};
 use crate::support::{CANARY, World, error_line, run_checked};
+use balena_sim::canned::{Answer, Canned, RELEASES};
 
 fn pair(from: i64, to: i64) -> Vec<String> {
     vec![

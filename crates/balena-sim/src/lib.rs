@@ -11,6 +11,7 @@ pub mod db;
 pub mod odata;
 pub mod pine;
 
+pub mod canned;
 pub mod clock;
 mod control;
 mod delta;

@@ -1,6 +1,5 @@
 //! Integration tests of the library against the in-process simulator.
 
-mod canned;
 mod support;
 
 mod faults;

@@ -9,8 +9,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::Value;
 
-use crate::canned::{Answer, Canned, DELTAS, RELEASES};
 use crate::support::{fast_retries, id};
+use balena_sim::canned::{Answer, Canned, DELTAS, RELEASES};
 
 fn runner() -> TestRunner {
     // Config::default() reads PROPTEST_CASES and friends from the environment.

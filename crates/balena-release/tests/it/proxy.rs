@@ -8,8 +8,8 @@ use std::process::Command;
 use balena_release::Client;
 use secrecy::SecretString;
 
-use crate::canned::{Answer, Canned, RELEASES};
 use crate::support::*;
+use balena_sim::canned::{Answer, Canned, RELEASES};
 
 const REMOTE_API: &str = "http://api.example.invalid";
 const TOKEN: &str = "Yq8RaOPtlDTy5qf0bVaiWRrKNGqSvOEN";

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use balena_release::{Error, Event, RetryPolicy, Status, TriggerOutcome, UpdateInfo};
 use balena_sim::{Fault, FaultRule, Faults, Scope, Server, Simulator, demo};
 
-use crate::canned::{Answer, Canned, DELTAS, RELEASES};
 use crate::support::*;
+use balena_sim::canned::{Answer, Canned, DELTAS, RELEASES};
 
 /// The default number of retries, with millisecond pauses.
 fn default_count_fast_retries() -> RetryPolicy {

@@ -1,7 +1,9 @@
-//! A small HTTP/1.1 server on loopback whose answers each test chooses by
-//! path prefix, and which records every request it receives, headers
-//! included: for answers the simulator never gives (odd bodies, redirects)
-//! and for checking which headers reached which host.
+//! A raw HTTP/1.1 double on loopback whose answers each test chooses by path
+//! prefix, byte for byte, and which records every request it receives,
+//! headers included: for answers the simulator never gives (truncated or
+//! mistyped bodies, HTML error pages, redirects) and for checking which
+//! headers reached which host. The fixtures `RELEASES` and `DELTAS` are
+//! well-formed answers for tests to start from.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
