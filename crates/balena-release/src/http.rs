@@ -327,23 +327,26 @@ fn transport_failure(e: reqwest::Error) -> Sent {
     let message = redact_text(&message);
     if timed_out {
         Sent::TimedOut(message)
-    } else if causes.iter().any(|c| is_unknown_host(c)) {
+    } else if causes.last().is_some_and(|c| is_unknown_host(c)) {
         Sent::UnknownHost(message)
     } else {
         Sent::Unreachable(message)
     }
 }
 
-/// Whether a resolver message says that a name does not exist (as opposed
-/// to "try again later", which a retry can fix).
+/// Whether the resolver's own message (the innermost cause) says that a
+/// name does not exist, as opposed to "try again later", which a retry can
+/// fix. A bare "dns error" from an outer layer says neither.
 fn is_unknown_host(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
-    let dns = message.contains("dns error")
-        || message.contains("failed to lookup address")
-        || message.contains("name resolution");
-    dns && !message.contains("temporary failure")
-        && !message.contains("try again")
-        && !message.contains("timed out")
+    [
+        "name or service not known",
+        "nodename nor servname provided",
+        "no such host is known",
+        "no address associated with hostname",
+    ]
+    .iter()
+    .any(|known| message.contains(known))
 }
 
 /// A URL fit for a transport error: scheme, host, port and path, without
@@ -691,7 +694,7 @@ mod tests {
     #[test]
     fn only_names_that_do_not_exist_are_unknown_hosts() {
         for (message, unknown) in [
-            ("dns error", true),
+            ("dns error", false),
             (
                 "failed to lookup address information: Name or service not known",
                 true,

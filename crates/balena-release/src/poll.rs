@@ -65,7 +65,8 @@ fn spread(base: Duration, jitter: f64, unit: f64) -> Duration {
     } else {
         0.0
     };
-    Duration::from_secs_f64((base.as_secs_f64() * (1.0 + jitter * unit)).max(0.0))
+    Duration::try_from_secs_f64((base.as_secs_f64() * (1.0 + jitter * unit)).max(0.0))
+        .unwrap_or(Duration::MAX)
 }
 
 /// `initial × factorⁿ` capped at `max`, with ±`jitter` spread from `unit`.
@@ -85,7 +86,11 @@ pub(crate) fn backoff(
     let max = max.max(initial).as_secs_f64();
     // powi saturates to infinity for huge n; min() then caps it.
     let base = (initial.as_secs_f64() * factor.powi(n.min(1000) as i32)).min(max);
-    spread(Duration::from_secs_f64(base), jitter, unit)
+    spread(
+        Duration::try_from_secs_f64(base).unwrap_or(Duration::MAX),
+        jitter,
+        unit,
+    )
 }
 
 /// A small, fast pseudo-random source for jitter (splitmix64), seeded from
@@ -206,6 +211,11 @@ mod tests {
         assert_eq!(
             inverted.delay(Duration::from_secs(500), 0.0),
             Duration::from_secs(2)
+        );
+        assert_eq!(
+            backoff(Duration::from_secs(1), Duration::MAX, 2.0, 0.5, 200, 1.0),
+            Duration::MAX,
+            "a huge retry pause saturates instead of panicking"
         );
         let huge = PollPolicy {
             share: 1e300,
