@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cargo build --release --quiet -p balena-release-update -p balena-sim
-bin=target/release
+bin="${CARGO_TARGET_DIR:-target}/release"
 
 scratch=$(mktemp -d)
 sim_out="$scratch/sim.json"

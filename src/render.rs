@@ -81,6 +81,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
     ]];
     let mut full = 0u64;
     let mut payload_now = 0u64;
+    let mut size_unknown = false;
     for service in &info.is_produced_by__service_update {
         let target = &service.produces__image;
         full = full.saturating_add(target.image_size);
@@ -91,6 +92,12 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             (_, None) => None,
         };
         payload_now = payload_now.saturating_add(download.unwrap_or(target.image_size));
+        let delta_unknown = target
+            .is_produced_by__delta
+            .as_ref()
+            .is_some_and(|d| d.size_unknown);
+        // Unknown sizes count as 0 in the totals: say so.
+        size_unknown |= target.size_unknown || delta_unknown;
         let mut status = status_word(service.status).to_owned();
         match &service.delta_failure {
             Some(failure) if failure.http_status.is_some() => status.push_str(" (delta refused)"),
@@ -109,6 +116,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             match (download, &target.is_produced_by__delta) {
                 (None, _) => format!("({})", image_size(target)),
                 (Some(_), Some(delta)) if delta.size_unknown => "unknown".into(),
+                (Some(_), None) if service.change == Change::New => image_size(target),
                 (Some(bytes), _) => megabytes(bytes),
             },
             download.map_or("-".into(), |bytes| saving(bytes, target.image_size)),
@@ -135,7 +143,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
         saving(payload_now, full),
     ]);
     out.push_str(&align(&rows));
-    if info.payload_size_unknown {
+    if size_unknown || info.payload_size_unknown {
         out.push_str(
             "some sizes are unknown to the API and count as 0: the download is larger than shown\n",
         );
@@ -383,24 +391,31 @@ impl Progress {
             clock(elapsed),
             printable(&self.note)
         );
-        let header = clip(&header);
+        // Measured at every redraw: the terminal may be resized meanwhile.
+        let (columns, rows) = terminal_size::terminal_size_of(std::io::stderr())
+            .map_or((80, 24), |(w, h)| (usize::from(w.0), usize::from(h.0)));
+        let header = clip(&header, columns);
         let header = header.replacen("preparing", &format!("{bold}preparing{reset}"), 1);
         let _ = writeln!(block, "{header}");
         let width = self
             .services
             .iter()
-            .map(|(name, _)| name.len())
+            .map(|(name, _)| name.chars().count())
             .max()
             .unwrap_or(0);
         // A block taller than the screen cannot be redrawn in place.
-        const MAX_ROWS: usize = 12;
-        let shown = if self.services.len() > MAX_ROWS {
-            MAX_ROWS - 1
+        let max_rows = 12.min(rows.saturating_sub(3)).max(1);
+        let shown = if self.services.len() > max_rows {
+            max_rows - 1
         } else {
             self.services.len()
         };
         for (name, state) in &self.services[..shown] {
-            let _ = writeln!(block, "{}", clip(&format!("  {name:<width$}  {state}")));
+            let _ = writeln!(
+                block,
+                "{}",
+                clip(&format!("  {name:<width$}  {state}"), columns)
+            );
         }
         let hidden = self.services.len() - shown;
         if hidden > 0 {
@@ -412,13 +427,14 @@ impl Progress {
 }
 
 /// Progress lines are redrawn by moving the cursor up one row per line, so
-/// none may wrap: cut them to fit an 80-column terminal.
-fn clip(line: &str) -> String {
-    const WIDTH: usize = 79;
-    if line.chars().count() <= WIDTH {
+/// none may wrap: cut them to fit `columns` (one cell per character, which
+/// holds for the ASCII this block is made of).
+fn clip(line: &str, columns: usize) -> String {
+    let width = columns.saturating_sub(1).max(2);
+    if line.chars().count() <= width {
         return line.to_owned();
     }
-    let mut cut: String = line.chars().take(WIDTH - 1).collect();
+    let mut cut: String = line.chars().take(width - 1).collect();
     cut.push('…');
     cut
 }
@@ -445,8 +461,10 @@ mod tests {
         assert_eq!(saving(0, 0), "-");
         assert_eq!(saving(10, 10), "0.0%");
         assert_eq!(clock(Duration::from_secs(125)), "2:05");
-        assert_eq!(clip("short"), "short");
-        let long = clip(&"é".repeat(200));
+        assert_eq!(clip("short", 80), "short");
+        assert_eq!(clip("0123456789", 6), "0123…");
+        assert_eq!(clip("0123456789", 0), "0…");
+        let long = clip(&"é".repeat(200), 80);
         assert_eq!(long.chars().count(), 79);
         assert!(long.ends_with('…'));
     }

@@ -61,6 +61,26 @@ fn byte_order_exact_sizes_unknown_sizes_and_removed_services() {
         "table",
     ]);
     assert_eq!(table.code, 0, "{}", table.stderr);
-    assert!(table.stdout.contains("unknown"), "{}", table.stdout);
+    let row: Vec<&str> = table
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("web_app "))
+        .expect("a row for web_app")
+        .split("  ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect();
+    // SERVICE CHANGE STATUS FROM TO DOWNLOAD SAVING: a new service of unknown size.
+    assert_eq!(
+        row,
+        ["web_app", "new", "ready", "-", "unknown", "unknown", "-"],
+        "{}",
+        table.stdout
+    );
+    assert!(
+        table.stdout.contains("some sizes are unknown"),
+        "{}",
+        table.stdout
+    );
     assert!(table.stdout.contains("removed"), "{}", table.stdout);
 }
