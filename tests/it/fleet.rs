@@ -85,3 +85,36 @@ fn ten_thousand_devices_on_fifty_releases_cost_four_requests_a_round() {
     let others = world.api_requests() - rounds;
     assert!(others <= 3, "{others} non-delta API requests: {journal:?}");
 }
+
+#[test]
+fn a_fleet_delta_given_up_on_prints_the_fleet_state_and_names_the_transition() {
+    let failing = vec![balena_sim::Outcome::failed("no space left"); 3];
+    let scenario = balena_sim::Scenario::demo().with_delta_outcome(
+        demo::IMAGE_R1_MAIN,
+        demo::IMAGE_R3_MAIN,
+        failing,
+    );
+    let world = World::with(scenario);
+    let run = world.run(&[
+        "--fleet",
+        &demo::APP_ID.to_string(),
+        "--wait",
+        "--timeout",
+        "60",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let json = run.json();
+    assert!(
+        json["transitions"].is_array(),
+        "the fleet's JSON, not one transition's: {json}"
+    );
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("ERROR: "))
+        .unwrap();
+    assert!(
+        error.contains(&format!("`{}`", demo::RELEASE_1)) && error.contains("no space left"),
+        "{error}"
+    );
+}

@@ -243,9 +243,10 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
-    /// A delta failed again and again while waiting.
+    /// A delta failed again and again while waiting, or the delta server
+    /// refused it.
     #[error(
-        "the delta for service `{service}` is still not ready after {attempts} attempts: \
+        "the delta for service `{service}` could not be prepared ({attempts} request(s)): \
          {message}"
     )]
     DeltaFailed {
@@ -257,6 +258,23 @@ pub enum Error {
         message: String,
         /// The last known state.
         last: Box<UpdateInfo>,
+    },
+    /// Like [`Error::DeltaFailed`], for one transition of a fleet.
+    #[error(
+        "the delta for service `{service}` from release `{from_release}` could not be prepared \
+         ({attempts} request(s)): {message}"
+    )]
+    FleetDeltaFailed {
+        /// The source release of the transition.
+        from_release: u64,
+        /// The service name.
+        service: String,
+        /// How many times it was requested.
+        attempts: u32,
+        /// The delta server's message, or what was seen.
+        message: String,
+        /// The last known fleet state.
+        last: Box<FleetUpdateInfo>,
     },
     /// A server's answer does not have the expected shape.
     #[error(
@@ -373,6 +391,7 @@ impl Error {
     pub fn last_fleet_state(&self) -> Option<&FleetUpdateInfo> {
         match self {
             Error::FleetTimeout { last } => last.as_deref(),
+            Error::FleetDeltaFailed { last, .. } => Some(last),
             _ => None,
         }
     }

@@ -320,7 +320,24 @@ impl Tracked for FleetTracker {
     ) -> Result<Vec<(String, Pair)>, Error> {
         let mut out: Vec<(String, Pair)> = Vec::new();
         for ((_, tracker), transition) in self.transitions.iter().zip(&info.transitions) {
-            for job in tracker.to_request(&transition.update, read, max_attempts)? {
+            let jobs = tracker
+                .to_request(&transition.update, read, max_attempts)
+                .map_err(|error| match error {
+                    Error::DeltaFailed {
+                        service,
+                        attempts,
+                        message,
+                        ..
+                    } => Error::FleetDeltaFailed {
+                        from_release: transition.update.originates_from__release.id,
+                        service,
+                        attempts,
+                        message,
+                        last: Box::new(info.clone()),
+                    },
+                    other => other,
+                })?;
+            for job in jobs {
                 if !out.iter().any(|(_, p)| *p == job.1) {
                     out.push(job);
                 }
@@ -444,14 +461,16 @@ mod tests {
         let info = f.evaluate(&read);
         let err = f.to_request(&info, &read, 3).unwrap_err();
         match err {
-            Error::DeltaFailed {
+            Error::FleetDeltaFailed {
+                from_release,
                 service,
                 attempts: 3,
                 last,
                 ..
             } => {
                 assert_eq!(service, "main");
-                assert_eq!(last.originates_from__release.id, 1);
+                assert_eq!(from_release, 1);
+                assert_eq!(last.transitions.len(), 3, "the whole fleet's state");
             }
             other => panic!("{other:?}"),
         }

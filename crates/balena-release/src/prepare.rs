@@ -98,8 +98,9 @@ pub(crate) enum NextStep {
 
 /// The deltas worth requesting now, in any round: every changed service
 /// that is pending (failed, stale or never started), except when the delta
-/// server still counts a build of the pair as running: a request would
-/// start nothing and only use up an attempt.
+/// server still counts a build of the pair as running (a request would
+/// start nothing and only use up an attempt) or refused it (a refusal is
+/// its final word: devices pull that service in full).
 pub(crate) fn pairs_to_request(
     tracker: &Tracker,
     info: &UpdateInfo,
@@ -115,7 +116,9 @@ pub(crate) fn pairs_to_request(
                 .service_of(*pair)
                 .and_then(|s| info.service(&s.name))
                 .is_some_and(|s| s.status == Status::Pending);
-            pending && !building_on_server(*pair, &read.rows, read.now)
+            pending
+                && !tracker.requests.refused.contains_key(pair)
+                && !building_on_server(*pair, &read.rows, read.now)
         })
         .collect()
 }
@@ -135,9 +138,35 @@ pub(crate) fn next_step(
         .find(|pair| tracker.requests.attempts(**pair) >= max_attempts);
     match capped {
         Some(pair) => NextStep::GiveUp(*pair),
-        None if again.is_empty() => NextStep::Wait,
+        None if again.is_empty() => match only_refusals_left(tracker, info) {
+            Some(pair) => NextStep::GiveUp(pair),
+            None => NextStep::Wait,
+        },
         None => NextStep::Trigger(again),
     }
+}
+
+/// A refused pair, when every service not ready yet was refused by the
+/// delta server: nothing is left to wait for.
+fn only_refusals_left(tracker: &Tracker, info: &UpdateInfo) -> Option<Pair> {
+    let mut refused = None;
+    for service in info
+        .is_produced_by__service_update
+        .iter()
+        .filter(|s| s.status != Status::Ready)
+    {
+        let pair = tracker
+            .pairing
+            .services
+            .iter()
+            .find(|p| p.name == service.service_name)
+            .and_then(|p| p.delta_pair())?;
+        if !tracker.requests.refused.contains_key(&pair) {
+            return None;
+        }
+        refused.get_or_insert(pair);
+    }
+    refused
 }
 
 /// The delta requests for `pairs`: each with its service name.
@@ -586,7 +615,7 @@ mod tests {
         let err = delta_failed(&t, &info, (11, 21));
         assert_eq!(
             err.to_string(),
-            "the delta for service `b` is still not ready after 3 attempts: the delta server \
+            "the delta for service `b` could not be prepared (3 request(s)): the delta server \
              reported `build 7 failed`"
         );
         assert!(err.last_state().is_some());

@@ -525,7 +525,8 @@ async fn a_refused_delta_is_reported_on_its_service_only() {
 }
 
 #[tokio::test]
-async fn a_delta_refused_again_and_again_ends_the_wait_with_the_last_state() {
+async fn a_refused_delta_is_not_asked_again_and_ends_the_wait_once_the_rest_is_ready() {
+    // RELEASE_2 -> RELEASE_3: `main` already has a delta, `api` needs one.
     let sim = with_fault(error(404, "Not Found").scope(Scope::Delta));
     let err = client(&sim)
         .prepare_update(
@@ -539,21 +540,22 @@ async fn a_delta_refused_again_and_again_ends_the_wait_with_the_last_state() {
     match &err {
         Error::DeltaFailed {
             service,
-            attempts: 3,
+            attempts: 1,
             last,
             ..
         } => {
             assert_eq!(service, "api");
             let failure = last.service("api").unwrap().delta_failure.as_ref().unwrap();
             assert_eq!(failure.http_status, Some(404));
-            assert_eq!(failure.attempts, 3);
+            assert_eq!(failure.attempts, 1);
+            assert_eq!(last.service("main").unwrap().status, Status::Ready);
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(
         err.to_string(),
-        "the delta for service `api` is still not ready after 3 attempts: the delta server \
+        "the delta for service `api` could not be prepared (1 request(s)): the delta server \
          refused the delta (404): Not Found"
     );
-    assert_eq!(sim.count(Server::Delta, None), 3);
+    assert_eq!(sim.count(Server::Delta, None), 1, "a refusal is final");
 }
