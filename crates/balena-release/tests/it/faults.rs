@@ -231,14 +231,7 @@ async fn delta_server_statuses() {
         )
         .await
         .unwrap();
-    let outcomes: Vec<TriggerOutcome> = events
-        .all()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Triggered { outcome, .. } => Some(outcome),
-            _ => None,
-        })
-        .collect();
+    let outcomes = events.trigger_outcomes();
     assert_eq!(outcomes, [TriggerOutcome::StillProcessing { status: 502 }]);
 }
 
@@ -507,14 +500,7 @@ async fn a_refused_delta_is_reported_on_its_service_only() {
         assert_eq!(failure.http_status, Some(status));
         assert_eq!(failure.delta_id, None);
         assert_eq!(failure.attempts, 1);
-        let outcomes: Vec<TriggerOutcome> = events
-            .all()
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::Triggered { outcome, .. } => Some(outcome),
-                _ => None,
-            })
-            .collect();
+        let outcomes = events.trigger_outcomes();
         assert_eq!(outcomes, [TriggerOutcome::Refused { status }]);
         let json = serde_json::to_value(&info).unwrap();
         let api = &json["is_produced_by__service_update"][0];

@@ -86,14 +86,7 @@ async fn a_503_from_the_delta_server_is_an_outage_not_a_build() {
         .unwrap();
     assert_eq!(info.service("api").unwrap().status, Status::Preparing);
     assert_eq!(delta_count(&sim), 2, "the 503 was retried once");
-    let outcomes: Vec<_> = events
-        .all()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Triggered { outcome, .. } => Some(outcome),
-            _ => None,
-        })
-        .collect();
+    let outcomes = events.trigger_outcomes();
     assert_eq!(outcomes, [TriggerOutcome::StillProcessing { status: 504 }]);
 }
 
@@ -116,14 +109,7 @@ async fn a_lasting_503_from_the_delta_server_means_still_processing() {
         .expect("a lasting 503 does not end the run");
     assert_eq!(info.service("api").unwrap().status, Status::Pending);
     assert!(delta_count(&sim) > 1, "the 503 was retried");
-    let outcomes: Vec<_> = events
-        .all()
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Triggered { outcome, .. } => Some(outcome),
-            _ => None,
-        })
-        .collect();
+    let outcomes = events.trigger_outcomes();
     assert_eq!(outcomes, [TriggerOutcome::StillProcessing { status: 503 }]);
 }
 

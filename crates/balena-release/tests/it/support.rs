@@ -73,6 +73,17 @@ pub fn u(n: i64) -> u64 {
 pub struct Events(pub Arc<Mutex<Vec<Event>>>);
 
 impl Events {
+    /// What the delta server said to each delta request, in order.
+    pub fn trigger_outcomes(&self) -> Vec<balena_release::TriggerOutcome> {
+        self.all()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::Triggered { outcome, .. } => Some(outcome),
+                _ => None,
+            })
+            .collect()
+    }
+
     pub fn sink(&self) -> impl Fn(Event) + Send + Sync + use<> {
         let events = self.0.clone();
         move |e| {
