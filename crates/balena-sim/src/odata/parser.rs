@@ -277,28 +277,7 @@ struct Parser<'a> {
 }
 
 fn is_name_byte(b: u8) -> bool {
-    !matches!(
-        b,
-        b':' | b'/'
-            | b'?'
-            | b'#'
-            | b'['
-            | b']'
-            | b'@'
-            | b'!'
-            | b'$'
-            | b'*'
-            | b'&'
-            | b'('
-            | b')'
-            | b'+'
-            | b','
-            | b';'
-            | b'='
-            | b' '
-            | b'%'
-            | b'\''
-    )
+    is_text_byte(b) && !matches!(b, b' ' | b'%' | b'\'')
 }
 
 fn is_text_byte(b: u8) -> bool {
