@@ -4,16 +4,15 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use balena_release::{Change, Event, FleetUpdateInfo, ImageInfo, Status, UpdateInfo};
+use balena_release::{Change, Event, FleetUpdateInfo, ImageInfo, Report, Status, UpdateInfo};
 use tokio::time::Instant;
 
 use crate::printer::{Printer, printable};
-use crate::run::Report;
 
 /// `JSON.stringify(result, null, 2)` plus a newline, as the npm tool prints.
 pub fn json(report: &Report) -> String {
     let text = match report {
-        Report::Pair(info) => serde_json::to_string_pretty(info),
+        Report::Transition(info) => serde_json::to_string_pretty(info),
         Report::Fleet(info) => serde_json::to_string_pretty(info),
     };
     // Serialising plain structs with string keys cannot fail.
@@ -25,7 +24,7 @@ pub fn json(report: &Report) -> String {
 /// One table per transition, sizes in MB, with a totals row.
 pub fn table(report: &Report) -> String {
     match report {
-        Report::Pair(info) => transition_table(info, None),
+        Report::Transition(info) => transition_table(info, None),
         Report::Fleet(fleet) => fleet_table(fleet),
     }
 }
@@ -37,7 +36,7 @@ fn fleet_table(fleet: &FleetUpdateInfo) -> String {
         fleet.application.id,
         fleet.produces__release.id,
         short_commit(&fleet.produces__release.commit),
-        status_word(fleet.overall_status),
+        fleet.overall_status,
         fleet.transitions.len(),
     );
     for transition in &fleet.transitions {
@@ -67,7 +66,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
         short_commit(&info.originates_from__release.commit),
         info.produces__release.id,
         short_commit(&info.produces__release.commit),
-        status_word(info.overall_status),
+        info.overall_status,
     );
 
     let mut rows: Vec<[String; 7]> = vec![[
@@ -79,26 +78,19 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
         "DOWNLOAD".into(),
         "SAVING".into(),
     ]];
-    let mut full = 0u64;
-    let mut payload_now = 0u64;
+    let full = info.full_size();
+    let payload_now = info.download_now();
     let mut size_unknown = false;
     for service in &info.is_produced_by__service_update {
         let target = &service.produces__image;
-        full = full.saturating_add(target.image_size);
-        let download = match (service.change, &target.is_produced_by__delta) {
-            (Change::Unchanged, _) => Some(0),
-            (_, Some(delta)) => Some(delta.size),
-            (Change::New, None) => Some(target.image_size),
-            (_, None) => None,
-        };
-        payload_now = payload_now.saturating_add(download.unwrap_or(target.image_size));
+        let download = service.download_now();
         let delta_unknown = target
             .is_produced_by__delta
             .as_ref()
             .is_some_and(|d| d.size_unknown);
         // Unknown sizes count as 0 in the totals: say so.
         size_unknown |= target.size_unknown || delta_unknown;
-        let mut status = status_word(service.status).to_owned();
+        let mut status = service.status.to_string();
         match &service.delta_failure {
             Some(failure) if failure.http_status.is_some() => status.push_str(" (delta refused)"),
             Some(_) => status.push_str(" (delta failed)"),
@@ -106,7 +98,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
         }
         rows.push([
             printable(&service.service_name).into_owned(),
-            change_word(service.change).into(),
+            service.change.to_string(),
             status,
             service
                 .originates_from__image
@@ -231,22 +223,6 @@ fn short_commit(commit: &str) -> &str {
     commit.get(..7).unwrap_or(commit)
 }
 
-fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Pending => "pending",
-        Status::Preparing => "preparing",
-        Status::Ready => "ready",
-    }
-}
-
-fn change_word(change: Change) -> &'static str {
-    match change {
-        Change::New => "new",
-        Change::Changed => "changed",
-        Change::Unchanged => "unchanged",
-    }
-}
-
 /// The block of lines redrawn on stderr while preparing and waiting; also the
 /// source of `-v` log lines when stderr is not a terminal.
 pub struct Progress {
@@ -272,60 +248,10 @@ impl Progress {
 
     pub fn event(&mut self, event: &Event) {
         match event {
-            Event::Round { info, .. } => {
-                self.services = info
-                    .is_produced_by__service_update
-                    .iter()
-                    .map(|service| {
-                        let mut state = format!(
-                            "{:<9} {}",
-                            change_word(service.change),
-                            status_word(service.status)
-                        );
-                        if let Some(failure) = &service.delta_failure {
-                            let _ = write!(
-                                state,
-                                " (delta failed: {})",
-                                failure.error_message.as_deref().unwrap_or("no message")
-                            );
-                        }
-                        (
-                            printable(&service.service_name).into_owned(),
-                            printable(&state).into_owned(),
-                        )
-                    })
-                    .collect();
-                tracing::info!(status = status_word(info.overall_status), "status read");
-            }
-            Event::FleetRound { info, .. } => {
-                let mut transitions: Vec<_> = info.transitions.iter().collect();
-                // Unfinished transitions first: they are what the wait is for.
-                transitions.sort_by_key(|t| t.update.overall_status == Status::Ready);
-                self.services = transitions
-                    .into_iter()
-                    .map(|transition| {
-                        let update = &transition.update;
-                        let services = &update.is_produced_by__service_update;
-                        let ready = services
-                            .iter()
-                            .filter(|s| s.status == Status::Ready)
-                            .count();
-                        (
-                            format!("from {}", update.originates_from__release.id),
-                            format!(
-                                "{:<9} {ready} of {} services ready, {} device(s)",
-                                status_word(update.overall_status),
-                                services.len(),
-                                transition.device_count
-                            ),
-                        )
-                    })
-                    .collect();
-                tracing::info!(
-                    status = status_word(info.overall_status),
-                    "fleet status read"
-                );
-            }
+            Event::Round { report, .. } => match &**report {
+                Report::Transition(info) => self.transition_round(info),
+                Report::Fleet(info) => self.fleet_round(info),
+            },
             Event::Triggered {
                 service_name,
                 source_image,
@@ -354,6 +280,58 @@ impl Progress {
             _ => {}
         }
         self.redraw();
+    }
+
+    fn transition_round(&mut self, info: &UpdateInfo) {
+        self.services = info
+            .is_produced_by__service_update
+            .iter()
+            .map(|service| {
+                let mut state = format!("{:<9} {}", service.change, service.status);
+                if let Some(failure) = &service.delta_failure {
+                    let _ = write!(
+                        state,
+                        " (delta failed: {})",
+                        failure.error_message.as_deref().unwrap_or("no message")
+                    );
+                }
+                (
+                    printable(&service.service_name).into_owned(),
+                    printable(&state).into_owned(),
+                )
+            })
+            .collect();
+        tracing::info!(status = %info.overall_status, "status read");
+    }
+
+    fn fleet_round(&mut self, info: &FleetUpdateInfo) {
+        let mut transitions: Vec<_> = info.transitions.iter().collect();
+        // Unfinished transitions first: they are what the wait is for.
+        transitions.sort_by_key(|t| t.update.overall_status == Status::Ready);
+        self.services = transitions
+            .into_iter()
+            .map(|transition| {
+                let update = &transition.update;
+                let services = &update.is_produced_by__service_update;
+                let ready = services
+                    .iter()
+                    .filter(|s| s.status == Status::Ready)
+                    .count();
+                (
+                    format!("from {}", update.originates_from__release.id),
+                    format!(
+                        "{:<9} {ready} of {} services ready, {} device(s)",
+                        update.overall_status,
+                        services.len(),
+                        transition.device_count
+                    ),
+                )
+            })
+            .collect();
+        tracing::info!(
+            status = %info.overall_status,
+            "fleet status read"
+        );
     }
 
     /// Removes the block so the result and errors start on a clean line.

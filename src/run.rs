@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use balena_release::{
-    Client, Error, Event, FleetUpdateInfo, PollPolicy, PrepareOptions, RetryPolicy, UpdateInfo,
-};
+use balena_release::{Client, Error, Event, PollPolicy, PrepareOptions, Report, RetryPolicy};
 use secrecy::SecretString;
 use tokio::time::Instant;
 
@@ -20,12 +18,6 @@ use crate::token;
 
 /// Exit code of a run that hit `--timeout` (its last known state is printed).
 const EXIT_TIMEOUT: u8 = 2;
-
-/// What a run produced: one transition, or every transition of a fleet.
-pub enum Report {
-    Pair(UpdateInfo),
-    Fleet(FleetUpdateInfo),
-}
 
 pub fn main(args: Args) -> ExitCode {
     let started = Instant::now();
@@ -81,8 +73,7 @@ pub fn main(args: Args) -> ExitCode {
     let last_read: Mutex<Option<Report>> = Mutex::new(None);
     let on_event = |event: Event| {
         let read = match &event {
-            Event::Round { info, .. } => Some(Report::Pair((**info).clone())),
-            Event::FleetRound { info, .. } => Some(Report::Fleet((**info).clone())),
+            Event::Round { report, .. } => Some((**report).clone()),
             _ => None,
         };
         if let (Some(read), Ok(mut last)) = (read, last_read.lock()) {
@@ -96,13 +87,14 @@ pub fn main(args: Args) -> ExitCode {
     let outcome = runtime.block_on(async {
         let work = async {
             match (&target, &mode) {
-                (Target::Pair { from, to }, Mode::Describe) => {
-                    client.get_update_info(from, to).await.map(Report::Pair)
-                }
+                (Target::Pair { from, to }, Mode::Describe) => client
+                    .get_update_info(from, to)
+                    .await
+                    .map(Report::Transition),
                 (Target::Pair { from, to }, _) => client
                     .prepare_update(from, to, &options, &on_event)
                     .await
-                    .map(Report::Pair),
+                    .map(Report::Transition),
                 (Target::Fleet { fleet, to }, Mode::Describe) => client
                     .get_fleet_update_info(fleet, to.as_ref())
                     .await
@@ -138,6 +130,32 @@ pub fn main(args: Args) -> ExitCode {
     }
 }
 
+/// What to do about an error, in this tool's terms (its flags, variables and
+/// the balena CLI), where the library's message cannot say it.
+fn hint(err: &Error) -> Option<&'static str> {
+    use balena_release::{Server, TokenProblem};
+    match err {
+        Error::InvalidToken {
+            problem: TokenProblem::Empty,
+        }
+        | Error::Unauthorized {
+            server: _,
+            with_token: false,
+        } => Some("log in with `balena login` or set BALENA_RELEASE_UPDATE_TOKEN"),
+        Error::InvalidToken { .. } => Some("log in again with `balena login`"),
+        Error::Unauthorized {
+            server: Server::Api,
+            with_token: true,
+        } => Some("log in again with `balena login` or set BALENA_RELEASE_UPDATE_TOKEN"),
+        Error::Unauthorized {
+            server: Server::Delta,
+            with_token: true,
+        } => Some("log in again with `balena login`"),
+        Error::NoDeltas { .. } => Some("describe the update without --prepare or --wait"),
+        _ => None,
+    }
+}
+
 fn print_report(report: &Report, format: OutputFormat) -> ExitCode {
     print_text(&match format {
         OutputFormat::Json => render::json(report),
@@ -158,18 +176,11 @@ fn print_text(text: &str) -> ExitCode {
 /// Prints the error line, its causes and a hint; a timeout or a failed delta
 /// still prints the last known state on stdout, so nothing is lost.
 fn report_error(err: &Error, mode: &Mode, format: OutputFormat) -> ExitCode {
-    let last = err
-        .last_state()
-        .map(|info| Report::Pair(info.clone()))
-        .or_else(|| {
-            err.last_fleet_state()
-                .map(|info| Report::Fleet(info.clone()))
-        });
-    if let Some(report) = &last {
+    if let Some(report) = err.last_state() {
         let _ = print_report(report, format);
     }
     match err {
-        Error::Timeout { .. } | Error::FleetTimeout { .. } => {
+        Error::Timeout { .. } => {
             let timeout = match mode {
                 Mode::Wait { timeout } => timeout.unwrap_or(MAX_TIMEOUT),
                 _ => MAX_TIMEOUT,
@@ -190,9 +201,12 @@ fn report_error(err: &Error, mode: &Mode, format: OutputFormat) -> ExitCode {
                 Printer::detail("caused by", &cause.to_string());
                 source = cause.source();
             }
+            if let Some(hint) = hint(err) {
+                Printer::detail("hint", hint);
+            }
         }
     }
-    if matches!(err, Error::Timeout { .. } | Error::FleetTimeout { .. }) {
+    if matches!(err, Error::Timeout { .. }) {
         ExitCode::from(EXIT_TIMEOUT)
     } else {
         ExitCode::FAILURE
@@ -244,7 +258,11 @@ fn build_client(env: &Environment, args: &Args, printer: &Printer) -> Result<Cli
         ))
         .build()
         .map_err(|err| match err {
-            Error::InvalidToken { .. } => format!("{err} (the token from {})", found.source),
+            Error::InvalidToken { .. } => format!(
+                "{err} (the token from {}): {}",
+                found.source,
+                hint(&err).unwrap_or_default()
+            ),
             Error::InsecureUrl { .. } => format!(
                 "{err}, or pass --allow-http (or set {}=1) to send the token unencrypted",
                 env_vars::ALLOW_HTTP

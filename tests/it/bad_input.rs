@@ -199,6 +199,7 @@ fn check_run(case: &Case, run: &Run, what: &str) {
             .lines()
             .find(|l| l.starts_with("warning: "))
             .unwrap_or("")
+            .to_owned()
     } else {
         assert!(run.stdout.is_empty(), "{what}: a result on stdout");
         error_line(run)

@@ -154,9 +154,10 @@ impl World {
 }
 
 /// The `ERROR:` line of a failed run.
-pub fn error_line(run: &Run) -> &str {
-    run.stderr
-        .lines()
-        .find(|l| l.starts_with("ERROR: "))
-        .unwrap_or("")
+/// The `ERROR:` line with the `caused by:` and `hint:` lines under it.
+pub fn error_line(run: &Run) -> String {
+    let mut lines = run.stderr.lines().skip_while(|l| !l.starts_with("ERROR: "));
+    let mut block: Vec<&str> = lines.next().into_iter().collect();
+    block.extend(lines.take_while(|l| l.starts_with("  ")));
+    block.join("\n")
 }

@@ -10,9 +10,9 @@ use crate::error::{Error, Server};
 use crate::model::UpdateInfo;
 use crate::odata::Query;
 use crate::reference::ReleaseRef;
-use crate::report::{self, Requests};
-use crate::round;
+use crate::rules::{self, Requests};
 use crate::wire::{self, DeltaRow, Release, Source};
+use crate::{queries, resolve};
 
 const RELEASES: Source<'static> = Source {
     server: Server::Api,
@@ -34,14 +34,14 @@ pub struct Deltas(Vec<DeltaRow>);
 
 /// The services of two releases, matched by name.
 #[derive(Debug)]
-pub struct Pairing(report::Pairing);
+pub struct Pairing(rules::Pairing);
 
 /// The URLs of a pair's first round: the release queries (both releases
 /// with their images) and the delta queries.
 pub fn pair_queries(api: &Url, from: &ReleaseRef, to: &ReleaseRef) -> (Vec<Url>, Vec<Url>) {
     (
-        urls(round::release_queries(&[from, to]), api, "release"),
-        urls(round::nested_delta_queries(&[from], to), api, "delta"),
+        urls(queries::release_queries(&[from, to]), api, "release"),
+        urls(queries::nested_delta_queries(&[from], to), api, "delta"),
     )
 }
 
@@ -56,8 +56,8 @@ pub fn fleet_queries(
     let mut all = from.clone();
     all.push(target);
     (
-        urls(round::release_queries(&all), api, "release"),
-        urls(round::nested_delta_queries(&from, target), api, "delta"),
+        urls(queries::release_queries(&all), api, "release"),
+        urls(queries::nested_delta_queries(&from, target), api, "delta"),
     )
 }
 
@@ -77,12 +77,12 @@ pub fn decode_deltas(body: &[u8]) -> Result<Deltas, Error> {
 
 /// Finds both releases among `releases` and matches their services.
 pub fn pair(releases: &Releases, from: &ReleaseRef, to: &ReleaseRef) -> Result<Pairing, Error> {
-    let (source, target) = round::resolve_both(&releases.0, from, to)?;
-    Ok(Pairing(report::pair(source, target)))
+    let (source, target) = resolve::resolve_both(&releases.0, from, to)?;
+    Ok(Pairing(rules::pair(source, target)))
 }
 
 /// The report of a pairing from the delta rows read at `now`, with no delta
 /// requested by this run.
 pub fn evaluate(pairing: &Pairing, deltas: &Deltas, now: Timestamp) -> UpdateInfo {
-    report::evaluate(&pairing.0, &deltas.0, now, &Requests::default())
+    rules::evaluate(&pairing.0, &deltas.0, now, &Requests::default())
 }

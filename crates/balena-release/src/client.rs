@@ -1,5 +1,9 @@
-//! The [`Client`] and its builder: validated URLs and token, one HTTP client
-//! with timeouts and a safe redirect policy, and the public entry points.
+//! The [`Client`] and its builder (validated URLs and token, HTTP clients
+//! with timeouts and a safe redirect policy), and every public entry point:
+//! describe or prepare one transition or a whole fleet. The work behind
+//! them is in [`crate::round`] (reading the API), [`crate::fleet`] (the
+//! fleet's first round), [`crate::prepare`] (later rounds and waiting) and
+//! [`crate::delta_server`].
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -8,10 +12,14 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::error::Error;
-use crate::http::{self, Http, RetryPolicy};
-use crate::model::UpdateInfo;
-use crate::reference::ReleaseRef;
+use crate::error::{Cause, Error};
+use crate::event::Event;
+use crate::http::{self, Http, RetryPolicy, Sink};
+use crate::model::{FleetUpdateInfo, UpdateInfo};
+use crate::prepare::{LastState, PrepareOptions, Tracked, with_deadline};
+use crate::redact::redact_url;
+use crate::reference::{FleetRef, ReleaseRef};
+use crate::round::DeltaRead;
 use crate::token::token_kind;
 
 /// The default API, balenaCloud's.
@@ -146,10 +154,10 @@ impl ClientBuilder {
         let user_agent = self.user_agent.trim().to_owned();
         if reqwest::header::HeaderValue::from_str(&user_agent).is_err() {
             return Err(Error::Setup {
-                message: format!(
+                cause: Cause(format!(
                     "the user agent `{}` is not a valid header value",
                     user_agent.escape_debug()
-                ),
+                )),
             });
         }
         let client = |direct: bool| {
@@ -161,7 +169,7 @@ impl ClientBuilder {
             // the token in clear text over plain http.
             let builder = if direct { builder.no_proxy() } else { builder };
             builder.build().map_err(|e| Error::Setup {
-                message: e.to_string(),
+                cause: Cause(e.to_string()),
             })
         };
         // The system proxies apply to remote hosts only; loopback hosts are
@@ -195,7 +203,7 @@ fn checked_url(
     };
     let invalid = |reason: &str| Error::InvalidUrl {
         what,
-        url: http::redact(&url),
+        url: redact_url(&url),
         reason: reason.to_owned(),
     };
     if !matches!(url.scheme(), "http" | "https") {
@@ -214,7 +222,7 @@ fn checked_url(
     }
     if url.scheme() == "http" && !allow_insecure_http && !http::is_loopback(&url) {
         return Err(Error::InsecureUrl {
-            url: http::redact(&url),
+            url: redact_url(&url),
         });
     }
     Ok(url)
@@ -246,6 +254,98 @@ impl Client {
     ) -> Result<UpdateInfo, Error> {
         let (tracker, read) = self.first_round(from, to, &http::no_events).await?;
         Ok(tracker.evaluate(&read))
+    }
+
+    /// Compares two releases and requests every missing delta.
+    ///
+    /// Reads the state once; if it is ready, returns it. Otherwise asks the
+    /// delta server for the delta of every pending changed service, reads
+    /// the state again and returns it — or, with `options.wait`, polls on
+    /// `options.poll` until everything is ready, requesting a delta again
+    /// when it fails or goes stale (at most `max_attempts_per_delta` times,
+    /// then [`Error::DeltaFailed`]). A request the delta server refuses (a
+    /// 4xx other than 401 and 429) is reported on that service's
+    /// `delta_failure` and counts as an attempt; the other services go on.
+    /// At `options.deadline` every request is cancelled and
+    /// [`Error::Timeout`] carries the last state read.
+    ///
+    /// API requests: two for the first round (as [`Client::get_update_info`]),
+    /// then one per round (one per 100 changed services, so that URLs stay
+    /// short).
+    pub async fn prepare_update(
+        &self,
+        from: &ReleaseRef,
+        to: &ReleaseRef,
+        options: &PrepareOptions,
+        on_event: &(dyn Fn(Event) + Send + Sync),
+    ) -> Result<UpdateInfo, Error> {
+        self.prepare_with_deadline(self.first_round(from, to, on_event), options, on_event)
+            .await
+    }
+
+    /// Compares every release that a fleet's devices run with the fleet's
+    /// target release (or `to`): one transition per release, with device
+    /// counts and the download summed over devices.
+    ///
+    /// Requests: the application, its devices, then at the same time the
+    /// releases and their deltas, each in one request per 100 release ids
+    /// (URLs stay short): four requests for up to 100 distinct releases
+    /// (the target included), one or two more per further 100.
+    ///
+    /// Devices that run no release yet, or a release the token cannot read,
+    /// are left out of the transitions and of the totals.
+    pub async fn get_fleet_update_info(
+        &self,
+        fleet: &FleetRef,
+        to: Option<&ReleaseRef>,
+    ) -> Result<FleetUpdateInfo, Error> {
+        let (mut tracker, read) = self.first_fleet_round(fleet, to, &http::no_events).await?;
+        Ok(tracker.evaluate(&read))
+    }
+
+    /// Like [`Client::prepare_update`] for every transition of a fleet: each
+    /// missing delta is requested once per round even when several
+    /// transitions need it. At the deadline, [`Error::Timeout`] carries
+    /// the last fleet state.
+    ///
+    /// API requests: the first round as [`Client::get_fleet_update_info`]
+    /// (four for up to 100 distinct releases); each later round reads the
+    /// deltas by release, one request per 100 source releases (by image pair
+    /// when the server refuses that form: one request per 100 source or
+    /// target images).
+    pub async fn prepare_fleet_update(
+        &self,
+        fleet: &FleetRef,
+        to: Option<&ReleaseRef>,
+        options: &PrepareOptions,
+        on_event: &(dyn Fn(Event) + Send + Sync),
+    ) -> Result<FleetUpdateInfo, Error> {
+        self.prepare_with_deadline(
+            self.first_fleet_round(fleet, to, on_event),
+            options,
+            on_event,
+        )
+        .await
+    }
+
+    /// Runs the rounds of a prepare call after `first` under the deadline;
+    /// at the deadline, [`Error::Timeout`] carries the last state read.
+    async fn prepare_with_deadline<T: Tracked>(
+        &self,
+        first: impl Future<Output = Result<(T, DeltaRead), Error>>,
+        options: &PrepareOptions,
+        events: Sink<'_>,
+    ) -> Result<T::Info, Error> {
+        let last = LastState::new();
+        let work = async {
+            let (tracker, read) = first.await?;
+            self.prepare_rounds(tracker, read, options, events, &last)
+                .await
+        };
+        with_deadline(options.deadline, work, || Error::Timeout {
+            last: last.take().map(Box::new),
+        })
+        .await
     }
 }
 

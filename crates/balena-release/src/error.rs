@@ -1,11 +1,13 @@
 //! Every way the library can fail, as matchable values whose messages name the
-//! cause and the fix. No message ever contains the token.
+//! cause, keep the underlying failure as their `source()`, and leave advice
+//! about a particular front end (its flags, variables or commands) to that
+//! front end. No message ever contains the token.
 
 use std::fmt;
 
 use jiff::Timestamp;
 
-use crate::model::{FleetUpdateInfo, ReleaseSummary, UpdateInfo};
+use crate::model::{ReleaseSummary, Report};
 use crate::reference::{FleetRef, ReleaseRef};
 
 /// Which remote service an error comes from.
@@ -32,31 +34,25 @@ impl fmt::Display for Server {
 #[non_exhaustive]
 pub enum TokenProblem {
     /// The token is empty or only whitespace.
-    #[error("the token is empty: log in with `balena login` or set BALENA_RELEASE_UPDATE_TOKEN")]
+    #[error("the token is empty")]
     Empty,
     /// The token contains whitespace, control or non-ASCII characters.
-    #[error(
-        "the token is malformed: it contains whitespace, control or non-ASCII characters; \
-         log in again with `balena login`"
-    )]
+    #[error("the token is malformed: it contains whitespace, control or non-ASCII characters")]
     BadCharacters,
     /// The token is all digits: neither an API key nor a session token.
     #[error(
         "the token is malformed: an all-digit string is neither a balena API key nor a \
-         session token; log in again with `balena login`"
+         session token"
     )]
     AllDigits,
     /// The token looks like a session token (JWT) but does not decode.
-    #[error(
-        "the token is malformed: it looks like a session token but {detail}; \
-         log in again with `balena login`"
-    )]
+    #[error("the token is malformed: it looks like a session token but {detail}")]
     Malformed {
         /// What did not decode.
         detail: String,
     },
     /// The session token's `exp` claim is in the past.
-    #[error("the session token expired at `{at}`: log in again with `balena login`")]
+    #[error("the session token expired at `{at}`")]
     Expired {
         /// When it expired.
         at: Timestamp,
@@ -93,10 +89,11 @@ pub enum Error {
         reason: String,
     },
     /// The HTTP client could not be set up (for example no TLS roots).
-    #[error("could not set up the HTTP client: {message}")]
+    #[error("could not set up the HTTP client")]
     Setup {
-        /// The underlying message.
-        message: String,
+        /// What failed.
+        #[source]
+        cause: Cause,
     },
     /// No release matches the reference.
     #[error("{}", not_found_message(reference))]
@@ -212,8 +209,8 @@ pub enum Error {
     /// The API has no `delta` resource (openBalena): deltas cannot be
     /// prepared there.
     #[error(
-        "the API at `{api}` has no deltas (openBalena has no delta server): \
-         describe the update without --prepare or --wait; devices will download full images"
+        "the API at `{api}` has no deltas (openBalena has no delta server): devices will \
+         download full images"
     )]
     NoDeltas {
         /// The API URL.
@@ -246,40 +243,26 @@ pub enum Error {
     /// A delta failed again and again while waiting, or the delta server
     /// refused it.
     #[error(
-        "the delta for service `{service}` could not be prepared ({attempts} request(s)): \
-         {message}"
+        "the delta for service `{service}`{} could not be prepared ({attempts} request(s)): \
+         {message}",
+        from_release.map(|r| format!(" from release `{r}`")).unwrap_or_default()
     )]
     DeltaFailed {
         /// The service name.
         service: String,
+        /// The source release of the transition, in a fleet.
+        from_release: Option<u64>,
         /// How many times it was requested.
         attempts: u32,
         /// The delta server's message, or what was seen.
         message: String,
         /// The last known state.
-        last: Box<UpdateInfo>,
-    },
-    /// Like [`Error::DeltaFailed`], for one transition of a fleet.
-    #[error(
-        "the delta for service `{service}` from release `{from_release}` could not be prepared \
-         ({attempts} request(s)): {message}"
-    )]
-    FleetDeltaFailed {
-        /// The source release of the transition.
-        from_release: u64,
-        /// The service name.
-        service: String,
-        /// How many times it was requested.
-        attempts: u32,
-        /// The delta server's message, or what was seen.
-        message: String,
-        /// The last known fleet state.
-        last: Box<FleetUpdateInfo>,
+        last: Box<Report>,
     },
     /// A server's answer does not have the expected shape.
     #[error(
-        "unexpected answer from the {server} to the {what} query{}: {message}; check that \
-         the {server} URL points at a balena API",
+        "unexpected answer from the {server} to the {what} query{}; check that the {server} \
+         URL points at a balena API",
         if path.is_empty() || path == "." { String::new() } else { format!(" at `{path}`") }
     )]
     Decode {
@@ -290,12 +273,13 @@ pub enum Error {
         /// The JSON path of the offending value.
         path: String,
         /// What is wrong.
-        message: String,
+        #[source]
+        cause: Cause,
     },
     /// A request failed without an answer (connection, TLS, timeout).
     #[error(
-        "could not get an answer from the {server} at `{url}`: {message}; check the network \
-         connection and the {server} URL"
+        "could not get an answer from the {server} at `{url}`; check the network connection \
+         and the {server} URL"
     )]
     Transport {
         /// Which server.
@@ -303,20 +287,28 @@ pub enum Error {
         /// The request's scheme, host and path (no credentials, no query).
         url: String,
         /// What went wrong.
-        message: String,
+        #[source]
+        cause: Cause,
     },
     /// The deadline passed before the update was ready.
     #[error("the update was not ready before the deadline")]
     Timeout {
         /// The last known state, if any round completed.
-        last: Option<Box<UpdateInfo>>,
+        last: Option<Box<Report>>,
     },
-    /// The deadline passed before the fleet update was ready.
-    #[error("the fleet update was not ready before the deadline")]
-    FleetTimeout {
-        /// The last known state, if any round completed.
-        last: Option<Box<FleetUpdateInfo>>,
-    },
+}
+
+/// The underlying failure behind an [`Error`], as the HTTP stack, the
+/// operating system or the JSON decoder described it (credentials removed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Cause(pub(crate) String);
+
+impl Cause {
+    /// The description.
+    pub fn message(&self) -> &str {
+        &self.0
+    }
 }
 
 fn not_found_message(reference: &ReleaseRef) -> String {
@@ -347,19 +339,13 @@ fn list_ids(candidates: &[ReleaseSummary]) -> String {
 
 fn unauthorized_message(server: Server, with_token: bool) -> String {
     match (server, with_token) {
-        (Server::Api, true) => "the API refused the token (401 Unauthorized): log in again \
-                                with `balena login` or set BALENA_RELEASE_UPDATE_TOKEN"
+        (Server::Api, true) => "the API refused the token (401 Unauthorized)".to_owned(),
+        (Server::Api, false) => "the API needs a token (401 Unauthorized)".to_owned(),
+        (Server::Delta, true) => "the delta server refused the token (401 Unauthorized); check \
+                                  that the delta URL belongs to the same balena environment as \
+                                  the API URL"
             .to_owned(),
-        (Server::Api, false) => "the API needs a token (401 Unauthorized): log in with \
-                                 `balena login` or set BALENA_RELEASE_UPDATE_TOKEN"
-            .to_owned(),
-        (Server::Delta, true) => "the delta server refused the token (401 Unauthorized): log \
-                                  in again with `balena login`, and check that the delta URL \
-                                  belongs to the same balena environment as the API URL"
-            .to_owned(),
-        (Server::Delta, false) => "the delta server needs a token (401 Unauthorized): log in \
-                                   with `balena login` or set BALENA_RELEASE_UPDATE_TOKEN"
-            .to_owned(),
+        (Server::Delta, false) => "the delta server needs a token (401 Unauthorized)".to_owned(),
     }
 }
 
@@ -378,20 +364,10 @@ fn api_hint(status: u16) -> &'static str {
 impl Error {
     /// The last known state carried by a [`Error::Timeout`] or
     /// [`Error::DeltaFailed`], if any.
-    pub fn last_state(&self) -> Option<&UpdateInfo> {
+    pub fn last_state(&self) -> Option<&Report> {
         match self {
             Error::Timeout { last } => last.as_deref(),
             Error::DeltaFailed { last, .. } => Some(last),
-            _ => None,
-        }
-    }
-
-    /// The last known fleet state carried by a [`Error::FleetTimeout`], if
-    /// any.
-    pub fn last_fleet_state(&self) -> Option<&FleetUpdateInfo> {
-        match self {
-            Error::FleetTimeout { last } => last.as_deref(),
-            Error::FleetDeltaFailed { last, .. } => Some(last),
             _ => None,
         }
     }
@@ -429,7 +405,7 @@ mod tests {
                 server: Server::Api,
                 what: "release".into(),
                 path: "d[0].id".into(),
-                message: "invalid type".into(),
+                cause: Cause("invalid type".into()),
             }
             .to_string(),
         ];
@@ -438,11 +414,7 @@ mod tests {
             "release `900850` exists but its status is `failed`; only successful releases \
              can be compared"
         );
-        assert_eq!(
-            cases[1],
-            "the API refused the token (401 Unauthorized): log in again with `balena login` \
-             or set BALENA_RELEASE_UPDATE_TOKEN"
-        );
+        assert_eq!(cases[1], "the API refused the token (401 Unauthorized)");
         assert_eq!(
             cases[2],
             "the commit prefix `b2cf2db7` matches 7 successful releases (`1`, `2`, `3`, `4`, \
@@ -450,8 +422,8 @@ mod tests {
         );
         assert_eq!(
             cases[3],
-            "unexpected answer from the API to the release query at `d[0].id`: invalid type; \
-             check that the API URL points at a balena API"
+            "unexpected answer from the API to the release query at `d[0].id`; check that the \
+             API URL points at a balena API"
         );
         for message in cases {
             assert!(message.chars().next().unwrap().is_lowercase(), "{message}");

@@ -4,23 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::{FleetUpdateInfo, UpdateInfo};
+use crate::model::Report;
 
 /// Something that happened while preparing an update.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Event {
-    /// A new state was read.
+    /// A new state was read: of the transition, or of the whole fleet.
     Round {
         /// The state.
-        info: Arc<UpdateInfo>,
-        /// The round number, from 1.
-        attempt: u32,
-    },
-    /// A new fleet state was read.
-    FleetRound {
-        /// The state.
-        info: Arc<FleetUpdateInfo>,
+        report: Arc<Report>,
         /// The round number, from 1.
         attempt: u32,
     },

@@ -13,9 +13,10 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HeaderValue, LOCATION, 
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::error::{Error, Server};
+use crate::error::{Cause, Error, Server};
 use crate::event::Event;
 use crate::poll::{Jitter, backoff};
+use crate::redact::{redact_text, redact_url, short_url};
 
 /// How transient failures (connection errors, timeouts, 5xx, 429) are
 /// retried.
@@ -82,10 +83,41 @@ pub(crate) enum Sent {
         retry_after: Option<Duration>,
         location: Option<String>,
     },
-    TimedOut(String),
-    Unreachable(String),
+    NoAnswer(NoAnswer),
+}
+
+/// A request that got no answer, and why.
+pub(crate) struct NoAnswer {
+    pub(crate) kind: NoAnswerKind,
+    pub(crate) message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoAnswerKind {
+    TimedOut,
+    Unreachable,
     /// The host name does not resolve: retrying will not help.
-    UnknownHost(String),
+    UnknownHost,
+}
+
+impl NoAnswer {
+    /// What a request to `server` without an answer means: a host name that
+    /// does not resolve fails at once, anything else is worth another try.
+    pub(crate) fn attempt<T>(self, server: Server, url: &Url) -> Attempt<T> {
+        let error = Error::Transport {
+            server,
+            url: short_url(url),
+            cause: Cause(self.message.clone()),
+        };
+        match self.kind {
+            NoAnswerKind::UnknownHost => Attempt::Fail(error),
+            NoAnswerKind::TimedOut | NoAnswerKind::Unreachable => Attempt::Retry {
+                reason: self.message,
+                after: None,
+                error,
+            },
+        }
+    }
 }
 
 /// The HTTP clients: one that honours the system proxy settings for remote
@@ -244,22 +276,9 @@ impl Http {
     }
 
     async fn api_attempt(&self, url: &Url) -> Attempt<Answer> {
-        let shown = redact(url);
+        let shown = redact_url(url);
         match self.send(url).await {
-            Sent::TimedOut(message) | Sent::Unreachable(message) => Attempt::Retry {
-                reason: message.clone(),
-                after: None,
-                error: Error::Transport {
-                    server: Server::Api,
-                    url: short_url(url),
-                    message,
-                },
-            },
-            Sent::UnknownHost(message) => Attempt::Fail(Error::Transport {
-                server: Server::Api,
-                url: short_url(url),
-                message,
-            }),
+            Sent::NoAnswer(failure) => failure.attempt(Server::Api, url),
             Sent::Answer {
                 status,
                 body,
@@ -324,14 +343,17 @@ fn transport_failure(e: reqwest::Error) -> Sent {
     {
         message = format!("{message} ({cause})");
     }
-    let message = redact_text(&message);
-    if timed_out {
-        Sent::TimedOut(message)
+    let kind = if timed_out {
+        NoAnswerKind::TimedOut
     } else if causes.last().is_some_and(|c| is_unknown_host(c)) {
-        Sent::UnknownHost(message)
+        NoAnswerKind::UnknownHost
     } else {
-        Sent::Unreachable(message)
-    }
+        NoAnswerKind::Unreachable
+    };
+    Sent::NoAnswer(NoAnswer {
+        kind,
+        message: redact_text(&message),
+    })
 }
 
 /// Whether the resolver's own message (the innermost cause) says that a
@@ -347,65 +369,6 @@ fn is_unknown_host(message: &str) -> bool {
     ]
     .iter()
     .any(|known| message.contains(known))
-}
-
-/// A URL fit for a transport error: scheme, host, port and path, without
-/// user info or query.
-pub(crate) fn short_url(url: &Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.set_query(None);
-    url.set_fragment(None);
-    url.to_string()
-}
-
-/// Removes URL user info from free text (reqwest error messages).
-fn redact_text(text: &str) -> String {
-    text.split(' ')
-        .map(
-            |word| match Url::parse(word.trim_matches(|c| c == '(' || c == ')')) {
-                Ok(url) if !url.username().is_empty() || url.password().is_some() => {
-                    word.replace(word.trim_matches(|c| c == '(' || c == ')'), &redact(&url))
-                }
-                _ => word.to_owned(),
-            },
-        )
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// A URL fit for messages: no user info, and the values of query parameters
-/// that could hold secrets replaced.
-pub(crate) fn redact(url: &Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    if let Some(query) = url.query() {
-        let cleaned: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if is_secret_key(key) => format!("{key}=REDACTED"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        url.set_query(Some(&cleaned.join("&")));
-    }
-    url.to_string()
-}
-
-fn is_secret_key(key: &str) -> bool {
-    let key = key.to_ascii_lowercase();
-    [
-        "apikey",
-        "api_key",
-        "token",
-        "access_token",
-        "password",
-        "secret",
-    ]
-    .iter()
-    .any(|k| key == *k)
 }
 
 /// The server's error message, found like balena-request does it:
@@ -597,14 +560,6 @@ mod tests {
         assert_eq!(parse_http_date("yesterday"), None);
     }
 
-    #[test]
-    fn urls_lose_credentials() {
-        let url = Url::parse("https://user:pw@api.example/v7/x?apikey=s3cret&$select=id").unwrap();
-        let shown = redact(&url);
-        assert_eq!(shown, "https://api.example/v7/x?apikey=REDACTED&$select=id");
-        assert!(!redact_text(&format!("error sending request for url ({url})")).contains("pw"));
-    }
-
     fn http(retry: RetryPolicy) -> Http {
         let clients = Clients {
             proxied: reqwest::Client::new(),
@@ -711,12 +666,6 @@ mod tests {
         ] {
             assert_eq!(is_unknown_host(message), unknown, "{message}");
         }
-    }
-
-    #[test]
-    fn transport_errors_show_host_and_path_only() {
-        let url = Url::parse("https://u:p@api.example/v7/release?$filter=id%20eq%201#x").unwrap();
-        assert_eq!(short_url(&url), "https://api.example/v7/release");
     }
 
     #[test]

@@ -78,6 +78,7 @@
 pub mod bench_support;
 mod bigint;
 mod client;
+mod delta_server;
 mod error;
 mod event;
 mod fleet;
@@ -86,23 +87,27 @@ mod model;
 mod odata;
 mod poll;
 mod prepare;
+mod queries;
+mod redact;
 mod reference;
-mod report;
+mod resolve;
 mod round;
+mod rules;
 mod token;
 mod wire;
 
 pub use client::{
     Client, ClientBuilder, DEFAULT_API_URL, DEFAULT_DELTA_URL, DEFAULT_REQUEST_TIMEOUT,
 };
-pub use error::{Error, Server, TokenProblem};
+pub use error::{Cause, Error, Server, TokenProblem};
 pub use event::{Event, TriggerOutcome};
 pub use http::RetryPolicy;
 pub use model::{
     Change, DeltaFailure, DeltaInfo, FleetSummary, FleetTransition, FleetUpdateInfo, ImageInfo,
-    ReleaseSummary, RemovedService, ServiceUpdate, Status, UpdateInfo,
+    ReleaseSummary, RemovedService, Report, ServiceUpdate, Status, UpdateInfo,
 };
 pub use poll::PollPolicy;
 pub use prepare::PrepareOptions;
+pub use redact::{redact_text, redact_url};
 pub use reference::{FleetRef, ParseReleaseError, ReleaseRef};
 pub use token::{TokenKind, token_kind};

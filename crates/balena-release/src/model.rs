@@ -47,6 +47,16 @@ pub enum Change {
     Unchanged,
 }
 
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Change::New => "new",
+            Change::Changed => "changed",
+            Change::Unchanged => "unchanged",
+        })
+    }
+}
+
 /// A release's id and full commit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ReleaseSummary {
@@ -92,6 +102,28 @@ impl UpdateInfo {
             .iter()
             .find(|s| s.service_name == name)
     }
+
+    /// What a device updating now downloads, in bytes: every service's
+    /// [`ServiceUpdate::download_now`], a changed service without a ready
+    /// delta counted as its whole image. Equals
+    /// `estimated_total_payload_size` once the update is ready.
+    pub fn download_now(&self) -> u64 {
+        self.is_produced_by__service_update
+            .iter()
+            .fold(0u64, |sum, s| {
+                sum.saturating_add(s.download_now().unwrap_or(s.produces__image.image_size))
+            })
+    }
+
+    /// The size of every target image in full, in bytes: what devices would
+    /// download without deltas.
+    pub fn full_size(&self) -> u64 {
+        self.is_produced_by__service_update
+            .iter()
+            .fold(0u64, |sum, s| {
+                sum.saturating_add(s.produces__image.image_size)
+            })
+    }
 }
 
 /// What one service of the target release needs.
@@ -112,6 +144,21 @@ pub struct ServiceUpdate {
     /// succeeded since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_failure: Option<DeltaFailure>,
+}
+
+impl ServiceUpdate {
+    /// What a device updating now downloads for this service, in bytes:
+    /// nothing when unchanged, the delta when one is ready, the whole image
+    /// when new; `None` for a changed service whose delta is not ready (the
+    /// device would pull the whole image, or wait for the delta).
+    pub fn download_now(&self) -> Option<u64> {
+        match (self.change, &self.produces__image.is_produced_by__delta) {
+            (Change::Unchanged, _) => Some(0),
+            (_, Some(delta)) => Some(delta.size),
+            (Change::New, None) => Some(self.produces__image.image_size),
+            (Change::Changed, None) => None,
+        }
+    }
 }
 
 /// An image of a service.
@@ -224,6 +271,43 @@ pub struct FleetTransition {
     /// The update from that release to the target.
     #[serde(flatten)]
     pub update: UpdateInfo,
+}
+
+/// The result of a run: one transition, or every transition of a fleet.
+/// Serialises as the inner value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Report {
+    /// From one release to another.
+    Transition(UpdateInfo),
+    /// Every release a fleet's devices run, to the fleet's target.
+    Fleet(FleetUpdateInfo),
+}
+
+impl Report {
+    /// The least ready status in the report.
+    pub fn overall_status(&self) -> Status {
+        match self {
+            Report::Transition(info) => info.overall_status,
+            Report::Fleet(fleet) => fleet.overall_status,
+        }
+    }
+
+    /// The transition, when the report is about one.
+    pub fn transition(&self) -> Option<&UpdateInfo> {
+        match self {
+            Report::Transition(info) => Some(info),
+            Report::Fleet(_) => None,
+        }
+    }
+
+    /// The fleet, when the report is about one.
+    pub fn fleet(&self) -> Option<&FleetUpdateInfo> {
+        match self {
+            Report::Transition(_) => None,
+            Report::Fleet(fleet) => Some(fleet),
+        }
+    }
 }
 
 #[cfg(test)]

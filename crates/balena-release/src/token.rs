@@ -236,7 +236,7 @@ pub(crate) mod tests {
         let message = Error::InvalidToken { problem: p }.to_string();
         assert_eq!(
             message,
-            "the session token expired at `2023-11-14T22:13:20Z`: log in again with `balena login`"
+            "the session token expired at `2023-11-14T22:13:20Z`"
         );
     }
 

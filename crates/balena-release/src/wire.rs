@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::bigint;
-use crate::error::{Error, Server};
+use crate::error::{Cause, Error, Server};
 use crate::model::{ImageInfo, ReleaseSummary};
 
 #[derive(Deserialize)]
@@ -129,7 +129,7 @@ impl Source<'_> {
             server: self.server,
             what: self.what.to_owned(),
             path: path.into(),
-            message: message.into(),
+            cause: Cause(message.into()),
         }
     }
 }
@@ -296,7 +296,7 @@ pub(crate) mod tests {
 
     fn decode_error(body: &str) -> (String, String) {
         match releases(body.as_bytes(), &SOURCE) {
-            Err(Error::Decode { path, message, .. }) => (path, message),
+            Err(Error::Decode { path, cause, .. }) => (path, cause.message().to_owned()),
             other => panic!("expected a decode error, got {other:?}"),
         }
     }

@@ -206,7 +206,8 @@ async fn bad_answers_are_decode_errors_with_a_path() {
     ];
     for (response, want_path, want_message) in cases {
         match answer_error(response).await {
-            Error::Decode { path, message, .. } => {
+            Error::Decode { path, cause, .. } => {
+                let message = cause.message();
                 if !want_path.is_empty() {
                     assert_eq!(path, want_path, "{message}");
                 }
@@ -531,10 +532,20 @@ async fn a_refused_delta_is_not_asked_again_and_ends_the_wait_once_the_rest_is_r
             ..
         } => {
             assert_eq!(service, "api");
-            let failure = last.service("api").unwrap().delta_failure.as_ref().unwrap();
+            let failure = last
+                .transition()
+                .unwrap()
+                .service("api")
+                .unwrap()
+                .delta_failure
+                .as_ref()
+                .unwrap();
             assert_eq!(failure.http_status, Some(404));
             assert_eq!(failure.attempts, 1);
-            assert_eq!(last.service("main").unwrap().status, Status::Ready);
+            assert_eq!(
+                last.transition().unwrap().service("main").unwrap().status,
+                Status::Ready
+            );
         }
         other => panic!("{other:?}"),
     }

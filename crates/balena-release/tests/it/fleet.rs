@@ -132,7 +132,7 @@ async fn preparing_a_fleet_waits_for_every_transition() {
         events
             .all()
             .iter()
-            .any(|e| matches!(e, Event::FleetRound { .. }))
+            .any(|e| matches!(e, Event::Round { report, .. } if report.fleet().is_some()))
     );
     // Later rounds read only deltas: application, devices and releases once.
     assert_eq!(api_requests(&sim, "application").len(), 1);
@@ -262,7 +262,7 @@ async fn a_fleet_of_a_hundred_releases_costs_four_requests_then_one_per_poll() {
     let rounds = events
         .all()
         .iter()
-        .filter(|e| matches!(e, Event::FleetRound { .. }))
+        .filter(|e| matches!(e, Event::Round { report, .. } if report.fleet().is_some()))
         .count();
     assert!(rounds >= 2, "{rounds} rounds");
     // Application, devices, releases and deltas, then the deltas per round.

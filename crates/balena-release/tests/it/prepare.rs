@@ -171,6 +171,8 @@ async fn a_delta_that_keeps_failing_gives_up_naming_the_service() {
             assert_eq!(service, "main");
             assert_eq!(*attempts, 3);
             let failure = last
+                .transition()
+                .unwrap()
                 .service("main")
                 .unwrap()
                 .delta_failure
@@ -212,7 +214,7 @@ async fn the_deadline_returns_the_last_state() {
     // The manual clock never moves, so the build stays running.
     let sim = start(manual_demo());
     let options = balena_release::PrepareOptions {
-        deadline: Some(Instant::now() + Duration::from_millis(150)),
+        deadline: Some(Instant::now() + Duration::from_millis(500)),
         ..prepare(true)
     };
     let started = Instant::now();
@@ -228,8 +230,11 @@ async fn the_deadline_returns_the_last_state() {
     assert!(started.elapsed() < Duration::from_secs(2));
     match err {
         Error::Timeout { last: Some(last) } => {
-            assert_eq!(last.overall_status, Status::Preparing);
-            assert_eq!(last.service("main").unwrap().status, Status::Ready);
+            assert_eq!(last.overall_status(), Status::Preparing);
+            assert_eq!(
+                last.transition().unwrap().service("main").unwrap().status,
+                Status::Ready
+            );
         }
         other => panic!("{other:?}"),
     }

@@ -491,6 +491,6 @@ async fn an_api_without_deltas_reports_changed_services_pending() {
         .await
         .unwrap_err();
     assert!(matches!(error, Error::NoDeltas { .. }), "{error}");
-    assert!(error.to_string().contains("without --prepare"), "{error}");
+    assert!(error.to_string().contains("has no deltas"), "{error}");
     assert_eq!(sim.count(Server::Delta, None), 0, "no delta server to ask");
 }

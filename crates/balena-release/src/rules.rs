@@ -365,6 +365,11 @@ pub(crate) mod tests {
         "2026-11-25T19:00:00Z".parse().unwrap()
     }
 
+    /// The report of [`example`] before any delta exists.
+    pub(crate) fn example_info() -> UpdateInfo {
+        evaluate(&example(), &[], now(), &Requests::default())
+    }
+
     fn example() -> Pairing {
         let source = release(
             1,

@@ -1,0 +1,578 @@
+//! What a prepare call tracks across rounds (one transition, or every
+//! transition of a fleet) and the pure rules that decide, after each read,
+//! which deltas to ask for again and when to give up on one.
+
+use crate::error::Error;
+use crate::http::shorten;
+use crate::model::{
+    DeltaFailure, FleetSummary, FleetTransition, FleetUpdateInfo, ReleaseSummary, Report, Status,
+    UpdateInfo,
+};
+use crate::reference::ReleaseRef;
+use crate::round::DeltaRead;
+use crate::rules::{self, Pair, Pairing, Requests, building_on_server};
+
+/// What a prepare call tracks across rounds: one transition ([`Tracker`])
+/// or every transition of a fleet ([`FleetTracker`]).
+pub(crate) trait Tracked {
+    /// The state reported after each round.
+    type Info: Clone;
+
+    /// Every image pair needing a delta.
+    fn delta_pairs(&self) -> Vec<Pair>;
+
+    /// The source releases and the target release, for trackers whose
+    /// deltas are cheaper to read by release than by image pair.
+    fn delta_releases(&self) -> Option<(Vec<ReleaseRef>, ReleaseRef)> {
+        None
+    }
+
+    /// The state from the delta rows of a round.
+    fn evaluate(&mut self, read: &DeltaRead) -> Self::Info;
+
+    fn is_ready(info: &Self::Info) -> bool;
+
+    /// The state as reported in events and errors.
+    fn report(info: &Self::Info) -> Report;
+
+    /// The delta requests to send now (service name, image pair; each pair
+    /// once), or the error for a delta requested `max_attempts` times.
+    fn to_request(
+        &self,
+        info: &Self::Info,
+        read: &DeltaRead,
+        max_attempts: u32,
+    ) -> Result<Vec<(String, Pair)>, Error>;
+
+    fn requests_mut(&mut self) -> &mut Requests;
+}
+
+/// The state kept across rounds of one transition.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracker {
+    pub(crate) pairing: Pairing,
+    /// The delta requests of this run.
+    pub(crate) requests: Requests,
+}
+
+impl Tracker {
+    pub(crate) fn new(pairing: Pairing) -> Self {
+        Tracker {
+            pairing,
+            requests: Requests::default(),
+        }
+    }
+
+    pub(crate) fn evaluate(&self, read: &DeltaRead) -> UpdateInfo {
+        rules::evaluate(&self.pairing, &read.rows, read.now, &self.requests)
+    }
+}
+
+/// The state of a fleet update across rounds.
+#[derive(Debug, Clone)]
+pub(crate) struct FleetTracker {
+    application: FleetSummary,
+    target: ReleaseSummary,
+    /// (device count, transition), in output order.
+    transitions: Vec<(u64, Tracker)>,
+    requests: Requests,
+}
+
+impl FleetTracker {
+    pub(crate) fn new(
+        application: FleetSummary,
+        target: ReleaseSummary,
+        transitions: Vec<(u64, Tracker)>,
+    ) -> Self {
+        FleetTracker {
+            application,
+            target,
+            transitions,
+            requests: Requests::default(),
+        }
+    }
+
+    /// Every image pair needing a delta, without repeats.
+    pub(crate) fn delta_pairs(&self) -> Vec<Pair> {
+        let mut pairs: Vec<Pair> = self
+            .transitions
+            .iter()
+            .flat_map(|(_, t)| t.pairing.delta_pairs())
+            .collect();
+        pairs.sort_unstable();
+        pairs.dedup();
+        pairs
+    }
+
+    fn sync_requests(&mut self) {
+        for (_, t) in &mut self.transitions {
+            t.requests = self.requests.clone();
+        }
+    }
+
+    fn evaluate(&mut self, read: &DeltaRead) -> FleetUpdateInfo {
+        self.sync_requests();
+        let transitions: Vec<FleetTransition> = self
+            .transitions
+            .iter()
+            .map(|(count, t)| FleetTransition {
+                device_count: *count,
+                update: t.evaluate(read),
+            })
+            .collect();
+        let overall = transitions
+            .iter()
+            .map(|t| t.update.overall_status)
+            .min()
+            .unwrap_or(Status::Ready);
+        let payload = transitions.iter().fold(0u64, |sum, t| {
+            let each = t.update.estimated_total_payload_size.unwrap_or(0);
+            sum.saturating_add(each.saturating_mul(t.device_count))
+        });
+        let payload_size_unknown = transitions.iter().any(|t| t.update.payload_size_unknown);
+        FleetUpdateInfo {
+            application: self.application.clone(),
+            produces__release: self.target.clone(),
+            transitions,
+            overall_status: overall,
+            estimated_fleet_payload_size: (overall == Status::Ready).then_some(payload),
+            payload_size_unknown: overall == Status::Ready && payload_size_unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NextStep {
+    /// Nothing to request.
+    Wait,
+    /// Request these pairs (again).
+    Trigger(Vec<Pair>),
+    /// Give up on this pair.
+    GiveUp(Pair),
+}
+
+/// The deltas worth requesting now, in any round: every changed service
+/// that is pending (failed, stale or never started), except when the delta
+/// server still counts a build of the pair as running (a request would
+/// start nothing and only use up an attempt) or refused it (a refusal is
+/// its final word: devices pull that service in full).
+pub(crate) fn pairs_to_request(
+    tracker: &Tracker,
+    info: &UpdateInfo,
+    read: &DeltaRead,
+) -> Vec<Pair> {
+    tracker
+        .pairing
+        .delta_pairs()
+        .into_iter()
+        .filter(|pair| {
+            let pending = tracker
+                .pairing
+                .service_of(*pair)
+                .and_then(|s| info.service(&s.name))
+                .is_some_and(|s| s.status == Status::Pending);
+            pending
+                && !tracker.requests.refused.contains_key(pair)
+                && !building_on_server(*pair, &read.rows, read.now)
+        })
+        .collect()
+}
+
+/// Decides, from a state read while waiting, which deltas to request again
+/// ([`pairs_to_request`]), or which one to give up on because it has
+/// already been requested `max_attempts` times.
+pub(crate) fn next_step(
+    tracker: &Tracker,
+    info: &UpdateInfo,
+    read: &DeltaRead,
+    max_attempts: u32,
+) -> NextStep {
+    let again = pairs_to_request(tracker, info, read);
+    let capped = again
+        .iter()
+        .find(|pair| tracker.requests.attempts(**pair) >= max_attempts);
+    match capped {
+        Some(pair) => NextStep::GiveUp(*pair),
+        None if again.is_empty() => match only_refusals_left(tracker, info) {
+            Some(pair) => NextStep::GiveUp(pair),
+            None => NextStep::Wait,
+        },
+        None => NextStep::Trigger(again),
+    }
+}
+
+/// A refused pair, when every service not ready yet was refused by the
+/// delta server: nothing is left to wait for.
+fn only_refusals_left(tracker: &Tracker, info: &UpdateInfo) -> Option<Pair> {
+    let mut refused = None;
+    for service in info
+        .is_produced_by__service_update
+        .iter()
+        .filter(|s| s.status != Status::Ready)
+    {
+        let pair = tracker
+            .pairing
+            .services
+            .iter()
+            .find(|p| p.name == service.service_name)
+            .and_then(|p| p.delta_pair())?;
+        if !tracker.requests.refused.contains_key(&pair) {
+            return None;
+        }
+        refused.get_or_insert(pair);
+    }
+    refused
+}
+
+/// The delta requests for `pairs`: each with its service name.
+pub(crate) fn jobs(tracker: &Tracker, pairs: &[Pair]) -> Vec<(String, Pair)> {
+    pairs
+        .iter()
+        .filter_map(|p| tracker.pairing.service_of(*p).map(|s| (s.name.clone(), *p)))
+        .collect()
+}
+
+/// The error for a delta given up on.
+pub(crate) fn delta_failed(tracker: &Tracker, info: &UpdateInfo, pair: Pair) -> Error {
+    let service = tracker
+        .pairing
+        .service_of(pair)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    let failure = info.service(&service).and_then(|s| s.delta_failure.clone());
+    let message = match failure {
+        Some(DeltaFailure {
+            http_status: Some(_),
+            error_message: Some(m),
+            ..
+        }) => format!("the {m}"),
+        Some(f) => match (f.error_message, f.delta_id) {
+            (Some(m), _) if !m.trim().is_empty() => {
+                format!("the delta server reported `{}`", shorten(&m))
+            }
+            (_, Some(id)) => format!("delta `{id}` failed without a message"),
+            (_, None) => "the delta failed without a message".to_owned(),
+        },
+        None => format!(
+            "no delta from image `{}` to image `{}` is being built (it never started or went \
+             stale)",
+            pair.0, pair.1
+        ),
+    };
+    Error::DeltaFailed {
+        service,
+        from_release: None,
+        attempts: tracker.requests.attempts(pair),
+        message,
+        last: Box::new(Report::Transition(info.clone())),
+    }
+}
+
+impl Tracked for Tracker {
+    type Info = UpdateInfo;
+
+    fn delta_pairs(&self) -> Vec<Pair> {
+        self.pairing.delta_pairs()
+    }
+
+    fn evaluate(&mut self, read: &DeltaRead) -> UpdateInfo {
+        Tracker::evaluate(self, read)
+    }
+
+    fn is_ready(info: &UpdateInfo) -> bool {
+        info.overall_status == Status::Ready
+    }
+
+    fn report(info: &UpdateInfo) -> Report {
+        Report::Transition(info.clone())
+    }
+
+    fn to_request(
+        &self,
+        info: &UpdateInfo,
+        read: &DeltaRead,
+        max_attempts: u32,
+    ) -> Result<Vec<(String, Pair)>, Error> {
+        match next_step(self, info, read, max_attempts) {
+            NextStep::Wait => Ok(Vec::new()),
+            NextStep::Trigger(pairs) => Ok(jobs(self, &pairs)),
+            NextStep::GiveUp(pair) => Err(delta_failed(self, info, pair)),
+        }
+    }
+
+    fn requests_mut(&mut self) -> &mut Requests {
+        &mut self.requests
+    }
+}
+
+impl Tracked for FleetTracker {
+    type Info = FleetUpdateInfo;
+
+    fn delta_pairs(&self) -> Vec<Pair> {
+        FleetTracker::delta_pairs(self)
+    }
+
+    /// A fleet has many more image pairs than releases: reading by release
+    /// keeps a poll at one request per 100 source releases.
+    fn delta_releases(&self) -> Option<(Vec<ReleaseRef>, ReleaseRef)> {
+        if self.transitions.is_empty() {
+            return None;
+        }
+        let sources = self
+            .transitions
+            .iter()
+            .map(|(_, t)| ReleaseRef::Id(t.pairing.source.id))
+            .collect();
+        Some((sources, ReleaseRef::Id(self.target.id)))
+    }
+
+    fn evaluate(&mut self, read: &DeltaRead) -> FleetUpdateInfo {
+        FleetTracker::evaluate(self, read)
+    }
+
+    fn is_ready(info: &FleetUpdateInfo) -> bool {
+        info.overall_status == Status::Ready
+    }
+
+    fn report(info: &FleetUpdateInfo) -> Report {
+        Report::Fleet(info.clone())
+    }
+
+    /// The requests of every transition, each pair once even when several
+    /// transitions need it.
+    fn to_request(
+        &self,
+        info: &FleetUpdateInfo,
+        read: &DeltaRead,
+        max_attempts: u32,
+    ) -> Result<Vec<(String, Pair)>, Error> {
+        let mut out: Vec<(String, Pair)> = Vec::new();
+        for ((_, tracker), transition) in self.transitions.iter().zip(&info.transitions) {
+            let jobs = tracker
+                .to_request(&transition.update, read, max_attempts)
+                .map_err(|error| match error {
+                    Error::DeltaFailed {
+                        service,
+                        attempts,
+                        message,
+                        ..
+                    } => Error::DeltaFailed {
+                        service,
+                        from_release: Some(transition.update.originates_from__release.id),
+                        attempts,
+                        message,
+                        last: Box::new(Report::Fleet(info.clone())),
+                    },
+                    other => other,
+                })?;
+            for job in jobs {
+                if !out.iter().any(|(_, p)| *p == job.1) {
+                    out.push(job);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn requests_mut(&mut self) -> &mut Requests {
+        &mut self.requests
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::{SignedDuration, Timestamp};
+
+    use super::*;
+    use crate::rules::tests::{delta, image, release};
+    use crate::rules::{evaluate, pair};
+    use crate::wire::DeltaRow;
+
+    fn tracker() -> Tracker {
+        let source = release(1, &[("a", image(10, None, 1)), ("b", image(11, None, 1))]);
+        let target = release(2, &[("a", image(20, None, 1)), ("b", image(21, None, 1))]);
+        Tracker::new(pair(&source, &target))
+    }
+
+    fn now() -> Timestamp {
+        "2026-11-25T19:00:00Z".parse().unwrap()
+    }
+
+    fn read(rows: &[DeltaRow]) -> DeltaRead {
+        DeltaRead {
+            rows: rows.to_vec(),
+            now: now(),
+        }
+    }
+
+    #[test]
+    fn pending_services_are_requested_again_until_the_cap() {
+        let mut t = tracker();
+        let rows = [delta(1, (10, 20), "running", now())];
+        let info = evaluate(&t.pairing, &rows, now(), &Requests::default());
+        assert_eq!(pairs_to_request(&t, &info, &read(&rows)), [(11, 21)]);
+        assert_eq!(
+            next_step(&t, &info, &read(&rows), 3),
+            NextStep::Trigger(vec![(11, 21)])
+        );
+        t.requests.attempts.insert((11, 21), 3);
+        assert_eq!(
+            next_step(&t, &info, &read(&rows), 3),
+            NextStep::GiveUp((11, 21))
+        );
+        let all_running = [
+            delta(1, (10, 20), "running", now()),
+            delta(2, (11, 21), "running", now()),
+        ];
+        let info = evaluate(&t.pairing, &all_running, now(), &Requests::default());
+        assert_eq!(next_step(&t, &info, &read(&all_running), 3), NextStep::Wait);
+    }
+
+    #[test]
+    fn a_build_the_server_still_runs_is_not_requested_again() {
+        let t = tracker();
+        let ready = delta(1, (10, 20), "success", now());
+        // Stale for the status (over 3 minutes), still running for the server
+        // (under 5): pending, but a request would start nothing.
+        let quiet = [
+            ready.clone(),
+            delta(2, (11, 21), "running", now() - SignedDuration::from_mins(4)),
+        ];
+        let info = evaluate(&t.pairing, &quiet, now(), &Requests::default());
+        assert_eq!(info.service("b").unwrap().status, Status::Pending);
+        assert_eq!(next_step(&t, &info, &read(&quiet), 1), NextStep::Wait);
+        // Past 5 minutes the server builds again when asked.
+        let dropped = [
+            ready,
+            delta(2, (11, 21), "running", now() - SignedDuration::from_mins(6)),
+        ];
+        let info = evaluate(&t.pairing, &dropped, now(), &Requests::default());
+        assert_eq!(
+            next_step(&t, &info, &read(&dropped), 3),
+            NextStep::Trigger(vec![(11, 21)])
+        );
+    }
+
+    #[test]
+    fn giving_up_names_the_service_and_the_server_message() {
+        let mut t = tracker();
+        t.requests.attempts.insert((11, 21), 3);
+        let rows = [delta(7, (11, 21), "failed", now())];
+        let info = evaluate(&t.pairing, &rows, now(), &t.requests);
+        let err = delta_failed(&t, &info, (11, 21));
+        assert_eq!(
+            err.to_string(),
+            "the delta for service `b` could not be prepared (3 request(s)): the delta server \
+             reported `build 7 failed`"
+        );
+        assert!(err.last_state().is_some());
+        let err = delta_failed(&t, &evaluate(&t.pairing, &[], now(), &t.requests), (11, 21));
+        assert!(
+            err.to_string().contains("never started or went stale"),
+            "{err}"
+        );
+    }
+
+    fn fleet() -> FleetTracker {
+        let target = release(
+            3,
+            &[
+                ("main", image(30, Some("h3"), 300)),
+                ("db", image(31, Some("d"), 90)),
+            ],
+        );
+        let old = release(
+            1,
+            &[
+                ("main", image(10, Some("h1"), 100)),
+                ("db", image(11, Some("d"), 90)),
+            ],
+        );
+        let newer = release(
+            2,
+            &[
+                ("main", image(20, Some("h2"), 200)),
+                ("db", image(31, Some("d"), 90)),
+            ],
+        );
+        FleetTracker::new(
+            FleetSummary {
+                id: 1,
+                slug: "org/fleet".into(),
+            },
+            target.summary.clone(),
+            vec![
+                (4, Tracker::new(rules::pair(&newer, &target))),
+                (2, Tracker::new(rules::pair(&old, &target))),
+                (1, Tracker::new(rules::pair(&target, &target))),
+            ],
+        )
+    }
+
+    #[test]
+    fn fleet_status_and_payload_sum_over_devices() {
+        let mut f = fleet();
+        assert_eq!(f.delta_pairs(), [(10, 30), (20, 30)]);
+        let read = DeltaRead {
+            rows: vec![delta(1, (20, 30), "success", now())],
+            now: now(),
+        };
+        let info = f.evaluate(&read);
+        assert_eq!(info.overall_status, Status::Pending);
+        assert_eq!(info.estimated_fleet_payload_size, None);
+        assert_eq!(info.transitions[0].update.overall_status, Status::Ready);
+        assert_eq!(
+            info.transitions[2].update.estimated_total_payload_size,
+            Some(0)
+        );
+        let jobs = f.to_request(&info, &read, 3).unwrap();
+        assert_eq!(jobs, [("main".to_owned(), (10, 30))]);
+
+        let read = DeltaRead {
+            rows: vec![
+                delta(1, (20, 30), "success", now()),
+                delta(2, (10, 30), "success", now()),
+            ],
+            now: now(),
+        };
+        let info = f.evaluate(&read);
+        assert_eq!(info.overall_status, Status::Ready);
+        // 4 × 1001 + 2 × 1002 + 1 × 0.
+        assert_eq!(info.estimated_fleet_payload_size, Some(4 * 1001 + 2 * 1002));
+        assert_eq!(info.transition_from(1).unwrap().produces__release.id, 3);
+    }
+
+    #[test]
+    fn fleet_gives_up_after_the_cap() {
+        let mut f = fleet();
+        f.requests.attempts.insert((10, 30), 3);
+        let read = DeltaRead {
+            rows: vec![delta(5, (10, 30), "failed", now())],
+            now: now(),
+        };
+        let info = f.evaluate(&read);
+        let err = f.to_request(&info, &read, 3).unwrap_err();
+        match err {
+            Error::DeltaFailed {
+                from_release: Some(from_release),
+                service,
+                attempts: 3,
+                last,
+                ..
+            } => {
+                assert_eq!(service, "main");
+                assert_eq!(from_release, 1);
+                assert!(
+                    matches!(*last, Report::Fleet(ref f) if f.transitions.len() == 3),
+                    "the whole fleet's state"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        let f = fleet();
+        assert_eq!(
+            f.to_request(&info, &read, 3).unwrap(),
+            [("main".to_owned(), (20, 30)), ("main".to_owned(), (10, 30))]
+        );
+    }
+}
