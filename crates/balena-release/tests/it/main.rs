@@ -2,10 +2,11 @@
 
 mod support;
 
-mod faults;
+mod api_faults;
+mod delta_server;
 mod fleet;
 mod info;
 mod prepare;
 mod props;
 mod proxy;
-mod resilience;
+mod secrets;

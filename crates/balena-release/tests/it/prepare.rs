@@ -13,13 +13,7 @@ use crate::support::*;
 async fn prepare_triggers_the_pending_delta_and_reports_the_state_after() {
     let sim = start(manual_demo());
     let events = Events::default();
-    let info = client(&sim)
-        .prepare_update(
-            &id(demo::RELEASE_2),
-            &id(demo::RELEASE_3),
-            &prepare(false),
-            &events.sink(),
-        )
+    let info = prepare_2_to_3(&client(&sim), &prepare(false), &events.sink())
         .await
         .unwrap();
     assert_eq!(
@@ -69,15 +63,13 @@ async fn a_ready_update_triggers_nothing() {
 async fn wait_polls_until_ready_with_one_request_per_poll() {
     let sim = start(manual_demo());
     let events = Events::default();
-    let info = client(&sim)
-        .prepare_update(
-            &id(demo::RELEASE_2),
-            &id(demo::RELEASE_3),
-            &prepare(true),
-            &events.sink_advancing(&sim, Duration::from_secs(5)),
-        )
-        .await
-        .unwrap();
+    let info = prepare_2_to_3(
+        &client(&sim),
+        &prepare(true),
+        &events.sink_advancing(&sim, Duration::from_secs(5)),
+    )
+    .await
+    .unwrap();
     assert_eq!(info.overall_status, Status::Ready);
     let main = info.service("main").unwrap();
     let api = info.service("api").unwrap();
@@ -218,13 +210,7 @@ async fn the_deadline_returns_the_last_state() {
         ..prepare(true)
     };
     let started = Instant::now();
-    let err = client(&sim)
-        .prepare_update(
-            &id(demo::RELEASE_2),
-            &id(demo::RELEASE_3),
-            &options,
-            &|_| {},
-        )
+    let err = prepare_2_to_3(&client(&sim), &options, &|_| {})
         .await
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(2));
@@ -250,13 +236,7 @@ async fn the_deadline_cancels_a_hanging_request() {
         ..prepare(true)
     };
     let started = Instant::now();
-    let err = client(&sim)
-        .prepare_update(
-            &id(demo::RELEASE_2),
-            &id(demo::RELEASE_3),
-            &options,
-            &|_| {},
-        )
+    let err = prepare_2_to_3(&client(&sim), &options, &|_| {})
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Timeout { last: None }), "{err:?}");
@@ -294,13 +274,7 @@ async fn quiet_build() -> balena_sim::Simulator {
         demo::IMAGE_R3_API,
         vec![Outcome::stalled()],
     ));
-    let info = client(&sim)
-        .prepare_update(
-            &id(demo::RELEASE_2),
-            &id(demo::RELEASE_3),
-            &prepare(false),
-            &|_| {},
-        )
+    let info = prepare_2_to_3(&client(&sim), &prepare(false), &|_| {})
         .await
         .unwrap();
     assert_eq!(info.service("api").unwrap().status, Status::Preparing);
@@ -313,13 +287,7 @@ async fn quiet_build() -> balena_sim::Simulator {
 async fn the_first_round_leaves_a_build_the_server_still_runs_alone() {
     let sim = quiet_build().await;
     let events = Events::default();
-    let info = client(&sim)
-        .prepare_update(
-            &id(demo::RELEASE_2),
-            &id(demo::RELEASE_3),
-            &prepare(false),
-            &events.sink(),
-        )
+    let info = prepare_2_to_3(&client(&sim), &prepare(false), &events.sink())
         .await
         .unwrap();
     assert_eq!(info.service("api").unwrap().status, Status::Pending);

@@ -5,8 +5,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use balena_release::{Client, Event, PollPolicy, PrepareOptions, ReleaseRef, RetryPolicy};
-use balena_sim::{Clock, JournalEntry, Scenario, Server, Simulator};
+use balena_sim::{Clock, Fault, FaultRule, Faults, JournalEntry, Scenario, Server, Simulator};
 use secrecy::SecretString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub fn start(scenario: Scenario) -> Simulator {
     Simulator::start(scenario).expect("the simulator starts on loopback")
@@ -152,4 +153,67 @@ pub fn api_count(sim: &Simulator) -> usize {
 /// Delta server requests in the journal.
 pub fn delta_count(sim: &Simulator) -> usize {
     sim.count(Server::Delta, None)
+}
+
+/// A demo simulator with a manual clock and one fault rule.
+pub fn with_fault(rule: FaultRule) -> balena_sim::Simulator {
+    start(manual_demo().with_faults(Faults::none().with(rule)))
+}
+
+/// A fault rule answering `status` with `body`.
+pub fn error(status: u16, body: &str) -> FaultRule {
+    FaultRule::new(Fault::Error {
+        status,
+        body: Some(body.into()),
+    })
+}
+
+/// The default number of retries, with millisecond pauses.
+pub fn default_count_fast_retries() -> RetryPolicy {
+    RetryPolicy {
+        max_retries: RetryPolicy::default().max_retries,
+        ..fast_retries()
+    }
+}
+
+pub fn client_with_retries(sim: &Simulator, retry: RetryPolicy) -> balena_release::Client {
+    balena_release::Client::builder()
+        .api_url(sim.api_url().parse().expect("the simulator URL parses"))
+        .delta_url(sim.delta_url().parse().expect("the simulator URL parses"))
+        .token(Some(sim.token().into()))
+        .request_timeout(Duration::from_secs(5))
+        .retry_policy(retry)
+        .build()
+        .expect("the client builds")
+}
+
+/// A server answering every request with the same raw HTTP response.
+pub async fn canned_server(response: String) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = [0u8; 8192];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream.write_all(response.as_bytes()).await;
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// `prepare_update` from the demo's release 2 to release 3, where `main`
+/// has a built delta and `api` needs one.
+pub async fn prepare_2_to_3(
+    client: &Client,
+    options: &PrepareOptions,
+    on_event: &(dyn Fn(Event) + Send + Sync),
+) -> Result<balena_release::UpdateInfo, balena_release::Error> {
+    client
+        .prepare_update(
+            &id(balena_sim::demo::RELEASE_2),
+            &id(balena_sim::demo::RELEASE_3),
+            options,
+            on_event,
+        )
+        .await
 }

@@ -1,0 +1,152 @@
+//! Where the token goes: to the API and delta hosts only, never to another
+//! host through a redirect.
+
+use balena_release::{Error, RetryPolicy, Status};
+use balena_sim::canned::{Answer, Canned, DELTAS, RELEASES};
+use balena_sim::demo;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn redirects_to_other_hosts_are_not_followed() {
+    let url = canned_server(
+        "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.2:9/steal\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+            .to_owned(),
+    )
+    .await;
+    let c = balena_release::Client::builder()
+        .api_url(url.parse().unwrap())
+        .delta_url(url.parse().unwrap())
+        .token(Some("Yq8RaOPtlDTy5qf0bVaiWRrKNGqSvOEN".into()))
+        .retry_policy(RetryPolicy {
+            max_retries: 0,
+            ..fast_retries()
+        })
+        .build()
+        .unwrap();
+    let err = c
+        .get_update_info(&id(demo::RELEASE_1), &id(demo::RELEASE_2))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Api {
+            status: 302,
+            message,
+            ..
+        } => {
+            assert!(
+                message.contains("`http://127.0.0.2:9/steal` not followed"),
+                "{message}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A client whose API and delta URLs are `api` and `delta`, with a token.
+fn canned_client(api: &str, delta: &str, token: &str) -> balena_release::Client {
+    balena_release::Client::builder()
+        .api_url(api.parse().unwrap())
+        .delta_url(delta.parse().unwrap())
+        .token(Some(token.into()))
+        .retry_policy(RetryPolicy {
+            max_retries: 0,
+            ..fast_retries()
+        })
+        .build()
+        .unwrap()
+}
+
+const TOKEN: &str = "redirectCanaryToken0123456789abc";
+
+#[tokio::test]
+async fn the_token_goes_to_the_api_and_delta_hosts_only() {
+    let api = Canned::start();
+    api.route("/v7/release", Answer::json(RELEASES))
+        .route("/v7/delta", Answer::json(r#"{"d":[]}"#));
+    let delta = Canned::start();
+    delta.route("/api/v3/delta", Answer::new(504, "text/plain", "building"));
+    canned_client(&api.url, &delta.url, TOKEN)
+        .prepare_update(&id(1), &id(2), &prepare(false), &|_| {})
+        .await
+        .unwrap();
+    let expected = format!("Bearer {TOKEN}");
+    for (name, server) in [("API", &api), ("delta", &delta)] {
+        let seen = server.seen();
+        assert!(!seen.is_empty(), "no request reached the {name} host");
+        for request in seen {
+            assert_eq!(
+                request.header("authorization"),
+                Some(expected.as_str()),
+                "{name}: {}",
+                request.target
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_carries_no_token() {
+    for status in [301, 302, 303, 307, 308] {
+        // The other host: same address, another port, and by name.
+        let elsewhere = Canned::start();
+        elsewhere
+            .route("/", Answer::json(RELEASES))
+            .route("/v7/delta", Answer::json(DELTAS));
+        let port = elsewhere.url.rsplit(':').next().unwrap();
+        for target in [
+            format!("{}/v7/release", elsewhere.url),
+            format!("http://localhost:{port}/v7/release"),
+        ] {
+            let api = Canned::start();
+            api.route("/v7/", Answer::redirect(status, &target));
+            let err = canned_client(&api.url, &api.url, TOKEN)
+                .get_update_info(&id(1), &id(2))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::Api { status: s, .. } if *s == status),
+                "{status} to {target}: {err:?}"
+            );
+            assert!(err.to_string().contains("not followed"), "{err}");
+            assert!(!err.to_string().contains(TOKEN));
+        }
+        // The delta server redirecting elsewhere: the same.
+        let api = Canned::start();
+        api.route("/v7/release", Answer::json(RELEASES))
+            .route("/v7/delta", Answer::json(r#"{"d":[]}"#));
+        let delta = Canned::start();
+        delta.route(
+            "/api/v3/delta",
+            Answer::redirect(status, &format!("{}/api/v3/delta", elsewhere.url)),
+        );
+        let err = canned_client(&api.url, &delta.url, TOKEN)
+            .prepare_update(&id(1), &id(2), &prepare(false), &|_| {})
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Delta { status: Some(s), .. } if *s == status),
+            "{status}: {err:?}"
+        );
+        assert!(
+            elsewhere.seen().is_empty(),
+            "{status}: a request reached the other host: {:?}",
+            elsewhere.seen()
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_redirect_within_the_api_host_is_followed() {
+    let api = Canned::start();
+    api.route("/v7/release", Answer::redirect(307, "/moved/v7/release"))
+        .route("/moved/v7/release", Answer::json(RELEASES))
+        .route("/v7/delta", Answer::json(DELTAS));
+    let info = canned_client(&api.url, &api.url, TOKEN)
+        .get_update_info(&id(1), &id(2))
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, Status::Ready);
+    assert!(api.seen().iter().any(|s| s.target.starts_with("/moved/")));
+}
