@@ -27,6 +27,7 @@ const DELTA_SELECT: &[&str] = &[
     "originates_from__image",
     "produces__image",
     "update_timestamp",
+    "end_timestamp",
     "error_message",
 ];
 
@@ -246,7 +247,7 @@ mod tests {
         assert_eq!(
             q.render(),
             "$select=id,status,version,is_stored_at__location,size,originates_from__image,\
-             produces__image,update_timestamp,error_message&$filter=version eq 3 and \
+             produces__image,update_timestamp,end_timestamp,error_message&$filter=version eq 3 and \
              originates_from__image/release_image/any(ri:ri/is_part_of__release eq 900813) and \
              produces__image/release_image/any(ri:ri/is_part_of__release eq 900835)\
              &$orderby=id desc"

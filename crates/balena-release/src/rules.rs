@@ -39,9 +39,14 @@ fn rows_of(pair: Pair, rows: &[DeltaRow]) -> impl Iterator<Item = &DeltaRow> {
     })
 }
 
-/// Whether a row is a build with a heartbeat after `horizon`.
+/// Whether a row is a build still going with a heartbeat after `horizon`.
+/// No list of delta statuses is published: besides `running`, any status
+/// other than `success` on a row without `end_timestamp` is judged by its
+/// heartbeat the same way.
 fn running_since(row: &DeltaRow, horizon: Timestamp) -> bool {
-    row.status == "running" && row.update_timestamp.is_some_and(|t| t > horizon)
+    row.status != "success"
+        && row.end_timestamp.is_none()
+        && row.update_timestamp.is_some_and(|t| t > horizon)
 }
 
 /// An image pair (source id, target id) that needs a delta.
@@ -186,14 +191,17 @@ pub(crate) struct DeltaState {
     pub(crate) failed: Option<DeltaRow>,
 }
 
-fn is_failure(status: &str) -> bool {
-    !matches!(status, "success" | "running")
+/// Whether a row is a finished build that did not succeed: `end_timestamp`
+/// set and any status but `success`.
+fn is_failure(row: &DeltaRow) -> bool {
+    row.status != "success" && row.end_timestamp.is_some()
 }
 
 /// Judges one image pair from its delta rows (rows of other pairs and other
 /// versions are ignored). A `success` row always wins, even over a newer
-/// `running` one; a `running` row counts only while its heartbeat is
-/// younger than [`STALE_AFTER`].
+/// `running` one; an unfinished row counts only while its heartbeat is
+/// younger than [`STALE_AFTER`]; a finished row of another status is a
+/// failure.
 pub(crate) fn judge(pair: Pair, rows: &[DeltaRow], now: Timestamp) -> DeltaState {
     let mine = || rows_of(pair, rows);
     if let Some(success) = mine()
@@ -224,7 +232,7 @@ pub(crate) fn judge(pair: Pair, rows: &[DeltaRow], now: Timestamp) -> DeltaState
         failed: if fresh {
             None
         } else {
-            newest.filter(|r| is_failure(&r.status)).cloned()
+            newest.filter(|r| is_failure(r)).cloned()
         },
     }
 }
@@ -358,6 +366,7 @@ pub(crate) mod tests {
             produces__image: Some(ForeignKey { __id: pair.1 }),
             update_timestamp: Some(heartbeat),
             error_message: (status == "failed").then(|| format!("build {id} failed")),
+            end_timestamp: (status != "running").then_some(heartbeat),
         }
     }
 
@@ -471,6 +480,37 @@ pub(crate) mod tests {
         v2.version = 2;
         let other = delta(3, (10, 21), "success", fresh);
         assert_eq!(judge(p, &[v2, other], now()).status, Status::Pending);
+    }
+
+    #[test]
+    fn unlisted_statuses_are_judged_by_end_timestamp_and_heartbeat() {
+        let fresh = now() - SignedDuration::from_secs(10);
+        let stale = now() - SignedDuration::from_mins(4);
+        let p = (10, 20);
+        let row = |status: &str, heartbeat, ended: bool| {
+            let mut row = delta(1, p, status, heartbeat);
+            row.end_timestamp = ended.then_some(heartbeat);
+            row.error_message = Some(format!("{status} row"));
+            row
+        };
+        // Unfinished: a build, alive while its heartbeat is.
+        let queued = judge(p, &[row("queued", fresh, false)], now());
+        assert_eq!((queued.status, queued.failed), (Status::Preparing, None));
+        let gone = judge(p, &[row("queued", stale, false)], now());
+        assert_eq!((gone.status, gone.failed), (Status::Pending, None));
+        assert!(building_on_server(p, &[row("queued", stale, false)], now()));
+        // Finished without success: a failure, whatever the status says,
+        // `running` included.
+        for status in ["error", "cancelled", "running"] {
+            let ended = judge(p, &[row(status, fresh, true)], now());
+            assert_eq!(ended.status, Status::Pending, "{status}");
+            let failed = ended.failed.expect(status);
+            assert_eq!(
+                failed.error_message.as_deref(),
+                Some(&*format!("{status} row"))
+            );
+            assert!(!building_on_server(p, &[row(status, fresh, true)], now()));
+        }
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub(crate) struct DeltaRow {
     pub(crate) produces__image: Option<ForeignKey>,
     pub(crate) update_timestamp: Option<Timestamp>,
     #[serde(default)]
+    pub(crate) end_timestamp: Option<Timestamp>,
+    #[serde(default)]
     pub(crate) error_message: Option<String>,
 }
 
