@@ -39,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) http: Http,
     pub(crate) api: Url,
     pub(crate) delta: Url,
+    /// The timeout of each request.
+    pub(crate) request_timeout: Duration,
     /// Whether the one-query delta lookup through the release link table
     /// is still worth trying on this server.
     pub(crate) nested_deltas: AtomicBool,
@@ -183,6 +185,7 @@ impl ClientBuilder {
                 http: Http::new(clients, self.token, self.retry),
                 api,
                 delta,
+                request_timeout: self.request_timeout,
                 nested_deltas: AtomicBool::new(true),
                 no_delta_resource: AtomicBool::new(false),
             }),

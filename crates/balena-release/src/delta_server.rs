@@ -8,7 +8,7 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use crate::client::Client;
 use crate::error::{Error, Server};
 use crate::event::{Event, TriggerOutcome};
-use crate::http::{Attempt, NoAnswerKind, Sent, Sink, server_message};
+use crate::http::{Attempt, Limit, NoAnswerKind, Sent, Sink, host_of, server_message};
 use crate::rules::{Pair, Refusal, Requests};
 
 impl Client {
@@ -30,13 +30,18 @@ impl Client {
             .inner
             .http
             .retrying(&what, events, || async {
-                match self.inner.http.send(&url).await {
+                match self.inner.http.send(&url, Limit::DELTA).await {
                     // Readiness comes from the delta rows; a slow answer
                     // only means the build is still going.
                     Sent::NoAnswer(failure) if failure.kind == NoAnswerKind::TimedOut => {
                         Attempt::Done((TriggerOutcome::TimedOut, None))
                     }
                     Sent::NoAnswer(failure) => failure.attempt(Server::Delta, &url),
+                    Sent::TooLarge { limit } => Attempt::Fail(Error::TooLarge {
+                        server: Server::Delta,
+                        host: host_of(&url),
+                        limit,
+                    }),
                     Sent::Answer {
                         status,
                         body,

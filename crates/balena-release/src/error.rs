@@ -290,6 +290,20 @@ pub enum Error {
         #[source]
         cause: Cause,
     },
+    /// A server's answer was longer than this library reads.
+    #[error(
+        "the {server} at `{host}` sent an answer larger than {} MiB; check that the {server} \
+         URL points at a balena server",
+        limit >> 20
+    )]
+    TooLarge {
+        /// Which server.
+        server: Server,
+        /// Its host.
+        host: String,
+        /// The most bytes read.
+        limit: usize,
+    },
     /// The deadline passed before the update was ready.
     #[error("the update was not ready before the deadline")]
     Timeout {

@@ -44,11 +44,12 @@ pub enum Event {
         /// Why it failed.
         reason: String,
     },
-    /// The server rejected the one-query delta lookup; the library now reads
-    /// deltas after the releases (one more round trip, same request count).
+    /// The one-query delta lookup failed (rejected, or no answer in time);
+    /// the library now reads deltas after the releases (one more round
+    /// trip, same request count).
     DeltaQueryFallback {
-        /// The HTTP status of the rejection.
-        status: u16,
+        /// The HTTP status of the rejection, when there was an answer.
+        status: Option<u16>,
     },
 }
 

@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 
 use crate::client::Client;
 use crate::error::{Error, Server};
+use crate::http::Effort;
 use crate::http::Sink;
 use crate::model::{FleetSummary, FleetUpdateInfo, UpdateInfo};
 use crate::prepare::{FleetTracker, Tracker};
-use crate::queries::{application_query, device_query, nested_delta_queries, release_queries};
+use crate::queries::{application_query, device_query, release_queries};
 use crate::reference::{FleetRef, ReleaseRef};
 use crate::resolve::{check_images, resolve};
 use crate::round::DeltaRead;
@@ -42,6 +43,7 @@ impl Client {
                 "application",
                 &application_query(fleet),
                 "application",
+                Effort::Full,
                 events,
             )
             .await?;
@@ -64,7 +66,13 @@ impl Client {
         events: Sink<'_>,
     ) -> Result<Vec<Option<u64>>, Error> {
         let answer = self
-            .api_json("device", &device_query(application), "device", events)
+            .api_json(
+                "device",
+                &device_query(application),
+                "device",
+                Effort::Full,
+                events,
+            )
             .await?;
         wire::device_releases(
             &answer.body,
@@ -98,17 +106,10 @@ impl Client {
             groups.iter().map(|(id, _)| ReleaseRef::Id(*id)).collect();
         let mut refs: Vec<&ReleaseRef> = source_refs.iter().collect();
         refs.push(&target_ref);
-        let sources: Vec<&ReleaseRef> = source_refs.iter().collect();
         let (releases, nested) = self
             .releases_with_deltas(
                 &release_queries(&refs),
-                || {
-                    if sources.is_empty() {
-                        Vec::new()
-                    } else {
-                        nested_delta_queries(&sources, &target_ref)
-                    }
-                },
+                || (!source_refs.is_empty()).then(|| (source_refs.clone(), target_ref.clone())),
                 events,
             )
             .await?;

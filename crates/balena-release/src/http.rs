@@ -84,6 +84,80 @@ pub(crate) enum Sent {
         location: Option<String>,
     },
     NoAnswer(NoAnswer),
+    /// The answer was longer than the limit; reading stopped there.
+    TooLarge {
+        limit: usize,
+    },
+}
+
+/// How much of an answer is read, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit {
+    /// The most bytes of body kept, after decompression.
+    pub(crate) bytes: usize,
+    /// Cut the body there instead of failing ([`Sent::TooLarge`]).
+    pub(crate) truncate: bool,
+    /// A timeout shorter than the client's, for this request only.
+    pub(crate) timeout: Option<Duration>,
+}
+
+impl Limit {
+    /// API answers: far above the largest query this library sends (a
+    /// 100-release fleet answer is a few hundred KiB).
+    pub(crate) const API: Limit = Limit {
+        bytes: 16 << 20,
+        truncate: false,
+        timeout: None,
+    };
+    /// Delta server answers: the status decides; the body is only kept as
+    /// the failure message.
+    pub(crate) const DELTA: Limit = Limit {
+        bytes: 4 << 10,
+        truncate: true,
+        timeout: None,
+    };
+}
+
+/// How hard to try one API request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Effort {
+    /// Retry transient failures as the retry policy says.
+    Full,
+    /// An optional query with a fallback: one attempt with its own timeout,
+    /// only a 429 is retried (the server is busy, not unable).
+    Probe { timeout: Duration },
+}
+
+/// Reads the body of `response` up to `limit` bytes after decompression;
+/// `None` when it is longer and `limit` does not truncate. What a server
+/// announces in `Content-Length` is not trusted either way.
+async fn read_capped(
+    mut response: reqwest::Response,
+    limit: Limit,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = limit.bytes - body.len();
+        if chunk.len() > room {
+            if !limit.truncate {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk[..room]);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// The host (and port, when not the scheme's default) of a URL, for
+/// messages.
+pub(crate) fn host_of(url: &Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_owned(),
+        (None, _) => url.as_str().to_owned(),
+    }
 }
 
 /// A request that got no answer, and why.
@@ -170,9 +244,13 @@ impl Http {
         self.jitter_unit()
     }
 
-    /// Sends one GET with the Bearer token.
-    pub(crate) async fn send(&self, url: &Url) -> Sent {
+    /// Sends one GET with the Bearer token, reading at most `limit.bytes` of
+    /// the answer (counted after decompression).
+    pub(crate) async fn send(&self, url: &Url, limit: Limit) -> Sent {
         let mut request = self.clients.for_url(url).get(url.clone());
+        if let Some(timeout) = limit.timeout {
+            request = request.timeout(timeout);
+        }
         if let Some(token) = &self.token {
             // token_kind() accepted only printable ASCII, which is always a
             // valid header value.
@@ -199,15 +277,16 @@ impl Http {
         let date = header(DATE).and_then(|d| parse_http_date(&d));
         let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, date));
         let location = header(LOCATION);
-        match response.bytes().await {
-            Ok(body) => Sent::Answer {
+        match read_capped(response, limit).await {
+            Ok(Some(body)) => Sent::Answer {
                 status,
-                body: body.to_vec(),
+                body,
                 content_type,
                 date,
                 retry_after,
                 location,
             },
+            Ok(None) => Sent::TooLarge { limit: limit.bytes },
             Err(e) => transport_failure(e),
         }
     }
@@ -264,21 +343,44 @@ impl Http {
         }
     }
 
-    /// A GET to the API expecting a JSON answer, with retries.
+    /// A GET to the API expecting a JSON answer, retried as `effort` says.
     pub(crate) async fn api_get(
         &self,
         url: &Url,
         what: &str,
+        effort: Effort,
         events: Sink<'_>,
     ) -> Result<Answer, Error> {
-        self.retrying(what, events, || async { self.api_attempt(url).await })
-            .await
+        let limit = match effort {
+            Effort::Full => Limit::API,
+            Effort::Probe { timeout } => Limit {
+                timeout: Some(timeout),
+                ..Limit::API
+            },
+        };
+        self.retrying(what, events, || async {
+            match self.api_attempt(url, limit).await {
+                Attempt::Retry { error, .. }
+                    if effort != Effort::Full
+                        && !matches!(error, Error::Api { status: 429, .. }) =>
+                {
+                    Attempt::Fail(error)
+                }
+                other => other,
+            }
+        })
+        .await
     }
 
-    async fn api_attempt(&self, url: &Url) -> Attempt<Answer> {
+    async fn api_attempt(&self, url: &Url, limit: Limit) -> Attempt<Answer> {
         let shown = redact_url(url);
-        match self.send(url).await {
+        match self.send(url, limit).await {
             Sent::NoAnswer(failure) => failure.attempt(Server::Api, url),
+            Sent::TooLarge { limit } => Attempt::Fail(Error::TooLarge {
+                server: Server::Api,
+                host: host_of(url),
+                limit,
+            }),
             Sent::Answer {
                 status,
                 body,

@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use futures_util::future::try_join_all;
 use jiff::Timestamp;
@@ -12,10 +13,11 @@ use jiff::Timestamp;
 use crate::client::Client;
 use crate::error::{Cause, Error, Server};
 use crate::event::Event;
-use crate::http::{Answer, Sink};
+use crate::http::{Answer, Effort, Sink};
 use crate::odata::Query;
 use crate::prepare::Tracker;
 use crate::queries::{delta_queries_by_images, nested_delta_queries, release_queries};
+use crate::redact::redact_url;
 use crate::reference::ReleaseRef;
 use crate::resolve::{check_images, resolve_both};
 use crate::rules::{self, Pair};
@@ -44,15 +46,17 @@ impl DeltaRead {
     }
 }
 
-/// Whether an error to the one-query delta lookup means "this server does
-/// not support it here" rather than a real failure.
-pub(crate) fn nested_unsupported(error: &Error) -> Option<u16> {
+/// How long the one-query delta lookup may take (at most; never longer
+/// than the client's request timeout) before the lookup by image ids is
+/// used instead.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HTTP status of a failed request, for events.
+fn status_of(error: &Error) -> Option<u16> {
     match error {
-        Error::Api { status: 400, .. } => Some(400),
-        Error::Unauthorized {
-            server: Server::Api,
-            ..
-        } => Some(401),
+        Error::Api { status, .. } => Some(*status),
+        Error::Unauthorized { .. } => Some(401),
+        Error::Forbidden { .. } => Some(403),
         _ => None,
     }
 }
@@ -65,11 +69,12 @@ impl Client {
         resource: &str,
         query: &Query,
         what: &str,
+        effort: Effort,
         events: Sink<'_>,
     ) -> Result<Answer, Error> {
         let url = query.url(&self.inner.api, resource);
-        tracing::debug!(%url, what, "api request");
-        let answer = self.inner.http.api_get(&url, what, events).await?;
+        tracing::debug!(url = %redact_url(&url), what, "api request");
+        let answer = self.inner.http.api_get(&url, what, effort, events).await?;
         if let Some(content_type) = &answer.content_type
             && !content_type.to_ascii_lowercase().contains("json")
         {
@@ -94,7 +99,9 @@ impl Client {
         events: Sink<'_>,
     ) -> Result<Vec<Release>, Error> {
         let answers = try_join_all(queries.iter().map(|query| async move {
-            let answer = self.api_json("release", query, "release", events).await?;
+            let answer = self
+                .api_json("release", query, "release", Effort::Full, events)
+                .await?;
             wire::releases(
                 &answer.body,
                 &Source {
@@ -115,16 +122,19 @@ impl Client {
 
     /// Fetches and decodes delta rows; the queries (batches of one lookup)
     /// are sent at the same time and their rows merged.
-    pub(crate) async fn fetch_deltas(
+    async fn fetch_deltas(
         &self,
         queries: &[Query],
+        effort: Effort,
         events: Sink<'_>,
     ) -> Result<DeltaRead, Error> {
         if self.inner.no_delta_resource.load(Ordering::Relaxed) {
             return Ok(DeltaRead::empty());
         }
         let answers = try_join_all(queries.iter().map(|query| async move {
-            let answer = self.api_json("delta", query, "delta", events).await?;
+            let answer = self
+                .api_json("delta", query, "delta", effort, events)
+                .await?;
             let rows = wire::deltas(
                 &answer.body,
                 &Source {
@@ -163,8 +173,50 @@ impl Client {
         pairs: &[Pair],
         events: Sink<'_>,
     ) -> Result<DeltaRead, Error> {
-        self.fetch_deltas(&delta_queries_by_images(pairs), events)
+        self.fetch_deltas(&delta_queries_by_images(pairs), Effort::Full, events)
             .await
+    }
+
+    /// Reads the deltas from the `from` releases to the `to` release with
+    /// the one-query lookup, while this server takes it.
+    pub(crate) async fn read_deltas_by_release(
+        &self,
+        from: &[&ReleaseRef],
+        to: &ReleaseRef,
+        events: Sink<'_>,
+    ) -> Result<DeltaRead, Error> {
+        let effort = Effort::Probe {
+            timeout: PROBE_TIMEOUT.min(self.inner.request_timeout),
+        };
+        self.fetch_deltas(&nested_delta_queries(from, to), effort, events)
+            .await
+    }
+
+    /// Whether the one-query delta lookup is still worth sending.
+    pub(crate) fn lookup_by_release(&self) -> bool {
+        self.inner.nested_deltas.load(Ordering::Relaxed)
+            && !self.inner.no_delta_resource.load(Ordering::Relaxed)
+    }
+
+    /// The deltas after a failed one-query lookup: a 429 is the server's
+    /// word for "later" and fails the round; any other failure (a 400, 401,
+    /// 403, 5xx or timeout: the form this server cannot translate or allow)
+    /// switches this client to the lookup by image `pairs` for good.
+    pub(crate) async fn fall_back(
+        &self,
+        error: Error,
+        pairs: &[Pair],
+        events: Sink<'_>,
+    ) -> Result<DeltaRead, Error> {
+        if matches!(error, Error::Api { status: 429, .. }) {
+            return Err(error);
+        }
+        tracing::debug!(%error, "one-query delta lookup failed; reading deltas by image");
+        self.inner.nested_deltas.store(false, Ordering::Relaxed);
+        events(Event::DeltaQueryFallback {
+            status: status_of(&error),
+        });
+        self.read_deltas(pairs, events).await
     }
 
     /// Sends the release query and, while this server is believed to
@@ -175,45 +227,49 @@ impl Client {
     pub(crate) async fn releases_with_deltas(
         &self,
         releases: &[Query],
-        deltas: impl FnOnce() -> Vec<Query>,
+        deltas: impl FnOnce() -> Option<(Vec<ReleaseRef>, ReleaseRef)>,
         events: Sink<'_>,
     ) -> Result<(Vec<Release>, Option<Result<DeltaRead, Error>>), Error> {
-        let deltas = if self.inner.nested_deltas.load(Ordering::Relaxed) {
-            deltas()
-        } else {
-            Vec::new()
-        };
-        if deltas.is_empty() {
+        let Some((from, to)) = deltas().filter(|_| self.lookup_by_release()) else {
             return Ok((self.fetch_releases(releases, events).await?, None));
-        }
+        };
+        let from: Vec<&ReleaseRef> = from.iter().collect();
         let (releases, deltas) = tokio::try_join!(self.fetch_releases(releases, events), async {
-            Ok(self.fetch_deltas(&deltas, events).await)
+            Ok(self.read_deltas_by_release(&from, &to, events).await)
         })?;
         Ok((releases, Some(deltas)))
     }
 
     /// The delta rows of a first round: the one-query lookup's answer, or
-    /// the lookup by image `pairs` when it was not sent or when the server
-    /// does not support it (then this client stops trying it).
+    /// the lookup by image `pairs` when it was not sent or failed
+    /// ([`Client::fall_back`]).
+    ///
+    /// The releases of this round were read with the same token, so a 401
+    /// to the lookup by image means that the API has no `delta` resource
+    /// (pinejs answers an unknown resource with 401, openBalena has none):
+    /// there are no deltas, for the rest of this client's life.
     pub(crate) async fn first_deltas(
         &self,
         nested: Option<Result<DeltaRead, Error>>,
         pairs: &[Pair],
         events: Sink<'_>,
     ) -> Result<DeltaRead, Error> {
-        match nested {
+        let read = match nested {
             Some(Ok(read)) => return Ok(read),
-            Some(Err(error)) => {
-                let Some(status) = nested_unsupported(&error) else {
-                    return Err(error);
-                };
-                tracing::debug!(status, "one-query delta lookup refused; falling back");
-                self.inner.nested_deltas.store(false, Ordering::Relaxed);
-                events(Event::DeltaQueryFallback { status });
+            Some(Err(error)) => self.fall_back(error, pairs, events).await,
+            None => self.read_deltas(pairs, events).await,
+        };
+        match read {
+            Err(Error::Unauthorized {
+                server: Server::Api,
+                with_token: true,
+            }) => {
+                tracing::debug!("the API refuses `delta` but not `release`: no delta resource");
+                self.inner.no_delta_resource.store(true, Ordering::Relaxed);
+                Ok(DeltaRead::empty())
             }
-            None => {}
+            other => other,
         }
-        self.read_deltas(pairs, events).await
     }
 
     /// The first round: both releases with their images, and the deltas, in
@@ -227,7 +283,7 @@ impl Client {
         let (releases, nested) = self
             .releases_with_deltas(
                 &release_queries(&[from, to]),
-                || nested_delta_queries(&[from], to),
+                || Some((vec![from.clone()], to.clone())),
                 events,
             )
             .await?;

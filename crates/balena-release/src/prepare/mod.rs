@@ -17,7 +17,6 @@ use crate::event::Event;
 use crate::http::Sink;
 use crate::model::Report;
 use crate::poll::PollPolicy;
-use crate::queries::nested_delta_queries;
 use crate::reference::ReleaseRef;
 use crate::round::DeltaRead;
 
@@ -36,7 +35,8 @@ pub struct PrepareOptions {
     /// How many times one delta is requested before giving up on it while
     /// waiting (default 3; the first request is always sent).
     pub max_attempts_per_delta: u32,
-    /// How many delta requests run at the same time (default 8).
+    /// How many delta requests run at the same time (default 64: a round's
+    /// requests go out in one wave, so the delta server's holds overlap).
     pub trigger_concurrency: usize,
 }
 
@@ -47,7 +47,7 @@ impl Default for PrepareOptions {
             deadline: None,
             poll: PollPolicy::default(),
             max_attempts_per_delta: 3,
-            trigger_concurrency: 8,
+            trigger_concurrency: 64,
         }
     }
 }
@@ -99,14 +99,14 @@ impl Client {
     ) -> Result<DeltaRead, Error> {
         let by_release = tracker
             .delta_releases()
-            .filter(|_| self.inner.nested_deltas.load(Ordering::Relaxed));
-        match by_release {
-            Some((from, to)) => {
-                let from: Vec<&ReleaseRef> = from.iter().collect();
-                self.fetch_deltas(&nested_delta_queries(&from, &to), events)
-                    .await
-            }
-            None => self.read_deltas(&tracker.delta_pairs(), events).await,
+            .filter(|_| self.lookup_by_release());
+        let Some((from, to)) = by_release else {
+            return self.read_deltas(&tracker.delta_pairs(), events).await;
+        };
+        let from: Vec<&ReleaseRef> = from.iter().collect();
+        match self.read_deltas_by_release(&from, &to, events).await {
+            Err(error) => self.fall_back(error, &tracker.delta_pairs(), events).await,
+            read => read,
         }
     }
 

@@ -497,43 +497,159 @@ async fn repeated_rounds_leak_no_file_descriptors() {
 }
 
 /// An API without a `delta` resource (openBalena answers 404 for it).
-fn without_deltas() -> Faults {
+/// An API without a `delta` resource, answering as `status` (pinejs since
+/// 15.4.4: 401 with an empty body; older ones: 404).
+fn without_deltas(status: u16) -> Faults {
     Faults::none().with(
-        FaultRule::new(Fault::Error {
-            status: 404,
-            body: None,
-        })
-        .scope(Scope::Api)
-        .path_prefix("/v7/delta"),
+        FaultRule::new(Fault::Error { status, body: None })
+            .scope(Scope::Api)
+            .path_prefix("/v7/delta"),
     )
 }
 
 #[tokio::test]
 async fn an_api_without_deltas_reports_changed_services_pending() {
-    let sim = start(manual_demo().with_faults(without_deltas()));
-    let client = client(&sim);
-    let info = client
+    for status in [401, 404] {
+        let sim = start(manual_demo().with_faults(without_deltas(status)));
+        let client = client(&sim);
+        let info = client
+            .get_update_info(&id(demo::RELEASE_1), &id(demo::RELEASE_2))
+            .await
+            .unwrap_or_else(|e| panic!("{status}: no delta resource is not an error: {e}"));
+        assert_eq!(info.service("main").unwrap().status, Status::Pending);
+        assert_eq!(info.service("main").unwrap().delta_failure, None);
+        assert_eq!(info.service("api").unwrap().status, Status::Ready, "new");
+        assert_eq!(
+            info.service("proxy").unwrap().status,
+            Status::Ready,
+            "unchanged"
+        );
+
+        let error = client
+            .prepare_update(
+                &id(demo::RELEASE_1),
+                &id(demo::RELEASE_2),
+                &prepare(true),
+                &|_| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::NoDeltas { .. }), "{status}: {error}");
+        assert!(error.to_string().contains("has no deltas"), "{error}");
+        assert_eq!(sim.count(Server::Delta, None), 0, "no delta server to ask");
+    }
+}
+
+#[tokio::test]
+async fn a_401_for_the_releases_is_still_a_refused_token() {
+    let sim = start(
+        manual_demo().with_faults(
+            Faults::none().with(
+                FaultRule::new(Fault::Error {
+                    status: 401,
+                    body: None,
+                })
+                .scope(Scope::Api),
+            ),
+        ),
+    );
+    let error = client(&sim)
         .get_update_info(&id(demo::RELEASE_1), &id(demo::RELEASE_2))
         .await
-        .expect("no delta resource is not an error");
-    assert_eq!(info.service("main").unwrap().status, Status::Pending);
-    assert_eq!(info.service("api").unwrap().status, Status::Ready, "new");
-    assert_eq!(
-        info.service("proxy").unwrap().status,
-        Status::Ready,
-        "unchanged"
-    );
-
-    let error = client
-        .prepare_update(
-            &id(demo::RELEASE_1),
-            &id(demo::RELEASE_2),
-            &prepare(true),
-            &|_| {},
-        )
-        .await
         .unwrap_err();
-    assert!(matches!(error, Error::NoDeltas { .. }), "{error}");
-    assert!(error.to_string().contains("has no deltas"), "{error}");
-    assert_eq!(sim.count(Server::Delta, None), 0, "no delta server to ask");
+    assert!(
+        matches!(
+            error,
+            Error::Unauthorized {
+                server: Side::Api,
+                with_token: true
+            }
+        ),
+        "{error}"
+    );
+}
+
+/// The first `/v7/delta` request (the one-query lookup) fails as `fault`.
+fn first_delta_query(fault: FaultRule) -> Simulator {
+    start(manual_demo().with_faults(
+        Faults::none().with(fault.scope(Scope::Api).path_prefix("/v7/delta").limit(1)),
+    ))
+}
+
+fn is_lookup_by_release(query: &str) -> bool {
+    query.contains("/any(")
+}
+
+#[tokio::test]
+async fn any_failure_of_the_one_query_lookup_but_429_falls_back_at_once() {
+    let failures = [
+        (error(400, "\"Malformed url\""), Some(400)),
+        (
+            FaultRule::new(Fault::Error {
+                status: 401,
+                body: None,
+            }),
+            Some(401),
+        ),
+        (error(403, "\"forbidden\""), Some(403)),
+        (error(500, "\"untranslatable\""), Some(500)),
+        (error(503, "\"busy\""), Some(503)),
+        (FaultRule::stall(None), None),
+    ];
+    for (fault, status) in failures {
+        let sim = first_delta_query(fault);
+        // Default retries; the one-query lookup gives up at the request
+        // timeout at the latest.
+        let c = balena_release::Client::builder()
+            .api_url(sim.api_url().parse().unwrap())
+            .delta_url(sim.delta_url().parse().unwrap())
+            .token(Some(sim.token().into()))
+            .request_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let events = Events::default();
+        let info = prepare_2_to_3(&c, &prepare(false), &events.sink())
+            .await
+            .unwrap_or_else(|e| panic!("{status:?}: {e}"));
+        assert_eq!(
+            info.service("main").unwrap().status,
+            Status::Ready,
+            "{status:?}"
+        );
+        let queries: Vec<String> = api_requests(&sim, "delta")
+            .into_iter()
+            .map(|d| d.query.unwrap_or_default())
+            .collect();
+        assert!(is_lookup_by_release(&queries[0]), "{status:?}: {queries:?}");
+        assert!(
+            queries[1..].iter().all(|q| !is_lookup_by_release(q)),
+            "{status:?}: sent once, never again: {queries:?}"
+        );
+        assert!(
+            events
+                .all()
+                .iter()
+                .any(|e| matches!(e, Event::DeltaQueryFallback { status: s } if *s == status)),
+            "{status:?}: no fallback event"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_rate_limited_one_query_lookup_is_retried_not_abandoned() {
+    let sim = first_delta_query(FaultRule::rate_limit(0));
+    let info = client(&sim)
+        .get_update_info(&id(demo::RELEASE_2), &id(demo::RELEASE_3))
+        .await
+        .unwrap();
+    assert_eq!(info.service("main").unwrap().status, Status::Ready);
+    let queries: Vec<String> = api_requests(&sim, "delta")
+        .into_iter()
+        .map(|d| d.query.unwrap_or_default())
+        .collect();
+    assert_eq!(queries.len(), 2, "{queries:?}");
+    assert!(
+        queries.iter().all(|q| is_lookup_by_release(q)),
+        "{queries:?}"
+    );
 }

@@ -184,7 +184,7 @@ async fn the_fleet_falls_back_to_the_delta_query_by_images() {
         events
             .all()
             .iter()
-            .any(|e| matches!(e, Event::DeltaQueryFallback { status: 400 })),
+            .any(|e| matches!(e, Event::DeltaQueryFallback { status: Some(400) })),
         "no fallback event"
     );
     let deltas = api_requests(&sim, "delta");

@@ -5,6 +5,7 @@ mod support;
 mod api_faults;
 mod delta_server;
 mod fleet;
+mod hostile;
 mod info;
 mod prepare;
 mod props;
