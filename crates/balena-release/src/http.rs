@@ -3,6 +3,7 @@
 //! message extraction like balena-request, a same-host redirect policy, and
 //! URLs cleaned of credentials before they reach an error message.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use url::Url;
 use crate::error::{Cause, Error, Server};
 use crate::event::Event;
 use crate::poll::{Jitter, backoff};
-use crate::redact::{redact_text, redact_url, short_url};
+use crate::redact::{redact_secrets, redact_url, short_url};
 
 /// How transient failures (connection errors, timeouts, 5xx, 429) are
 /// retried.
@@ -276,11 +277,12 @@ impl Http {
         let content_type = header(CONTENT_TYPE);
         let date = header(DATE).and_then(|d| parse_http_date(&d));
         let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, date));
-        let location = header(LOCATION);
+        let location = header(LOCATION).map(|l| self.redact(l.as_bytes()));
+        let location = location.map(|l| String::from_utf8_lossy(&l).into_owned());
         match read_capped(response, limit).await {
             Ok(Some(body)) => Sent::Answer {
                 status,
-                body,
+                body: self.redact(&body),
                 content_type,
                 date,
                 retry_after,
@@ -288,6 +290,18 @@ impl Http {
             },
             Ok(None) => Sent::TooLarge { limit: limit.bytes },
             Err(e) => transport_failure(e),
+        }
+    }
+
+    /// Text from a server, with every secret in it replaced (a server may
+    /// echo the request, token included). Bytes that are not UTF-8 are not
+    /// JSON either: they are only ever shown, so they are read lossily.
+    fn redact(&self, bytes: &[u8]) -> Vec<u8> {
+        let token = self.token.as_ref().map(|t| t.expose_secret());
+        let text = String::from_utf8_lossy(bytes);
+        match redact_secrets(&text, token) {
+            Cow::Borrowed(_) if matches!(text, Cow::Borrowed(_)) => bytes.to_vec(),
+            redacted => redacted.into_owned().into_bytes(),
         }
     }
 
@@ -454,7 +468,7 @@ fn transport_failure(e: reqwest::Error) -> Sent {
     };
     Sent::NoAnswer(NoAnswer {
         kind,
-        message: redact_text(&message),
+        message: redact_secrets(&message, None).into_owned(),
     })
 }
 

@@ -108,6 +108,6 @@ pub use model::{
 };
 pub use poll::PollPolicy;
 pub use prepare::PrepareOptions;
-pub use redact::{redact_text, redact_url};
+pub use redact::{REDACTED, redact_secrets, redact_url};
 pub use reference::{FleetRef, ParseReleaseError, ReleaseRef};
 pub use token::{TokenKind, token_kind};

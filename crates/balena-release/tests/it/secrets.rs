@@ -1,9 +1,10 @@
 //! Where the token goes: to the API and delta hosts only, never to another
-//! host through a redirect.
+//! host through a redirect, and never back out of a server's answer into a
+//! message or the JSON.
 
 use balena_release::{Error, RetryPolicy, Status};
 use balena_sim::canned::{Answer, Canned, DELTAS, RELEASES};
-use balena_sim::demo;
+use balena_sim::{Faults, Scope, Simulator, demo};
 
 use crate::support::*;
 
@@ -149,4 +150,61 @@ async fn a_redirect_within_the_api_host_is_followed() {
         .unwrap();
     assert_eq!(info.overall_status, Status::Ready);
     assert!(api.seen().iter().any(|s| s.target.starts_with("/moved/")));
+}
+
+#[tokio::test]
+async fn a_server_that_echoes_the_token_never_gets_it_shown() {
+    let echo = |sim: &Simulator| {
+        format!(
+            "{{\"error\":\"you sent Authorization: Bearer {} (token={})\"}}",
+            sim.token(),
+            sim.token()
+        )
+    };
+    // The API's error message.
+    for status in [400, 403, 404, 409, 422, 500] {
+        let probe = start(manual_demo());
+        let body = echo(&probe);
+        let sim = start(
+            manual_demo().with_faults(Faults::none().with(error(status, &body).scope(Scope::Api))),
+        );
+        let err = client(&sim)
+            .get_update_info(&id(demo::RELEASE_1), &id(demo::RELEASE_2))
+            .await
+            .unwrap_err();
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains(&sim.token()), "{status}: {shown}");
+        assert!(shown.contains("Bearer [REDACTED]"), "{status}: {shown}");
+    }
+    // A delta server's refusal, which is kept in the JSON.
+    let probe = start(manual_demo());
+    let body = echo(&probe);
+    let sim = start(
+        manual_demo().with_faults(Faults::none().with(error(400, &body).scope(Scope::Delta))),
+    );
+    let info = prepare_2_to_3(&client(&sim), &prepare(false), &|_| {})
+        .await
+        .unwrap();
+    let json = serde_json::to_string(&info).unwrap();
+    assert!(!json.contains(&sim.token()), "{json}");
+    assert!(json.contains("[REDACTED]"), "{json}");
+}
+
+#[tokio::test]
+async fn a_redirect_location_with_credentials_is_shown_without_them() {
+    let api = Canned::start();
+    api.route(
+        "/v7/",
+        Answer::redirect(302, "https://user:hunter2@elsewhere.example/v7/x?token=abc"),
+    );
+    let err = canned_client(&api.url, &api.url, "an-api-key")
+        .get_update_info(&id(demo::RELEASE_1), &id(demo::RELEASE_2))
+        .await
+        .unwrap_err();
+    let shown = err.to_string();
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("abc"),
+        "{shown}"
+    );
+    assert!(shown.contains("elsewhere.example"), "{shown}");
 }
