@@ -65,19 +65,32 @@ export const COLUMNS = {
 	],
 };
 
-const out = {};
-for (const [resource, columns] of Object.entries(COLUMNS)) {
+const get = async (resource, columns) => {
 	const url = `${apiUrl}/v7/${resource}?$select=${columns.join(',')}&$orderby=id%20asc`;
 	const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
-	const text = await res.text();
-	if (res.status !== 200) {
-		console.error(`rows.js: GET /v7/${resource} answered ${res.status}: ${text.slice(0, 300)}`);
+	return { status: res.status, text: await res.text() };
+};
+
+const out = {};
+for (const [resource, columns] of Object.entries(COLUMNS)) {
+	let answer = await get(resource, columns);
+	let renamed = {};
+	if (resource === 'device' && answer.status !== 200 && answer.text.includes('is_pinned_on__release')) {
+		// A simulator without `is_pinned_on__release` stores the pin as
+		// `device.should_be_running__release` (null: follows the fleet).
+		const stored = columns.map((c) => (c === 'is_pinned_on__release' ? 'should_be_running__release' : c));
+		answer = await get(resource, stored);
+		renamed = { is_pinned_on__release: 'should_be_running__release' };
+		console.error('rows.js: the simulator has no device.is_pinned_on__release; its should_be_running__release is the pin');
+	}
+	if (answer.status !== 200) {
+		console.error(`rows.js: GET /v7/${resource} answered ${answer.status}: ${answer.text.slice(0, 300)}`);
 		process.exit(1);
 	}
-	out[resource] = JSON.parse(text).d.map((row) => {
+	out[resource] = JSON.parse(answer.text).d.map((row) => {
 		const flat = {};
 		for (const c of columns) {
-			const v = row[c];
+			const v = row[renamed[c] ?? c];
 			if (v === undefined) {
 				console.error(`rows.js: ${resource}(${row.id}) has no ${c}`);
 				process.exit(1);

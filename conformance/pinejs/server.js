@@ -35,6 +35,7 @@ if (!['cloud', 'openbalena'].includes(args.variant)) {
 console.info = console.log = (...a) => console.error(...a);
 const pine = await import('@balena/pinejs');
 const { sbvrUtils, permissions } = pine;
+const { optimizeSchema } = (await import('@balena/abstract-sql-compiler')).postgres;
 
 const modelDir = new URL('./model/', import.meta.url);
 let modelText = readFileSync(new URL('v7.sbvr', modelDir), 'utf8');
@@ -77,13 +78,34 @@ target.computed = {
 	],
 };
 
+// What compiling the schema would do to the model anyway (a table definition
+// that computes the field), done here so that it also holds when pinejs
+// takes the compiled schema from its cache and skips that step.
+optimizeSchema(abstractSql, { createCheckConstraints: false });
+
 const app = express();
 // pinejs reads req.body (and query) for an `apikey`, on GETs too.
 app.use(express.urlencoded({ extended: true }));
 app.use(express.json());
 // `Authorization: Bearer <key>` is looked up among the Auth model's API keys,
-// as an API key sent by the balena CLI is.
-app.use(permissions.authorizationMiddleware);
+// as an API key sent by the balena CLI is. pinejs's own
+// `authorizationMiddleware` leaves the rejection for an unknown key unhandled
+// (which ends the process): here an unknown key is no key, so the request
+// gets the guest's permissions (none) and pinejs answers 401.
+app.use(async (req, _res, next) => {
+	try {
+		const apiKey = await permissions.resolveAuthHeader(req);
+		if (apiKey) {
+			req.apiKey = apiKey;
+		}
+	} catch (e) {
+		if (!(e instanceof pine.errors.PermissionError)) {
+			next(e);
+			return;
+		}
+	}
+	next();
+});
 
 await pine.init(app, {
 	models: [{ modelName: 'balena v7 subset', apiRoot: 'v7', abstractSql }],
