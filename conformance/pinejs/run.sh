@@ -200,4 +200,7 @@ done
 } >"$WORK/config.json"
 
 say "checks"
-node "$HERE/check.js" "$WORK/config.json"
+# In the background, so that INT/TERM interrupt `wait` and reach the trap.
+node "$HERE/check.js" "$WORK/config.json" &
+PIDS+=($!)
+wait $!
