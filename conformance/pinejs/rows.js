@@ -75,13 +75,16 @@ const out = {};
 for (const [resource, columns] of Object.entries(COLUMNS)) {
 	let answer = await get(resource, columns);
 	let renamed = {};
-	if (resource === 'device' && answer.status !== 200 && answer.text.includes('is_pinned_on__release')) {
+	if (resource === 'device' && answer.status !== 200) {
 		// A simulator without `is_pinned_on__release` stores the pin as
 		// `device.should_be_running__release` (null: follows the fleet).
 		const stored = columns.map((c) => (c === 'is_pinned_on__release' ? 'should_be_running__release' : c));
+		const refused = answer.status;
 		answer = await get(resource, stored);
 		renamed = { is_pinned_on__release: 'should_be_running__release' };
-		console.error('rows.js: the simulator has no device.is_pinned_on__release; its should_be_running__release is the pin');
+		console.error(
+			`rows.js: the simulator refused device.is_pinned_on__release (${refused}); its device.should_be_running__release is read as the pin`,
+		);
 	}
 	if (answer.status !== 200) {
 		console.error(`rows.js: GET /v7/${resource} answered ${answer.status}: ${answer.text.slice(0, 300)}`);
