@@ -1,8 +1,8 @@
 // The CLI runs compared between balena-sim and the real pinejs engine, per
 // scenario. The demo cases are every transition between the demo fleet's
 // successful releases, the runs of scripts/demo.sh, conformance/run.sh and
-// the README's examples, and the fleet runs; `expect_exit` marks the runs
-// that must be refused.
+// the README's examples, and the fleet runs. Each must exit 0 unless
+// `expect_exit` says otherwise (runs that must be refused).
 
 const DEMO_RELEASES = [900813, 900835, 900871]; // RELEASE_1..3 of gh_demo/kiosk-fleet
 

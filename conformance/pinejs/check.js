@@ -142,13 +142,8 @@ for (const servers of config.scenarios) {
 			detail = detail.join('\n');
 		}
 		check(same, `${what}: same exit code (${onPine.code}), stdout and ERROR lines on pinejs as on balena-sim`, detail);
-		if (c.expect_exit != null) {
-			check(
-				onPine.code === c.expect_exit,
-				`${what}: exits ${c.expect_exit} on pinejs`,
-				describe(onPine),
-			);
-		}
+		const exit = c.expect_exit ?? 0;
+		check(onPine.code === exit, `${what}: exits ${exit} on pinejs`, describe(onPine));
 	}
 
 	console.log(`--- scenario ${scenario.name}: openBalena (pinejs without delta)`);
