@@ -137,7 +137,14 @@ for (const servers of config.scenarios) {
 		if (!same) {
 			detail = [`balena-sim: ${describe(onSim)}`, `pinejs:     ${describe(onPine)}`];
 			if (onSim.stdout !== onPine.stdout) {
-				detail.push(...jsonDiff(parse(onSim.stdout), parse(onPine.stdout)));
+				const [a, b] = [parse(onSim.stdout), parse(onPine.stdout)];
+				if (a !== undefined && b !== undefined) {
+					detail.push(...jsonDiff(a, b));
+				} else {
+					const [x, y] = [onSim.stdout.split('\n'), onPine.stdout.split('\n')];
+					const i = x.findIndex((line, n) => line !== y[n]);
+					detail.push(`first different line ${i + 1}:`, `  balena-sim: ${x[i]}`, `  pinejs:     ${y[i]}`);
+				}
 			}
 			detail = detail.join('\n');
 		}
