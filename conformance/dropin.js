@@ -225,9 +225,12 @@ function jsonDiff(expected, actual, at = '$', out = []) {
 	const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 	if (Array.isArray(expected) && Array.isArray(actual)) {
 		for (let i = 0; i < Math.max(expected.length, actual.length); i++) {
-			if (i >= actual.length) out.push(`${at}[${i}]: expected ${JSON.stringify(expected[i])}, missing`);
-			else if (i >= expected.length) out.push(`${at}[${i}]: not expected, got ${JSON.stringify(actual[i])}`);
-			else jsonDiff(expected[i], actual[i], `${at}[${i}]`, out);
+			// A service is named next to its index: `[2 proxy]`.
+			const name = expected[i]?.service_name ?? actual[i]?.service_name;
+			const here = `${at}[${i}${typeof name === 'string' ? ` ${name}` : ''}]`;
+			if (i >= actual.length) out.push(`${here}: expected ${JSON.stringify(expected[i])}, missing`);
+			else if (i >= expected.length) out.push(`${here}: not expected, got ${JSON.stringify(actual[i])}`);
+			else jsonDiff(expected[i], actual[i], here, out);
 		}
 	} else if (isObject(expected) && isObject(actual)) {
 		for (const key of new Set([...Object.keys(expected), ...Object.keys(actual)])) {
