@@ -117,10 +117,10 @@ function changeKey(report) {
 // triggers concurrently, so new rows get different ids in the two runs.
 // Rows that existed before the run are compared as they are; for new ones
 // the location must still be the target image's location plus a delta tag.
-function newDeltaRows(report, initialDeltaIds) {
+function newDeltaRows(report, initialDeltas) {
 	for (const su of report.is_produced_by__service_update ?? []) {
 		const delta = su.produces__image?.is_produced_by__delta;
-		if (!delta || initialDeltaIds.has(delta.id)) continue;
+		if (!delta || initialDeltas.has(delta.id)) continue;
 		const prefix = `${su.produces__image.is_stored_at__image_location}:delta-`;
 		const location = delta.is_stored_at__location;
 		if (typeof location === 'string' && location.startsWith(prefix) && /^[0-9a-f]{16}$/.test(location.slice(prefix.length))) {
@@ -145,24 +145,30 @@ function withTotals(report, contribution) {
 	return out;
 }
 
-function expected(mode, npmRuns, { initialDeltaIds, notes }) {
+function expected(mode, npmRuns, { initialDeltas, notes }) {
 	let report = structuredClone(stateAfterTriggering(mode, npmRuns, notes));
 	report = unchangedServices(report, notes);
 	report = byteOrder(report, notes);
 	report = changeKey(report);
-	return newDeltaRows(report, initialDeltaIds);
+	return newDeltaRows(report, initialDeltas);
 }
 
 // --- this tool's output, without the additive keys the npm tool cannot show
 
 // README "### Output": "`delta_failure` on a service whose delta failed or
 // was refused by the delta server". Such a service has no delta to use, so
-// it can only be a changed service that is `pending`.
-function deltaFailure(report, problems) {
+// it can only be a changed service that is `pending`; a row that was there
+// before the run must be a failed one, with the same message.
+function deltaFailure(report, initialDeltas, problems) {
 	for (const su of report.is_produced_by__service_update) {
 		if (!('delta_failure' in su)) continue;
+		const failure = su.delta_failure;
 		if (su.status !== 'pending' || su.change !== 'changed') {
 			problems.push(`${su.service_name}: delta_failure on a service that is ${su.status} and ${su.change}`);
+		}
+		const row = initialDeltas.get(failure?.delta_id);
+		if (row && (['success', 'running'].includes(row.status) || (failure.error_message ?? null) !== row.error_message)) {
+			problems.push(`${su.service_name}: delta_failure ${JSON.stringify(failure)} for row ${JSON.stringify(row)}`);
 		}
 		delete su.delta_failure;
 	}
@@ -199,8 +205,9 @@ function sizeUnknown(report, problems) {
 }
 
 // Bullet 2 and README "### Output": "`removed_services`: services of the
-// source release that the target drops". None of them is a target service.
-function removedServices(report, problems) {
+// source release that the target drops". None of them is a target service,
+// and an image the npm tool printed elsewhere must read the same here.
+function removedServices(report, npmImages, problems) {
 	const removed = report.removed_services;
 	if (removed === undefined) return report;
 	const targets = new Set(report.is_produced_by__service_update.map((su) => su.service_name));
@@ -208,8 +215,11 @@ function removedServices(report, problems) {
 		problems.push(`removed_services is not an array: ${JSON.stringify(removed)}`);
 	} else {
 		for (const r of removed) {
+			const known = npmImages.get(r?.originates_from__image?.id);
 			if (typeof r?.service_name !== 'string' || typeof r?.originates_from__image?.id !== 'number' || targets.has(r.service_name)) {
 				problems.push(`removed_services holds ${JSON.stringify(r)}`);
+			} else if (known && !util.isDeepStrictEqual(known, withoutSizeUnknown(r.originates_from__image))) {
+				problems.push(`removed service ${r.service_name}: image ${JSON.stringify(r.originates_from__image)}, the npm tool printed ${JSON.stringify(known)}`);
 			}
 		}
 	}
@@ -217,13 +227,29 @@ function removedServices(report, problems) {
 	return report;
 }
 
-function comparable(ours, { initialDeltaIds, problems }) {
+function comparable(ours, { initialDeltas, npmImages, problems }) {
 	let report = structuredClone(ours);
 	if (!Array.isArray(report?.is_produced_by__service_update)) return report;
-	report = deltaFailure(report, problems);
+	report = deltaFailure(report, initialDeltas, problems);
 	report = sizeUnknown(report, problems);
-	report = removedServices(report, problems);
-	return newDeltaRows(report, initialDeltaIds);
+	report = removedServices(report, npmImages, problems);
+	return newDeltaRows(report, initialDeltas);
+}
+
+function withoutSizeUnknown({ size_unknown: _, ...image }) {
+	return image;
+}
+
+// Every image the npm tool printed (without its delta), by id.
+function imagesOf(report, into = new Map()) {
+	for (const su of report?.is_produced_by__service_update ?? []) {
+		for (const img of [su.originates_from__image, su.produces__image]) {
+			if (!img) continue;
+			const { is_produced_by__delta: _, ...plain } = img;
+			into.set(plain.id, plain);
+		}
+	}
+	return into;
 }
 
 // The numbered bullets of README.md's "## Differences from the npm tool".
@@ -251,4 +277,4 @@ function checkBullets(readme) {
 	return problems;
 }
 
-module.exports = { BULLETS, expected, comparable, checkBullets };
+module.exports = { BULLETS, expected, comparable, imagesOf, checkBullets };

@@ -26,7 +26,12 @@ const report = (services, overall, payload) => ({
 	overall_status: overall,
 	...(payload !== undefined && { estimated_total_payload_size: payload }),
 });
-const context = () => ({ initialDeltaIds: new Set([500]), notes: [], problems: [] });
+const context = () => ({
+	initialDeltas: new Map([[500, { id: 500, status: 'success', error_message: null }], [499, { id: 499, status: 'failed', error_message: 'no space' }]]),
+	npmImages: new Map([[13, image(13, 'h-o', 9)]]),
+	notes: [],
+	problems: [],
+});
 
 // What the npm tool prints once every delta, self-deltas included, is built:
 // `api` new, `main` changed (delta 500, there before the run), `proxy` the
@@ -150,6 +155,30 @@ test('additive keys are checked, then left out', () => {
 	const ctx2 = context();
 	differences.comparable(bad, ctx2);
 	assert.equal(ctx2.problems.length, 1);
+	// The removed image must read as the npm tool printed it.
+	const moved = oursReady();
+	moved.removed_services[0].originates_from__image.image_size = 10;
+	const ctx3 = context();
+	differences.comparable(moved, ctx3);
+	assert.match(ctx3.problems[0], /^removed service old: image/);
+});
+
+test('a delta failure names a failed row with its message', () => {
+	const failure = (f) => {
+		const ours = oursReady();
+		const main = ours.is_produced_by__service_update[1];
+		main.status = 'pending';
+		delete main.produces__image.is_produced_by__delta;
+		main.delta_failure = f;
+		const ctx = context();
+		differences.comparable(ours, ctx);
+		return ctx.problems;
+	};
+	assert.deepEqual(failure({ delta_id: 499, error_message: 'no space', attempts: 0 }), []);
+	assert.deepEqual(failure({ delta_id: 777, error_message: 'built during the run', attempts: 1 }), []);
+	assert.deepEqual(failure({ error_message: 'refused (400): no', attempts: 1, http_status: 400 }), []);
+	assert.equal(failure({ delta_id: 499, error_message: 'other', attempts: 0 }).length, 1);
+	assert.equal(failure({ delta_id: 500, attempts: 0 }).length, 1);
 });
 
 test('a difference the README does not document survives', () => {

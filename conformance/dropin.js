@@ -130,11 +130,11 @@ async function stopSim(sim) {
 	return null;
 }
 
-// The ids of the delta rows the scenario starts with.
-async function deltaIds(sim) {
-	const res = await fetch(`${sim.api}/v7/delta?$select=id`, { headers: { Authorization: `Bearer ${sim.token}` } });
+// The delta rows the scenario starts with, by id.
+async function deltaRows(sim) {
+	const res = await fetch(`${sim.api}/v7/delta?$select=id,status,error_message`, { headers: { Authorization: `Bearer ${sim.token}` } });
 	if (!res.ok) throw new Error(`GET /v7/delta answered ${res.status}`);
-	return new Set((await res.json()).d.map((row) => row.id));
+	return new Map((await res.json()).d.map((row) => [row.id, row]));
 }
 
 // Each run gets a throw-away HOME and working directory and a clean
@@ -176,7 +176,7 @@ async function withSim(name, clockArgs, steps) {
 		return { error: err.message };
 	}
 	try {
-		const initialDeltaIds = await deltaIds(sim);
+		const initialDeltas = await deltaRows(sim);
 		const runs = [];
 		for (const [label, tool, args] of steps) {
 			const result = await tool(dir, sim, args);
@@ -185,7 +185,7 @@ async function withSim(name, clockArgs, steps) {
 			runs.push({ label, args, ...result });
 		}
 		const died = await stopSim(sim);
-		return { runs, initialDeltaIds, error: died };
+		return { runs, initialDeltas, error: died };
 	} catch (err) {
 		await stopSim(sim);
 		return { error: err.message };
@@ -268,9 +268,9 @@ function parsed(what, result) {
 }
 
 // Compares one output of this tool with the npm tool's, differences applied.
-function compare(what, npmExpected, oursRaw, initialDeltaIds) {
+function compare(what, npmExpected, oursRaw, initialDeltas, npmImages) {
 	const problems = [];
-	const actual = differences.comparable(oursRaw, { initialDeltaIds, problems });
+	const actual = differences.comparable(oursRaw, { initialDeltas, npmImages, problems });
 	const found = jsonDiff(npmExpected.value, actual);
 	const applied = npmExpected.notes.length ? ` (differences applied: ${npmExpected.notes.join('; ')})` : '';
 	if (problems.length || found.length) {
@@ -312,6 +312,18 @@ async function main() {
 	const results = await pool(jobs.map((job) => job.run));
 	const get = (kind, mode, i) => results[jobs.findIndex((j) => j.kind === kind && j.mode === mode && j.i === i)];
 
+	// Every image the npm tool printed in any run, to check removed services by.
+	const npmImages = new Map();
+	for (const [j, job] of jobs.entries()) {
+		for (const { stdout } of job.kind === 'npm' ? (results[j].runs ?? []) : []) {
+			try {
+				differences.imagesOf(JSON.parse(stdout), npmImages);
+			} catch {
+				// A run that printed no JSON fails below.
+			}
+		}
+	}
+
 	for (const mode of ['plain', 'prepare', 'wait']) {
 		// Expected outputs per release pair (ids), for the fleet transitions.
 		const byIds = new Map();
@@ -326,10 +338,10 @@ async function main() {
 			const oursValue = parsed(`${what}: this tool`, ours.runs[0]);
 			if (!printed || (mode === 'prepare' && !readAgain) || !oursValue) return;
 			const notes = [];
-			const value = differences.expected(mode, { printed, readAgain }, { initialDeltaIds: npm.initialDeltaIds, notes });
+			const value = differences.expected(mode, { printed, readAgain }, { initialDeltas: npm.initialDeltas, notes });
 			const expected = { value, notes };
 			if (notes.some((n) => n.startsWith('11:'))) icuDiffers.push(what);
-			compare(what, expected, oursValue, ours.initialDeltaIds);
+			compare(what, expected, oursValue, ours.initialDeltas, npmImages);
 			byIds.set(`${value.originates_from__release.id}->${value.produces__release.id}`, expected);
 		});
 		FLEETS.forEach((fleet, i) => {
@@ -347,7 +359,7 @@ async function main() {
 					fail(`${what}: transition ${key} has an npm tool output to compare with (not a compared pair, or its npm run failed)`);
 					continue;
 				}
-				compare(`${what}, transition ${key.replace('->', ' -> ')}`, expected, transition, result.initialDeltaIds);
+				compare(`${what}, transition ${key.replace('->', ' -> ')}`, expected, transition, result.initialDeltas, npmImages);
 			}
 		});
 	}
