@@ -21,26 +21,27 @@ const STATUS_ORDER = ['pending', 'preparing', 'ready'];
 
 // Every numbered bullet of README.md's list, with its opening words (so a
 // renumbered or new bullet is noticed) and either the function below that
-// applies it or why it cannot show in the compared runs (the same valid
-// arguments, no faults, every run ends with exit 0 inside its timeout).
+// applies it (`fn`) or why it cannot show on stdout in the compared runs
+// (`noEffect`: the same valid arguments, no faults, every run ends with
+// exit 0 inside its timeout).
 const BULLETS = {
-	1: { opens: '`apiUrl` (and `balenaUrl`) are honoured', applied: 'stdout unchanged: the npm tool is pointed at the simulator by preload.js' },
-	2: { opens: 'Services removed by the target release are reported', fn: 'removedServices' },
-	3: { opens: 'An unchanged service', fn: 'unchangedServices' },
+	1: { opens: '`apiUrl` (and `balenaUrl`) are honoured', noEffect: 'stdout unchanged: the npm tool is pointed at the simulator by preload.js' },
+	2: { opens: 'Services removed by the target release are reported', fn: removedServices },
+	3: { opens: 'An unchanged service', fn: unchangedServices },
 	4: {
 		opens: 'A successful delta wins over a newer running one',
-		applied: 'cannot arise: neither tool triggers a pair that already has a successful delta, and the npm tool never triggers twice',
+		noEffect: 'cannot arise: neither tool triggers a pair that already has a successful delta, and the npm tool never triggers twice',
 	},
-	5: { opens: '`--prepare` prints the state after triggering', fn: 'stateAfterTriggering' },
-	6: { opens: 'A delta that fails or goes stale while waiting', applied: 'cannot arise: every delta built during a run succeeds (the demo scripts no failure)' },
-	7: { opens: '502 and 504 from the delta server', applied: 'cannot arise: no faults; the delta server answers 504 or 200' },
-	8: { opens: '`--timeout` is a hard deadline', applied: 'stdout unchanged when the run ends before its timeout' },
-	9: { opens: 'A flag given twice is an error', applied: 'stdout unchanged: every argument used is valid for both tools' },
-	10: { opens: 'A commit prefix is resolved within', applied: 'stdout unchanged: both tools resolve the demo prefixes to the same releases' },
-	11: { opens: 'Sizes are exact unsigned 64-bit integers', fn: 'byteOrder' },
-	12: { opens: 'One information round costs', applied: 'stdout unchanged (requests and polling only)' },
-	13: { opens: 'A session token is never refreshed', applied: 'stdout unchanged (the demo token is not a JWT)' },
-	14: { opens: 'Error messages are this tool', applied: 'stdout unchanged (stderr only; every run ends with exit 0)' },
+	5: { opens: '`--prepare` prints the state after triggering', fn: stateAfterTriggering },
+	6: { opens: 'A delta that fails or goes stale while waiting', noEffect: 'cannot arise: every delta built during a run succeeds (the demo scripts no failure)' },
+	7: { opens: '502 and 504 from the delta server', noEffect: 'cannot arise: no faults; the delta server answers 504 or 200' },
+	8: { opens: '`--timeout` is a hard deadline', noEffect: 'stdout unchanged when the run ends before its timeout' },
+	9: { opens: 'A flag given twice is an error', noEffect: 'stdout unchanged: every argument used is valid for both tools' },
+	10: { opens: 'A commit prefix is resolved within', noEffect: 'stdout unchanged: both tools resolve the demo prefixes to the same releases' },
+	11: { opens: 'Sizes are exact unsigned 64-bit integers', fn: byteOrder },
+	12: { opens: 'One information round costs', noEffect: 'stdout unchanged (requests and polling only)' },
+	13: { opens: 'A session token is never refreshed', noEffect: 'stdout unchanged (the demo token is not a JWT)' },
+	14: { opens: 'Error messages are this tool', noEffect: 'stdout unchanged (stderr only; every run ends with exit 0)' },
 };
 
 // --- the npm tool's output, turned into this tool's -----------------------
