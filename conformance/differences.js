@@ -81,9 +81,11 @@ function unchangedServices(report, notes) {
 }
 
 // Bullet 11: "service order is the byte order of `service_name` (the npm
-// tool uses ICU collation …)". Sizes: the npm tool's `parseInt` is exact
-// below 2^53; above it this tool's exact value cannot be derived, so such a
-// size is left as printed (and shows as a difference).
+// tool uses ICU collation …)". Sizes need nothing here: both outputs are read
+// with JSON.parse, which rounds this tool's exact sizes to doubles as the npm
+// tool's `parseInt` does. (No demo size comes near 2^53; above it, dropin.js's
+// format check would flag this tool's output, which JSON.stringify cannot
+// reproduce.)
 function byteOrder(report, notes) {
 	const services = report.is_produced_by__service_update;
 	const sorted = [...services].sort((a, b) => Buffer.compare(Buffer.from(a.service_name), Buffer.from(b.service_name)));
