@@ -165,7 +165,7 @@ function ourTool(dir, sim, args) {
 	return run(OUR_BIN, args, { cwd: dir, env });
 }
 
-// One job: a fresh simulator, then `steps(sim)` (one or more tool runs).
+// One job: a fresh simulator, then each step ([label, tool, args]) on it in turn.
 async function withSim(name, clockArgs, steps) {
 	const dir = path.join(WORK, name);
 	fs.mkdirSync(dir, { recursive: true });
