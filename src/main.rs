@@ -4,7 +4,10 @@
 //! on stderr, and maps the outcome to an exit code.
 
 mod cli;
+mod config;
 mod env_vars;
+mod failure;
+mod hints;
 mod printer;
 mod render;
 mod run;

@@ -8,7 +8,13 @@ use balena_release::{Change, Event, FleetUpdateInfo, ImageInfo, Status, UpdateIn
 use tokio::time::Instant;
 
 use crate::printer::{Printer, printable};
-use crate::run::Report;
+
+/// What a run produced: one transition, or every transition of a fleet.
+#[derive(Debug, Clone)]
+pub enum Report {
+    Pair(UpdateInfo),
+    Fleet(FleetUpdateInfo),
+}
 
 /// `JSON.stringify(result, null, 2)` plus a newline, as the npm tool prints.
 pub fn json(report: &Report) -> String {
@@ -369,18 +375,37 @@ impl Progress {
         if !self.printer.live {
             return;
         }
-        let elapsed = self.started.elapsed();
+        // Measured at every redraw: the terminal may be resized meanwhile.
+        let (columns, rows) = terminal_size::terminal_size_of(std::io::stderr())
+            .map_or((80, 24), |(w, h)| (usize::from(w.0), usize::from(h.0)));
+        let remaining = self
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
         let mut block = String::new();
         if self.lines_drawn > 0 {
             let _ = write!(block, "\x1b[{}F\x1b[J", self.lines_drawn);
         }
-        let deadline = match self.deadline {
-            Some(deadline) => format!(
-                ", deadline in {}",
-                clock(deadline.saturating_duration_since(Instant::now()))
-            ),
-            None => String::new(),
-        };
+        let lines = self.block(columns, rows, self.started.elapsed(), remaining);
+        self.lines_drawn = lines.len();
+        for line in lines {
+            block.push_str(&line);
+            block.push('\n');
+        }
+        self.printer.progress(&block);
+    }
+
+    /// The lines of the block for a terminal of `columns` x `rows`, `elapsed`
+    /// into the run with `remaining` left before the deadline.
+    pub fn block(
+        &self,
+        columns: usize,
+        rows: usize,
+        elapsed: Duration,
+        remaining: Option<Duration>,
+    ) -> Vec<String> {
+        let deadline = remaining
+            .map(|left| format!(", deadline in {}", clock(left)))
+            .unwrap_or_default();
         let (bold, reset) = if self.printer.color {
             ("\x1b[1m", "\x1b[0m")
         } else {
@@ -391,12 +416,8 @@ impl Progress {
             clock(elapsed),
             printable(&self.note)
         );
-        // Measured at every redraw: the terminal may be resized meanwhile.
-        let (columns, rows) = terminal_size::terminal_size_of(std::io::stderr())
-            .map_or((80, 24), |(w, h)| (usize::from(w.0), usize::from(h.0)));
         let header = clip(&header, columns);
-        let header = header.replacen("preparing", &format!("{bold}preparing{reset}"), 1);
-        let _ = writeln!(block, "{header}");
+        let mut lines = vec![header.replacen("preparing", &format!("{bold}preparing{reset}"), 1)];
         let width = self
             .services
             .iter()
@@ -411,18 +432,13 @@ impl Progress {
             self.services.len()
         };
         for (name, state) in &self.services[..shown] {
-            let _ = writeln!(
-                block,
-                "{}",
-                clip(&format!("  {name:<width$}  {state}"), columns)
-            );
+            lines.push(clip(&format!("  {name:<width$}  {state}"), columns));
         }
         let hidden = self.services.len() - shown;
         if hidden > 0 {
-            let _ = writeln!(block, "  … and {hidden} more");
+            lines.push(format!("  … and {hidden} more"));
         }
-        self.lines_drawn = 1 + shown + usize::from(hidden > 0);
-        self.printer.progress(&block);
+        lines
     }
 }
 
