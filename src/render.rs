@@ -464,6 +464,7 @@ fn clock(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use balena_release::FleetTransition;
 
     #[test]
     fn sizes_and_savings() {
@@ -483,6 +484,146 @@ mod tests {
         let long = clip(&"é".repeat(200), 80);
         assert_eq!(long.chars().count(), 79);
         assert!(long.ends_with('…'));
+    }
+
+    /// An update of `count` services from release `from`: new, changed
+    /// (preparing or pending) and unchanged; one with a failed delta.
+    fn update(count: usize, from: u64) -> UpdateInfo {
+        let image = |id: usize, size: u64| {
+            serde_json::json!({
+                "id": id,
+                "is_stored_at__image_location": format!("registry/{id}"),
+                "content_hash": format!("sha256:{id}"),
+                "image_size": size,
+            })
+        };
+        let services: Vec<_> = (0..count)
+            .map(|i| {
+                let (change, status) = match i % 4 {
+                    0 => ("new", "ready"),
+                    1 => ("changed", "preparing"),
+                    2 => ("unchanged", "ready"),
+                    _ => ("changed", "pending"),
+                };
+                let mut service = serde_json::json!({
+                    "service_name": format!("service-{i:02}"),
+                    "status": status,
+                    "produces__image": image(1000 + i, 10_000_000 * (i as u64 + 1)),
+                    "change": change,
+                });
+                if change != "new" {
+                    service["originates_from__image"] = image(2000 + i, 9_000_000);
+                }
+                if i == 3 {
+                    service["delta_failure"] =
+                        serde_json::json!({ "error_message": "out of disk", "attempts": 1 });
+                }
+                service
+            })
+            .collect();
+        let status = if count > 1 { "pending" } else { "ready" };
+        serde_json::from_value(serde_json::json!({
+            "originates_from__release": { "id": from, "commit": "a".repeat(32) },
+            "produces__release": { "id": 900, "commit": "b".repeat(32) },
+            "is_produced_by__service_update": services,
+            "overall_status": status,
+        }))
+        .expect("a valid update")
+    }
+
+    fn round(count: usize) -> Event {
+        Event::Round {
+            info: std::sync::Arc::new(update(count, 800)),
+            attempt: 3,
+        }
+    }
+
+    /// A fleet whose devices run `transitions` releases (801, 802, …); the
+    /// first transition is ready.
+    fn fleet_round(transitions: u64) -> Event {
+        let transitions: Vec<_> = (1..=transitions)
+            .map(|n| FleetTransition {
+                device_count: n * 10,
+                update: update(if n == 1 { 1 } else { 4 }, 800 + n),
+            })
+            .collect();
+        let info: FleetUpdateInfo = serde_json::from_value(serde_json::json!({
+            "application": { "id": 7, "slug": "org/fleet" },
+            "produces__release": { "id": 900, "commit": "b".repeat(32) },
+            "transitions": serde_json::to_value(transitions).unwrap(),
+            "overall_status": "pending",
+        }))
+        .expect("a valid fleet update");
+        Event::FleetRound {
+            info: std::sync::Arc::new(info),
+            attempt: 1,
+        }
+    }
+
+    fn live_progress(events: &[Event]) -> Progress {
+        let printer = Printer {
+            quiet: false,
+            // Not live: the events must not draw on the test's stderr.
+            live: false,
+            color: false,
+        };
+        let mut progress = Progress::new(printer, Instant::now(), None);
+        for event in events {
+            progress.event(event);
+        }
+        progress
+    }
+
+    /// The block as a terminal of `columns` x `rows` shows it.
+    fn screen(progress: &Progress, columns: usize, rows: usize) -> String {
+        let lines = progress.block(
+            columns,
+            rows,
+            Duration::from_secs(95),
+            Some(Duration::from_secs(505)),
+        );
+        assert!(
+            lines.len() < rows.max(2),
+            "{} lines on a screen of {rows}",
+            lines.len()
+        );
+        for line in &lines {
+            assert!(line.chars().count() < columns.max(3), "wraps: {line}");
+        }
+        lines.join("\n")
+    }
+
+    #[test]
+    fn progress_block_fits_the_terminal() {
+        let events = [
+            round(5),
+            Event::Sleeping {
+                for_: Duration::from_secs(3),
+            },
+        ];
+        let progress = live_progress(&events);
+        insta::assert_snapshot!("progress_5_services_80x24", screen(&progress, 80, 24));
+
+        let progress = live_progress(&[round(15)]);
+        insta::assert_snapshot!("progress_15_services_100x40", screen(&progress, 100, 40));
+        insta::assert_snapshot!("progress_15_services_40x8", screen(&progress, 40, 8));
+        insta::assert_snapshot!("progress_15_services_30x3", screen(&progress, 30, 3));
+
+        let trigger = Event::Triggered {
+            service_name: "service-03".into(),
+            source_image: 2003,
+            target_image: 1003,
+            outcome: balena_release::TriggerOutcome::Accepted,
+        };
+        let progress = live_progress(&[fleet_round(14), trigger]);
+        insta::assert_snapshot!(
+            "progress_fleet_14_transitions_80x24",
+            screen(&progress, 80, 24)
+        );
+        insta::assert_snapshot!(
+            "progress_fleet_14_transitions_80x10",
+            screen(&progress, 80, 10)
+        );
     }
 
     #[test]
