@@ -3,11 +3,12 @@
 
 mod support;
 
-mod arguments;
 mod bad_input;
 mod errors;
 mod faults;
 mod fleet;
+mod help;
 mod modes;
 mod scenario_file;
 mod security;
+mod tables;

@@ -1,7 +1,9 @@
-//! A simulator plus a throw-away home directory, and a way to run the binary
-//! against them with nothing from the developer's own settings leaking in.
+//! Shared test builders: a simulator plus a throw-away home directory, ways
+//! to run the binary against them with nothing from the developer's own
+//! settings leaking in, the arguments of a run, and the snapshot filters.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use balena_sim::{Scenario, Simulator};
@@ -85,6 +87,18 @@ impl World {
         run_checked(self.cmd().args(args))
     }
 
+    /// `run` with owned words, such as those of [`pair`].
+    pub fn run_words(&self, words: &[String]) -> Run {
+        run_checked(self.cmd().args(words))
+    }
+
+    /// `run_words`, and how long the run took.
+    pub fn run_timed(&self, words: &[String]) -> (Run, Duration) {
+        let started = Instant::now();
+        let run = self.run_words(words);
+        (run, started.elapsed())
+    }
+
     /// API requests the simulator has seen (control requests excluded).
     pub fn api_requests(&self) -> usize {
         self.sim.count(balena_sim::Server::Api, None)
@@ -159,4 +173,36 @@ pub fn error_line(run: &Run) -> &str {
         .lines()
         .find(|l| l.starts_with("ERROR: "))
         .unwrap_or("")
+}
+
+/// The arguments comparing two releases, then `extra`.
+pub fn pair(from: i64, to: i64, extra: &[&str]) -> Vec<String> {
+    let mut words = vec![
+        "--from-release".to_owned(),
+        from.to_string(),
+        "--to-release".to_owned(),
+        to.to_string(),
+    ];
+    words.extend(extra.iter().map(|s| s.to_string()));
+    words
+}
+
+/// What a failed run shows a person: its exit code and stderr.
+pub fn failure_text(run: &Run) -> String {
+    format!("exit code {}\n{}", run.code, run.stderr)
+}
+
+/// insta settings that hide what changes from run to run or between
+/// systems: loopback ports, timestamps, measured durations, OS error numbers. Bind them for the snapshots of a test:
+/// `let _filters = support::snapshot_filters().bind_to_scope();`
+pub fn snapshot_filters() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"(127\.0\.0\.1|localhost):\d+", "$1:[port]");
+    settings.add_filter(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+        "[time]",
+    );
+    settings.add_filter(r"\b\d+(\.\d+)?(ms|µs|ns)\b|\b\d+\.\d+s\b", "[duration]");
+    settings.add_filter(r"\(os error \d+\)", "(os error [n])");
+    settings
 }
