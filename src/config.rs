@@ -278,6 +278,17 @@ mod tests {
         }
     }
 
+    /// A token and loopback servers (never contacted), then `more`.
+    fn with_servers<'a>(more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut vars = vec![
+            (env_vars::TOKEN, "canaryTOKEN0123456789abcdef"),
+            (env_vars::BALENARC_API_URL, "http://127.0.0.1:1/"),
+            (env_vars::BALENARC_DELTA_URL, "http://127.0.0.1:2/"),
+        ];
+        vars.extend_from_slice(more);
+        vars
+    }
+
     #[test]
     fn userinfo_is_hidden() {
         assert_eq!(
@@ -316,13 +327,10 @@ mod tests {
 
     #[test]
     fn one_value_holds_the_whole_run() {
-        let vars = [
-            (env_vars::TOKEN, "canaryTOKEN0123456789abcdef"),
-            (env_vars::BALENARC_API_URL, "http://127.0.0.1:1/"),
-            (env_vars::BALENARC_DELTA_URL, "http://127.0.0.1:2/"),
+        let vars = with_servers(&[
             (env_vars::POLL_INTERVAL, "250ms"),
             (env_vars::RETRY_INTERVAL, "2s"),
-        ];
+        ]);
         let home = tempfile::tempdir().unwrap();
         let config = Config::resolve(
             &args(&["--fleet", "org/f", "--timeout", "90", "--output", "table"]),
@@ -356,12 +364,7 @@ mod tests {
 
     #[test]
     fn a_bad_knob_names_the_variable() {
-        let vars = [
-            (env_vars::TOKEN, "canaryTOKEN0123456789abcdef"),
-            (env_vars::BALENARC_API_URL, "http://127.0.0.1:1/"),
-            (env_vars::BALENARC_DELTA_URL, "http://127.0.0.1:2/"),
-            (env_vars::POLL_INTERVAL, "0ms"),
-        ];
+        let vars = with_servers(&[(env_vars::POLL_INTERVAL, "0ms")]);
         let home = tempfile::tempdir().unwrap();
         let err = Config::resolve(&args(&["--fleet", "org/f"]), &env_in(home.path(), &vars))
             .err()

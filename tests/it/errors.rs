@@ -5,7 +5,7 @@
 
 use balena_sim::{Outcome, Scenario, demo};
 
-use crate::support::{World, failure_text, pair, snapshot_filters, write_token};
+use crate::support::{World, failure_text, main_delta, pair, snapshot_filters, write_token};
 
 fn expect_error(world: &World, args: &[&str], code: i32, expected: &[&str]) {
     let run = world.run(args);
@@ -158,11 +158,7 @@ fn the_main_failure_kinds() {
 #[test]
 fn a_timeout() {
     let _filters = snapshot_filters().bind_to_scope();
-    let stalled = Scenario::demo().with_delta_outcome(
-        demo::IMAGE_R1_MAIN,
-        demo::IMAGE_R2_MAIN,
-        vec![Outcome::stalled()],
-    );
+    let stalled = main_delta(Scenario::demo(), vec![Outcome::stalled()]);
     let world = World::with(stalled);
     let words = pair(demo::RELEASE_1, demo::RELEASE_2, &["--timeout", "1"]);
     snapshot_failure("timeout", &world, &words, 2);

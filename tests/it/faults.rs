@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use balena_sim::{Clock, Fault, FaultRule, Faults, Outcome, Scenario, Scope, demo};
 
-use crate::support::{World, error_line, pair};
+use crate::support::{Run, World, error_line, main_delta, pair, service};
 
 /// Builds finish in a few milliseconds of real time.
 fn fast_demo() -> Scenario {
@@ -167,9 +167,8 @@ fn a_delta_server_failing_every_time_ends_with_a_clear_error() {
 fn a_stalled_delta_is_requested_again_and_the_wait_ends_ready() {
     // The first build stops sending heartbeats at once; the delta server
     // starts a new one when asked after 5 simulated minutes (1.5 s here).
-    let scenario = fast_demo().with_delta_outcome(
-        demo::IMAGE_R1_MAIN,
-        demo::IMAGE_R2_MAIN,
+    let scenario = main_delta(
+        fast_demo(),
         vec![Outcome::stalled(), Outcome::success(4321)],
     );
     let world = World::with(scenario);
@@ -191,11 +190,7 @@ fn a_stalled_delta_is_requested_again_and_the_wait_ends_ready() {
 
 #[test]
 fn a_stalled_build_reaches_the_timeout_exits_2_and_prints_the_last_state() {
-    let scenario = Scenario::demo().with_delta_outcome(
-        demo::IMAGE_R1_MAIN,
-        demo::IMAGE_R2_MAIN,
-        vec![Outcome::stalled()],
-    );
+    let scenario = main_delta(Scenario::demo(), vec![Outcome::stalled()]);
     let world = World::with(scenario);
     let (out, took) = world.run_timed(&pair(demo::RELEASE_1, demo::RELEASE_2, &["--timeout", "2"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
@@ -206,23 +201,25 @@ fn a_stalled_build_reaches_the_timeout_exits_2_and_prints_the_last_state() {
     assert!(json.get("estimated_total_payload_size").is_none());
 }
 
-#[test]
-fn a_failing_delta_is_retried_then_reported() {
-    let scenario = Scenario::demo().with_delta_outcome(
-        demo::IMAGE_R1_MAIN,
-        demo::IMAGE_R2_MAIN,
-        vec![
-            Outcome::failed("out of disk"),
-            Outcome::failed("out of disk"),
-            Outcome::failed("out of disk again"),
-        ],
-    );
-    let world = World::with(scenario);
+/// A minute's wait from release 1 to 2 while the builds of `main`'s delta end
+/// as `outcomes` say.
+fn wait_for_main(outcomes: Vec<Outcome>) -> (World, Run) {
+    let world = World::with(main_delta(Scenario::demo(), outcomes));
     let out = world.run_words(&pair(
         demo::RELEASE_1,
         demo::RELEASE_2,
         &["--wait", "--timeout", "60"],
     ));
+    (world, out)
+}
+
+#[test]
+fn a_failing_delta_is_retried_then_reported() {
+    let (world, out) = wait_for_main(vec![
+        Outcome::failed("out of disk"),
+        Outcome::failed("out of disk"),
+        Outcome::failed("out of disk again"),
+    ]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(
         out.stderr.contains("main") && out.stderr.contains("out of disk again"),
@@ -230,30 +227,14 @@ fn a_failing_delta_is_retried_then_reported() {
         out.stderr
     );
     let json = out.json();
-    let main = json["is_produced_by__service_update"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["service_name"] == "main")
-        .unwrap()
-        .clone();
+    let main = service(&json, "main");
     assert_eq!(main["delta_failure"]["error_message"], "out of disk again");
     assert_eq!(world.delta_requests(), 3, "three attempts");
 }
 
 #[test]
 fn a_failed_delta_is_triggered_again_and_the_run_ends_ready() {
-    let scenario = Scenario::demo().with_delta_outcome(
-        demo::IMAGE_R1_MAIN,
-        demo::IMAGE_R2_MAIN,
-        vec![Outcome::failed("transient"), Outcome::success(1234)],
-    );
-    let world = World::with(scenario);
-    let out = world.run_words(&pair(
-        demo::RELEASE_1,
-        demo::RELEASE_2,
-        &["--wait", "--timeout", "60"],
-    ));
+    let (world, out) = wait_for_main(vec![Outcome::failed("transient"), Outcome::success(1234)]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(out.json()["overall_status"], "ready");
     assert_eq!(world.delta_requests(), 2);
@@ -262,11 +243,7 @@ fn a_failed_delta_is_triggered_again_and_the_run_ends_ready() {
 #[cfg(unix)]
 #[test]
 fn an_interrupted_wait_prints_the_last_state_and_exits_130() {
-    let scenario = Scenario::demo().with_delta_outcome(
-        demo::IMAGE_R1_MAIN,
-        demo::IMAGE_R2_MAIN,
-        vec![Outcome::stalled()],
-    );
+    let scenario = main_delta(Scenario::demo(), vec![Outcome::stalled()]);
     let world = World::with(scenario);
     let child = world
         .std_cmd()

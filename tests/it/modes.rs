@@ -4,7 +4,7 @@
 
 use balena_sim::demo;
 
-use crate::support::{World, pair};
+use crate::support::{World, pair, service};
 
 #[test]
 fn describe_prints_the_npm_json_with_additive_keys() {
@@ -45,13 +45,7 @@ fn prepare_triggers_the_missing_delta_and_prints_the_state_after() {
     let out = world.run_words(&pair(demo::RELEASE_1, demo::RELEASE_2, &["--prepare"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let json = out.json();
-    let main = &json["is_produced_by__service_update"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["service_name"] == "main")
-        .unwrap()
-        .clone();
+    let main = service(&json, "main");
     assert_eq!(
         main["status"], "preparing",
         "state read after triggering: {main}"
@@ -85,11 +79,7 @@ fn wait_ends_ready_with_the_payload() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let json = out.json();
     assert_eq!(json["overall_status"], "ready");
-    let services = json["is_produced_by__service_update"].as_array().unwrap();
-    let main = services
-        .iter()
-        .find(|s| s["service_name"] == "main")
-        .unwrap();
+    let main = service(&json, "main");
     let delta = &main["produces__image"]["is_produced_by__delta"];
     let delta_size = delta["size"].as_u64().expect("a ready delta has a size");
     // api is new (full image), proxy and worker are unchanged (nothing to download).

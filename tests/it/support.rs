@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use balena_sim::{Scenario, Simulator};
+use balena_sim::{Outcome, Scenario, Simulator, demo};
 use tempfile::TempDir;
 
 /// A canary token: tests assert it never appears in any output.
@@ -185,6 +185,22 @@ pub fn pair(from: i64, to: i64, extra: &[&str]) -> Vec<String> {
     ];
     words.extend(extra.iter().map(|s| s.to_string()));
     words
+}
+
+/// `scenario` where the delta of the demo's `main` service from release 1 to
+/// release 2 ends as `outcomes` say, one per build.
+pub fn main_delta(scenario: Scenario, outcomes: Vec<Outcome>) -> Scenario {
+    scenario.with_delta_outcome(demo::IMAGE_R1_MAIN, demo::IMAGE_R2_MAIN, outcomes)
+}
+
+/// The service called `name` in a result's JSON.
+pub fn service<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["is_produced_by__service_update"]
+        .as_array()
+        .expect("a result lists its services")
+        .iter()
+        .find(|s| s["service_name"] == name)
+        .unwrap_or_else(|| panic!("no service `{name}` in {json}"))
 }
 
 /// What a failed run shows a person: its exit code and stderr.
