@@ -13,17 +13,15 @@ use crate::config::Config;
 use crate::failure::Failure;
 use crate::hints;
 use crate::printer::Printer;
-use crate::render::{self, Progress, Report};
+use crate::progress::Progress;
+use crate::render::{self, Report};
 use crate::settings::Environment;
 
 pub fn main(args: Args) -> ExitCode {
     if let Some(what) = args.generate {
         return match crate::cli::generate(what) {
             Ok(bytes) => print_text(&String::from_utf8_lossy(&bytes)),
-            Err(err) => fail(
-                &Failure::Config(format!("cannot generate {what:?}: {err}")),
-                args.output,
-            ),
+            Err(err) => fail(&Failure::Config(format!("cannot generate {what:?}: {err}"))),
         };
     }
     let env = Environment::from_process();
@@ -33,7 +31,12 @@ pub fn main(args: Args) -> ExitCode {
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => fail(&failure, args.output),
+        Err(failure) => {
+            if let Some(report) = failure.last_state() {
+                let _ = print_report(&report, args.output);
+            }
+            fail(&failure)
+        }
     }
 }
 
@@ -105,13 +108,11 @@ fn execute(config: &Config) -> Result<Report, Failure> {
     }
 }
 
-/// The one way out of a failed run: the last state read on stdout (so nothing
-/// is lost), then `ERROR: <message>`, a `caused by:` line per cause and an
-/// optional `hint:` on stderr.
-fn fail(failure: &Failure, format: OutputFormat) -> ExitCode {
-    if let Some(report) = failure.last_state() {
-        let _ = print_report(&report, format);
-    }
+/// The one way out of a failed run (once `main` has printed the last state
+/// read, if the failure carries one, so that nothing is lost on stdout):
+/// `ERROR: <message>`, a `caused by:` line per cause and an optional `hint:`
+/// on stderr, and the failure's exit code.
+pub fn fail(failure: &Failure) -> ExitCode {
     Printer::error(&failure.to_string());
     for cause in causes(failure) {
         Printer::detail("caused by", &cause);
@@ -139,7 +140,7 @@ fn print_report(report: &Report, format: OutputFormat) -> std::io::Result<()> {
 fn print_text(text: &str) -> ExitCode {
     match Printer::result(text) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&Failure::Write(err), OutputFormat::Json),
+        Err(err) => fail(&Failure::Write(err)),
     }
 }
 
