@@ -3,7 +3,7 @@
 //! failure kinds as reviewed snapshots. Table-driven bad input of every kind
 //! belongs in `bad_input`.
 
-use balena_sim::{Outcome, Scenario, demo};
+use balena_sim::{Fault, FaultRule, Faults, Outcome, Scenario, Scope, demo};
 
 use crate::support::{World, failure_text, main_delta, pair, snapshot_filters, write_token};
 
@@ -153,6 +153,19 @@ fn the_main_failure_kinds() {
     )));
     assert_eq!(run.code, 1, "{}", run.stderr);
     insta::assert_snapshot!("api_unreachable", failure_text(&run));
+}
+
+#[test]
+fn a_delta_server_that_keeps_failing() {
+    let _filters = snapshot_filters().bind_to_scope();
+    let failing = FaultRule::new(Fault::Error {
+        status: 500,
+        body: Some("internal error".into()),
+    })
+    .scope(Scope::Delta);
+    let world = World::with(Scenario::demo().with_faults(Faults::none().with(failing)));
+    let words = pair(demo::RELEASE_1, demo::RELEASE_2, &["--prepare"]);
+    snapshot_failure("delta_server_failing", &world, &words, 1);
 }
 
 #[test]
