@@ -1,7 +1,4 @@
-//! What a failed run shows: one `ERROR:` line that names the cause and the
-//! fix, `caused by:` and `hint:` lines under it, and the exit code; the main
-//! failure kinds as reviewed snapshots. Table-driven bad input of every kind
-//! belongs in `bad_input`.
+//! What a failed run prints (`ERROR:`, `caused by:`, `hint:`, exit code); main kinds as snapshots.
 
 use balena_sim::{Fault, FaultRule, Faults, Outcome, Scenario, Scope, demo};
 

@@ -1,8 +1,4 @@
-//! The binary when something goes wrong on the other side: a steady share of
-//! 503s and dropped connections, 429 with `Retry-After`, an API that stops
-//! answering, a delta server that keeps failing, delta builds that fail or
-//! stall, a wait that reaches its deadline or is interrupted. What the error
-//! output looks like belongs in `errors`.
+//! Runs that meet trouble: failing or silent servers, failed or stalled builds, deadlines, Ctrl-C.
 
 use std::time::{Duration, Instant};
 

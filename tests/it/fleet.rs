@@ -1,6 +1,4 @@
-//! `--fleet`: every transition the fleet's devices will make, the requests a
-//! round costs, and a fleet wait that ends or gives up. The fleet table
-//! belongs in `tables`.
+//! `--fleet`: its transitions, the requests a round costs, a fleet wait that ends or gives up.
 
 use balena_sim::demo;
 

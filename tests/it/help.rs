@@ -1,5 +1,4 @@
-//! `--help`, `-h` and `--version`: exit 0 without a request, and the help
-//! text as a reviewed snapshot. Bad arguments belong in `bad_input`.
+//! `--help`, `-h` and `--version`: exit 0 without a request; the help text as a snapshot.
 
 use crate::support::World;
 

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `balena-release-update` binary against the
-//! simulator, started in-process for each test.
+//! simulator, started in-process for each test. The first line of each
+//! module says which tests belong in it.
 
 mod support;
 

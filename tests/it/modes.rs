@@ -1,6 +1,4 @@
-//! Each mode when all goes well: describe, prepare and wait on one pair of
-//! the demo fleet, checked against the simulator's state and journal. Runs
-//! that fail or meet faults belong in `faults`; the table in `tables`.
+//! Describe, prepare and wait when all goes well, checked against the simulator's state.
 
 use balena_sim::demo;
 

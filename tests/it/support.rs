@@ -1,6 +1,4 @@
-//! Shared test builders: a simulator plus a throw-away home directory, ways
-//! to run the binary against them with nothing from the developer's own
-//! settings leaking in, the arguments of a run, and the snapshot filters.
+//! Shared builders: a simulator and a clean home, runs of the binary, arguments, snapshot filters.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,5 +1,4 @@
-//! The table a person reads (`--output table`) for one pair and for a fleet,
-//! before and after the deltas are ready, as reviewed snapshots.
+//! The `--output table` text for a pair and a fleet, before and after the wait, as snapshots.
 
 use balena_sim::{Clock, Scenario, demo};
 
