@@ -15,9 +15,22 @@ limit="${FUZZ_SMOKE_SECONDS:-180}"
 cargo test --locked -q -p balena-release --test it --no-run
 cargo test --locked -q -p balena-release-update --bin balena-release-update --no-run
 
+# Runs the tests of one target whose names contain FILTER; fails when none
+# does, so that a renamed module cannot turn this step into a silent pass.
+#   run FILTER CARGO-TEST-ARGS...
 run() {
-  printf '== %s (%s cases, at most %ss)\n' "$*" "$PROPTEST_CASES" "$limit"
-  timeout --signal=INT "$limit" "$@"
+  local filter="$1"
+  shift
+  local list count
+  list="$(cargo test --locked -q "$@" -- "$filter" --list)"
+  count="$(grep -c ': test$' <<<"$list" || true)"
+  if [ "$count" -eq 0 ]; then
+    printf 'fuzz-smoke: no test name contains `%s` in `cargo test %s`\n' "$filter" "$*" >&2
+    exit 1
+  fi
+  printf '== %s, %s: %s tests (%s cases, at most %ss)\n' \
+    "$*" "$filter" "$count" "$PROPTEST_CASES" "$limit"
+  timeout --signal=INT "$limit" cargo test --locked -q "$@" -- "$filter"
 }
-run cargo test --locked -q -p balena-release --test it -- props::
-run cargo test --locked -q -p balena-release-update --bin balena-release-update -- settings::proptests
+run props:: -p balena-release --test it
+run settings::proptests -p balena-release-update --bin balena-release-update

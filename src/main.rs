@@ -4,8 +4,12 @@
 //! on stderr, and maps the outcome to an exit code.
 
 mod cli;
+mod config;
 mod env_vars;
+mod failure;
+mod hints;
 mod printer;
+mod progress;
 mod render;
 mod run;
 mod settings;
@@ -17,6 +21,7 @@ use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::cli::Args;
+use crate::failure::Failure;
 use crate::printer::Printer;
 
 fn main() -> ExitCode {
@@ -52,8 +57,9 @@ fn usage_error(err: clap::Error) -> ExitCode {
             let reason = rendered.split("\n\n").next().unwrap_or("invalid arguments");
             let reason = reason.strip_prefix("error: ").unwrap_or(reason);
             let message = reason.lines().map(str::trim).collect::<Vec<_>>().join(" ");
-            Printer::error(&format!("{message} (run with --help for usage)"));
-            ExitCode::FAILURE
+            run::fail(&Failure::Config(format!(
+                "{message} (run with --help for usage)"
+            )))
         }
     }
 }

@@ -4,10 +4,8 @@
 //! whether stderr is a terminal.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
-
-use crate::env_vars;
 
 /// How much to say on stderr, decided once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +19,9 @@ pub struct Printer {
 }
 
 impl Printer {
-    pub fn new(quiet: bool, verbose: u8) -> Printer {
-        let terminal = std::io::stderr().is_terminal();
-        let ci = std::env::var_os(env_vars::CI)
-            .is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
-        let no_color = std::env::var_os(env_vars::NO_COLOR).is_some_and(|v| !v.is_empty());
+    /// `terminal`: stderr is a terminal; `ci` and `no_color`: what `CI` and
+    /// `NO_COLOR` say (read by `config`).
+    pub fn new(quiet: bool, verbose: u8, terminal: bool, ci: bool, no_color: bool) -> Printer {
         Printer {
             quiet,
             live: terminal && !quiet && !ci && verbose == 0,

@@ -1,13 +1,11 @@
-//! Turns results into text: the npm tool's JSON for scripts, an aligned table
-//! for people, and the live progress block shown on a terminal while waiting.
+//! Turns results into text: the npm tool's JSON for scripts and an aligned
+//! table for people (the live progress block is in `progress`).
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
-use balena_release::{Change, Event, FleetUpdateInfo, ImageInfo, Report, Status, UpdateInfo};
-use tokio::time::Instant;
+use balena_release::{Change, FleetUpdateInfo, ImageInfo, Report, UpdateInfo};
 
-use crate::printer::{Printer, printable};
+use crate::printer::printable;
 
 /// `JSON.stringify(result, null, 2)` plus a newline, as the npm tool prints.
 pub fn json(report: &Report) -> String {
@@ -223,206 +221,6 @@ fn short_commit(commit: &str) -> &str {
     commit.get(..7).unwrap_or(commit)
 }
 
-/// The block of lines redrawn on stderr while preparing and waiting; also the
-/// source of `-v` log lines when stderr is not a terminal.
-pub struct Progress {
-    printer: Printer,
-    started: Instant,
-    deadline: Option<Instant>,
-    lines_drawn: usize,
-    services: Vec<(String, String)>,
-    note: String,
-}
-
-impl Progress {
-    pub fn new(printer: Printer, started: Instant, deadline: Option<Instant>) -> Progress {
-        Progress {
-            printer,
-            started,
-            deadline,
-            lines_drawn: 0,
-            services: Vec::new(),
-            note: String::new(),
-        }
-    }
-
-    pub fn event(&mut self, event: &Event) {
-        match event {
-            Event::Round { report, .. } => match &**report {
-                Report::Transition(info) => self.transition_round(info),
-                Report::Fleet(info) => self.fleet_round(info),
-            },
-            Event::Triggered {
-                service_name,
-                source_image,
-                target_image,
-                outcome,
-            } => {
-                self.note = format!("triggered the delta for {service_name}");
-                tracing::info!(service = %service_name, source_image, target_image, ?outcome, "delta triggered");
-            }
-            Event::Sleeping { for_ } => {
-                self.note = format!("next check in {}", clock(*for_));
-                tracing::debug!(
-                    seconds = for_.as_secs_f64(),
-                    "sleeping before the next check"
-                );
-            }
-            Event::Retrying {
-                what,
-                attempt,
-                delay,
-                reason,
-            } => {
-                self.note = format!("retrying {what} (attempt {attempt}): {reason}");
-                tracing::info!(%what, attempt, delay_ms = delay.as_millis() as u64, %reason, "retrying");
-            }
-            _ => {}
-        }
-        self.redraw();
-    }
-
-    fn transition_round(&mut self, info: &UpdateInfo) {
-        self.services = info
-            .is_produced_by__service_update
-            .iter()
-            .map(|service| {
-                let mut state = format!("{:<9} {}", service.change, service.status);
-                if let Some(failure) = &service.delta_failure {
-                    let _ = write!(
-                        state,
-                        " (delta failed: {})",
-                        failure.error_message.as_deref().unwrap_or("no message")
-                    );
-                }
-                (
-                    printable(&service.service_name).into_owned(),
-                    printable(&state).into_owned(),
-                )
-            })
-            .collect();
-        tracing::info!(status = %info.overall_status, "status read");
-    }
-
-    fn fleet_round(&mut self, info: &FleetUpdateInfo) {
-        let mut transitions: Vec<_> = info.transitions.iter().collect();
-        // Unfinished transitions first: they are what the wait is for.
-        transitions.sort_by_key(|t| t.update.overall_status == Status::Ready);
-        self.services = transitions
-            .into_iter()
-            .map(|transition| {
-                let update = &transition.update;
-                let services = &update.is_produced_by__service_update;
-                let ready = services
-                    .iter()
-                    .filter(|s| s.status == Status::Ready)
-                    .count();
-                (
-                    format!("from {}", update.originates_from__release.id),
-                    format!(
-                        "{:<9} {ready} of {} services ready, {} device(s)",
-                        update.overall_status,
-                        services.len(),
-                        transition.device_count
-                    ),
-                )
-            })
-            .collect();
-        tracing::info!(
-            status = %info.overall_status,
-            "fleet status read"
-        );
-    }
-
-    /// Removes the block so the result and errors start on a clean line.
-    pub fn finish(&mut self) {
-        if self.lines_drawn > 0 {
-            self.printer
-                .progress(&format!("\x1b[{}F\x1b[J", self.lines_drawn));
-            self.lines_drawn = 0;
-        }
-    }
-
-    fn redraw(&mut self) {
-        if !self.printer.live {
-            return;
-        }
-        let elapsed = self.started.elapsed();
-        let mut block = String::new();
-        if self.lines_drawn > 0 {
-            let _ = write!(block, "\x1b[{}F\x1b[J", self.lines_drawn);
-        }
-        let deadline = match self.deadline {
-            Some(deadline) => format!(
-                ", deadline in {}",
-                clock(deadline.saturating_duration_since(Instant::now()))
-            ),
-            None => String::new(),
-        };
-        let (bold, reset) = if self.printer.color {
-            ("\x1b[1m", "\x1b[0m")
-        } else {
-            ("", "")
-        };
-        let header = format!(
-            "preparing {} elapsed{deadline}  {}",
-            clock(elapsed),
-            printable(&self.note)
-        );
-        // Measured at every redraw: the terminal may be resized meanwhile.
-        let (columns, rows) = terminal_size::terminal_size_of(std::io::stderr())
-            .map_or((80, 24), |(w, h)| (usize::from(w.0), usize::from(h.0)));
-        let header = clip(&header, columns);
-        let header = header.replacen("preparing", &format!("{bold}preparing{reset}"), 1);
-        let _ = writeln!(block, "{header}");
-        let width = self
-            .services
-            .iter()
-            .map(|(name, _)| name.chars().count())
-            .max()
-            .unwrap_or(0);
-        // A block taller than the screen cannot be redrawn in place.
-        let max_rows = 12.min(rows.saturating_sub(3)).max(1);
-        let shown = if self.services.len() > max_rows {
-            max_rows - 1
-        } else {
-            self.services.len()
-        };
-        for (name, state) in &self.services[..shown] {
-            let _ = writeln!(
-                block,
-                "{}",
-                clip(&format!("  {name:<width$}  {state}"), columns)
-            );
-        }
-        let hidden = self.services.len() - shown;
-        if hidden > 0 {
-            let _ = writeln!(block, "  … and {hidden} more");
-        }
-        self.lines_drawn = 1 + shown + usize::from(hidden > 0);
-        self.printer.progress(&block);
-    }
-}
-
-/// Progress lines are redrawn by moving the cursor up one row per line, so
-/// none may wrap: cut them to fit `columns` (one cell per character, which
-/// holds for the ASCII this block is made of).
-fn clip(line: &str, columns: usize) -> String {
-    let width = columns.saturating_sub(1).max(2);
-    if line.chars().count() <= width {
-        return line.to_owned();
-    }
-    let mut cut: String = line.chars().take(width - 1).collect();
-    cut.push('…');
-    cut
-}
-
-/// `m:ss` for progress lines.
-fn clock(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    format!("{}:{:02}", seconds / 60, seconds % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -438,13 +236,6 @@ mod tests {
         assert_eq!(large_size(12), "0.0 MB");
         assert_eq!(saving(0, 0), "-");
         assert_eq!(saving(10, 10), "0.0%");
-        assert_eq!(clock(Duration::from_secs(125)), "2:05");
-        assert_eq!(clip("short", 80), "short");
-        assert_eq!(clip("0123456789", 6), "0123…");
-        assert_eq!(clip("0123456789", 0), "0…");
-        let long = clip(&"é".repeat(200), 80);
-        assert_eq!(long.chars().count(), 79);
-        assert!(long.ends_with('…'));
     }
 
     #[test]

@@ -1,38 +1,10 @@
-//! The binary against a misbehaving simulator: a steady share of 503s and
-//! dropped connections, 429 with `Retry-After`, an API that stops answering,
-//! a delta server that keeps failing, and a delta build that stalls.
+//! Runs that meet trouble: failing or silent servers, failed or stalled builds, deadlines, Ctrl-C.
 
 use std::time::{Duration, Instant};
 
 use balena_sim::{Clock, Fault, FaultRule, Faults, Outcome, Scenario, Scope, demo};
 
-use crate::support::{Run, World, error_line};
-
-/// Shortens the pause between retries of a failed request, as the poll
-/// interval knob shortens polls (ignored by builds without it).
-const RETRY_INTERVAL: (&str, &str) = ("BALENA_RELEASE_UPDATE_RETRY_INTERVAL", "20ms");
-
-fn pair(from: i64, to: i64, extra: &[&str]) -> Vec<String> {
-    let mut words = vec![
-        "--from-release".to_owned(),
-        from.to_string(),
-        "--to-release".to_owned(),
-        to.to_string(),
-    ];
-    words.extend(extra.iter().map(|s| s.to_string()));
-    words
-}
-
-fn run(world: &World, words: &[String]) -> (Run, Duration) {
-    let started = Instant::now();
-    let run = crate::support::run_checked(
-        world
-            .cmd()
-            .env(RETRY_INTERVAL.0, RETRY_INTERVAL.1)
-            .args(words),
-    );
-    (run, started.elapsed())
-}
+use crate::support::{Run, World, error_line, main_delta, pair, service};
 
 /// Builds finish in a few milliseconds of real time.
 fn fast_demo() -> Scenario {
@@ -80,11 +52,11 @@ fn thirty_percent_failing_requests_change_no_result() {
             _ => fast_demo(),
         };
         let clean = World::with(scenario());
-        let (want, _) = run(&clean, &words);
+        let want = clean.run_words(&words);
         assert_eq!(want.code, 0, "{extra:?} without faults:\n{}", want.stderr);
 
         let world = World::with(scenario().with_faults(thirty_percent(seed)));
-        let (got, took) = run(&world, &words);
+        let (got, took) = world.run_timed(&words);
         assert_eq!(got.code, 0, "{extra:?} with faults:\n{}", got.stderr);
         assert_eq!(
             essentials(&got.json()),
@@ -117,7 +89,7 @@ fn a_429_is_not_retried_before_its_retry_after() {
             ),
         ),
     );
-    let (out, took) = run(&world, &pair(demo::RELEASE_1, demo::RELEASE_2, &["-v"]));
+    let (out, took) = world.run_timed(&pair(demo::RELEASE_1, demo::RELEASE_2, &["-v"]));
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(took >= Duration::from_secs(1), "retried after {took:?}");
     let statuses: Vec<u16> = world
@@ -138,10 +110,7 @@ fn an_api_that_stops_answering_ends_the_run_at_the_deadline() {
         fast_demo()
             .with_faults(Faults::none().with(FaultRule::stall(None).scope(Scope::Api).after(2))),
     );
-    let (out, took) = run(
-        &world,
-        &pair(demo::RELEASE_1, demo::RELEASE_2, &["--timeout", "1"]),
-    );
+    let (out, took) = world.run_timed(&pair(demo::RELEASE_1, demo::RELEASE_2, &["--timeout", "1"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         took >= Duration::from_secs(1) && took < Duration::from_secs(2),
@@ -160,10 +129,7 @@ fn an_api_that_stops_answering_ends_the_run_at_the_deadline() {
     let world = World::with(
         fast_demo().with_faults(Faults::none().with(FaultRule::stall(None).scope(Scope::Api))),
     );
-    let (out, took) = run(
-        &world,
-        &pair(demo::RELEASE_1, demo::RELEASE_2, &["--timeout", "1"]),
-    );
+    let (out, took) = world.run_timed(&pair(demo::RELEASE_1, demo::RELEASE_2, &["--timeout", "1"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(took < Duration::from_secs(2), "ended after {took:?}");
     assert!(out.stdout.is_empty(), "{}", out.stdout);
@@ -183,10 +149,7 @@ fn a_delta_server_failing_every_time_ends_with_a_clear_error() {
             ),
         ),
     );
-    let (out, _) = run(
-        &world,
-        &pair(demo::RELEASE_1, demo::RELEASE_2, &["--prepare"]),
-    );
+    let out = world.run_words(&pair(demo::RELEASE_1, demo::RELEASE_2, &["--prepare"]));
     assert_eq!(out.code, 1, "{}", out.stderr);
     let line = error_line(&out);
     for part in ["delta server", "`500`", "`main`", "internal error"] {
@@ -200,20 +163,16 @@ fn a_delta_server_failing_every_time_ends_with_a_clear_error() {
 fn a_stalled_delta_is_requested_again_and_the_wait_ends_ready() {
     // The first build stops sending heartbeats at once; the delta server
     // starts a new one when asked after 5 simulated minutes (1.5 s here).
-    let scenario = fast_demo().with_delta_outcome(
-        demo::IMAGE_R1_MAIN,
-        demo::IMAGE_R2_MAIN,
+    let scenario = main_delta(
+        fast_demo(),
         vec![Outcome::stalled(), Outcome::success(4321)],
     );
     let world = World::with(scenario);
-    let (out, took) = run(
-        &world,
-        &pair(
-            demo::RELEASE_1,
-            demo::RELEASE_2,
-            &["--wait", "--timeout", "30"],
-        ),
-    );
+    let (out, took) = world.run_timed(&pair(
+        demo::RELEASE_1,
+        demo::RELEASE_2,
+        &["--wait", "--timeout", "30"],
+    ));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let json = out.json();
     assert_eq!(json["overall_status"], "ready");
@@ -223,4 +182,89 @@ fn a_stalled_delta_is_requested_again_and_the_wait_ends_ready() {
     );
     assert_eq!(world.delta_requests(), 2, "one request per build");
     assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_stalled_build_reaches_the_timeout_exits_2_and_prints_the_last_state() {
+    let scenario = main_delta(Scenario::demo(), vec![Outcome::stalled()]);
+    let world = World::with(scenario);
+    let (out, took) = world.run_timed(&pair(demo::RELEASE_1, demo::RELEASE_2, &["--timeout", "2"]));
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(took < Duration::from_secs(3), "deadline 2 s, took {took:?}");
+    assert!(out.stderr.contains("timed out"), "{}", out.stderr);
+    let json = out.json();
+    assert_ne!(json["overall_status"], "ready");
+    assert!(json.get("estimated_total_payload_size").is_none());
+}
+
+/// A minute's wait from release 1 to 2 while the builds of `main`'s delta end
+/// as `outcomes` say.
+fn wait_for_main(outcomes: Vec<Outcome>) -> (World, Run) {
+    let world = World::with(main_delta(Scenario::demo(), outcomes));
+    let out = world.run_words(&pair(
+        demo::RELEASE_1,
+        demo::RELEASE_2,
+        &["--wait", "--timeout", "60"],
+    ));
+    (world, out)
+}
+
+#[test]
+fn a_failing_delta_is_retried_then_reported() {
+    let (world, out) = wait_for_main(vec![
+        Outcome::failed("out of disk"),
+        Outcome::failed("out of disk"),
+        Outcome::failed("out of disk again"),
+    ]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("main") && out.stderr.contains("out of disk again"),
+        "{}",
+        out.stderr
+    );
+    let json = out.json();
+    let main = service(&json, "main");
+    assert_eq!(main["delta_failure"]["error_message"], "out of disk again");
+    assert_eq!(world.delta_requests(), 3, "three attempts");
+}
+
+#[test]
+fn a_failed_delta_is_triggered_again_and_the_run_ends_ready() {
+    let (world, out) = wait_for_main(vec![Outcome::failed("transient"), Outcome::success(1234)]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.json()["overall_status"], "ready");
+    assert_eq!(world.delta_requests(), 2);
+}
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_wait_prints_the_last_state_and_exits_130() {
+    let scenario = main_delta(Scenario::demo(), vec![Outcome::stalled()]);
+    let world = World::with(scenario);
+    let child = world
+        .std_cmd()
+        .args(pair(demo::RELEASE_1, demo::RELEASE_2, &["--wait"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first round has been read (the trigger reached the delta server).
+    let started = Instant::now();
+    while world.delta_requests() == 0 && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("ERROR: interrupted"), "{stderr}");
+    assert!(stderr.contains("hint: delta builds"), "{stderr}");
+    let json: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("the last state is printed");
+    assert_ne!(json["overall_status"], "ready");
 }

@@ -1,8 +1,8 @@
-//! `--fleet`: every transition the demo fleet's devices will make.
+//! `--fleet`: its transitions, the requests a round costs, a fleet wait that ends or gives up.
 
 use balena_sim::demo;
 
-use crate::support::World;
+use crate::support::{World, error_line};
 
 #[test]
 fn fleet_describe_then_wait() {
@@ -108,11 +108,7 @@ fn a_fleet_delta_given_up_on_prints_the_fleet_state_and_names_the_transition() {
         json["transitions"].is_array(),
         "the fleet's JSON, not one transition's: {json}"
     );
-    let error = run
-        .stderr
-        .lines()
-        .find(|l| l.starts_with("ERROR: "))
-        .unwrap();
+    let error = error_line(&run);
     assert!(
         error.contains(&format!("`{}`", demo::RELEASE_1)) && error.contains("no space left"),
         "{error}"

@@ -1,13 +1,15 @@
 //! End-to-end tests of the `balena-release-update` binary against the
-//! simulator, started in-process for each test.
+//! simulator, started in-process for each test. The first line of each
+//! module says which tests belong in it.
 
 mod support;
 
-mod arguments;
 mod bad_input;
 mod errors;
 mod faults;
 mod fleet;
+mod help;
 mod modes;
 mod scenario_file;
 mod security;
+mod tables;

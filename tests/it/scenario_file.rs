@@ -1,6 +1,4 @@
-//! A scenario from a JSON file: service order is byte order, sizes are exact
-//! 64-bit integers, a size the API lacks is flagged, and removed services
-//! are listed.
+//! A scenario from a JSON file: byte-order names, exact u64 sizes, unknown sizes, removed services.
 
 use balena_sim::Scenario;
 

@@ -1,10 +1,10 @@
-//! A simulator plus a throw-away home directory, and a way to run the binary
-//! against them with nothing from the developer's own settings leaking in.
+//! Shared builders: a simulator and a clean home, runs of the binary, arguments, snapshot filters.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use balena_sim::{Scenario, Simulator};
+use balena_sim::{Outcome, Scenario, Simulator, demo};
 use tempfile::TempDir;
 
 /// A canary token: tests assert it never appears in any output.
@@ -85,6 +85,18 @@ impl World {
         run_checked(self.cmd().args(args))
     }
 
+    /// `run` with owned words, such as those of [`pair`].
+    pub fn run_words(&self, words: &[String]) -> Run {
+        run_checked(self.cmd().args(words))
+    }
+
+    /// `run_words`, and how long the run took.
+    pub fn run_timed(&self, words: &[String]) -> (Run, Duration) {
+        let started = Instant::now();
+        let run = self.run_words(words);
+        (run, started.elapsed())
+    }
+
     /// API requests the simulator has seen (control requests excluded).
     pub fn api_requests(&self) -> usize {
         self.sim.count(balena_sim::Server::Api, None)
@@ -160,4 +172,52 @@ pub fn error_line(run: &Run) -> String {
     let mut block: Vec<&str> = lines.next().into_iter().collect();
     block.extend(lines.take_while(|l| l.starts_with("  ")));
     block.join("\n")
+}
+
+/// The arguments comparing two releases, then `extra`.
+pub fn pair(from: i64, to: i64, extra: &[&str]) -> Vec<String> {
+    let mut words = vec![
+        "--from-release".to_owned(),
+        from.to_string(),
+        "--to-release".to_owned(),
+        to.to_string(),
+    ];
+    words.extend(extra.iter().map(|s| s.to_string()));
+    words
+}
+
+/// `scenario` where the delta of the demo's `main` service from release 1 to
+/// release 2 ends as `outcomes` say, one per build.
+pub fn main_delta(scenario: Scenario, outcomes: Vec<Outcome>) -> Scenario {
+    scenario.with_delta_outcome(demo::IMAGE_R1_MAIN, demo::IMAGE_R2_MAIN, outcomes)
+}
+
+/// The service called `name` in a result's JSON.
+pub fn service<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["is_produced_by__service_update"]
+        .as_array()
+        .expect("a result lists its services")
+        .iter()
+        .find(|s| s["service_name"] == name)
+        .unwrap_or_else(|| panic!("no service `{name}` in {json}"))
+}
+
+/// What a failed run shows a person: its exit code and stderr.
+pub fn failure_text(run: &Run) -> String {
+    format!("exit code {}\n{}", run.code, run.stderr)
+}
+
+/// insta settings that hide what changes from run to run or between
+/// systems: loopback ports, timestamps, measured durations, OS error numbers. Bind them for the snapshots of a test:
+/// `let _filters = support::snapshot_filters().bind_to_scope();`
+pub fn snapshot_filters() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"(127\.0\.0\.1|localhost):\d+", "$1:[port]");
+    settings.add_filter(
+        r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+        "[time]",
+    );
+    settings.add_filter(r"\b\d+(\.\d+)?(ms|µs|ns)\b|\b\d+\.\d+s\b", "[duration]");
+    settings.add_filter(r"\(os error \d+\)", "(os error [n])");
+    settings
 }

@@ -27,7 +27,7 @@ pub enum Status {
 
 impl std::fmt::Display for Status {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Status::Pending => "pending",
             Status::Preparing => "preparing",
             Status::Ready => "ready",
@@ -49,7 +49,7 @@ pub enum Change {
 
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Change::New => "new",
             Change::Changed => "changed",
             Change::Unchanged => "unchanged",

@@ -1,0 +1,104 @@
+//! Advice the command line adds under an error (`hint:` lines): what to do
+//! next in terms of this tool's flags and variables, which the library
+//! cannot know. One match over the kinds of failure; a kind whose message
+//! lacks a next step gets an arm here.
+
+use balena_release::{Error, Server, TokenProblem};
+
+use crate::failure::Failure;
+
+/// Deltas are built by the delta server, not by this process.
+const BUILDS_GO_ON: &str = "delta builds already requested go on without this tool: run again to \
+                            see how far they got";
+/// What a device does without a delta.
+const FULL_IMAGE: &str =
+    "devices can still update: without this delta they download the service's whole image";
+
+pub fn hint(failure: &Failure) -> Option<String> {
+    let text = match failure {
+        Failure::TimedOut { .. } => {
+            "the deltas keep building: run again later, or give a longer --timeout"
+        }
+        Failure::Interrupted { .. } => BUILDS_GO_ON,
+        Failure::Library(error) => match error {
+            Error::Delta { .. } | Error::DeltaFailed { .. } => FULL_IMAGE,
+            Error::InvalidToken {
+                problem: TokenProblem::Empty,
+            }
+            | Error::Unauthorized {
+                with_token: false, ..
+            } => "log in with `balena login` or set BALENA_RELEASE_UPDATE_TOKEN",
+            Error::InvalidToken { .. } => "log in again with `balena login`",
+            Error::Unauthorized {
+                server: Server::Api,
+                ..
+            } => "log in again with `balena login` or set BALENA_RELEASE_UPDATE_TOKEN",
+            Error::Unauthorized { .. } => "log in again with `balena login`",
+            Error::NoDeltas { .. } => {
+                "describe the update without --prepare or --wait: devices download whole images"
+            }
+            Error::InvalidUrl { .. } => {
+                "fix `apiUrl` or `deltaUrl` in balenarc.yml, or BALENARC_API_URL or \
+                 BALENARC_DELTA_URL"
+            }
+            // These messages name their own next step.
+            Error::InsecureUrl { .. }
+            | Error::ReleaseNotFound { .. }
+            | Error::ReleaseAmbiguous { .. }
+            | Error::ReleaseNotSuccessful { .. }
+            | Error::DifferentApplications { .. }
+            | Error::ImageNotReady { .. }
+            | Error::FleetNotFound { .. }
+            | Error::FleetHasNoTarget { .. }
+            | Error::ReleaseNotInFleet { .. }
+            | Error::Forbidden { .. }
+            | Error::Api { .. }
+            | Error::Decode { .. }
+            | Error::Transport { .. }
+            | Error::Setup { .. } => return None,
+            _ => return None,
+        },
+        // The CLI's own messages name the fix themselves.
+        Failure::Config(_) | Failure::Runtime(_) | Failure::Write(_) => return None,
+    };
+    Some(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn kinds_without_advice_get_a_hint() {
+        let timeout = Failure::from_library(Error::Timeout { last: None }, Duration::from_secs(5));
+        assert!(hint(&timeout).unwrap().contains("--timeout"));
+        let interrupted = Failure::Interrupted { last: None };
+        assert!(hint(&interrupted).unwrap().contains("go on"));
+        let refused = Failure::Library(Error::Delta {
+            service: "main".into(),
+            status: Some(400),
+            message: "no".into(),
+        });
+        assert!(hint(&refused).unwrap().contains("whole image"));
+    }
+
+    #[test]
+    fn a_refused_token_points_at_the_login() {
+        let unauthorized = Failure::Library(Error::Unauthorized {
+            server: Server::Api,
+            with_token: true,
+        });
+        assert!(hint(&unauthorized).unwrap().contains("balena login"));
+    }
+
+    #[test]
+    fn kinds_with_advice_and_the_clis_own_errors_get_none() {
+        let ambiguous = Failure::Library(Error::ReleaseNotFound {
+            reference: balena_release::ReleaseRef::Id(1),
+        });
+        assert_eq!(hint(&ambiguous), None);
+        assert_eq!(hint(&Failure::Config("bad flag".into())), None);
+    }
+}
