@@ -37,10 +37,7 @@ fn main() -> ExitCode {
 /// one `ERROR:` line (exit 1, as the npm tool does) and a pointer to `--help`.
 fn usage_error(err: clap::Error) -> ExitCode {
     match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = err.print();
-            ExitCode::SUCCESS
-        }
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Printer::stdout_outcome(err.print()),
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = err.print();
             ExitCode::FAILURE
