@@ -151,10 +151,10 @@ static CHECK_STDOUT_AT_START: extern "C" fn() = check_stdout_at_start;
 #[cfg(target_os = "linux")]
 extern "C" fn check_stdout_at_start() {
     use std::os::fd::AsFd;
-    if let Err(err) = std::io::stdout().as_fd().try_clone_to_owned() {
-        if err.raw_os_error() == Some(libc::EBADF) {
-            STDOUT_CLOSED_AT_START.store(true, Ordering::Relaxed);
-        }
+    if let Err(err) = std::io::stdout().as_fd().try_clone_to_owned()
+        && err.raw_os_error() == Some(libc::EBADF)
+    {
+        STDOUT_CLOSED_AT_START.store(true, Ordering::Relaxed);
     }
 }
 

@@ -188,9 +188,9 @@ pub fn describe_kind(kind: &str) -> String {
 
 /// A size limit in words: `64 KiB`, `1 MiB`.
 pub fn describe_size(bytes: u64) -> String {
-    if bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0 {
+    if bytes >= 1024 * 1024 && bytes.is_multiple_of(1024 * 1024) {
         format!("{} MiB", bytes / (1024 * 1024))
-    } else if bytes >= 1024 && bytes % 1024 == 0 {
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
         format!("{} KiB", bytes / 1024)
     } else {
         format!("{bytes} bytes")
@@ -807,7 +807,8 @@ mod tests {
         let api = "apiUrl: https://api.evil.example:8443/\n";
         let delta = "deltaUrl: https://delta.evil.example\n";
         let trust = env_vars::TRUST_CWD_SETTINGS;
-        let cases: Vec<(&str, &str, Vec<(&str, &str)>, Outcome, &str)> = vec![
+        type Vars<'a> = Vec<(&'a str, &'a str)>;
+        let cases: Vec<(&str, &str, Vars, Outcome, &str)> = vec![
             (
                 "work/balenarc.yml",
                 api,

@@ -11,3 +11,4 @@ mod fleet;
 mod modes;
 mod scenario_file;
 mod security;
+mod write_failures;
