@@ -254,7 +254,7 @@ fn init_logging(output: &Output) {
     let filter = tracing_subscriber::EnvFilter::new(default);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::printer::log_writer)
         .with_ansi(output.color_logs)
         .with_target(false)
         .try_init();
@@ -283,6 +283,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            ..Environment::default()
         }
     }
 

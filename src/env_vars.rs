@@ -8,6 +8,10 @@ pub const TOKEN: &str = "BALENA_RELEASE_UPDATE_TOKEN";
 /// Set to `1` to allow plain `http://` to hosts other than loopback.
 pub const ALLOW_HTTP: &str = "BALENA_RELEASE_UPDATE_ALLOW_HTTP";
 
+/// Set to `1` to let a `balenarc.yml`/`resinrc.yml` in the working directory
+/// choose the API or delta server while `CI` is set (otherwise refused).
+pub const TRUST_CWD_SETTINGS: &str = "BALENA_RELEASE_UPDATE_TRUST_CWD_SETTINGS";
+
 /// Overrides the first poll interval while waiting (e.g. `200ms`); for tests
 /// and demos against the simulator. Not shown in `--help`.
 pub const POLL_INTERVAL: &str = "BALENA_RELEASE_UPDATE_POLL_INTERVAL";

@@ -31,6 +31,12 @@ fn main() -> ExitCode {
     if cli::is_bare_version_request(&words) {
         return Printer::stdout_line(env!("CARGO_PKG_VERSION"));
     }
+    // clap reads BALENA_RELEASE_UPDATE_ALLOW_HTTP itself: a value that is not
+    // UTF-8 must be named before it does.
+    if let Err(err) = settings::Environment::from_process().check_unicode() {
+        Printer::error(&err.to_string());
+        return ExitCode::FAILURE;
+    }
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(err) => return usage_error(err),
@@ -42,10 +48,7 @@ fn main() -> ExitCode {
 /// one `ERROR:` line (exit 1, as the npm tool does) and a pointer to `--help`.
 fn usage_error(err: clap::Error) -> ExitCode {
     match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = err.print();
-            ExitCode::SUCCESS
-        }
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => Printer::stdout_outcome(err.print()),
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
             let _ = err.print();
             ExitCode::FAILURE

@@ -3,13 +3,22 @@
 //!
 //! Later sources win: defaults, `~/.resinrc.yml`, `~/.balenarc.yml`,
 //! `./resinrc.yml`, `./balenarc.yml`, then `BALENARC_*`/`RESINRC_*`
-//! environment variables. Unlike the npm tool, `apiUrl` is honoured.
+//! environment variables. Unlike the npm tool, `apiUrl` is honoured, but a
+//! file in the working directory that chooses where the token goes is named
+//! in a warning, and refused under CI unless trusted explicitly.
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
 use std::path::{Path, PathBuf};
 
 use crate::env_vars;
+
+/// The largest settings file read; a balenarc file holds a few lines.
+pub const SETTINGS_FILE_LIMIT: u64 = 1024 * 1024;
+
+/// The most `[` and `{` a settings file may hold: the YAML parser's cost
+/// grows with the square of flow nesting, and a balenarc file needs none.
+const FLOW_BRACKET_LIMIT: usize = 1000;
 
 /// The settings this tool reads, after every source is merged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,22 +30,37 @@ pub struct Settings {
 }
 
 /// What settings resolution reads from the outside world, injectable for tests.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Environment {
     pub home: Option<PathBuf>,
     pub current_dir: PathBuf,
     pub vars: Vec<(String, String)>,
+    /// The tool's own variables whose value is not UTF-8 (left out of `vars`).
+    pub not_unicode: Vec<String>,
 }
 
 impl Environment {
     /// The real process environment.
     pub fn from_process() -> Environment {
+        let mut vars = Vec::new();
+        let mut not_unicode = Vec::new();
+        for (name, value) in std::env::vars_os() {
+            // Every variable the tool reads has an ASCII name.
+            let Ok(name) = name.into_string() else {
+                continue;
+            };
+            match value.into_string() {
+                Ok(value) => vars.push((name, value)),
+                Err(_) if is_tool_variable(&name) => not_unicode.push(name),
+                Err(value) => vars.push((name, value.to_string_lossy().into_owned())),
+            }
+        }
+        not_unicode.sort();
         Environment {
             home: std::env::home_dir(),
             current_dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
-            vars: std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-                .collect(),
+            vars,
+            not_unicode,
         }
     }
 
@@ -46,6 +70,130 @@ impl Environment {
             .iter()
             .find(|(key, value)| key == name && !value.is_empty())
             .map(|(_, value)| value.as_str())
+    }
+
+    /// Fails on the first of the tool's variables whose value is not UTF-8:
+    /// silently skipping it would send the token with other settings.
+    pub fn check_unicode(&self) -> Result<(), SettingsError> {
+        match self.not_unicode.first() {
+            None => Ok(()),
+            Some(name) => Err(SettingsError(format!(
+                "{name} is not valid UTF-8 text: set it to a UTF-8 value or unset it"
+            ))),
+        }
+    }
+
+    /// `CI` set to anything but empty, `0` or `false`.
+    pub fn in_ci(&self) -> bool {
+        self.var(env_vars::CI)
+            .is_some_and(|value| value != "0" && value != "false")
+    }
+}
+
+/// `BALENARC_*` and `RESINRC_*` (in any case, as they are read) and
+/// `BALENA_RELEASE_UPDATE_*`.
+fn is_tool_variable(name: &str) -> bool {
+    let has_prefix = |prefix: &str| {
+        name.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    has_prefix("BALENARC_") || has_prefix("RESINRC_") || name.starts_with("BALENA_RELEASE_UPDATE_")
+}
+
+/// Why a file could not be read, found before any of it is parsed.
+#[derive(Debug)]
+pub enum FileProblem {
+    /// Nothing at that path.
+    Missing,
+    /// A directory on the path cannot be searched, so whether the file
+    /// exists cannot be known.
+    DirectoryUnreadable(std::io::Error),
+    /// Something other than a regular file, such as `a FIFO`.
+    NotRegular(&'static str),
+    /// Larger than this many bytes.
+    TooLarge(u64),
+    Io(std::io::Error),
+}
+
+/// Reads a regular file of at most `limit` bytes. A FIFO, device or socket
+/// is refused without reading (and without blocking: it is opened
+/// non-blocking and checked again once open, in case it was swapped in).
+pub fn read_regular_file(path: &Path, limit: u64) -> Result<Vec<u8>, FileProblem> {
+    let metadata = fs::metadata(path).map_err(|err| match err.kind() {
+        ErrorKind::NotFound | ErrorKind::NotADirectory => FileProblem::Missing,
+        ErrorKind::PermissionDenied => FileProblem::DirectoryUnreadable(err),
+        _ => FileProblem::Io(err),
+    })?;
+    check_regular(&metadata)?;
+    let mut file = open_without_blocking(path).map_err(FileProblem::Io)?;
+    check_regular(&file.metadata().map_err(FileProblem::Io)?)?;
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(FileProblem::Io)?;
+    if bytes.len() as u64 > limit {
+        return Err(FileProblem::TooLarge(limit));
+    }
+    Ok(bytes)
+}
+
+fn check_regular(metadata: &fs::Metadata) -> Result<(), FileProblem> {
+    let kind = metadata.file_type();
+    if kind.is_file() {
+        return Ok(());
+    }
+    if kind.is_dir() {
+        return Err(FileProblem::NotRegular("a directory"));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return Err(FileProblem::NotRegular("a FIFO (named pipe)"));
+        }
+        if kind.is_char_device() || kind.is_block_device() {
+            return Err(FileProblem::NotRegular("a device"));
+        }
+        if kind.is_socket() {
+            return Err(FileProblem::NotRegular("a socket"));
+        }
+    }
+    Err(FileProblem::NotRegular("not a regular file"))
+}
+
+#[cfg(unix)]
+fn open_without_blocking(path: &Path) -> std::io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+#[cfg(not(unix))]
+fn open_without_blocking(path: &Path) -> std::io::Result<fs::File> {
+    fs::File::open(path)
+}
+
+/// `the file is a FIFO (named pipe), not a regular file`, or for the
+/// catch-all kind, `the file is not a regular file`.
+pub fn describe_kind(kind: &str) -> String {
+    if kind.starts_with("not ") {
+        kind.to_owned()
+    } else {
+        format!("{kind}, not a regular file")
+    }
+}
+
+/// A size limit in words: `64 KiB`, `1 MiB`.
+pub fn describe_size(bytes: u64) -> String {
+    if bytes >= 1024 * 1024 && bytes.is_multiple_of(1024 * 1024) {
+        format!("{} MiB", bytes / (1024 * 1024))
+    } else if bytes >= 1024 && bytes.is_multiple_of(1024) {
+        format!("{} KiB", bytes / 1024)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 
@@ -85,18 +233,20 @@ pub struct Resolved {
 
 /// Reads every source in precedence order and merges them.
 pub fn resolve(env: &Environment) -> Result<Resolved, SettingsError> {
-    let mut values: [Option<String>; 4] = Default::default();
+    env.check_unicode()?;
+    // Each value with the working-directory file it came from, if it did.
+    let mut values: [Option<(String, Option<PathBuf>)>; 4] = Default::default();
     let mut warnings = Vec::new();
 
     let mut files = Vec::new();
     if let Some(home) = &env.home {
-        files.push((home.join(".resinrc.yml"), true));
-        files.push((home.join(".balenarc.yml"), false));
+        files.push((home.join(".resinrc.yml"), true, false));
+        files.push((home.join(".balenarc.yml"), false, false));
     }
-    files.push((env.current_dir.join("resinrc.yml"), true));
-    files.push((env.current_dir.join("balenarc.yml"), false));
+    files.push((env.current_dir.join("resinrc.yml"), true, true));
+    files.push((env.current_dir.join("balenarc.yml"), false, true));
 
-    for (path, legacy) in files {
+    for (path, legacy, in_cwd) in files {
         let Some(text) = read_optional(&path)? else {
             continue;
         };
@@ -105,7 +255,7 @@ pub fn resolve(env: &Environment) -> Result<Resolved, SettingsError> {
                 .iter()
                 .position(|k| *k == key)
                 .expect("parse_file yields known keys");
-            values[index] = Some(value);
+            values[index] = Some((value, in_cwd.then(|| path.clone())));
         }
     }
 
@@ -114,16 +264,36 @@ pub fn resolve(env: &Environment) -> Result<Resolved, SettingsError> {
             .iter()
             .position(|k| *k == name)
             .expect("overrides yield known keys");
-        values[index] = Some(prefix);
+        values[index] = Some((prefix, None));
     }
 
     let [balena_url, api_url, delta_url, data_directory] = values;
-    let balena_url = balena_url.unwrap_or_else(|| "balena-cloud.com".to_owned());
+    let (balena_url, balena_from) =
+        balena_url.unwrap_or_else(|| ("balena-cloud.com".to_owned(), None));
     let host = balena_url.trim_end_matches('/');
-    let api_url = api_url.unwrap_or_else(|| format!("https://api.{host}"));
-    let delta_url = delta_url.unwrap_or_else(|| format!("https://delta.{host}"));
+    let (api_url, api_from) = match api_url {
+        Some((url, from)) => (url, from.map(|f| (f, "apiUrl"))),
+        None => (
+            format!("https://api.{host}"),
+            balena_from.clone().map(|f| (f, "balenaUrl")),
+        ),
+    };
+    let (delta_url, delta_from) = match delta_url {
+        Some((url, from)) => (url, from.map(|f| (f, "deltaUrl"))),
+        None => (
+            format!("https://delta.{host}"),
+            balena_from.map(|f| (f, "balenaUrl")),
+        ),
+    };
+    let chosen_in_cwd: Vec<(PathBuf, &str, String)> =
+        [(api_from, &api_url), (delta_from, &delta_url)]
+            .into_iter()
+            .filter_map(|(from, url)| from.map(|(file, key)| (file, key, host_of(url))))
+            .collect();
+    check_cwd_choice(env, &chosen_in_cwd, &mut warnings)?;
+
     let data_directory = match data_directory {
-        Some(dir) => expand_home(&dir, env.home.as_deref())?,
+        Some((dir, _)) => expand_home(&dir, env.home.as_deref())?,
         None => env
             .home
             .as_ref()
@@ -144,6 +314,88 @@ pub fn resolve(env: &Environment) -> Result<Resolved, SettingsError> {
         },
         warnings,
     })
+}
+
+/// Where a URL sends requests, for messages: `host` or `host:port`.
+fn host_of(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(parsed) => match (parsed.host_str(), parsed.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_owned(),
+            (None, _) => "no host".to_owned(),
+        },
+        Err(_) => "an invalid URL".to_owned(),
+    }
+}
+
+/// A working-directory file (perhaps from the change under test) that
+/// chooses where the token goes is named in a warning; under CI it is
+/// refused unless trusted with `BALENA_RELEASE_UPDATE_TRUST_CWD_SETTINGS`.
+/// `chosen` lists (file, key, host) for each URL such a file decided.
+fn check_cwd_choice(
+    env: &Environment,
+    chosen: &[(PathBuf, &str, String)],
+    warnings: &mut Vec<String>,
+) -> Result<(), SettingsError> {
+    if chosen.is_empty() {
+        return Ok(());
+    }
+    let mut by_file: Vec<(&Path, Vec<String>, Vec<String>)> = Vec::new();
+    for (file, key, host) in chosen {
+        let at = match by_file.iter().position(|(f, _, _)| *f == file.as_path()) {
+            Some(at) => at,
+            None => {
+                by_file.push((file.as_path(), Vec::new(), Vec::new()));
+                by_file.len() - 1
+            }
+        };
+        let (_, keys, hosts) = &mut by_file[at];
+        let key = format!("`{key}`");
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+        let host = format!("`{host}`");
+        if !hosts.contains(&host) {
+            hosts.push(host);
+        }
+    }
+    let trusted = trust_cwd_settings(env)?;
+    if env.in_ci() && !trusted {
+        let (file, keys, hosts) = &by_file[0];
+        return Err(SettingsError(format!(
+            "refusing settings file `{}` from the working directory under CI: it sets {} and would send the token to {}; set {}=1 to allow it",
+            file.display(),
+            keys.join(" and "),
+            hosts.join(" and "),
+            env_vars::TRUST_CWD_SETTINGS
+        )));
+    }
+    for (file, keys, hosts) in by_file {
+        warnings.push(format!(
+            "settings file `{}` in the working directory sets {}: the token will be sent to {}",
+            file.display(),
+            keys.join(" and "),
+            hosts.join(" and ")
+        ));
+    }
+    Ok(())
+}
+
+/// `BALENA_RELEASE_UPDATE_TRUST_CWD_SETTINGS`: `1`/`true`/`yes`/`on` trust,
+/// `0`/`false`/`no`/`off` or unset do not; anything else is a mistake.
+fn trust_cwd_settings(env: &Environment) -> Result<bool, SettingsError> {
+    let Some(value) = env.var(env_vars::TRUST_CWD_SETTINGS) else {
+        return Ok(false);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(SettingsError(format!(
+            "{} must be 1 (trust settings files in the working directory) or 0, not `{}`",
+            env_vars::TRUST_CWD_SETTINGS,
+            crate::printer::printable(value)
+        ))),
+    }
 }
 
 /// `BALENARC_<NAME>` (or `RESINRC_<NAME>`, prefix in any case) for the keys
@@ -193,17 +445,40 @@ fn camel_case(snake: &str) -> String {
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, SettingsError> {
-    match fs::read_to_string(path) {
+    let shown = path.display();
+    let bytes = match read_regular_file(path, SETTINGS_FILE_LIMIT) {
+        Ok(bytes) => bytes,
+        Err(FileProblem::Missing) => return Ok(None),
+        Err(FileProblem::DirectoryUnreadable(err)) => {
+            tracing::info!(
+                "skipping settings file `{shown}`: its directory cannot be searched ({})",
+                plain_io_error(&err)
+            );
+            return Ok(None);
+        }
+        Err(FileProblem::NotRegular(kind)) => {
+            return Err(SettingsError(format!(
+                "cannot read settings file `{shown}`: it is {}: replace it with a file or remove it",
+                describe_kind(kind)
+            )));
+        }
+        Err(FileProblem::TooLarge(limit)) => {
+            return Err(SettingsError(format!(
+                "settings file `{shown}` is larger than {}: a settings file holds a few `key: value` lines; fix or remove it",
+                describe_size(limit)
+            )));
+        }
+        Err(FileProblem::Io(err)) => {
+            return Err(SettingsError(format!(
+                "cannot read settings file `{shown}`: {}: fix its permissions or remove it",
+                plain_io_error(&err)
+            )));
+        }
+    };
+    match String::from_utf8(bytes) {
         Ok(text) => Ok(Some(text)),
-        Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
-        Err(err) if err.kind() == ErrorKind::InvalidData => Err(SettingsError(format!(
-            "settings file `{}` is not UTF-8 text: fix or remove it",
-            path.display()
-        ))),
-        Err(err) => Err(SettingsError(format!(
-            "cannot read settings file `{}`: {}: fix its permissions or remove it",
-            path.display(),
-            plain_io_error(&err)
+        Err(_) => Err(SettingsError(format!(
+            "settings file `{shown}` is not UTF-8 text: fix or remove it"
         ))),
     }
 }
@@ -216,6 +491,12 @@ fn parse_file(
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(&'static str, String)>, SettingsError> {
     let shown = path.display();
+    let brackets = text.bytes().filter(|b| matches!(b, b'[' | b'{')).count();
+    if brackets > FLOW_BRACKET_LIMIT {
+        return Err(SettingsError(format!(
+            "settings file `{shown}` has more than {FLOW_BRACKET_LIMIT} `[` and `{{` (nested YAML): a settings file holds plain `key: value` lines; fix or remove it"
+        )));
+    }
     let document: yaml_serde::Value = yaml_serde::from_str(text).map_err(|err| {
         SettingsError(format!(
             "settings file `{shown}` is not valid YAML ({}): fix the syntax or remove the file",
@@ -295,13 +576,42 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
 }
 
-/// An I/O error's description without the "(os error N)" suffix.
+/// An I/O error in plain words, without the "(os error N)" suffix.
 pub fn plain_io_error(err: &std::io::Error) -> String {
-    let text = err.to_string();
-    match text.find(" (os error") {
-        Some(at) => text[..at].to_lowercase(),
-        None => text.to_lowercase(),
+    let words = match err.kind() {
+        ErrorKind::NotFound => "no such file or directory",
+        ErrorKind::PermissionDenied => "permission denied",
+        ErrorKind::IsADirectory => "it is a directory",
+        ErrorKind::NotADirectory => "a part of the path is not a directory",
+        ErrorKind::StorageFull => "no space left on device",
+        ErrorKind::BrokenPipe => "the reader closed the pipe",
+        ErrorKind::WouldBlock => "it would block",
+        ErrorKind::ReadOnlyFilesystem => "read-only file system",
+        _ => "",
+    };
+    if !words.is_empty() {
+        return words.to_owned();
     }
+    without_os_error_code(&err.to_string()).to_lowercase()
+}
+
+/// `text` without any ` (os error N)`: the number means nothing to a reader.
+pub fn without_os_error_code(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(" (os error ") {
+        let after = &rest[at + " (os error ".len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && after[digits..].starts_with(')') {
+            out.push_str(&rest[..at]);
+            rest = &after[digits + 1..];
+        } else {
+            out.push_str(&rest[..at + 1]);
+            rest = &rest[at + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -320,6 +630,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            not_unicode: Vec::new(),
         }
     }
 
@@ -463,6 +774,10 @@ mod tests {
         fs::create_dir(dir.path().join("work/balenarc.yml")).unwrap();
         let err = resolve(&env).unwrap_err().to_string();
         assert!(err.contains("cannot read settings file"), "{err}");
+        assert!(
+            err.contains("it is a directory, not a regular file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -476,6 +791,286 @@ mod tests {
             resolve(&env).unwrap().settings.api_url,
             "https://api.balena-cloud.com"
         );
+    }
+
+    /// How a run treats a settings file that may choose the servers.
+    #[derive(Debug, PartialEq)]
+    enum Outcome {
+        Silent,
+        Warned,
+        Refused,
+    }
+
+    #[test]
+    fn a_working_directory_file_choosing_the_servers_is_named_and_refused_under_ci() {
+        use Outcome::*;
+        let api = "apiUrl: https://api.evil.example:8443/\n";
+        let delta = "deltaUrl: https://delta.evil.example\n";
+        let trust = env_vars::TRUST_CWD_SETTINGS;
+        type Vars<'a> = Vec<(&'a str, &'a str)>;
+        let cases: Vec<(&str, &str, Vars, Outcome, &str)> = vec![
+            (
+                "work/balenarc.yml",
+                api,
+                vec![],
+                Warned,
+                "`api.evil.example:8443`",
+            ),
+            (
+                "work/resinrc.yml",
+                api,
+                vec![],
+                Warned,
+                "`api.evil.example:8443`",
+            ),
+            (
+                "work/balenarc.yml",
+                delta,
+                vec![],
+                Warned,
+                "`delta.evil.example`",
+            ),
+            (
+                "work/balenarc.yml",
+                "balenaUrl: evil.example\n",
+                vec![],
+                Warned,
+                "`api.evil.example` and `delta.evil.example`",
+            ),
+            (
+                "work/balenarc.yml",
+                api,
+                vec![("CI", "true")],
+                Refused,
+                "`api.evil.example:8443`",
+            ),
+            (
+                "work/resinrc.yml",
+                delta,
+                vec![("CI", "1")],
+                Refused,
+                "`delta.evil.example`",
+            ),
+            (
+                "work/balenarc.yml",
+                "resinUrl: evil.example\n",
+                vec![("CI", "yes")],
+                Silent,
+                "",
+            ),
+            (
+                "work/resinrc.yml",
+                "resinUrl: evil.example\n",
+                vec![("CI", "yes")],
+                Refused,
+                "`api.evil.example`",
+            ),
+            (
+                "work/balenarc.yml",
+                api,
+                vec![("CI", "true"), (trust, "1")],
+                Warned,
+                "`api.evil.example:8443`",
+            ),
+            (
+                "work/balenarc.yml",
+                api,
+                vec![("CI", "true"), (trust, "0")],
+                Refused,
+                trust,
+            ),
+            (
+                "work/balenarc.yml",
+                api,
+                vec![("CI", "0")],
+                Warned,
+                "`api.evil.example:8443`",
+            ),
+            (
+                "work/balenarc.yml",
+                api,
+                vec![("CI", "false")],
+                Warned,
+                "`api.evil.example:8443`",
+            ),
+            (
+                "work/balenarc.yml",
+                api,
+                vec![("CI", "")],
+                Warned,
+                "`api.evil.example:8443`",
+            ),
+            // A variable overrides the file: the file decides nothing.
+            (
+                "work/balenarc.yml",
+                api,
+                vec![("CI", "true"), ("BALENARC_API_URL", "https://a.env")],
+                Silent,
+                "",
+            ),
+            (
+                "work/balenarc.yml",
+                "balenaUrl: evil.example\n",
+                vec![
+                    ("CI", "true"),
+                    ("BALENARC_API_URL", "https://a.env"),
+                    ("BALENARC_DELTA_URL", "https://d.env"),
+                ],
+                Silent,
+                "",
+            ),
+            (
+                "work/balenarc.yml",
+                "dataDirectory: /tmp/x\nproxy: {host: p}\n",
+                vec![("CI", "true")],
+                Silent,
+                "",
+            ),
+            ("home/.balenarc.yml", api, vec![("CI", "true")], Silent, ""),
+            ("home/.resinrc.yml", api, vec![("CI", "true")], Silent, ""),
+        ];
+        for (file, text, vars, outcome, fragment) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let env = env_in(dir.path(), &vars);
+            let path = dir.path().join(file);
+            fs::write(&path, text).unwrap();
+            let what = format!("{file} {text:?} {vars:?}");
+            match resolve(&env) {
+                Ok(resolved) => {
+                    let named: Vec<&String> = resolved
+                        .warnings
+                        .iter()
+                        .filter(|w| w.contains("in the working directory"))
+                        .collect();
+                    match outcome {
+                        Silent => assert!(named.is_empty(), "{what}: {named:?}"),
+                        Warned => {
+                            assert_eq!(named.len(), 1, "{what}: {named:?}");
+                            assert!(
+                                named[0].contains(&path.display().to_string()),
+                                "{what}: {}",
+                                named[0]
+                            );
+                            assert!(named[0].contains(fragment), "{what}: {}", named[0]);
+                        }
+                        Refused => panic!("{what}: not refused"),
+                    }
+                }
+                Err(err) => {
+                    let err = err.to_string();
+                    assert_eq!(outcome, Refused, "{what}: {err}");
+                    assert!(err.contains(&path.display().to_string()), "{what}: {err}");
+                    assert!(err.contains(fragment), "{what}: {err}");
+                    assert!(err.contains(&format!("{trust}=1")), "{what}: {err}");
+                    assert!(!err.contains('\n'), "{what}: {err}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_trust_variable_must_be_a_boolean() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_in(
+            dir.path(),
+            &[("CI", "true"), (env_vars::TRUST_CWD_SETTINGS, "maybe")],
+        );
+        fs::write(dir.path().join("work/balenarc.yml"), "apiUrl: https://x\n").unwrap();
+        let err = resolve(&env).unwrap_err().to_string();
+        assert!(
+            err.contains(env_vars::TRUST_CWD_SETTINGS) && err.contains("`maybe`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tool_variables_that_are_not_utf8_are_errors_naming_them() {
+        for (name, tool) in [
+            ("BALENARC_API_URL", true),
+            ("balenarc_delta_url", true),
+            ("RESINRC_BALENA_URL", true),
+            ("BALENARC_PROXY", true),
+            ("BALENA_RELEASE_UPDATE_TOKEN", true),
+            ("BALENA_RELEASE_UPDATE_POLL_INTERVAL", true),
+            ("balena_release_update_token", false),
+            ("BALENARC", false),
+            ("HOME", false),
+            ("LANG", false),
+        ] {
+            assert_eq!(is_tool_variable(name), tool, "{name}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let env = Environment {
+            not_unicode: vec!["BALENARC_API_URL".into()],
+            ..env_in(dir.path(), &[])
+        };
+        let err = resolve(&env).unwrap_err().to_string();
+        assert!(err.contains("BALENARC_API_URL is not valid UTF-8"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_regular_files_of_bounded_size_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = env_in(dir.path(), &[]);
+        let local = dir.path().join("work/balenarc.yml");
+        let expect_error = |fragment: &str| {
+            let err = resolve(&env).unwrap_err().to_string();
+            assert!(err.contains(fragment), "{err}");
+            assert!(err.contains(&local.display().to_string()), "{err}");
+        };
+
+        let made = std::process::Command::new("mkfifo")
+            .arg(&local)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        expect_error("a FIFO (named pipe), not a regular file");
+        fs::remove_file(&local).unwrap();
+
+        std::os::unix::fs::symlink("/dev/zero", &local).unwrap();
+        expect_error("a device, not a regular file");
+        fs::remove_file(&local).unwrap();
+
+        let listener = std::os::unix::net::UnixListener::bind(&local).unwrap();
+        expect_error("a socket, not a regular file");
+        drop(listener);
+        fs::remove_file(&local).unwrap();
+
+        // A comment up to exactly the limit is fine; one byte more is not.
+        let mut text = "# ".to_owned();
+        text.push_str(&"x".repeat(SETTINGS_FILE_LIMIT as usize - 3));
+        text.push('\n');
+        assert_eq!(text.len() as u64, SETTINGS_FILE_LIMIT);
+        fs::write(&local, &text).unwrap();
+        assert!(resolve(&env).is_ok());
+        text.push('\n');
+        fs::write(&local, &text).unwrap();
+        expect_error("is larger than 1 MiB");
+
+        // A symbolic link to a regular file is read.
+        fs::write(dir.path().join("real.yml"), "apiUrl: https://a.link\n").unwrap();
+        fs::remove_file(&local).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("real.yml"), &local).unwrap();
+        assert_eq!(resolve(&env).unwrap().settings.api_url, "https://a.link");
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        let path = Path::new("/cfg/balenarc.yml");
+        let mut warnings = Vec::new();
+        for text in [
+            format!("apiUrl: {}", "[".repeat(200_000)),
+            format!("apiUrl: {}", "{".repeat(1001)),
+            format!("a: '{}'", "[".repeat(1001)),
+        ] {
+            let err = parse_file(path, &text, false, &mut warnings)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("more than 1000 `[` and `{`"), "{err}");
+        }
+        let text = format!("apiUrl: http://[::1]:80/\na: '{}'\n", "[".repeat(998));
+        assert!(parse_file(path, &text, false, &mut warnings).is_ok());
     }
 
     #[test]

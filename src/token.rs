@@ -3,13 +3,20 @@
 //! message here ever contains it.
 
 use std::fs;
-use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
 
 use crate::env_vars;
-use crate::settings::{Environment, plain_io_error};
+use crate::settings::{
+    Environment, FileProblem, describe_kind, describe_size, plain_io_error, read_regular_file,
+};
+
+/// The largest token file read: a session token is under 1 KiB.
+pub const TOKEN_FILE_LIMIT: u64 = 64 * 1024;
+
+/// Byte-order marks an editor may put at the start of a text file.
+const BYTE_ORDER_MARKS: [&[u8]; 3] = [b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"];
 
 /// Where the token came from, for messages (never the token itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +44,7 @@ pub struct FoundToken {
 
 /// Reads the token from `BALENA_RELEASE_UPDATE_TOKEN` or `<data dir>/token`.
 pub fn find(env: &Environment, data_directory: &Path) -> Result<FoundToken, String> {
+    env.check_unicode().map_err(|err| err.to_string())?;
     if let Some(value) = env.var(env_vars::TOKEN) {
         let value = value.trim();
         if value.is_empty() {
@@ -52,37 +60,48 @@ pub fn find(env: &Environment, data_directory: &Path) -> Result<FoundToken, Stri
         });
     }
     let path = data_directory.join("token");
-    let text = match fs::read(&path) {
+    let shown = path.display();
+    let variable = env_vars::TOKEN;
+    let text = match read_regular_file(&path, TOKEN_FILE_LIMIT) {
         Ok(bytes) => bytes,
-        Err(err) if err.kind() == ErrorKind::NotFound => {
+        Err(FileProblem::Missing) => {
             return Err(format!(
-                "not logged in: there is no token at `{}`; run `balena login` or set {}",
-                path.display(),
-                env_vars::TOKEN
+                "not logged in: there is no token at `{shown}`; run `balena login` or set {variable}"
             ));
         }
-        Err(err) => {
+        Err(FileProblem::DirectoryUnreadable(err) | FileProblem::Io(err)) => {
             return Err(format!(
-                "cannot read the token file `{}`: {}: fix its permissions, or set {}",
-                path.display(),
-                plain_io_error(&err),
-                env_vars::TOKEN
+                "cannot read the token file `{shown}`: {}: fix its permissions, or set {variable}",
+                plain_io_error(&err)
+            ));
+        }
+        Err(FileProblem::NotRegular(kind)) => {
+            return Err(format!(
+                "cannot read the token file `{shown}`: it is {}: run `balena login` again, or set {variable}",
+                describe_kind(kind)
+            ));
+        }
+        Err(FileProblem::TooLarge(limit)) => {
+            return Err(format!(
+                "the token file `{shown}` is larger than {}, too large for a token: run `balena login` again, or set {variable}",
+                describe_size(limit)
             ));
         }
     };
+    if BYTE_ORDER_MARKS.iter().any(|mark| text.starts_with(mark)) {
+        return Err(format!(
+            "the token file `{shown}` starts with a byte-order mark (BOM): save the file without it, or set {variable}"
+        ));
+    }
     let Ok(text) = String::from_utf8(text) else {
         return Err(format!(
-            "the token file `{}` is not text: run `balena login` again or set {}",
-            path.display(),
-            env_vars::TOKEN
+            "the token file `{shown}` is not text: run `balena login` again or set {variable}"
         ));
     };
     let token = text.trim();
     if token.is_empty() {
         return Err(format!(
-            "the token file `{}` is empty: run `balena login` or set {}",
-            path.display(),
-            env_vars::TOKEN
+            "the token file `{shown}` is empty: run `balena login` or set {variable}"
         ));
     }
     Ok(FoundToken {
@@ -124,6 +143,7 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            not_unicode: Vec::new(),
         }
     }
 
@@ -157,7 +177,7 @@ mod tests {
         let err = find(&env(&[]), dir.path()).err().unwrap();
         assert!(err.contains("is empty"), "{err}");
 
-        fs::write(dir.path().join("token"), [0xff, 0xfe]).unwrap();
+        fs::write(dir.path().join("token"), [0x41, 0xff, 0xfe]).unwrap();
         let err = find(&env(&[]), dir.path()).err().unwrap();
         assert!(err.contains("not text"), "{err}");
 
@@ -165,6 +185,51 @@ mod tests {
         fs::create_dir(dir.path().join("token")).unwrap();
         let err = find(&env(&[]), dir.path()).err().unwrap();
         assert!(err.contains("cannot read the token file"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn token_files_that_are_no_token_are_refused_before_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let check = |fragment: &str| {
+            let err = find(&env(&[]), dir.path()).err().unwrap();
+            assert!(err.contains(fragment), "{err}");
+            assert!(err.contains(env_vars::TOKEN), "{err}");
+        };
+        for bom in BYTE_ORDER_MARKS {
+            fs::write(&path, [bom, b"abc123token\n".as_slice()].concat()).unwrap();
+            check("starts with a byte-order mark (BOM): save the file without it");
+        }
+        fs::write(&path, "a".repeat(TOKEN_FILE_LIMIT as usize + 1)).unwrap();
+        check("larger than 64 KiB");
+        fs::write(&path, "a".repeat(TOKEN_FILE_LIMIT as usize)).unwrap();
+        assert!(find(&env(&[]), dir.path()).is_ok());
+        fs::remove_file(&path).unwrap();
+        let made = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        check("it is a FIFO (named pipe), not a regular file");
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        check("it is a device, not a regular file");
+    }
+
+    #[test]
+    fn a_token_variable_that_is_not_utf8_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("token"), "from-file").unwrap();
+        let env = Environment {
+            not_unicode: vec![env_vars::TOKEN.to_owned()],
+            ..env(&[])
+        };
+        let err = find(&env, dir.path()).err().unwrap();
+        assert!(
+            err.contains("BALENA_RELEASE_UPDATE_TOKEN is not valid UTF-8"),
+            "{err}"
+        );
     }
 
     #[cfg(unix)]

@@ -24,6 +24,12 @@ enum Setup {
     NoToken,
     /// An environment variable.
     Env(&'static str, String),
+    /// An environment variable whose value may be any bytes.
+    EnvOs(&'static str, OsString),
+    /// A FIFO (named pipe) relative to the home directory.
+    Fifo(&'static str),
+    /// A symbolic link relative to the home directory, to this target.
+    Symlink(&'static str, &'static str),
     /// The API and delta URLs point at a server answering the release query
     /// with this, and the delta query with `delta`.
     Answers { release: Answer, delta: Answer },
@@ -114,7 +120,7 @@ impl Case {
 fn check(case: &Case) {
     let world = World::demo();
     let home = world.home.path().to_owned();
-    let mut env: Vec<(&str, String)> = Vec::new();
+    let mut env: Vec<(&str, OsString)> = Vec::new();
     let mut server = None;
     for setup in &case.setup {
         match setup {
@@ -132,14 +138,32 @@ fn check(case: &Case) {
                 write_mode_600(&path);
             }
             Setup::NoToken => std::fs::remove_file(world.data_dir().join("token")).unwrap(),
-            Setup::Env(name, value) => env.push((name, value.clone())),
+            Setup::Env(name, value) => env.push((name, value.into())),
+            Setup::EnvOs(name, value) => env.push((name, value.clone())),
+            Setup::Fifo(path) => {
+                let path = home.join(path);
+                let _ = std::fs::remove_file(&path);
+                let made = std::process::Command::new("mkfifo")
+                    .arg(&path)
+                    .status()
+                    .unwrap();
+                assert!(made.success(), "mkfifo {}", path.display());
+            }
+            Setup::Symlink(path, target) => {
+                let path = home.join(path);
+                let _ = std::fs::remove_file(&path);
+                #[cfg(unix)]
+                std::os::unix::fs::symlink(target, path).unwrap();
+                #[cfg(not(unix))]
+                panic!("no symbolic link to {target} here");
+            }
             Setup::Answers { release, delta } => {
                 let canned = Canned::start();
                 canned
                     .route("/v7/release", release.clone())
                     .route("/v7/delta", delta.clone());
-                env.push(("BALENARC_API_URL", canned.url.clone()));
-                env.push(("BALENARC_DELTA_URL", canned.url.clone()));
+                env.push(("BALENARC_API_URL", canned.url.clone().into()));
+                env.push(("BALENARC_DELTA_URL", canned.url.clone().into()));
                 server = Some(canned);
             }
         }
@@ -456,12 +480,51 @@ fn bad_settings() {
                 "ignoring unknown setting `deltaURL`",
                 "did you mean `deltaUrl`?",
             ]),
-        case("unreadable settings")
+        case("settings file is a directory")
             .with(Setup::Dir("balenarc.yml"))
             .expect(&[
                 "cannot read settings file",
-                "fix its permissions or remove it",
+                "it is a directory, not a regular file",
+                "remove it",
             ]),
+        case("settings file is a FIFO")
+            .with(Setup::Fifo("balenarc.yml"))
+            .expect(&[
+                "balenarc.yml",
+                "it is a FIFO (named pipe), not a regular file",
+                "remove it",
+            ]),
+        case("settings file at home is a device")
+            .with(Setup::Symlink(".balenarc.yml", "/dev/zero"))
+            .expect(&[".balenarc.yml", "it is a device", "remove it"]),
+        case("settings file over 1 MiB")
+            .with(Setup::File(
+                "resinrc.yml",
+                format!("# {}\n", "x".repeat(1024 * 1024)).into_bytes(),
+            ))
+            .expect(&["resinrc.yml", "is larger than 1 MiB", "fix or remove it"]),
+        case("deeply nested YAML")
+            .with(Setup::File(
+                "balenarc.yml",
+                format!("apiUrl: {}", "[".repeat(200_000)).into_bytes(),
+            ))
+            .expect(&[
+                "balenarc.yml",
+                "more than 1000 `[` and `{`",
+                "fix or remove it",
+            ]),
+        case("API URL variable not UTF-8")
+            .with(Setup::EnvOs("BALENARC_API_URL", not_utf8()))
+            .expect(&["BALENARC_API_URL is not valid UTF-8", "unset it"]),
+        case("legacy delta URL variable not UTF-8, in lower case")
+            .with(Setup::EnvOs("resinrc_delta_url", not_utf8()))
+            .expect(&["resinrc_delta_url is not valid UTF-8", "unset it"]),
+        case("poll interval not UTF-8")
+            .with(Setup::EnvOs(
+                "BALENA_RELEASE_UPDATE_POLL_INTERVAL",
+                not_utf8(),
+            ))
+            .expect(&["BALENA_RELEASE_UPDATE_POLL_INTERVAL is not valid UTF-8"]),
         case("settings not UTF-8")
             .with(Setup::File(
                 "balenarc.yml",
@@ -496,7 +559,7 @@ fn bad_settings() {
             ))
             .expect(&["not logged in", "/nonexistent/balena/token", "balena login"]),
     ];
-    assert!(run_all(cases) >= 12);
+    assert!(run_all(cases) >= 19);
 }
 
 /// header `{"alg":"HS256","typ":"JWT"}`, payload `{"id":1,"iat":1500000000,"exp":1500003600}`.
@@ -544,8 +607,33 @@ fn bad_tokens() {
             .secret("klmnopqrstuvwxyz0123")
             .expect(&["malformed", "control", "balena login"]),
         case("token file not UTF-8")
-            .with(token(&[0xff, 0xfe, 0x41]))
+            .with(token(&[0x41, 0xff, 0xfe, 0x41]))
             .expect(&["is not text", "balena login"]),
+        case("token file with a UTF-8 byte-order mark")
+            .with(token(format!("\u{feff}{wrong}\n").as_bytes()))
+            .secret(wrong)
+            .expect(&[
+                "starts with a byte-order mark (BOM): save the file without it",
+                "BALENA_RELEASE_UPDATE_TOKEN",
+            ]),
+        case("token file saved as UTF-16")
+            .with(token(&[0xff, 0xfe, 0x41, 0x00, 0x42, 0x00]))
+            .expect(&["byte-order mark (BOM)", "save the file without it"]),
+        case("token file over 64 KiB")
+            .with(token("a".repeat(64 * 1024 + 1).as_bytes()))
+            .expect(&["larger than 64 KiB", "balena login"]),
+        case("token file is a FIFO")
+            .with(Setup::Fifo(".balena/token"))
+            .expect(&[
+                "it is a FIFO (named pipe), not a regular file",
+                "balena login",
+            ]),
+        case("token file is /dev/zero")
+            .with(Setup::Symlink(".balena/token", "/dev/zero"))
+            .expect(&["it is a device, not a regular file", "balena login"]),
+        case("token variable not UTF-8")
+            .with(Setup::EnvOs("BALENA_RELEASE_UPDATE_TOKEN", not_utf8()))
+            .expect(&["BALENA_RELEASE_UPDATE_TOKEN is not valid UTF-8", "unset it"]),
         case("token file is a directory")
             .with(Setup::Dir(".balena/token"))
             .expect(&["cannot read the token file", "BALENA_RELEASE_UPDATE_TOKEN"]),

@@ -13,3 +13,4 @@ mod modes;
 mod scenario_file;
 mod security;
 mod tables;
+mod write_failures;

@@ -310,3 +310,230 @@ fn a_token_file_others_can_read_gets_a_warning() {
         }
     }
 }
+
+/// What a run does with a settings file that may choose the servers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Choice {
+    /// Exit 0, no warning about the file.
+    Silent,
+    /// Exit 0, a warning naming the file and the host.
+    Warned,
+    /// Exit 1 before any request, one `ERROR:` naming the file and the opt-in.
+    Refused,
+}
+
+#[test]
+fn a_working_directory_file_choosing_the_servers_is_named_and_refused_under_ci() {
+    use Choice::*;
+    let world = World::demo();
+    let api = world.sim.api_url();
+    let delta = world.sim.delta_url();
+    let api_host = api
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let delta_host = delta
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let trust = "BALENA_RELEASE_UPDATE_TRUST_CWD_SETTINGS";
+    // (file, key, variables, outcome); `key` is set in `file` to the
+    // simulator's URL and its variable is unset, so the file decides.
+    type Vars<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, &str, Vars, Choice)> = vec![
+        ("balenarc.yml", "apiUrl", vec![], Warned),
+        ("resinrc.yml", "deltaUrl", vec![], Warned),
+        ("balenarc.yml", "apiUrl", vec![("CI", "true")], Refused),
+        ("resinrc.yml", "apiUrl", vec![("CI", "true")], Refused),
+        ("balenarc.yml", "deltaUrl", vec![("CI", "1")], Refused),
+        (
+            "balenarc.yml",
+            "apiUrl",
+            vec![("CI", "true"), (trust, "1")],
+            Warned,
+        ),
+        ("balenarc.yml", "apiUrl", vec![("CI", "false")], Warned),
+        ("balenarc.yml", "apiUrl", vec![("CI", "0")], Warned),
+        ("balenarc.yml", "apiUrl", vec![("CI", "")], Warned),
+        // The home directory's files are the user's own.
+        (".balenarc.yml", "apiUrl", vec![("CI", "true")], Silent),
+        (".resinrc.yml", "deltaUrl", vec![("CI", "true")], Silent),
+    ];
+    for (file, key, vars, outcome) in cases {
+        let (url, variable, host) = match key {
+            "apiUrl" => (&api, "BALENARC_API_URL", &api_host),
+            _ => (&delta, "BALENARC_DELTA_URL", &delta_host),
+        };
+        let path = world.home.path().join(file);
+        std::fs::write(&path, format!("{key}: {url}\n")).unwrap();
+        let before = world.api_requests() + world.delta_requests();
+        let mut cmd = world.cmd();
+        cmd.env_remove(variable).env_remove("CI");
+        for (name, value) in &vars {
+            cmd.env(name, value);
+        }
+        let run = run_checked(cmd.args(pair(demo::RELEASE_1, demo::RELEASE_2)));
+        std::fs::remove_file(&path).unwrap();
+        let what = format!("{file} {key} {vars:?}");
+        let named: Vec<&str> = run
+            .stderr
+            .lines()
+            .filter(|l| {
+                l.contains("in the working directory") || l.contains("from the working directory")
+            })
+            .collect();
+        match outcome {
+            Silent | Warned => {
+                assert_eq!(run.code, 0, "{what}: {}", run.stderr);
+                assert_eq!(run.json()["produces__release"]["id"], demo::RELEASE_2);
+            }
+            Refused => {
+                assert_eq!(run.code, 1, "{what}: {}", run.stderr);
+                assert!(run.stdout.is_empty(), "{what}");
+                assert_eq!(
+                    world.api_requests() + world.delta_requests(),
+                    before,
+                    "{what}: a request was sent"
+                );
+            }
+        }
+        match outcome {
+            Silent => assert!(named.is_empty(), "{what}: {}", run.stderr),
+            Warned => {
+                assert_eq!(named.len(), 1, "{what}: {}", run.stderr);
+                let line = named[0];
+                assert!(line.starts_with("warning: "), "{what}: {line}");
+                assert!(line.contains(&path.display().to_string()), "{what}: {line}");
+                assert!(line.contains(&format!("`{host}`")), "{what}: {line}");
+            }
+            Refused => {
+                let line = error_line(&run);
+                assert!(line.contains(&path.display().to_string()), "{what}: {line}");
+                assert!(line.contains(&format!("`{host}`")), "{what}: {line}");
+                assert!(line.contains(&format!("{trust}=1")), "{what}: {line}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_working_directory_file_that_variables_override_decides_nothing() {
+    let world = World::demo();
+    std::fs::write(
+        world.home.path().join("balenarc.yml"),
+        "balenaUrl: evil.example\napiUrl: https://api.evil.example\ndeltaUrl: https://delta.evil.example\n",
+    )
+    .unwrap();
+    let run = run_checked(
+        world
+            .cmd()
+            .env("CI", "true")
+            .args(pair(demo::RELEASE_1, demo::RELEASE_2)),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("evil.example"), "{}", run.stderr);
+}
+
+/// The user id of this process, as the owner of a file it creates.
+#[cfg(unix)]
+fn own_ids(dir: &std::path::Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let probe = dir.join("probe");
+    std::fs::write(&probe, "").unwrap();
+    let meta = std::fs::metadata(&probe).unwrap();
+    std::fs::remove_file(&probe).unwrap();
+    (meta.uid(), meta.gid())
+}
+
+#[cfg(unix)]
+#[test]
+fn an_unsearchable_directory_on_the_settings_path_is_skipped_and_an_unreadable_file_is_not() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let world = World::demo();
+    let base = tempfile::tempdir().unwrap();
+    let mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode(base.path(), 0o755);
+    // Permissions do not stop root: as root, run the binary as `nobody`.
+    let (uid, gid) = match own_ids(base.path()) {
+        (0, _) => (65534, 65534),
+        ids => ids,
+    };
+    let dir = |name: &str| {
+        let path = base.path().join(name);
+        std::fs::create_dir(&path).unwrap();
+        std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        path
+    };
+    let (home, work) = (dir("home"), dir("work"));
+    let binary = assert_cmd::cargo::cargo_bin!("balena-release-update");
+    // `cd` needs the working directory searchable, so the shell changes its
+    // mode after entering it, as its owner, then runs the binary there.
+    let run_in = |cwd_mode: u32, home_mode: u32, verbose: bool| {
+        let script = format!(r#"cd "$1" && chmod {cwd_mode:o} . && shift && exec "$@""#);
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", &home)
+            .env("BALENA_RELEASE_UPDATE_TOKEN", CANARY)
+            .env("BALENARC_API_URL", world.sim.api_url())
+            .env("BALENARC_DELTA_URL", world.sim.delta_url())
+            .current_dir(base.path())
+            .uid(uid)
+            .gid(gid)
+            .args(["-c", &script, "sh"])
+            .arg(&work)
+            .arg(binary)
+            .args(pair(demo::RELEASE_1, demo::RELEASE_2));
+        if verbose {
+            cmd.arg("-v");
+        }
+        mode(&home, home_mode);
+        let run = run_checked(&mut assert_cmd::Command::from_std(cmd));
+        mode(&work, 0o755);
+        mode(&home, 0o755);
+        run
+    };
+
+    for (cwd_mode, home_mode, unsearchable) in [
+        (0o000, 0o755, &work),
+        (0o644, 0o755, &work),
+        (0o755, 0o000, &home),
+    ] {
+        let quiet = run_in(cwd_mode, home_mode, false);
+        assert_eq!(
+            quiet.code, 0,
+            "{cwd_mode:o} {home_mode:o}: {}",
+            quiet.stderr
+        );
+        assert_eq!(quiet.json()["produces__release"]["id"], demo::RELEASE_2);
+        assert!(!quiet.stderr.contains("skipping"), "{}", quiet.stderr);
+        let verbose = run_in(cwd_mode, home_mode, true);
+        assert_eq!(verbose.code, 0, "{}", verbose.stderr);
+        let note = verbose
+            .stderr
+            .lines()
+            .find(|l| l.contains("skipping settings file"))
+            .unwrap_or_else(|| panic!("no note at -v:\n{}", verbose.stderr));
+        assert!(note.contains(&unsearchable.display().to_string()), "{note}");
+        assert!(note.contains("cannot be searched"), "{note}");
+    }
+
+    // A file that exists but cannot be read is still an error.
+    let file = work.join("balenarc.yml");
+    std::fs::write(&file, "apiUrl: http://127.0.0.1:9/\n").unwrap();
+    std::os::unix::fs::chown(&file, Some(uid), Some(gid)).unwrap();
+    mode(&file, 0o000);
+    let run = run_in(0o755, 0o755, false);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = error_line(&run);
+    assert!(
+        line.contains("cannot read settings file")
+            && line.contains(&file.display().to_string())
+            && line.contains("permission denied")
+            && !line.contains("os error"),
+        "{line}"
+    );
+}
