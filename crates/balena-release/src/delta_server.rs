@@ -68,7 +68,7 @@ impl Client {
                                 server: Server::Delta,
                                 with_token: self.inner.http.has_token(),
                             }),
-                            429 | 500..=599 => Attempt::Retry {
+                            408 | 429 | 500..=599 => Attempt::Retry {
                                 reason: format!("`{code}`"),
                                 after: retry_after,
                                 error: delta_error(),

@@ -304,6 +304,21 @@ pub enum Error {
         /// The most bytes read.
         limit: usize,
     },
+    /// The TLS handshake with a server failed (its certificate was refused,
+    /// or no protocol in common): a retry would fail the same way.
+    #[error(
+        "could not set up a secure connection to the {server} at `{url}`; check the \
+         {server} URL and the system's trusted certificates"
+    )]
+    Tls {
+        /// Which server.
+        server: Server,
+        /// The request's scheme, host and path.
+        url: String,
+        /// What the TLS layer said.
+        #[source]
+        cause: Cause,
+    },
     /// The deadline passed before the update was ready.
     #[error("the update was not ready before the deadline")]
     Timeout {
@@ -376,6 +391,17 @@ fn api_hint(status: u16) -> &'static str {
 }
 
 impl Error {
+    /// Whether the same request may well succeed later: no answer (but not
+    /// a refused TLS handshake), a 408, a 429 or a 5xx. A wait keeps trying
+    /// through these until its deadline.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Transport { .. } => true,
+            Error::Api { status, .. } => matches!(status, 408 | 429 | 500..=599),
+            _ => false,
+        }
+    }
+
     /// The last known state carried by a [`Error::Timeout`] or
     /// [`Error::DeltaFailed`], if any.
     pub fn last_state(&self) -> Option<&Report> {

@@ -173,19 +173,27 @@ pub(crate) enum NoAnswerKind {
     Unreachable,
     /// The host name does not resolve: retrying will not help.
     UnknownHost,
+    /// The TLS handshake failed (a certificate that is refused, a protocol
+    /// the server does not speak): retrying will not help.
+    Tls,
+    /// Redirects within the host went round in circles.
+    RedirectLoop,
 }
 
 impl NoAnswer {
     /// What a request to `server` without an answer means: a host name that
     /// does not resolve fails at once, anything else is worth another try.
     pub(crate) fn attempt<T>(self, server: Server, url: &Url) -> Attempt<T> {
-        let error = Error::Transport {
-            server,
-            url: short_url(url),
-            cause: Cause(self.message.clone()),
+        let url = short_url(url);
+        let cause = Cause(self.message.clone());
+        let error = match self.kind {
+            NoAnswerKind::Tls => Error::Tls { server, url, cause },
+            _ => Error::Transport { server, url, cause },
         };
         match self.kind {
-            NoAnswerKind::UnknownHost => Attempt::Fail(error),
+            NoAnswerKind::UnknownHost | NoAnswerKind::Tls | NoAnswerKind::RedirectLoop => {
+                Attempt::Fail(error)
+            }
             NoAnswerKind::TimedOut | NoAnswerKind::Unreachable => Attempt::Retry {
                 reason: self.message,
                 after: None,
@@ -422,7 +430,7 @@ impl Http {
                         url: shown,
                         message,
                     }),
-                    429 | 500..=599 => Attempt::Retry {
+                    408 | 429 | 500..=599 => Attempt::Retry {
                         reason: format!("`{}` {message}", status.as_u16()),
                         after: retry_after,
                         error: Error::Api {
@@ -444,6 +452,7 @@ impl Http {
 
 fn transport_failure(e: reqwest::Error) -> Sent {
     let timed_out = e.is_timeout();
+    let is_redirect = e.is_redirect();
     // The request URL is part of the error that carries this message; here
     // only what went wrong: reqwest's summary and the innermost cause.
     let e = e.without_url();
@@ -459,10 +468,18 @@ fn transport_failure(e: reqwest::Error) -> Sent {
     {
         message = format!("{message} ({cause})");
     }
+    let innermost = causes
+        .last()
+        .map(|c| c.to_ascii_lowercase())
+        .unwrap_or_default();
     let kind = if timed_out {
         NoAnswerKind::TimedOut
-    } else if causes.last().is_some_and(|c| is_unknown_host(c)) {
+    } else if is_unknown_host(&innermost) {
         NoAnswerKind::UnknownHost
+    } else if innermost.contains("certificate") || innermost.contains("handshake") {
+        NoAnswerKind::Tls
+    } else if is_redirect {
+        NoAnswerKind::RedirectLoop
     } else {
         NoAnswerKind::Unreachable
     };
@@ -573,11 +590,20 @@ pub(crate) fn parse_retry_after(value: &str, server_now: Option<Timestamp>) -> O
 }
 
 /// Whether a URL is on this machine (plain http is allowed there).
+/// `localhost` and `*.localhost` (RFC 6761, with or without the root's
+/// trailing dot), 127.0.0.0/8, `::1`, the unspecified addresses (which
+/// reach this machine) and their IPv4-mapped IPv6 forms.
 pub(crate) fn is_loopback(url: &Url) -> bool {
+    let local_v4 = |ip: std::net::Ipv4Addr| ip.is_loopback() || ip.is_unspecified();
     match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => {
+            let d = d.strip_suffix('.').unwrap_or(d).to_ascii_lowercase();
+            d == "localhost" || d.ends_with(".localhost")
+        }
+        Some(url::Host::Ipv4(ip)) => local_v4(ip),
+        Some(url::Host::Ipv6(ip)) => {
+            ip.is_loopback() || ip.is_unspecified() || ip.to_ipv4_mapped().is_some_and(local_v4)
+        }
         None => false,
     }
 }
@@ -791,8 +817,16 @@ mod tests {
             ("http://127.8.0.1/", true),
             ("http://[::1]:80/", true),
             ("http://LOCALHOST:9/", true),
+            ("http://localhost./", true),
+            ("http://api.localhost/", true),
+            ("http://0.0.0.0:9/", true),
+            ("http://[::]:9/", true),
+            ("http://[::ffff:127.0.0.1]:9/", true),
+            ("http://[::ffff:7f00:2]:9/", true),
             ("http://10.0.0.1/", false),
+            ("http://[::ffff:10.0.0.1]/", false),
             ("http://localhost.example/", false),
+            ("http://localhostx/", false),
         ] {
             assert_eq!(is_loopback(&Url::parse(url).unwrap()), expected, "{url}");
         }

@@ -211,7 +211,8 @@ fn release(i: usize, row: ReleaseRow, source: &Source<'_>) -> Result<Release, Er
             info: ImageInfo {
                 id: image.id,
                 is_stored_at__image_location: image.is_stored_at__image_location,
-                content_hash: image.content_hash,
+                // An empty digest matches every other empty one: unknown.
+                content_hash: image.content_hash.filter(|h| !h.is_empty()),
                 image_size: image.image_size.unwrap_or(0),
                 is_produced_by__delta: None,
                 size_unknown: image.image_size.is_none(),
@@ -301,6 +302,14 @@ pub(crate) mod tests {
             Err(Error::Decode { path, cause, .. }) => (path, cause.message().to_owned()),
             other => panic!("expected a decode error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_empty_content_hash_is_unknown() {
+        let body = RELEASES.replace("\"content_hash\":\"sha256:aa\"", "\"content_hash\":\"\"");
+        assert_ne!(body, RELEASES);
+        let rs = releases(body.as_bytes(), &SOURCE).unwrap();
+        assert!(rs[0].images.iter().all(|i| i.info.content_hash.is_none()));
     }
 
     #[test]

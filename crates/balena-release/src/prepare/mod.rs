@@ -165,7 +165,26 @@ impl Client {
                 events(Event::Sleeping { for_: pause });
                 tokio::time::sleep(pause).await;
             }
-            read = self.poll_deltas(&tracker, events).await?;
+            read = loop {
+                match self.poll_deltas(&tracker, events).await {
+                    Ok(read) => break read,
+                    // A wait outlasts outages: the deadline is its bound.
+                    Err(error) if options.wait && error.is_transient() => {
+                        let pause = options
+                            .poll
+                            .delay(since.elapsed(), self.inner.http.random_unit());
+                        tracing::debug!(%error, ?pause, "reading the deltas failed; waiting on");
+                        events(Event::Retrying {
+                            what: "delta query".to_owned(),
+                            attempt: round,
+                            delay: pause,
+                            reason: error.to_string(),
+                        });
+                        tokio::time::sleep(pause).await;
+                    }
+                    Err(error) => return Err(error),
+                }
+            };
             round += 1;
         }
     }

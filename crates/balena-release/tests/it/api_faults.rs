@@ -653,3 +653,71 @@ async fn a_rate_limited_one_query_lookup_is_retried_not_abandoned() {
         "{queries:?}"
     );
 }
+
+#[tokio::test]
+async fn a_408_is_retried_like_a_busy_server() {
+    for scope in [Scope::Api, Scope::Delta] {
+        let sim = with_fault(error(408, "\"Request Timeout\"").limit(1).scope(scope));
+        let info = prepare_2_to_3(&client(&sim), &prepare(false), &|_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{scope:?}: {e}"));
+        assert_eq!(info.service("main").unwrap().status, Status::Ready);
+        let api = info.service("api").unwrap();
+        assert_eq!(api.delta_failure, None, "{scope:?}: not a refusal");
+    }
+}
+
+#[tokio::test]
+async fn a_wait_outlasts_an_api_outage() {
+    // After the first round (two requests), the API answers 503 to the
+    // next 12 requests: more than the retries of any one request.
+    let sim = start(
+        manual_demo().with_faults(
+            Faults::none().with(
+                FaultRule::server_error()
+                    .scope(Scope::Api)
+                    .after(2)
+                    .limit(12),
+            ),
+        ),
+    );
+    let events = Events::default();
+    let info = prepare_2_to_3(
+        &client(&sim),
+        &prepare(true),
+        &events.sink_advancing(&sim, Duration::from_secs(60)),
+    )
+    .await
+    .expect("the wait goes on through the outage");
+    assert_eq!(info.overall_status, Status::Ready);
+    assert!(
+        faulted(&sim) >= 12,
+        "the outage happened: {}",
+        faulted(&sim)
+    );
+}
+
+#[tokio::test]
+async fn a_tls_failure_is_not_retried() {
+    // A plain HTTP server where TLS is expected.
+    let api = balena_sim::canned::Canned::start();
+    let https = api.url.replacen("http://", "https://", 1);
+    let c = balena_release::Client::builder()
+        .api_url(https.parse().unwrap())
+        .delta_url(https.parse().unwrap())
+        .token(Some("an-api-key".into()))
+        .retry_policy(fast_retries())
+        .build()
+        .unwrap();
+    let events = Events::default();
+    let err = prepare_2_to_3(&c, &prepare(false), &events.sink())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+    let retries = events
+        .all()
+        .iter()
+        .filter(|e| matches!(e, Event::Retrying { .. }))
+        .count();
+    assert_eq!(retries, 0, "{err}");
+}
