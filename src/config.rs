@@ -6,7 +6,10 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use balena_release::{Client, Error, PollPolicy, PrepareOptions, RetryPolicy, TokenProblem};
+use balena_release::{
+    Client, Error, PollPolicy, PrepareOptions, RetryPolicy, TokenProblem, redact_secrets,
+    redact_url,
+};
 use tokio::time::Instant;
 use url::Url;
 
@@ -93,6 +96,7 @@ impl Config {
         if let Some(warning) = &found.warning {
             output.printer.warning(warning);
         }
+        check_proxies(env)?;
         let api_url = parse_url(&settings.api_url, "apiUrl", env_vars::BALENARC_API_URL)?;
         let delta_url = parse_url(
             &settings.delta_url,
@@ -149,8 +153,8 @@ impl Config {
             client,
         };
         tracing::debug!(
-            api = %without_userinfo(config.api_url.as_str()),
-            delta = %without_userinfo(config.delta_url.as_str()),
+            api = %redact_url(&config.api_url),
+            delta = %redact_url(&config.delta_url),
             token_source = %config.token_source,
             allow_http = config.allow_http,
             retry = ?config.retry,
@@ -205,21 +209,41 @@ fn parse_url(value: &str, key: &str, variable: &str) -> Result<Url, Failure> {
     Url::parse(value).map_err(|err| {
         Failure::Config(format!(
             "setting `{key}` is not a URL (`{}`: {err}): fix it in balenarc.yml or {variable}",
-            without_userinfo(value)
+            redact_secrets(value, None)
         ))
     })
 }
 
-/// A URL as text with any `user:password@` replaced, for logs and messages.
-fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let authority_end = url[start..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| start + i);
-    match url[start..authority_end].rfind('@') {
-        Some(at) => format!("{}***@{}", &url[..start], &url[start + at + 1..]).into(),
-        None => url.into(),
+/// Refuses a proxy variable the HTTP client would silently ignore (and then
+/// connect directly): not a URL, no host, or a scheme it cannot speak.
+fn check_proxies(env: &Environment) -> Result<(), Failure> {
+    for variable in env_vars::PROXIES {
+        let Some(value) = env.var(variable).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        // A bare `host:port` means http, as curl and the HTTP client read it.
+        let with_scheme = if value.contains("://") {
+            value.to_owned()
+        } else {
+            format!("http://{value}")
+        };
+        let problem = match Url::parse(&with_scheme) {
+            Err(err) => Some(err.to_string()),
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => Some(format!(
+                "the scheme `{}` is not supported (use http:// or https://)",
+                url.scheme()
+            )),
+            Ok(url) if url.host_str().is_none_or(str::is_empty) => Some("no host".to_owned()),
+            Ok(_) => None,
+        };
+        if let Some(problem) = problem {
+            return Err(Failure::Config(format!(
+                "{variable} `{}` is not a usable proxy URL: {problem}; fix or unset it",
+                redact_secrets(&value, None)
+            )));
+        }
     }
+    Ok(())
 }
 
 /// An interval from a hidden test knob (`POLL_INTERVAL`, `RETRY_INTERVAL`).
@@ -300,16 +324,16 @@ mod tests {
 
     #[test]
     fn userinfo_is_hidden() {
+        let hidden = |url| redact_secrets(url, None).into_owned();
         assert_eq!(
-            without_userinfo("https://api.example.com/x@y"),
+            hidden("https://api.example.com/x@y"),
             "https://api.example.com/x@y"
         );
         assert_eq!(
-            without_userinfo("https://u:p@api.example.com/"),
-            "https://***@api.example.com/"
+            hidden("https://u:p@api.example.com/"),
+            "https://[REDACTED]@api.example.com/"
         );
-        assert_eq!(without_userinfo("u:p@host"), "***@host");
-        assert_eq!(without_userinfo("https://é:p@[bad"), "https://***@[bad");
+        assert_eq!(hidden("u:p@host"), "[REDACTED]@host");
     }
 
     #[test]

@@ -31,3 +31,15 @@ pub const NO_COLOR: &str = "NO_COLOR";
 
 /// Set by CI systems: no live progress.
 pub const CI: &str = "CI";
+
+/// Proxies for remote hosts, read by the HTTP client (upper- or lower-case;
+/// loopback hosts never use one). Checked here so that a malformed value is
+/// an error, not a silent direct connection.
+pub const PROXIES: &[&str] = &[
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];

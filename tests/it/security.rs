@@ -229,58 +229,46 @@ fn plain_http_to_a_remote_host_needs_an_explicit_opt_in() {
     assert_eq!(world.api_requests(), 0);
 }
 
-/// `0.0.0.0` is not a loopback address, yet on Linux a connection to it
-/// reaches the simulator on 127.0.0.1: a remote-looking host for the tool.
-#[cfg(target_os = "linux")]
+/// A remote host over plain http is refused without the opt-in and tried
+/// with it (`.invalid` never resolves, so nothing leaves the machine).
 #[test]
 fn the_opt_in_allows_plain_http_to_other_hosts() {
     let world = World::demo();
-    let remote = |url: String| url.replace("127.0.0.1", "0.0.0.0");
-    let api = remote(world.sim.api_url());
-    let delta = remote(world.sim.delta_url());
+    let remote = "http://remote.invalid:9";
     let args = pair(demo::RELEASE_1, demo::RELEASE_2);
-
-    let refused = run_checked(
-        world
-            .cmd()
-            .env("BALENARC_API_URL", &api)
-            .env("BALENARC_DELTA_URL", &delta)
-            .args(&args),
-    );
+    let run = |opt_in: &[(&str, &str)], flag: bool| {
+        let mut cmd = world.cmd();
+        cmd.env("BALENARC_API_URL", remote)
+            .env("BALENARC_DELTA_URL", remote)
+            .args(&args);
+        for (k, v) in opt_in {
+            cmd.env(k, v);
+        }
+        if flag {
+            cmd.arg("--allow-http");
+        }
+        run_checked(&mut cmd)
+    };
+    let refused = run(&[], false);
     assert_eq!(refused.code, 1, "{}", refused.stderr);
     assert!(error_line(&refused).contains("--allow-http"));
-    assert_eq!(world.api_requests(), 0);
-
-    let by_flag = run_checked(
-        world
-            .cmd()
-            .env("BALENARC_API_URL", &api)
-            .env("BALENARC_DELTA_URL", &delta)
-            .args(&args)
-            .arg("--allow-http"),
+    let off = run(&[("BALENA_RELEASE_UPDATE_ALLOW_HTTP", "0")], false);
+    assert!(
+        error_line(&off).contains("--allow-http"),
+        "`0` is no opt-in: {}",
+        off.stderr
     );
-    assert_eq!(by_flag.code, 0, "{}", by_flag.stderr);
-    let by_variable = run_checked(
-        world
-            .cmd()
-            .env("BALENARC_API_URL", &api)
-            .env("BALENARC_DELTA_URL", &delta)
-            .env("BALENA_RELEASE_UPDATE_ALLOW_HTTP", "1")
-            .args(&args),
-    );
-    assert_eq!(by_variable.code, 0, "{}", by_variable.stderr);
-    assert_eq!(by_flag.stdout, by_variable.stdout);
-    assert!(world.api_requests() > 0);
-
-    let off = run_checked(
-        world
-            .cmd()
-            .env("BALENARC_API_URL", &api)
-            .env("BALENARC_DELTA_URL", &delta)
-            .env("BALENA_RELEASE_UPDATE_ALLOW_HTTP", "0")
-            .args(&args),
-    );
-    assert_eq!(off.code, 1, "`0` is no opt-in: {}", off.stderr);
+    for tried in [
+        run(&[], true),
+        run(&[("BALENA_RELEASE_UPDATE_ALLOW_HTTP", "1")], false),
+    ] {
+        let line = error_line(&tried);
+        assert!(
+            line.contains("could not get an answer from the API"),
+            "{line}"
+        );
+        assert!(line.contains("remote.invalid"), "{line}");
+    }
 }
 
 #[cfg(unix)]
@@ -536,4 +524,32 @@ fn an_unsearchable_directory_on_the_settings_path_is_skipped_and_an_unreadable_f
             && !line.contains("os error"),
         "{line}"
     );
+}
+
+#[test]
+fn a_malformed_proxy_setting_is_an_error_not_a_direct_connection() {
+    let world = World::demo();
+    for (variable, value, expected) in [
+        ("HTTPS_PROXY", "http://[bad", "HTTPS_PROXY"),
+        (
+            "https_proxy",
+            "socks5://proxy.example:1080",
+            "`socks5` is not supported",
+        ),
+        ("HTTP_PROXY", "http://user:hunter2@", "HTTP_PROXY"),
+        ("ALL_PROXY", "ftp://proxy.example", "`ftp` is not supported"),
+    ] {
+        let run = run_checked(
+            world
+                .cmd()
+                .env(variable, value)
+                .args(pair(demo::RELEASE_1, demo::RELEASE_2)),
+        );
+        assert_eq!(run.code, 1, "{variable}={value}: {}", run.stderr);
+        let line = error_line(&run);
+        assert!(line.contains(expected), "{variable}={value}: {line}");
+        assert!(line.contains("fix or unset it"), "{line}");
+        assert!(!line.contains("hunter2"), "{line}");
+    }
+    assert_eq!(world.api_requests(), 0);
 }

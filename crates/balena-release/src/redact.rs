@@ -100,6 +100,16 @@ fn secret_spans(text: &str) -> Vec<(usize, usize)> {
             spans.push((start, end));
         }
     }
+    // `user:password@host` without a scheme (a proxy setting, say).
+    for (at, _) in text.match_indices('@') {
+        let start = bytes[..at]
+            .iter()
+            .rposition(|&b| b == b'/' || !is_credential_byte(b))
+            .map_or(0, |n| n + 1);
+        if text[start..at].contains(':') && !text[start..].starts_with(REDACTED) {
+            spans.push((start, at));
+        }
+    }
     for key in SECRET_KEYS {
         let pattern = format!("{key}=");
         for (at, _) in lower.match_indices(&pattern) {
@@ -159,6 +169,14 @@ mod tests {
                 r#"{"error":"token=[REDACTED]"}"#,
             ),
             ("mytoken=abc stays", "mytoken=abc stays"),
+            (
+                "proxy user:pw@proxy.example:3128",
+                "proxy [REDACTED]@proxy.example:3128",
+            ),
+            (
+                "mail me at someone@example.com",
+                "mail me at someone@example.com",
+            ),
             (
                 "https://api.example/v7/release",
                 "https://api.example/v7/release",
