@@ -72,9 +72,13 @@ impl Tracker {
 #[derive(Debug, Clone)]
 pub(crate) struct FleetTracker {
     application: FleetSummary,
+    /// The fleet's target (or the one asked for).
     target: ReleaseSummary,
-    /// (device count, transition), in output order.
+    /// (device count, transition), in output order; each transition has
+    /// its own target.
     transitions: Vec<(u64, Tracker)>,
+    devices_on_target: u64,
+    devices_without_release: u64,
     requests: Requests,
 }
 
@@ -88,8 +92,18 @@ impl FleetTracker {
             application,
             target,
             transitions,
+            devices_on_target: 0,
+            devices_without_release: 0,
             requests: Requests::default(),
         }
+    }
+
+    /// Sets the devices that are not in a transition: those already on
+    /// their target and those without a release.
+    pub(crate) fn with_idle_devices(mut self, on_target: u64, without_release: u64) -> Self {
+        self.devices_on_target = on_target;
+        self.devices_without_release = without_release;
+        self
     }
 
     /// Every image pair needing a delta, without repeats.
@@ -137,6 +151,8 @@ impl FleetTracker {
             overall_status: overall,
             estimated_fleet_payload_size: (overall == Status::Ready).then_some(payload),
             payload_size_unknown: overall == Status::Ready && payload_size_unknown,
+            devices_on_target: self.devices_on_target,
+            devices_without_release: self.devices_without_release,
         }
     }
 }
@@ -312,10 +328,19 @@ impl Tracked for FleetTracker {
         FleetTracker::delta_pairs(self)
     }
 
-    /// A fleet has many more image pairs than releases: reading by release
-    /// keeps a poll at one request per 100 source releases.
+    /// A fleet has many more image pairs than releases: while every
+    /// transition has the same target, reading by release keeps a poll at
+    /// one request per 100 source releases. With several targets (pinned
+    /// devices), polls read by image pair: one request per 100 source or
+    /// target images.
     fn delta_releases(&self) -> Option<(Vec<ReleaseRef>, ReleaseRef)> {
-        if self.transitions.is_empty() {
+        let (_, first) = self.transitions.first()?;
+        let target = first.pairing.target.id;
+        if self
+            .transitions
+            .iter()
+            .any(|(_, t)| t.pairing.target.id != target)
+        {
             return None;
         }
         let sources = self
@@ -323,7 +348,7 @@ impl Tracked for FleetTracker {
             .iter()
             .map(|(_, t)| ReleaseRef::Id(t.pairing.source.id))
             .collect();
-        Some((sources, ReleaseRef::Id(self.target.id)))
+        Some((sources, ReleaseRef::Id(target)))
     }
 
     fn evaluate(&mut self, read: &DeltaRead) -> FleetUpdateInfo {
