@@ -31,13 +31,16 @@ pub fn table(report: &Report) -> String {
 
 fn fleet_table(fleet: &FleetUpdateInfo) -> String {
     let mut out = format!(
-        "fleet {} ({}) to release {} ({}): {}, {} transition(s)\n",
+        "fleet {} ({}) to release {} ({}): {}, {} transition(s), {} device(s) on target, {} \
+         without a release\n",
         fleet.application.slug,
         fleet.application.id,
         fleet.produces__release.id,
         short_commit(&fleet.produces__release.commit),
         fleet.overall_status,
         fleet.transitions.len(),
+        fleet.devices_on_target,
+        fleet.devices_without_release,
     );
     for transition in &fleet.transitions {
         out.push('\n');
@@ -318,7 +321,10 @@ impl Progress {
                     .filter(|s| s.status == Status::Ready)
                     .count();
                 (
-                    format!("from {}", update.originates_from__release.id),
+                    format!(
+                        "{} to {}",
+                        update.originates_from__release.id, update.produces__release.id
+                    ),
                     format!(
                         "{:<9} {ready} of {} services ready, {} device(s)",
                         update.overall_status,
