@@ -568,6 +568,58 @@ mod tests {
     }
 
     #[test]
+    fn polls_read_by_release_only_while_every_transition_has_one_target() {
+        let one_target = fleet();
+        let (sources, target) = one_target.delta_releases().unwrap();
+        assert_eq!(
+            sources,
+            [ReleaseRef::Id(2), ReleaseRef::Id(1), ReleaseRef::Id(3)]
+        );
+        assert_eq!(target, ReleaseRef::Id(3));
+        // A device pinned from release 2 to release 1 adds a target.
+        let pin = release(
+            1,
+            &[
+                ("main", image(10, Some("h1"), 100)),
+                ("db", image(11, Some("d"), 90)),
+            ],
+        );
+        let newer = release(
+            2,
+            &[
+                ("main", image(20, Some("h2"), 200)),
+                ("db", image(31, Some("d"), 90)),
+            ],
+        );
+        let mut pinned = fleet();
+        pinned
+            .transitions
+            .push((1, Tracker::new(rules::pair(&newer, &pin))));
+        assert_eq!(pinned.delta_releases(), None);
+        // `db` has the same content in 2 and 1: no delta.
+        assert_eq!(pinned.delta_pairs(), [(10, 30), (20, 10), (20, 30)]);
+        let info = pinned.with_idle_devices(5, 2).evaluate(&DeltaRead {
+            rows: Vec::new(),
+            now: now(),
+        });
+        assert_eq!(info.produces__release.id, 3, "the fleet's target");
+        assert_eq!(info.transitions[3].update.produces__release.id, 1);
+        assert_eq!(
+            (info.devices_on_target, info.devices_without_release),
+            (5, 2)
+        );
+        assert!(
+            FleetTracker::new(
+                info.application.clone(),
+                info.produces__release.clone(),
+                Vec::new()
+            )
+            .delta_releases()
+            .is_none()
+        );
+    }
+
+    #[test]
     fn fleet_gives_up_after_the_cap() {
         let mut f = fleet();
         f.requests.attempts.insert((10, 30), 3);
