@@ -300,7 +300,11 @@ impl Client {
     /// release ids (URLs stay short): five requests for up to 100 distinct
     /// releases (the targets included), one or two more per further 100.
     /// What is read grows with the releases and the pinned devices, not
-    /// with the devices that follow the fleet.
+    /// with the devices that follow the fleet. The count goes by the
+    /// release a device runs: an unpinned device moved to another fleet that
+    /// still runs one of this fleet's releases is counted here, and one
+    /// moved here that still runs another fleet's release is not (reading
+    /// every device, below, has neither gap).
     ///
     /// A server that refuses to count (any error status but 429, or an
     /// answer without the count) is read device by device from then on, for
