@@ -239,7 +239,7 @@ fn check_proxies(env: &Environment) -> Result<(), Failure> {
         if let Some(problem) = problem {
             return Err(Failure::Config(format!(
                 "{variable} `{}` is not a usable proxy URL: {problem}; fix or unset it",
-                redact_secrets(&value, None)
+                redact_secrets(value, None)
             )));
         }
     }

@@ -105,7 +105,10 @@ impl Progress {
                     .filter(|s| s.status == Status::Ready)
                     .count();
                 (
-                    format!("from {}", update.originates_from__release.id),
+                    format!(
+                        "{} to {}",
+                        update.originates_from__release.id, update.produces__release.id
+                    ),
                     format!(
                         "{:<9} {ready} of {} services ready, {} device(s)",
                         update.overall_status,

@@ -29,13 +29,16 @@ pub fn table(report: &Report) -> String {
 
 fn fleet_table(fleet: &FleetUpdateInfo) -> String {
     let mut out = format!(
-        "fleet {} ({}) to release {} ({}): {}, {} transition(s)\n",
+        "fleet {} ({}) to release {} ({}): {}, {} transition(s), {} device(s) on target, {} \
+         without a release\n",
         fleet.application.slug,
         fleet.application.id,
         fleet.produces__release.id,
         short_commit(&fleet.produces__release.commit),
         fleet.overall_status,
         fleet.transitions.len(),
+        fleet.devices_on_target,
+        fleet.devices_without_release,
     );
     for transition in &fleet.transitions {
         out.push('\n');

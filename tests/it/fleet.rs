@@ -1,22 +1,69 @@
-//! `--fleet`: its transitions, the requests a round costs, a fleet wait that ends or gives up.
+//! `--fleet`: every transition the demo fleet's devices will make, each to
+//! its own target (its pin, else the fleet's target). The simulator has no
+//! pins and no `$count` yet: the device questions go to a relay that
+//! answers them from the scenario, everything else reaches the simulator.
 
-use balena_sim::demo;
+use balena_sim::{Scenario, demo};
 
-use crate::support::{World, error_line};
+use crate::support::{Run, World, run_checked};
+
+// The refusals are exercised by the library's tests.
+#[allow(dead_code)]
+#[path = "../../crates/balena-release/tests/it/fleet_relay.rs"]
+mod relay;
+use relay::{Counting, Relay};
+
+/// A world for `scenario` and the relay in front of its API.
+fn world(scenario: Scenario) -> (World, Relay) {
+    let devices = scenario.clone();
+    let world = World::with(scenario);
+    let relay = Relay::start(&world.sim.api_url(), &devices, Counting::Counts);
+    (world, relay)
+}
+
+fn run(world: &World, relay: &Relay, args: &[&str]) -> Run {
+    run_checked(world.cmd().env("BALENARC_API_URL", &relay.url).args(args))
+}
+
+/// (device count, source, target) of every transition in the JSON.
+fn transitions(json: &serde_json::Value) -> Vec<(u64, u64, u64)> {
+    json["transitions"]
+        .as_array()
+        .expect("transitions")
+        .iter()
+        .map(|t| {
+            (
+                t["device_count"].as_u64().unwrap(),
+                t["originates_from__release"]["id"].as_u64().unwrap(),
+                t["produces__release"]["id"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn id(n: i64) -> u64 {
+    u64::try_from(n).unwrap()
+}
 
 #[test]
 fn fleet_describe_then_wait() {
-    let world = World::demo();
+    let (world, relay) = world(Scenario::demo());
     let app = demo::APP_ID.to_string();
-    let run = world.run(&["--fleet", &app]);
+    let run = run(&world, &relay, &["--fleet", &app]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let json = run.json();
-    let transitions = json["transitions"].as_array().expect("transitions");
-    assert!(transitions.len() >= 2, "{json}");
-    let devices: u64 = transitions
-        .iter()
-        .map(|t| t["device_count"].as_u64().unwrap())
-        .sum();
+    // Lobby (on 3) and east (pinned to the 2 it runs) stay; the others go
+    // to the fleet's target.
+    assert_eq!(
+        transitions(&json),
+        [
+            (2, id(demo::RELEASE_1), id(demo::RELEASE_3)),
+            (1, id(demo::RELEASE_2), id(demo::RELEASE_3)),
+        ]
+    );
+    assert_eq!(json["devices_on_target"], 2, "{json}");
+    assert_eq!(json["devices_without_release"], 0, "{json}");
+    let listed: u64 = transitions(&json).iter().map(|t| t.0).sum();
     let expected_devices = world.sim.with_db(|db| {
         db.rows("device")
             .filter(|(id, _)| {
@@ -25,14 +72,20 @@ fn fleet_describe_then_wait() {
             })
             .count() as u64
     });
-    assert_eq!(devices, expected_devices);
-    let describe_requests = world.api_requests();
+    assert_eq!(listed + 2, expected_devices);
+    let describe_requests = relay.seen().len();
     assert!(
-        describe_requests <= 4,
+        describe_requests <= 5,
         "{describe_requests} requests for one fleet round"
     );
 
-    let run = world.run(&["--fleet", &app, "--wait", "--timeout", "60"]);
+    let run = run_checked(world.cmd().env("BALENARC_API_URL", &relay.url).args([
+        "--fleet",
+        &app,
+        "--wait",
+        "--timeout",
+        "60",
+    ]));
     assert_eq!(run.code, 0, "{}", run.stderr);
     let json = run.json();
     assert_eq!(json["overall_status"], "ready", "{json}");
@@ -43,47 +96,117 @@ fn fleet_describe_then_wait() {
 }
 
 #[test]
-fn ten_thousand_devices_on_fifty_releases_cost_four_requests_a_round() {
+fn a_pinned_device_keeps_its_pin_under_to_release_and_the_table_counts_idle_devices() {
+    let mut scenario = Scenario::demo();
+    // West runs release 1 and is pinned to it; lobby runs 3 and is pinned
+    // to 2.
+    for d in &mut scenario.devices {
+        match d.id {
+            demo::DEVICE_WEST => d.should_be_running__release = Some(demo::RELEASE_1),
+            demo::DEVICE_LOBBY => d.should_be_running__release = Some(demo::RELEASE_2),
+            _ => {}
+        }
+    }
+    let (world, relay) = world(scenario);
+    let app = demo::APP_ID.to_string();
+    let to = demo::RELEASE_3.to_string();
+    let run = run(&world, &relay, &["--fleet", &app, "--to-release", &to]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json = run.json();
+    assert_eq!(json["produces__release"]["id"], id(demo::RELEASE_3));
+    assert_eq!(
+        transitions(&json),
+        [
+            (1, id(demo::RELEASE_1), id(demo::RELEASE_3)),
+            (1, id(demo::RELEASE_2), id(demo::RELEASE_3)),
+            (1, id(demo::RELEASE_3), id(demo::RELEASE_2)),
+        ]
+    );
+    assert_eq!(json["devices_on_target"], 2, "{json}");
+    let text = serde_json::to_string(&json).unwrap();
+    let at = |key: &str| text.find(&format!("\"{key}\"")).unwrap();
+    assert!(at("overall_status") < at("devices_on_target"));
+    assert!(at("devices_on_target") < at("devices_without_release"));
+
+    let run = run_checked(
+        world
+            .cmd()
+            .env("BALENARC_API_URL", &relay.url)
+            .args(["--fleet", &app, "--output", "table"]),
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let first = run.stdout.lines().next().unwrap();
+    assert!(
+        first.contains("3 transition(s), 2 device(s) on target, 0 without a release"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(&format!(
+            "release {} ({}) to {} (",
+            demo::RELEASE_3,
+            &demo::COMMIT_3[..7],
+            demo::RELEASE_2
+        )),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn ten_thousand_devices_on_fifty_releases_cost_five_requests_a_round() {
     let scenario = balena_sim::Scenario::generated(balena_sim::GeneratedOptions {
         services: 10,
         releases: 50,
         devices: 10_000,
     });
-    let world = World::with(scenario);
+    let (world, relay) = world(scenario);
     let app = world
         .sim
         .with_db(|db| db.rows("application").next().map(|(id, _)| id))
         .unwrap();
     let app = app.to_string();
 
-    let run = world.run(&["--fleet", &app]);
+    let run = run(&world, &relay, &["--fleet", &app]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let json = run.json();
-    let transitions = json["transitions"].as_array().unwrap();
-    let devices: u64 = transitions
-        .iter()
-        .map(|t| t["device_count"].as_u64().unwrap())
-        .sum();
-    assert_eq!(devices, 10_000);
-    assert!(transitions.len() >= 49, "{} transitions", transitions.len());
+    let listed: u64 = transitions(&json).iter().map(|t| t.0).sum();
+    let on_target = json["devices_on_target"].as_u64().unwrap();
+    assert_eq!(listed + on_target, 10_000);
+    assert!(on_target > 0);
+    assert_eq!(transitions(&json).len(), 49);
     assert!(
-        world.api_requests() <= 4,
+        relay.seen().len() <= 5,
         "{} API requests for one round",
-        world.api_requests()
+        relay.seen().len()
+    );
+    // No device row is read: the devices that follow the fleet are counted.
+    assert!(
+        relay
+            .seen()
+            .iter()
+            .filter(|t| t.starts_with("/v7/device"))
+            .all(|t| t.contains("is_pinned_on__release ne null")),
+        "{:?}",
+        relay.seen()
     );
 
-    world.sim.clear_journal();
-    let run = world.run(&["--fleet", &app, "--wait", "--timeout", "120"]);
+    relay.clear();
+    let run = run_checked(world.cmd().env("BALENARC_API_URL", &relay.url).args([
+        "--fleet",
+        &app,
+        "--wait",
+        "--timeout",
+        "120",
+    ]));
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["overall_status"], "ready");
-    // Every round reads the deltas once; only the first also reads the fleet, devices and releases.
-    let journal = world.sim.journal();
-    let rounds = journal
-        .iter()
-        .filter(|e| e.resource.as_deref() == Some("delta") && e.server == balena_sim::Server::Api)
-        .count();
-    let others = world.api_requests() - rounds;
-    assert!(others <= 3, "{others} non-delta API requests: {journal:?}");
+    // Every round reads the deltas once; only the first also reads the
+    // fleet, the device counts, the pinned devices and the releases.
+    let seen = relay.seen();
+    let rounds = seen.iter().filter(|t| t.starts_with("/v7/delta")).count();
+    let others = seen.len() - rounds;
+    assert!(others <= 4, "{others} non-delta API requests: {seen:?}");
 }
 
 #[test]
@@ -94,21 +217,29 @@ fn a_fleet_delta_given_up_on_prints_the_fleet_state_and_names_the_transition() {
         demo::IMAGE_R3_MAIN,
         failing,
     );
-    let world = World::with(scenario);
-    let run = world.run(&[
-        "--fleet",
-        &demo::APP_ID.to_string(),
-        "--wait",
-        "--timeout",
-        "60",
-    ]);
+    let (world, relay) = world(scenario);
+    let run = run(
+        &world,
+        &relay,
+        &[
+            "--fleet",
+            &demo::APP_ID.to_string(),
+            "--wait",
+            "--timeout",
+            "60",
+        ],
+    );
     assert_eq!(run.code, 1, "{}", run.stderr);
     let json = run.json();
     assert!(
         json["transitions"].is_array(),
         "the fleet's JSON, not one transition's: {json}"
     );
-    let error = error_line(&run);
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("ERROR: "))
+        .unwrap();
     assert!(
         error.contains(&format!("`{}`", demo::RELEASE_1)) && error.contains("no space left"),
         "{error}"

@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     /// Whether the one-query delta lookup through the release link table
     /// is still worth trying on this server.
     pub(crate) nested_deltas: AtomicBool,
+    /// Whether the API still counts a fleet's devices (`$count` in `$expand`).
+    pub(crate) count_devices: AtomicBool,
     /// Set when the API answered 404 to `/delta`: it has no deltas at all
     /// (openBalena), so every changed service stays pending.
     pub(crate) no_delta_resource: AtomicBool,
@@ -187,6 +189,7 @@ impl ClientBuilder {
                 delta,
                 request_timeout: self.request_timeout,
                 nested_deltas: AtomicBool::new(true),
+                count_devices: AtomicBool::new(true),
                 no_delta_resource: AtomicBool::new(false),
             }),
         })
@@ -286,17 +289,35 @@ impl Client {
             .await
     }
 
-    /// Compares every release that a fleet's devices run with the fleet's
-    /// target release (or `to`): one transition per release, with device
-    /// counts and the download summed over devices.
+    /// Compares what a fleet's devices run with what each should run: a
+    /// pinned device (`is_pinned_on__release`) goes to its pin, every other
+    /// device to the fleet's target release, or to `to` when given. One
+    /// transition per distinct (running, target) pair that differ, with
+    /// device counts and the download summed over devices; devices already
+    /// on their target and devices without a release are only counted.
     ///
-    /// Requests: the application, its devices, then at the same time the
-    /// releases and their deltas, each in one request per 100 release ids
-    /// (URLs stay short): four requests for up to 100 distinct releases
-    /// (the target included), one or two more per further 100.
+    /// Requests: the application (with the count of devices without a
+    /// release), then at the same time the count of devices that follow
+    /// the fleet per release and the rows of the pinned devices, then at the
+    /// same time the releases and their deltas, each in one request per 100
+    /// release ids (URLs stay short): five requests for up to 100 distinct
+    /// releases (the targets included), one or two more per further 100.
+    /// What is read grows with the releases and the pinned devices, not
+    /// with the devices that follow the fleet. The count goes by the
+    /// release a device runs: an unpinned device moved to another fleet that
+    /// still runs one of this fleet's releases is counted here, and one
+    /// moved here that still runs another fleet's release is not (reading
+    /// every device, below, has neither gap).
     ///
-    /// Devices that run no release yet, or a release the token cannot read,
-    /// are left out of the transitions and of the totals.
+    /// A server that refuses to count (any error status but 429, or an
+    /// answer without the count) is read device by device from then on, for
+    /// the life of this client: the application, every device's row, the
+    /// releases and the deltas (four requests; one or two more on the run
+    /// that finds out).
+    ///
+    /// Devices that run, or are pinned to, a release the token cannot read
+    /// (or a pin whose images are not built) are left out of the
+    /// transitions and of the totals.
     pub async fn get_fleet_update_info(
         &self,
         fleet: &FleetRef,
@@ -312,10 +333,11 @@ impl Client {
     /// the last fleet state.
     ///
     /// API requests: the first round as [`Client::get_fleet_update_info`]
-    /// (four for up to 100 distinct releases); each later round reads the
-    /// deltas by release, one request per 100 source releases (by image pair
-    /// when the server refuses that form: one request per 100 source or
-    /// target images).
+    /// (five for up to 100 distinct releases); each later round reads the
+    /// deltas by release, one request per 100 source releases, while every
+    /// transition has the same target; by image pair when pinned devices
+    /// give several targets or the server refuses that form (one request
+    /// per 100 source or target images).
     pub async fn prepare_fleet_update(
         &self,
         fleet: &FleetRef,

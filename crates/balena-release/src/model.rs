@@ -237,15 +237,18 @@ pub struct FleetSummary {
     pub slug: String,
 }
 
-/// The update of a whole fleet to one release: one transition per release
-/// its devices run now.
+/// The update of a whole fleet: one transition per (release a device runs,
+/// release it should run) pair that differ. A device's target is its pin,
+/// else the fleet's target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetUpdateInfo {
     /// The fleet.
     pub application: FleetSummary,
-    /// The target release.
+    /// The fleet's target release (or the one asked for): the target of
+    /// every device that is not pinned.
     pub produces__release: ReleaseSummary,
-    /// One entry per release the devices run, most devices first.
+    /// One entry per (source, target) pair, most devices first; each
+    /// carries its own target release.
     pub transitions: Vec<FleetTransition>,
     /// The least ready transition status (`ready` when there is none).
     pub overall_status: Status,
@@ -261,14 +264,23 @@ pub struct FleetUpdateInfo {
     /// unknown; absent otherwise.
     #[serde(default, skip_serializing_if = "is_false")]
     pub payload_size_unknown: bool,
+    /// Devices that already run their target release (not in
+    /// `transitions`). Always written.
+    #[serde(default)]
+    pub devices_on_target: u64,
+    /// Devices that run no release yet (not in `transitions`). Always
+    /// written.
+    #[serde(default)]
+    pub devices_without_release: u64,
 }
 
-/// The devices of a fleet that run one release, and their update.
+/// The devices of a fleet that run one release and should run another,
+/// and their update.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetTransition {
-    /// How many devices run the source release.
+    /// How many devices make this transition.
     pub device_count: u64,
-    /// The update from that release to the target.
+    /// The update from the release they run to their target.
     #[serde(flatten)]
     pub update: UpdateInfo,
 }
@@ -660,6 +672,8 @@ mod tests {
             overall_status: Status::Ready,
             estimated_fleet_payload_size: Some(3 * 45496920),
             payload_size_unknown: false,
+            devices_on_target: 2,
+            devices_without_release: 1,
         };
         let json = serde_json::to_string(&fleet).unwrap();
         let transition = &json[json.find("\"transitions\"").unwrap()..];
@@ -674,6 +688,8 @@ mod tests {
                 "estimated_total_payload_size",
                 "removed_services",
                 "estimated_fleet_payload_size",
+                "devices_on_target",
+                "devices_without_release",
             ],
         );
         assert!(order.is_sorted(), "{json}");

@@ -194,22 +194,86 @@ fn delta_query_by_images(sources: &[u64], targets: &[u64]) -> Query {
         .orderby("id desc")
 }
 
-/// The fleet named by `fleet`, with its target release.
-pub(crate) fn application_query(fleet: &FleetRef) -> Query {
+/// The fleet named by `fleet`, with its target release; with `count`, also
+/// the number of its devices that run no release yet.
+pub(crate) fn application_query(fleet: &FleetRef, count: bool) -> Query {
     let filter = match fleet {
         FleetRef::Id(id) => odata::eq("id", *id),
         FleetRef::Slug(slug) => odata::eq_str("slug", slug),
     };
-    Query::new()
+    let query = Query::new()
         .filter(filter)
-        .select(&["id", "slug", "should_be_running__release"])
+        .select(&["id", "slug", "should_be_running__release"]);
+    if count {
+        query.expand(&[Expand::new(
+            "owns__device/$count($filter=is_running__release eq null)",
+            &[],
+        )])
+    } else {
+        query
+    }
 }
 
-/// The release every device of fleet `application` runs.
+/// The device columns read: what each device runs and its pin.
+const DEVICE_SELECT: &[&str] = &["is_running__release", "is_pinned_on__release"];
+
+/// Every device of fleet `application`: the release it runs and its pin.
+/// Its answer grows with the fleet; [`device_count_query`] and
+/// [`pinned_device_query`] do not.
 pub(crate) fn device_query(application: u64) -> Query {
     Query::new()
-        .select(&["is_running__release"])
         .filter(odata::eq("belongs_to__application", application))
+        .select(DEVICE_SELECT)
+}
+
+/// The pinned devices of fleet `application`: the release each runs and
+/// its pin.
+pub(crate) fn pinned_device_query(application: u64) -> Query {
+    Query::new()
+        .filter(odata::and(&[
+            odata::eq("belongs_to__application", application),
+            "is_pinned_on__release ne null".to_owned(),
+        ]))
+        .select(DEVICE_SELECT)
+}
+
+/// Every release of fleet `application` with the number of devices that
+/// run it and follow the fleet (no pin): one row per release, whatever the
+/// number of devices.
+pub(crate) fn device_count_query(application: u64) -> Query {
+    Query::new()
+        .filter(odata::eq("belongs_to__application", application))
+        .select(&["id"])
+        .expand(&[Expand::new(
+            "is_running_on__device/$count($filter=is_pinned_on__release eq null)",
+            &[],
+        )])
+}
+
+/// Every v3 delta from an image of a `from` release to an image of a
+/// `targets` release (a fleet's transitions may have several targets). Rows
+/// of other combinations are ignored when judging. One query per
+/// [`MAX_IDS`] source releases and [`MAX_IDS`] targets.
+pub(crate) fn fleet_delta_queries(from: &[&ReleaseRef], targets: &[&ReleaseRef]) -> Vec<Query> {
+    let mut queries = Vec::new();
+    for to in in_batches(targets) {
+        for sources in in_batches(from) {
+            if sources.is_empty() || to.is_empty() {
+                continue;
+            }
+            queries.push(
+                Query::new()
+                    .select(DELTA_SELECT)
+                    .filter(odata::and(&[
+                        odata::eq("version", u64::from(DELTA_VERSION)),
+                        membership("originates_from__image", &sources),
+                        membership("produces__image", &to),
+                    ]))
+                    .orderby("id desc"),
+            );
+        }
+    }
+    queries
 }
 
 #[cfg(test)]
@@ -270,6 +334,60 @@ mod tests {
                 .render()
                 .contains("any(ri:ri/is_part_of__release in (1,2))")
         );
+    }
+
+    #[test]
+    fn fleet_queries() {
+        let fleet: FleetRef = "org/kiosks".parse().unwrap();
+        assert_eq!(
+            application_query(&fleet, false).render(),
+            "$filter=slug eq 'org%2Fkiosks'&$select=id,slug,should_be_running__release"
+        );
+        assert_eq!(
+            application_query(&FleetRef::Id(7), true).render(),
+            "$filter=id eq 7&$select=id,slug,should_be_running__release\
+             &$expand=owns__device/$count($filter=is_running__release eq null)"
+        );
+        assert_eq!(
+            device_count_query(7).render(),
+            "$filter=belongs_to__application eq 7&$select=id\
+             &$expand=is_running_on__device/$count($filter=is_pinned_on__release eq null)"
+        );
+        assert_eq!(
+            pinned_device_query(7).render(),
+            "$filter=belongs_to__application eq 7 and is_pinned_on__release ne null\
+             &$select=is_running__release,is_pinned_on__release"
+        );
+        assert_eq!(
+            device_query(7).render(),
+            "$filter=belongs_to__application eq 7\
+             &$select=is_running__release,is_pinned_on__release"
+        );
+    }
+
+    #[test]
+    fn fleet_delta_queries_cover_every_target() {
+        let (one, two, three) = (ReleaseRef::Id(1), ReleaseRef::Id(2), ReleaseRef::Id(3));
+        let q = fleet_delta_queries(&[&one, &two], &[&three, &two]);
+        assert_eq!(q.len(), 1);
+        assert!(
+            q[0].render().contains(
+                "originates_from__image/release_image/any(ri:ri/is_part_of__release in (1,2)) and \
+                 produces__image/release_image/any(ri:ri/is_part_of__release in (3,2))"
+            ),
+            "{}",
+            q[0].render()
+        );
+        assert!(fleet_delta_queries(&[], &[&three]).is_empty());
+        // One target: the same query as a single transition's.
+        assert_eq!(
+            fleet_delta_queries(&[&one], &[&three])[0].render(),
+            nested_delta_query(&[&one], &three).render()
+        );
+        let many: Vec<ReleaseRef> = (0..150).map(|i| ReleaseRef::Id(1000 + i)).collect();
+        let refs: Vec<&ReleaseRef> = many.iter().collect();
+        // 150 sources and 150 targets: two batches each.
+        assert_eq!(fleet_delta_queries(&refs, &refs).len(), 4);
     }
 
     #[test]

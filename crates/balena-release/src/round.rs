@@ -46,9 +46,9 @@ impl DeltaRead {
     }
 }
 
-/// How long the one-query delta lookup may take (at most; never longer
-/// than the client's request timeout) before the lookup by image ids is
-/// used instead.
+/// How long an optional query (the one-query delta lookup, the fleet's
+/// device counts) may take (never longer than the client's request
+/// timeout) before its fallback is used instead.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The HTTP status of a failed request, for events.
@@ -177,19 +177,23 @@ impl Client {
             .await
     }
 
-    /// Reads the deltas from the `from` releases to the `to` release with
-    /// the one-query lookup, while this server takes it.
+    /// Reads deltas with the one-query lookup (`queries` from
+    /// [`crate::queries::nested_delta_queries`] or
+    /// [`crate::queries::fleet_delta_queries`]), while this server takes it.
     pub(crate) async fn read_deltas_by_release(
         &self,
-        from: &[&ReleaseRef],
-        to: &ReleaseRef,
+        queries: &[Query],
         events: Sink<'_>,
     ) -> Result<DeltaRead, Error> {
-        let effort = Effort::Probe {
+        self.fetch_deltas(queries, self.probe(), events).await
+    }
+
+    /// How an optional query with a fallback is sent: once, with its own
+    /// timeout, only a 429 retried.
+    pub(crate) fn probe(&self) -> Effort {
+        Effort::Probe {
             timeout: PROBE_TIMEOUT.min(self.inner.request_timeout),
-        };
-        self.fetch_deltas(&nested_delta_queries(from, to), effort, events)
-            .await
+        }
     }
 
     /// Whether the one-query delta lookup is still worth sending.
@@ -227,15 +231,19 @@ impl Client {
     pub(crate) async fn releases_with_deltas(
         &self,
         releases: &[Query],
-        deltas: impl FnOnce() -> Option<(Vec<ReleaseRef>, ReleaseRef)>,
+        deltas: impl FnOnce() -> Vec<Query>,
         events: Sink<'_>,
     ) -> Result<(Vec<Release>, Option<Result<DeltaRead, Error>>), Error> {
-        let Some((from, to)) = deltas().filter(|_| self.lookup_by_release()) else {
-            return Ok((self.fetch_releases(releases, events).await?, None));
+        let deltas = if self.lookup_by_release() {
+            deltas()
+        } else {
+            Vec::new()
         };
-        let from: Vec<&ReleaseRef> = from.iter().collect();
+        if deltas.is_empty() {
+            return Ok((self.fetch_releases(releases, events).await?, None));
+        }
         let (releases, deltas) = tokio::try_join!(self.fetch_releases(releases, events), async {
-            Ok(self.read_deltas_by_release(&from, &to, events).await)
+            Ok(self.read_deltas_by_release(&deltas, events).await)
         })?;
         Ok((releases, Some(deltas)))
     }
@@ -283,7 +291,7 @@ impl Client {
         let (releases, nested) = self
             .releases_with_deltas(
                 &release_queries(&[from, to]),
-                || Some((vec![from.clone()], to.clone())),
+                || nested_delta_queries(&[from], to),
                 events,
             )
             .await?;

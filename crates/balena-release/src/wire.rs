@@ -86,11 +86,25 @@ struct ApplicationRow {
     id: u64,
     slug: String,
     should_be_running__release: Option<ForeignKey>,
+    /// The count of devices without a release, when the query asked for it
+    /// (`owns__device/$count(...)` answers with a number in place of rows).
+    #[serde(default, with = "bigint::option")]
+    owns__device: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
 struct DeviceRow {
     is_running__release: Option<ForeignKey>,
+    #[serde(default)]
+    is_pinned_on__release: Option<ForeignKey>,
+}
+
+/// A release with the count of some of the devices that run it.
+#[derive(Debug, Deserialize)]
+struct ReleaseCountRow {
+    id: u64,
+    #[serde(default, with = "bigint::option")]
+    is_running_on__device: Option<u64>,
 }
 
 /// A release with the images of its services.
@@ -117,6 +131,15 @@ pub(crate) struct Application {
     pub(crate) id: u64,
     pub(crate) slug: String,
     pub(crate) target: Option<u64>,
+    /// How many of its devices run no release, when it was counted.
+    pub(crate) without_release: Option<u64>,
+}
+
+/// One device: the release it runs and the release it is pinned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Device {
+    pub(crate) running: Option<u64>,
+    pub(crate) pinned: Option<u64>,
 }
 
 /// Where a decode error happened.
@@ -264,17 +287,42 @@ pub(crate) fn application(body: &[u8], source: &Source<'_>) -> Result<Option<App
         id: row.id,
         slug: row.slug,
         target: row.should_be_running__release.map(|fk| fk.__id),
+        without_release: row.owns__device,
     }))
 }
 
-/// Decodes the answer to the device query: the release each device runs
-/// (`None` for a device that runs none yet).
-pub(crate) fn device_releases(body: &[u8], source: &Source<'_>) -> Result<Vec<Option<u64>>, Error> {
+/// Decodes the answer to a device query: the release each device runs and
+/// its pin (`None` for a device that runs no release yet, or follows its
+/// fleet).
+pub(crate) fn devices(body: &[u8], source: &Source<'_>) -> Result<Vec<Device>, Error> {
     let rows: Vec<DeviceRow> = envelope(body, source)?;
     Ok(rows
         .into_iter()
-        .map(|r| r.is_running__release.map(|fk| fk.__id))
+        .map(|r| Device {
+            running: r.is_running__release.map(|fk| fk.__id),
+            pinned: r.is_pinned_on__release.map(|fk| fk.__id),
+        })
         .collect())
+}
+
+/// Decodes the answer to the device count query: (release id, devices),
+/// one per release of the fleet.
+pub(crate) fn release_device_counts(
+    body: &[u8],
+    source: &Source<'_>,
+) -> Result<Vec<(u64, u64)>, Error> {
+    let rows: Vec<ReleaseCountRow> = envelope(body, source)?;
+    check_unique_ids(rows.iter().map(|r| r.id), source)?;
+    rows.into_iter()
+        .enumerate()
+        .map(|(i, row)| match row.is_running_on__device {
+            Some(count) => Ok((row.id, count)),
+            None => Err(source.error(
+                format!("d[{i}].is_running_on__device"),
+                "expected a device count, got nothing",
+            )),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -422,15 +470,61 @@ pub(crate) mod tests {
             Some(Application {
                 id: 7,
                 slug: "org/fleet".into(),
-                target: Some(900835)
+                target: Some(900835),
+                without_release: None,
             })
         );
+        let counted = application(
+            br#"{"d":[{"id":7,"slug":"o/f","should_be_running__release":null,"owns__device":"3"}]}"#,
+            &SOURCE,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!((counted.target, counted.without_release), (None, Some(3)));
         assert_eq!(application(br#"{"d":[]}"#, &SOURCE).unwrap(), None);
-        let devices = device_releases(
-            br#"{"d":[{"is_running__release":{"__id":1}},{"is_running__release":null}]}"#,
+        let rows = devices(
+            br#"{"d":[{"is_running__release":{"__id":1},"is_pinned_on__release":{"__id":2}},
+                {"is_running__release":null,"is_pinned_on__release":null}]}"#,
             &SOURCE,
         )
         .unwrap();
-        assert_eq!(devices, [Some(1), None]);
+        assert_eq!(
+            rows,
+            [
+                Device {
+                    running: Some(1),
+                    pinned: Some(2)
+                },
+                Device {
+                    running: None,
+                    pinned: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn device_counts_decode_as_numbers_or_strings() {
+        let counts = release_device_counts(
+            br#"{"d":[{"id":1,"is_running_on__device":4},{"id":2,"is_running_on__device":"0"}]}"#,
+            &SOURCE,
+        )
+        .unwrap();
+        assert_eq!(counts, [(1, 4), (2, 0)]);
+        // Rows instead of a count: the server did not count.
+        let err = release_device_counts(
+            br#"{"d":[{"id":1,"is_running_on__device":[{"id":5}]}]}"#,
+            &SOURCE,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Decode { path, .. } if path == "d[0].is_running_on__device"),
+            "{err:?}"
+        );
+        let err = release_device_counts(br#"{"d":[{"id":1}]}"#, &SOURCE).unwrap_err();
+        assert!(
+            matches!(&err, Error::Decode { cause, .. } if cause.message() == "expected a device count, got nothing"),
+            "{err:?}"
+        );
     }
 }

@@ -17,6 +17,7 @@ use crate::event::Event;
 use crate::http::Sink;
 use crate::model::Report;
 use crate::poll::PollPolicy;
+use crate::queries::nested_delta_queries;
 use crate::reference::ReleaseRef;
 use crate::round::DeltaRead;
 
@@ -104,7 +105,8 @@ impl Client {
             return self.read_deltas(&tracker.delta_pairs(), events).await;
         };
         let from: Vec<&ReleaseRef> = from.iter().collect();
-        match self.read_deltas_by_release(&from, &to, events).await {
+        let queries = nested_delta_queries(&from, &to);
+        match self.read_deltas_by_release(&queries, events).await {
             Err(error) => self.fall_back(error, &tracker.delta_pairs(), events).await,
             read => read,
         }

@@ -72,9 +72,13 @@ impl Tracker {
 #[derive(Debug, Clone)]
 pub(crate) struct FleetTracker {
     application: FleetSummary,
+    /// The fleet's target (or the one asked for).
     target: ReleaseSummary,
-    /// (device count, transition), in output order.
+    /// (device count, transition), in output order; each transition has
+    /// its own target.
     transitions: Vec<(u64, Tracker)>,
+    devices_on_target: u64,
+    devices_without_release: u64,
     requests: Requests,
 }
 
@@ -88,8 +92,18 @@ impl FleetTracker {
             application,
             target,
             transitions,
+            devices_on_target: 0,
+            devices_without_release: 0,
             requests: Requests::default(),
         }
+    }
+
+    /// Sets the devices that are not in a transition: those already on
+    /// their target and those without a release.
+    pub(crate) fn with_idle_devices(mut self, on_target: u64, without_release: u64) -> Self {
+        self.devices_on_target = on_target;
+        self.devices_without_release = without_release;
+        self
     }
 
     /// Every image pair needing a delta, without repeats.
@@ -137,6 +151,8 @@ impl FleetTracker {
             overall_status: overall,
             estimated_fleet_payload_size: (overall == Status::Ready).then_some(payload),
             payload_size_unknown: overall == Status::Ready && payload_size_unknown,
+            devices_on_target: self.devices_on_target,
+            devices_without_release: self.devices_without_release,
         }
     }
 }
@@ -312,10 +328,19 @@ impl Tracked for FleetTracker {
         FleetTracker::delta_pairs(self)
     }
 
-    /// A fleet has many more image pairs than releases: reading by release
-    /// keeps a poll at one request per 100 source releases.
+    /// A fleet has many more image pairs than releases: while every
+    /// transition has the same target, reading by release keeps a poll at
+    /// one request per 100 source releases. With several targets (pinned
+    /// devices), polls read by image pair: one request per 100 source or
+    /// target images.
     fn delta_releases(&self) -> Option<(Vec<ReleaseRef>, ReleaseRef)> {
-        if self.transitions.is_empty() {
+        let (_, first) = self.transitions.first()?;
+        let target = first.pairing.target.id;
+        if self
+            .transitions
+            .iter()
+            .any(|(_, t)| t.pairing.target.id != target)
+        {
             return None;
         }
         let sources = self
@@ -323,7 +348,7 @@ impl Tracked for FleetTracker {
             .iter()
             .map(|(_, t)| ReleaseRef::Id(t.pairing.source.id))
             .collect();
-        Some((sources, ReleaseRef::Id(self.target.id)))
+        Some((sources, ReleaseRef::Id(target)))
     }
 
     fn evaluate(&mut self, read: &DeltaRead) -> FleetUpdateInfo {
@@ -540,6 +565,58 @@ mod tests {
         // 4 × 1001 + 2 × 1002 + 1 × 0.
         assert_eq!(info.estimated_fleet_payload_size, Some(4 * 1001 + 2 * 1002));
         assert_eq!(info.transition_from(1).unwrap().produces__release.id, 3);
+    }
+
+    #[test]
+    fn polls_read_by_release_only_while_every_transition_has_one_target() {
+        let one_target = fleet();
+        let (sources, target) = one_target.delta_releases().unwrap();
+        assert_eq!(
+            sources,
+            [ReleaseRef::Id(2), ReleaseRef::Id(1), ReleaseRef::Id(3)]
+        );
+        assert_eq!(target, ReleaseRef::Id(3));
+        // A device pinned from release 2 to release 1 adds a target.
+        let pin = release(
+            1,
+            &[
+                ("main", image(10, Some("h1"), 100)),
+                ("db", image(11, Some("d"), 90)),
+            ],
+        );
+        let newer = release(
+            2,
+            &[
+                ("main", image(20, Some("h2"), 200)),
+                ("db", image(31, Some("d"), 90)),
+            ],
+        );
+        let mut pinned = fleet();
+        pinned
+            .transitions
+            .push((1, Tracker::new(rules::pair(&newer, &pin))));
+        assert_eq!(pinned.delta_releases(), None);
+        // `db` has the same content in 2 and 1: no delta.
+        assert_eq!(pinned.delta_pairs(), [(10, 30), (20, 10), (20, 30)]);
+        let info = pinned.with_idle_devices(5, 2).evaluate(&DeltaRead {
+            rows: Vec::new(),
+            now: now(),
+        });
+        assert_eq!(info.produces__release.id, 3, "the fleet's target");
+        assert_eq!(info.transitions[3].update.produces__release.id, 1);
+        assert_eq!(
+            (info.devices_on_target, info.devices_without_release),
+            (5, 2)
+        );
+        assert!(
+            FleetTracker::new(
+                info.application.clone(),
+                info.produces__release.clone(),
+                Vec::new()
+            )
+            .delta_releases()
+            .is_none()
+        );
     }
 
     #[test]

@@ -1,73 +1,311 @@
-//! Fleet mode: every release the devices run, compared with the fleet's
-//! target, in at most four requests per round.
+//! Fleet mode: each device goes to its own target (its pin, else the
+//! fleet's target), devices are counted by the API, in at most five
+//! requests for the first round and one per poll. The simulator has no pins
+//! and no `$count` yet: the device questions go to a relay that answers them
+//! from the scenario ([`relay`]); everything else reaches the simulator.
 
 use std::time::Duration;
 
-use balena_release::{Change, Error, Event, FleetRef, ReleaseRef, Status};
-use balena_sim::{GeneratedOptions, Scenario, demo, generated};
+use balena_release::{Change, Client, Error, Event, FleetRef, ReleaseRef, Status};
+use balena_sim::{GeneratedOptions, Scenario, Simulator, demo};
 
 use crate::support::*;
+
+#[path = "fleet_relay.rs"]
+mod relay;
+use relay::{Counting, Relay};
 
 fn kiosk() -> FleetRef {
     format!("{}/kiosk-fleet", demo::USERNAME).parse().unwrap()
 }
 
+/// A simulator for `scenario`, the relay in front of its API, and a client
+/// of both.
+struct Fleet {
+    sim: Simulator,
+    relay: Relay,
+    client: Client,
+}
+
+impl Fleet {
+    fn new(scenario: Scenario, counting: Counting) -> Fleet {
+        let devices = scenario.clone();
+        let sim = start(scenario);
+        let relay = Relay::start(&sim.api_url(), &devices, counting);
+        let client = Client::builder()
+            .api_url(relay.url.parse().unwrap())
+            .delta_url(sim.delta_url().parse().unwrap())
+            .token(Some(sim.token().into()))
+            .request_timeout(Duration::from_secs(5))
+            .retry_policy(fast_retries())
+            .build()
+            .unwrap();
+        Fleet { sim, relay, client }
+    }
+
+    fn demo() -> Fleet {
+        Fleet::new(manual_demo(), Counting::Counts)
+    }
+
+    /// API requests received.
+    fn requests(&self) -> usize {
+        self.relay.seen().len()
+    }
+
+    /// API requests received for `path` (`/v7/delta`, ...).
+    fn requests_to(&self, path: &str) -> Vec<String> {
+        self.relay
+            .seen()
+            .into_iter()
+            .filter(|t| t.split('?').next() == Some(path))
+            .collect()
+    }
+}
+
+/// (device count, source, target) of every transition.
+fn transitions(info: &balena_release::FleetUpdateInfo) -> Vec<(u64, u64, u64)> {
+    info.transitions
+        .iter()
+        .map(|t| {
+            (
+                t.device_count,
+                t.update.originates_from__release.id,
+                t.update.produces__release.id,
+            )
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn the_demo_fleet_has_three_transitions() {
-    let sim = start(manual_demo());
-    let info = client(&sim)
+async fn the_demo_fleet_moves_only_the_devices_off_their_target() {
+    // Lobby runs release 3, east is pinned to the release 2 it runs: both
+    // on target. Gate and west run 1, cafe runs 2: they go to 3.
+    let f = Fleet::demo();
+    let info = f
+        .client
         .get_fleet_update_info(&kiosk(), None)
         .await
         .unwrap();
     assert_eq!(info.application.id, u(demo::APP_ID));
     assert_eq!(info.application.slug, "gh_demo/kiosk-fleet");
     assert_eq!(info.produces__release.id, u(demo::RELEASE_3));
-    let got: Vec<(u64, u64, Status)> = info
-        .transitions
-        .iter()
-        .map(|t| {
-            (
-                t.device_count,
-                t.update.originates_from__release.id,
-                t.update.overall_status,
-            )
-        })
-        .collect();
     assert_eq!(
-        got,
+        transitions(&info),
         [
-            (2, u(demo::RELEASE_1), Status::Pending),
-            (2, u(demo::RELEASE_2), Status::Pending),
-            (1, u(demo::RELEASE_3), Status::Ready),
+            (2, u(demo::RELEASE_1), u(demo::RELEASE_3)),
+            (1, u(demo::RELEASE_2), u(demo::RELEASE_3)),
         ]
     );
+    assert_eq!(info.devices_on_target, 2);
+    assert_eq!(info.devices_without_release, 0);
+    assert!(info.transition_from(u(demo::RELEASE_3)).is_none());
     let from_1 = info.transition_from(u(demo::RELEASE_1)).unwrap();
     assert_eq!(from_1.service("api").unwrap().change, Change::New);
     assert_eq!(from_1.service("proxy").unwrap().change, Change::Unchanged);
     assert_eq!(from_1.removed_services[0].service_name, "worker");
     assert_eq!(info.overall_status, Status::Pending);
     assert_eq!(info.estimated_fleet_payload_size, None);
-    assert_eq!(api_count(&sim), 4);
+    // Application (with the devices without a release), counts per
+    // release, pinned devices, releases, deltas.
+    assert_eq!(f.requests(), 5, "{:?}", f.relay.seen());
+    let devices = f.requests_to("/v7/device");
+    assert_eq!(devices.len(), 1);
+    assert!(
+        devices[0].contains("is_pinned_on__release ne null"),
+        "{devices:?}"
+    );
 }
 
 #[tokio::test]
-async fn an_explicit_target_and_a_fleet_id() {
-    let sim = start(manual_demo());
-    let info = client(&sim)
+async fn an_explicit_target_moves_the_unpinned_devices_and_keeps_the_pins() {
+    let f = Fleet::demo();
+    let info = f
+        .client
         .get_fleet_update_info(&FleetRef::Id(u(demo::APP_ID)), Some(&id(demo::RELEASE_2)))
         .await
         .unwrap();
     assert_eq!(info.produces__release.id, u(demo::RELEASE_2));
-    let to_itself = info.transition_from(u(demo::RELEASE_2)).unwrap();
-    assert_eq!(to_itself.overall_status, Status::Ready);
-    assert_eq!(to_itself.estimated_total_payload_size, Some(0));
-    assert_eq!(api_count(&sim), 4);
+    // Cafe (follows the fleet) and east (pinned) run 2 already; lobby goes
+    // back from 3 to 2.
+    assert_eq!(
+        transitions(&info),
+        [
+            (2, u(demo::RELEASE_1), u(demo::RELEASE_2)),
+            (1, u(demo::RELEASE_3), u(demo::RELEASE_2)),
+        ]
+    );
+    assert_eq!(info.devices_on_target, 2);
+    assert!(
+        info.transition(u(demo::RELEASE_2), u(demo::RELEASE_2))
+            .is_none()
+    );
+    assert_eq!(f.requests(), 5);
+}
+
+/// The demo fleet with west (on release 1) pinned to release 2 and a new
+/// device that runs no release yet.
+fn pinned_demo() -> Scenario {
+    let mut scenario = manual_demo();
+    let west = scenario
+        .devices
+        .iter_mut()
+        .find(|d| d.id == demo::DEVICE_WEST)
+        .unwrap();
+    west.should_be_running__release = Some(demo::RELEASE_2);
+    let mut fresh = west.clone();
+    fresh.id = 7100;
+    fresh.uuid = None;
+    fresh.device_name = Some("kiosk-new".into());
+    fresh.is_running__release = None;
+    fresh.should_be_running__release = None;
+    scenario.devices.push(fresh);
+    scenario
+}
+
+#[tokio::test]
+async fn a_pinned_device_goes_to_its_pin() {
+    let f = Fleet::new(pinned_demo(), Counting::Counts);
+    let info = f
+        .client
+        .get_fleet_update_info(&kiosk(), None)
+        .await
+        .unwrap();
+    assert_eq!(info.produces__release.id, u(demo::RELEASE_3));
+    assert_eq!(
+        transitions(&info),
+        [
+            (1, u(demo::RELEASE_1), u(demo::RELEASE_2)),
+            (1, u(demo::RELEASE_1), u(demo::RELEASE_3)),
+            (1, u(demo::RELEASE_2), u(demo::RELEASE_3)),
+        ]
+    );
+    assert_eq!(info.devices_on_target, 2);
+    assert_eq!(info.devices_without_release, 1);
+    let to_pin = info
+        .transition(u(demo::RELEASE_1), u(demo::RELEASE_2))
+        .unwrap();
+    assert_eq!(to_pin.service("main").unwrap().change, Change::Changed);
+    assert_eq!(to_pin.service("proxy").unwrap().change, Change::Unchanged);
+    // One delta query for both targets, sent with the release query.
+    assert_eq!(f.requests(), 5, "{:?}", f.relay.seen());
+    let deltas = f.requests_to("/v7/delta");
+    assert_eq!(deltas.len(), 1);
+    assert!(
+        deltas[0].contains(&format!(
+            "produces__image/release_image/any(ri:ri/is_part_of__release in ({},{}))",
+            demo::RELEASE_3,
+            demo::RELEASE_2
+        )),
+        "{deltas:?}"
+    );
+}
+
+#[tokio::test]
+async fn preparing_a_fleet_with_pins_waits_for_every_target() {
+    let f = Fleet::new(pinned_demo(), Counting::Counts);
+    let events = Events::default();
+    let info = f
+        .client
+        .prepare_fleet_update(
+            &kiosk(),
+            None,
+            &prepare(true),
+            &events.sink_advancing(&f.sim, Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, Status::Ready);
+    let triggered = events.triggered();
+    assert!(
+        triggered.iter().any(|(service, s, t)| service == "main"
+            && (*s, *t) == (u(demo::IMAGE_R1_MAIN), u(demo::IMAGE_R2_MAIN))),
+        "{triggered:?}"
+    );
+    let expected: u64 = info
+        .transitions
+        .iter()
+        .map(|t| t.device_count * t.update.estimated_total_payload_size.unwrap())
+        .sum();
+    assert_eq!(info.estimated_fleet_payload_size, Some(expected));
+    // With two targets, polls read the deltas by image pair.
+    let deltas = f.requests_to("/v7/delta");
+    assert!(deltas.len() >= 2, "{deltas:?}");
+    assert!(
+        deltas[1..]
+            .iter()
+            .all(|q| q.contains("originates_from__image in (") && !q.contains("any(")),
+        "{deltas:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_does_not_count_is_read_device_by_device() {
+    let counted = Fleet::new(pinned_demo(), Counting::Counts)
+        .client
+        .get_fleet_update_info(&kiosk(), None)
+        .await
+        .unwrap();
+    for status in [400, 401, 403, 500] {
+        let f = Fleet::new(pinned_demo(), Counting::Refuses(status));
+        let info = f
+            .client
+            .get_fleet_update_info(&kiosk(), None)
+            .await
+            .unwrap();
+        assert_eq!(info, counted, "after {status}");
+        let devices = f.requests_to("/v7/device");
+        assert_eq!(devices.len(), 1, "{status}: {devices:?}");
+        assert!(!devices[0].contains("is_pinned_on__release ne null"));
+        if status == 400 {
+            // The refused application, the plain one, every device,
+            // releases, deltas.
+            assert_eq!(f.requests(), 5, "{:?}", f.relay.seen());
+        }
+        // The client remembers: no count asked again.
+        f.relay.clear();
+        f.client
+            .get_fleet_update_info(&kiosk(), None)
+            .await
+            .unwrap();
+        assert!(
+            f.relay.seen().iter().all(|t| !t.contains("$count")),
+            "{status}: {:?}",
+            f.relay.seen()
+        );
+        assert_eq!(f.requests(), 4, "{status}: {:?}", f.relay.seen());
+    }
+}
+
+#[tokio::test]
+async fn a_refused_count_per_release_falls_back_too() {
+    let f = Fleet::new(pinned_demo(), Counting::RefusesPerRelease(400));
+    let info = f
+        .client
+        .get_fleet_update_info(&kiosk(), None)
+        .await
+        .unwrap();
+    assert_eq!(info.devices_without_release, 1);
+    assert_eq!(transitions(&info).len(), 3);
+    // The application is not read again: 6 requests, once.
+    assert_eq!(f.requests(), 6, "{:?}", f.relay.seen());
+}
+
+#[tokio::test]
+async fn a_rate_limited_count_is_not_a_refusal() {
+    let f = Fleet::new(manual_demo(), Counting::Refuses(429));
+    let err = f
+        .client
+        .get_fleet_update_info(&kiosk(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Api { status: 429, .. }), "{err:?}");
+    assert!(f.requests_to("/v7/device").is_empty());
 }
 
 #[tokio::test]
 async fn fleet_errors() {
-    let sim = start(manual_demo());
-    let c = client(&sim);
+    let f = Fleet::demo();
+    let c = &f.client;
     let err = c
         .get_fleet_update_info(&"nobody/nothing".parse().unwrap(), None)
         .await
@@ -92,14 +330,15 @@ async fn fleet_errors() {
 
 #[tokio::test]
 async fn preparing_a_fleet_waits_for_every_transition() {
-    let sim = start(manual_demo());
+    let f = Fleet::demo();
     let events = Events::default();
-    let info = client(&sim)
+    let info = f
+        .client
         .prepare_fleet_update(
             &kiosk(),
             None,
             &prepare(true),
-            &events.sink_advancing(&sim, Duration::from_secs(5)),
+            &events.sink_advancing(&f.sim, Duration::from_secs(5)),
         )
         .await
         .unwrap();
@@ -135,33 +374,40 @@ async fn preparing_a_fleet_waits_for_every_transition() {
             .any(|e| matches!(e, Event::Round { report, .. } if report.fleet().is_some()))
     );
     // Later rounds read only deltas: application, devices and releases once.
-    assert_eq!(api_requests(&sim, "application").len(), 1);
-    assert_eq!(api_requests(&sim, "device").len(), 1);
-    assert_eq!(api_requests(&sim, "release").len(), 1);
+    assert_eq!(f.requests_to("/v7/application").len(), 1);
+    assert_eq!(f.requests_to("/v7/device").len(), 1);
+    assert_eq!(f.requests_to("/v7/release").len(), 2, "counts and releases");
 }
 
 #[tokio::test]
-async fn a_large_fleet_takes_four_requests() {
-    let sim = start(Scenario::generated(GeneratedOptions {
-        services: 20,
-        releases: 6,
-        devices: 300,
-    }));
-    let c = client_with_token(&sim, Some(generated::TOKEN.into()));
-    let info = c
-        .get_fleet_update_info(&FleetRef::Id(u(generated::APP_ID)), None)
+async fn a_large_fleet_takes_five_requests() {
+    let f = Fleet::new(
+        Scenario::generated(GeneratedOptions {
+            services: 20,
+            releases: 6,
+            devices: 300,
+        }),
+        Counting::Counts,
+    );
+    let info = f
+        .client
+        .get_fleet_update_info(&FleetRef::Id(u(balena_sim::generated::APP_ID)), None)
         .await
         .unwrap();
     let devices: u64 = info.transitions.iter().map(|t| t.device_count).sum();
-    assert!(devices > 0 && devices <= 300, "{devices}");
+    assert_eq!(
+        devices + info.devices_on_target + info.devices_without_release,
+        300
+    );
+    assert!(info.devices_on_target > 0);
     assert!(info.transitions.len() > 1);
-    assert_eq!(api_count(&sim), 4);
+    assert_eq!(f.requests(), 5);
 }
 
 #[tokio::test]
 async fn the_fleet_falls_back_to_the_delta_query_by_images() {
     // A server that refuses the link-table form of the delta query.
-    let sim = start(
+    let f = Fleet::new(
         manual_demo().with_faults(
             balena_sim::Faults::none().with(
                 balena_sim::FaultRule::new(balena_sim::Fault::Error {
@@ -173,8 +419,9 @@ async fn the_fleet_falls_back_to_the_delta_query_by_images() {
                 .limit(1),
             ),
         ),
+        Counting::Counts,
     );
-    let c = client(&sim);
+    let c = &f.client;
     let events = Events::default();
     let first = c
         .prepare_fleet_update(&kiosk(), None, &prepare(false), &events.sink())
@@ -187,17 +434,18 @@ async fn the_fleet_falls_back_to_the_delta_query_by_images() {
             .any(|e| matches!(e, Event::DeltaQueryFallback { status: Some(400) })),
         "no fallback event"
     );
-    let deltas = api_requests(&sim, "delta");
-    assert!(deltas[1..].iter().all(|d| {
-        let query = d.query.as_deref().unwrap();
-        query.contains("originates_from__image in (") && !query.contains("any(")
-    }));
-    assert_eq!(first.transitions.len(), 3);
-    sim.clear_journal();
+    let deltas = f.requests_to("/v7/delta");
+    assert!(
+        deltas[1..].iter().all(|query| {
+            query.contains("originates_from__image in (") && !query.contains("any(")
+        })
+    );
+    assert_eq!(first.transitions.len(), 2);
+    f.relay.clear();
     c.get_fleet_update_info(&kiosk(), None).await.unwrap();
-    let deltas = api_requests(&sim, "delta");
+    let deltas = f.requests_to("/v7/delta");
     assert_eq!(deltas.len(), 1);
-    assert!(!deltas[0].query.as_deref().unwrap().contains("any("));
+    assert!(!deltas[0].contains("any("));
 }
 
 /// The release and delta queries of the journal, and the most ids any one
@@ -223,38 +471,48 @@ fn batched(sim: &balena_sim::Simulator, resource: &str) -> (usize, usize) {
 #[tokio::test]
 async fn large_fleets_split_their_queries_into_batches() {
     // Devices on releases 1..=150; the target is release 150.
-    let sim = start(Scenario::generated(GeneratedOptions {
-        services: 2,
-        releases: 150,
-        devices: 150,
-    }));
-    let info = client(&sim)
+    let f = Fleet::new(
+        Scenario::generated(GeneratedOptions {
+            services: 2,
+            releases: 150,
+            devices: 150,
+        }),
+        Counting::Counts,
+    );
+    let info = f
+        .client
         .get_fleet_update_info(&FleetRef::Id(1), None)
         .await
         .unwrap();
-    assert_eq!(info.transitions.len(), 150);
-    let (releases, most) = batched(&sim, "release");
+    assert_eq!(info.transitions.len(), 149);
+    assert_eq!(info.devices_on_target, 1);
+    let sim = &f.sim;
+    let (releases, most) = batched(sim, "release");
     assert_eq!(releases, 2, "150 release ids");
     assert!(most <= 100, "{most} ids in one query");
-    let (deltas, most) = batched(&sim, "delta");
+    let (deltas, most) = batched(sim, "delta");
     assert_eq!(deltas, 2, "149 source releases");
     assert!(most <= 100, "{most} ids in one query");
 }
 
 #[tokio::test]
-async fn a_fleet_of_a_hundred_releases_costs_four_requests_then_one_per_poll() {
-    let sim = start(Scenario::generated(GeneratedOptions {
-        services: 8,
-        releases: 100,
-        devices: 300,
-    }));
+async fn a_fleet_of_a_hundred_releases_costs_five_requests_then_one_per_poll() {
+    let f = Fleet::new(
+        Scenario::generated(GeneratedOptions {
+            services: 8,
+            releases: 100,
+            devices: 300,
+        }),
+        Counting::Counts,
+    );
     let events = Events::default();
-    let info = client(&sim)
+    let info = f
+        .client
         .prepare_fleet_update(
             &FleetRef::Id(1),
             None,
             &prepare(true),
-            &events.sink_advancing(&sim, Duration::from_secs(20)),
+            &events.sink_advancing(&f.sim, Duration::from_secs(20)),
         )
         .await
         .unwrap();
@@ -265,6 +523,7 @@ async fn a_fleet_of_a_hundred_releases_costs_four_requests_then_one_per_poll() {
         .filter(|e| matches!(e, Event::Round { report, .. } if report.fleet().is_some()))
         .count();
     assert!(rounds >= 2, "{rounds} rounds");
-    // Application, devices, releases and deltas, then the deltas per round.
-    assert_eq!(api_count(&sim), 4 + (rounds - 1));
+    // Application, counts, pinned devices, releases and deltas, then the
+    // deltas per round.
+    assert_eq!(f.requests(), 5 + (rounds - 1));
 }
