@@ -204,6 +204,7 @@ pub(crate) fn scenario() -> Scenario {
     Scenario {
         name: "demo".into(),
         tokens: vec![TOKEN.into()],
+        openbalena: false,
         clock: Clock::Real,
         epoch: t("2025-11-01T09:00:00.000Z").unwrap_or(jiff::Timestamp::UNIX_EPOCH),
         delta: DeltaSettings {

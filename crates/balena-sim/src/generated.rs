@@ -185,6 +185,7 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
             options.services, options.releases, options.devices
         ),
         tokens: vec![TOKEN.to_owned()],
+        openbalena: false,
         clock: Clock::Real,
         epoch: "2025-06-01T00:00:00Z"
             .parse()

@@ -10,7 +10,7 @@ use balena_sim::{Clock, Faults, Scenario, Simulator, StartOptions};
 
 const USAGE: &str = "usage: balena-sim --scenario <demo|generated:services=N,releases=R,devices=D|FILE.json> \
 [--port N] [--delta-port N] [--clock real|manual|scaled:FACTOR] [--throughput BYTES_PER_SEC] \
-[--hold-ms MS] [--faults JSON|@FILE] [--threads N] [--dump-scenario]";
+[--hold-ms MS] [--faults JSON|@FILE] [--openbalena] [--threads N] [--dump-scenario]";
 
 #[derive(Debug, Default)]
 struct Args {
@@ -24,6 +24,7 @@ struct Args {
     threads: Option<usize>,
     help: bool,
     dump: bool,
+    openbalena: bool,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -45,6 +46,10 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
         }
         if flag == "--dump-scenario" {
             args.dump = true;
+            continue;
+        }
+        if flag == "--openbalena" {
+            args.openbalena = true;
             continue;
         }
         let known = [
@@ -122,6 +127,9 @@ fn run() -> Result<(), String> {
     }
     if let Some(faults) = args.faults {
         scenario = scenario.with_faults(faults);
+    }
+    if args.openbalena {
+        scenario = scenario.with_openbalena();
     }
     scenario.validate().map_err(|e| e.to_string())?;
     if args.dump {
@@ -216,6 +224,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(f.faults.unwrap().seed, 3);
+        assert!(parse(&["--openbalena"]).unwrap().openbalena);
+        assert!(!a.openbalena);
     }
 
     #[test]

@@ -22,34 +22,49 @@ pub struct PineRequest<'a> {
     pub raw_query: Option<&'a str>,
 }
 
-/// Why a request cannot be answered with rows.
+/// Why a request cannot be answered with rows, as pinejs 24 answers it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PineError {
     /// 400 with the body `"Malformed url: '<url>'"`: the OData grammar rejects the URL.
     Malformed(String),
-    /// 400 for a well-formed query that names an unknown field or navigation,
-    /// compares values of the wrong types, and so on.
-    BadRequest(String),
-    /// 404 for an unknown resource.
-    NotFound(String),
+    /// 401 with an empty body: the resource is not in the model (pinejs treats
+    /// an unknown resource like a forbidden one). The text says which.
+    UnknownResource(String),
+    /// 500 with an empty body: the URL parses but cannot be translated to a
+    /// query (an unknown field or navigation, values of the wrong types, or a
+    /// construct the simulator does not implement). The text says why.
+    Untranslatable(String),
 }
 
 impl PineError {
     /// The HTTP status code of this error.
     pub fn status(&self) -> u16 {
         match self {
-            PineError::Malformed(_) | PineError::BadRequest(_) => 400,
-            PineError::NotFound(_) => 404,
+            PineError::Malformed(_) => 400,
+            PineError::UnknownResource(_) => 401,
+            PineError::Untranslatable(_) => 500,
         }
     }
 
-    /// The response body: the message as a JSON string, as pinejs sends it.
+    /// The response body: the message as a JSON string for a malformed URL,
+    /// empty otherwise (pinejs sends no message with these two).
     pub fn body(&self) -> String {
-        let message = match self {
+        match self {
+            PineError::Malformed(url) => {
+                serde_json::Value::String(format!("Malformed url: '{url}'")).to_string()
+            }
+            PineError::UnknownResource(_) | PineError::Untranslatable(_) => String::new(),
+        }
+    }
+
+    /// Why, in words (the simulator sends it in the `X-Balena-Sim-Reason` header).
+    pub fn reason(&self) -> String {
+        match self {
             PineError::Malformed(url) => format!("Malformed url: '{url}'"),
-            PineError::BadRequest(message) | PineError::NotFound(message) => message.clone(),
-        };
-        serde_json::Value::String(message).to_string()
+            PineError::UnknownResource(reason) | PineError::Untranslatable(reason) => {
+                reason.clone()
+            }
+        }
     }
 }
 

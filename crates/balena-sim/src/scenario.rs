@@ -12,7 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
-use crate::db::{Db, Value};
+use crate::db::{Db, Model, Value};
 use crate::faults::Faults;
 use crate::rng;
 
@@ -42,6 +42,10 @@ pub struct Scenario {
     pub name: String,
     /// Bearer tokens accepted by both servers (at least one).
     pub tokens: Vec<String>,
+    /// Serve the API as openBalena does: without the `delta` resource, so
+    /// `/v7/delta` answers 401 with an empty body.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub openbalena: bool,
     #[serde(default)]
     pub clock: Clock,
     /// Base of the default `created_at` of rows that do not give one.
@@ -464,6 +468,12 @@ impl Scenario {
         self
     }
 
+    /// Serves the API without the `delta` resource, like openBalena.
+    pub fn with_openbalena(mut self) -> Scenario {
+        self.openbalena = true;
+        self
+    }
+
     /// Adds an accepted token.
     pub fn with_token(mut self, token: impl Into<String>) -> Scenario {
         self.tokens.push(token.into());
@@ -641,7 +651,11 @@ impl Scenario {
     /// The tables this scenario starts with.
     pub(crate) fn build_db(&self) -> Result<Db, ScenarioError> {
         self.validate()?;
-        let mut db = Db::new();
+        let mut db = Db::with_model(if self.openbalena {
+            Model::OpenBalena
+        } else {
+            Model::BalenaCloud
+        });
         let at = |given: Option<Timestamp>, index: usize| {
             given.unwrap_or_else(|| plus(self.epoch, SignedDuration::from_hours(index as i64)))
         };

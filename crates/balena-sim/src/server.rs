@@ -284,11 +284,21 @@ fn api(
     match result {
         Ok(value) => json(StatusCode::OK, &value),
         Err(e) => {
-            let mut r = (status_code(e.status()), e.body()).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            let body = e.body();
+            let json_body = !body.is_empty();
+            let mut r = (status_code(e.status()), body).into_response();
+            let headers = r.headers_mut();
+            if json_body {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            } else {
+                headers.remove(header::CONTENT_TYPE);
+            }
+            if let Ok(reason) = HeaderValue::from_str(&e.reason()) {
+                headers.insert("x-balena-sim-reason", reason);
+            }
             r
         }
     }

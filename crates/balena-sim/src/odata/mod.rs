@@ -6,7 +6,7 @@ mod parser;
 
 use serde_json::{Value as Json, json};
 
-use crate::db::{Db, Row, resource_schema};
+use crate::db::{Db, Row};
 use crate::pine::{ApiVersion, PineError, PineRequest};
 use parser::{Literal, ParseError};
 
@@ -17,7 +17,9 @@ fn version_segment(version: ApiVersion) -> &'static str {
     }
 }
 
-/// Answers one GET.
+/// Answers one GET. The checks run in pinejs' order: the grammar (400), then
+/// whether the resource exists (401), then the translation of names and
+/// types (500).
 pub(crate) fn answer(db: &Db, request: &PineRequest<'_>) -> Result<Json, PineError> {
     let malformed = || {
         let mut url = format!("/{}/{}", version_segment(request.version), request.path);
@@ -27,20 +29,25 @@ pub(crate) fn answer(db: &Db, request: &PineRequest<'_>) -> Result<Json, PineErr
         }
         PineError::Malformed(url)
     };
-    let from_parse = |error: ParseError| match error {
-        ParseError::Malformed => malformed(),
-        ParseError::Unsupported(message) => PineError::BadRequest(message),
+    let path = parser::parse_path(request.path);
+    let options = parser::parse_query(request.raw_query.unwrap_or_default());
+    if matches!(path, Err(ParseError::Malformed)) || matches!(options, Err(ParseError::Malformed)) {
+        return Err(malformed());
+    }
+    let resource_name = match &path {
+        Ok(path) => path.resource.as_str(),
+        Err(_) => parser::resource_name(request.path),
     };
-    let path = parser::parse_path(request.path).map_err(from_parse)?;
-    let options = parser::parse_query(request.raw_query.unwrap_or_default()).map_err(from_parse)?;
-    let resource = resource_schema(&path.resource).map_err(|_| {
-        PineError::NotFound(format!(
-            "unknown route `/{}/{}`",
-            version_segment(request.version),
-            path.resource
-        ))
+    let resource = db.model().resource(resource_name).ok_or_else(|| {
+        PineError::UnknownResource(format!("`{resource_name}` is not a resource of this API"))
     })?;
-    let query = eval::bind_query(resource, &options).map_err(PineError::BadRequest)?;
+    let untranslatable = |error: ParseError| match error {
+        ParseError::Malformed => malformed(),
+        ParseError::Unsupported(message) => PineError::Untranslatable(message),
+    };
+    let path = path.map_err(untranslatable)?;
+    let options = options.map_err(untranslatable)?;
+    let query = eval::bind_query(resource, &options).map_err(PineError::Untranslatable)?;
 
     let mut rows: Vec<(i64, &Row)> = match &path.key {
         Some(Literal::Integer(id)) => db
@@ -49,19 +56,19 @@ pub(crate) fn answer(db: &Db, request: &PineRequest<'_>) -> Result<Json, PineErr
             .into_iter()
             .collect(),
         Some(Literal::Text(text)) => {
-            return Err(PineError::BadRequest(format!(
+            return Err(PineError::Untranslatable(format!(
                 "the key `'{text}'` of `{}` must be an integer",
                 resource.name
             )));
         }
         Some(Literal::Decimal(number)) => {
-            return Err(PineError::BadRequest(format!(
+            return Err(PineError::Untranslatable(format!(
                 "the key `{number}` of `{}` must be an integer",
                 resource.name
             )));
         }
         Some(_) => {
-            return Err(PineError::BadRequest(format!(
+            return Err(PineError::Untranslatable(format!(
                 "the key of `{}` must be an integer",
                 resource.name
             )));
@@ -92,7 +99,7 @@ pub(crate) fn answer(db: &Db, request: &PineRequest<'_>) -> Result<Json, PineErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::Value;
+    use crate::db::{Value, resource_schema};
     use crate::pine::get;
 
     const COMMIT_A: &str = "84d3d8f0c4b1e0f9a7d6c5b4a3928170";
@@ -315,8 +322,8 @@ mod tests {
         matches!(request(db, url), Err(PineError::Malformed(ref u)) if u == url)
     }
 
-    fn is_bad_request(db: &Db, url: &str) -> bool {
-        matches!(request(db, url), Err(PineError::BadRequest(_)))
+    fn is_untranslatable(db: &Db, url: &str) -> bool {
+        matches!(request(db, url), Err(PineError::Untranslatable(_)))
     }
 
     #[test]
@@ -560,7 +567,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_names_and_wrong_types_are_bad_requests() {
+    fn unknown_names_and_wrong_types_cannot_be_translated() {
         let db = fixture();
         for url in [
             "/v7/release?$select=id,nope",
@@ -585,13 +592,56 @@ mod tests {
             "/v7/release('900813')",
             "/v7/release(1)/commit",
         ] {
-            assert!(is_bad_request(&db, url), "{url}: {:?}", request(&db, url));
+            assert!(
+                is_untranslatable(&db, url),
+                "{url}: {:?}",
+                request(&db, url)
+            );
         }
-        assert_eq!(
-            request(&db, "/v7/nope?$top=1"),
-            Err(PineError::NotFound("unknown route `/v7/nope`".to_owned()))
-        );
-        assert_eq!(status(&db, "/v7/nope"), 404);
+        let error = request(&db, "/v7/release?$select=id,nope").unwrap_err();
+        assert_eq!((error.status(), error.body()), (500, String::new()));
+    }
+
+    #[test]
+    fn unknown_resources_are_unauthorized_after_the_grammar_check() {
+        let db = fixture();
+        for url in [
+            "/v7/nope",
+            "/v7/nope?$top=1",
+            "/v7/nope(1)",
+            "/v7/nope/$count",
+            "/v7/nope?$select=whatever&$filter=x eq 1",
+            "/v7/nope?$top=1&$top=2",
+            "/v7/nope(1)/field",
+        ] {
+            let error = request(&db, url).unwrap_err();
+            assert!(
+                matches!(error, PineError::UnknownResource(_)),
+                "{url}: {error:?}"
+            );
+            assert_eq!((error.status(), error.body()), (401, String::new()));
+        }
+        assert!(is_malformed(&db, "/v7/nope?$select=a%2Cb"));
+        assert!(is_malformed(&db, "/v7/nope%28"));
+    }
+
+    #[test]
+    fn openbalena_has_no_delta_resource_nor_navigations_to_it() {
+        let mut db = Db::with_model(crate::db::Model::OpenBalena);
+        db.insert("image", &[("id", int(1))]).unwrap();
+        let error = request(&db, "/v7/delta?$top=1").unwrap_err();
+        assert_eq!(error.status(), 401);
+        for url in [
+            "/v7/image?$expand=is_produced_by__delta",
+            "/v7/image?$filter=is_source_of__delta/any(d:d/version eq 3)",
+        ] {
+            assert!(
+                is_untranslatable(&db, url),
+                "{url}: {:?}",
+                request(&db, url)
+            );
+        }
+        assert_eq!(ids(&db, "/v7/image?$select=id"), [1]);
     }
 
     #[test]
@@ -803,7 +853,10 @@ mod tests {
         let chain = vec!["(id eq 2 or id eq 3)"; 100].join(" and ");
         assert_eq!(ids(&db, &format!("/v7/delta?$filter={chain}")), [2, 3]);
         let chain = vec!["id eq 2"; 202].join(" or ");
-        assert!(is_bad_request(&db, &format!("/v7/delta?$filter={chain}")));
+        assert!(is_untranslatable(
+            &db,
+            &format!("/v7/delta?$filter={chain}")
+        ));
     }
 
     #[test]
@@ -921,7 +974,7 @@ mod tests {
             request(&db, "/v7/delta(4)/$count").unwrap(),
             serde_json::json!({"d": 1})
         );
-        assert!(is_bad_request(&db, "/v7/delta/$count?$filter=nope eq 1"));
+        assert!(is_untranslatable(&db, "/v7/delta/$count?$filter=nope eq 1"));
         let found = rows(
             &db,
             "/v7/release?$select=id&$expand=release_image/$count,is_running_on__device/$count($filter=is_online eq true)",
@@ -930,7 +983,7 @@ mod tests {
             found[0],
             serde_json::json!({"id": 900813, "release_image": 2, "is_running_on__device": 0})
         );
-        assert!(is_bad_request(
+        assert!(is_untranslatable(
             &db,
             "/v7/release?$expand=release_image/$count($top=1)"
         ));

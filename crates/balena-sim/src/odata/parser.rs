@@ -248,6 +248,15 @@ pub fn parse_path(path: &str) -> PResult<ResourcePath> {
     })
 }
 
+/// The resource name a path starts with (empty when it starts with no name).
+pub fn resource_name(path: &str) -> &str {
+    let end = path
+        .bytes()
+        .position(|b| !is_name_byte(b))
+        .unwrap_or(path.len());
+    &path[..end]
+}
+
 /// Parses a whole raw query string (without `?`).
 pub fn parse_query(query: &str) -> PResult<Options> {
     let mut p = Parser::new(query);
