@@ -12,7 +12,7 @@
 
 use crate::clock::Clock;
 use crate::faults::Faults;
-use crate::scenario::{
+use crate::spec::{
     ApplicationSpec, DeltaSettings, DeltaSpec, DeviceSpec, ImageSpec, ReleaseSpec, Scenario,
     ServiceSpec, UserSpec,
 };

@@ -6,7 +6,7 @@
 use crate::clock::Clock;
 use crate::faults::Faults;
 use crate::rng::SplitMix;
-use crate::scenario::{
+use crate::spec::{
     ApplicationSpec, DeltaSettings, DeviceSpec, ImageSpec, ReleaseSpec, Scenario, ScenarioError,
     ServiceSpec, UserSpec,
 };

@@ -19,9 +19,13 @@ pub mod demo;
 pub mod faults;
 pub mod generated;
 pub mod journal;
+mod respond;
 mod rng;
 pub mod scenario;
 mod server;
+mod spec;
+mod state;
+mod tables;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -36,7 +40,7 @@ pub use generated::GeneratedOptions;
 pub use journal::JournalEntry;
 pub use scenario::{Outcome, Scenario, ScenarioError};
 
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// Where and how to run the servers.
 #[derive(Debug, Clone, Default)]
@@ -188,7 +192,7 @@ impl Simulator {
     /// Runs `f` on the tables (delta builds brought up to date first).
     pub fn with_db<R>(&self, f: impl FnOnce(&mut db::Db) -> R) -> R {
         self.shared.refresh();
-        f(&mut server::write(&self.shared.db))
+        f(&mut state::write(&self.shared.db))
     }
 }
 

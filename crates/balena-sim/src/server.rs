@@ -3,88 +3,27 @@
 //! server that applies faults, checks the token, answers, stamps the
 //! simulated `Date` and writes the journal.
 
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower_service::Service;
 
-use crate::clock::SimClock;
-use crate::db::Db;
-use crate::delta::{Answer, DeltaEngine, DeltaError};
-use crate::faults::{ActiveFaults, Faults, Server, Terminal};
-use crate::journal::{Journal, JournalEntry, decode};
+use crate::delta::{Answer, DeltaError};
+use crate::faults::{Server, Terminal};
+use crate::journal::{JournalEntry, decode};
 use crate::pine::{self, ApiVersion, PineRequest};
-
-/// State shared by both servers and the [`crate::Simulator`] handle.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub db: RwLock<Db>,
-    pub deltas: Mutex<DeltaEngine>,
-    pub clock: SimClock,
-    pub faults: RwLock<Arc<ActiveFaults>>,
-    pub journal: Journal,
-    /// Accepted bearer tokens.
-    pub tokens: Vec<String>,
-    pub hold: Duration,
-    pub running_status: StatusCode,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    /// Brings delta builds up to the simulated now (cheap when none runs).
-    pub(crate) fn refresh(&self) {
-        let mut deltas = lock(&self.deltas);
-        if !deltas.is_idle() {
-            deltas.refresh(&mut write(&self.db), self.clock.now());
-        }
-    }
-
-    pub(crate) fn set_faults(&self, faults: Faults) {
-        *write(&self.faults) = Arc::new(ActiveFaults::new(faults));
-    }
-
-    pub(crate) fn faults(&self) -> Faults {
-        read(&self.faults).config.clone()
-    }
-
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        let Some((scheme, token)) = value.split_once(' ') else {
-            return false;
-        };
-        scheme.eq_ignore_ascii_case("bearer") && self.tokens.iter().any(|t| t == token.trim())
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct Ctx {
-    pub shared: Arc<Shared>,
-    pub kind: Server,
-}
+use crate::respond::{
+    http_date, json, json_error, method_not_allowed, not_found, status_code, text, unauthorized,
+};
+use crate::state::{Ctx, Shared, lock, read, write};
 
 /// Lets a handler close its own connection without answering.
 #[derive(Clone)]
@@ -348,66 +287,6 @@ async fn delta(
             }
         }
     }
-}
-
-fn status_code(status: u16) -> StatusCode {
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-pub(crate) fn text(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
-    json(
-        status,
-        &serde_json::json!({ "success": false, "error": message }),
-    )
-}
-
-pub(crate) fn not_found(method: &Method, path: &str) -> Response {
-    text(
-        StatusCode::NOT_FOUND,
-        format!("Not Found: no route for {method} {path}"),
-    )
-}
-
-pub(crate) fn method_not_allowed(method: &Method, path: &str) -> Response {
-    let mut r = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("Method Not Allowed: {method} {path} (only GET)"),
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    r
-}
-
-fn unauthorized() -> Response {
-    text(StatusCode::UNAUTHORIZED, "Unauthorized".into())
-}
-
-fn http_date(now: Timestamp) -> HeaderValue {
-    jiff::fmt::rfc2822::DateTimePrinter::new()
-        .timestamp_to_rfc9110_string(&now)
-        .ok()
-        .and_then(|s| HeaderValue::from_str(&s).ok())
-        .unwrap_or_else(|| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
 #[cfg(test)]

@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use jiff::Timestamp;
 use serde_json::{Map, Value as Json};
 
+use super::ApiVersion;
 use super::parser::{Expr, LambdaKind, Literal, Operator, Options, PropertyPath, Select};
 use crate::db::{Db, FieldType, Resource, Row, Value, field_index, resource_schema};
-use crate::pine::ApiVersion;
 
 /// A bind-time error: the message of a 400.
 pub type BindError = String;
