@@ -13,8 +13,8 @@
 use crate::clock::Clock;
 use crate::faults::Faults;
 use crate::spec::{
-    ApplicationSpec, DeltaSettings, DeltaSpec, DeviceSpec, ImageSpec, ReleaseSpec, Scenario,
-    ServiceSpec, UserSpec,
+    ApplicationSpec, DeltaSettings, DeltaSpec, DeviceSpec, ImageSpec, ManifestFormat, ReleaseSpec,
+    Scenario, ServiceSpec, UserSpec, default_content_hash,
 };
 
 /// The accepted bearer token.
@@ -114,6 +114,9 @@ fn image(id: i64, service: i64, size: Option<u64>, created: &str) -> ImageSpec {
         content_hash: None,
         is_stored_at__image_location: None,
         created_at: t(created),
+        layers: None,
+        manifest_format: ManifestFormat::Docker,
+        platforms: Vec::new(),
     }
 }
 
@@ -198,6 +201,15 @@ pub(crate) fn scenario() -> Scenario {
         match im.id {
             IMAGE_R1_PROXY | IMAGE_R2_PROXY => im.content_hash = Some(PROXY_CONTENT_HASH.into()),
             IMAGE_FAILED_MAIN => im.status = "failed".into(),
+            IMAGE_R2_API | IMAGE_FAILED_API | IMAGE_R3_API => {
+                im.manifest_format = ManifestFormat::Oci;
+            }
+            IMAGE_OTHER_MAIN => {
+                // A two-platform OCI index, under the hash the image always had.
+                im.manifest_format = ManifestFormat::Oci;
+                im.platforms = vec!["linux/amd64".into(), "linux/arm64/v8".into()];
+                im.content_hash = Some(default_content_hash(IMAGE_OTHER_MAIN));
+            }
             _ => {}
         }
     }
@@ -332,6 +344,7 @@ pub(crate) fn scenario() -> Scenario {
                     "delta generation failed: source image layers unavailable".into(),
                 ),
                 created_at: t("2025-11-10T15:44:12.301Z"),
+                layers: None,
             },
             DeltaSpec {
                 id: DELTA_R2_R3_MAIN,
@@ -343,6 +356,7 @@ pub(crate) fn scenario() -> Scenario {
                 is_stored_at__location: None,
                 error_message: None,
                 created_at: t("2025-11-12T09:09:40.018Z"),
+                layers: None,
             },
         ],
     }

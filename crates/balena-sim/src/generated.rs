@@ -5,10 +5,11 @@
 
 use crate::clock::Clock;
 use crate::faults::Faults;
+use crate::registry::content::{LayerDeriver, image_manifest};
 use crate::rng::SplitMix;
 use crate::spec::{
-    ApplicationSpec, DeltaSettings, DeviceSpec, ImageSpec, ReleaseSpec, Scenario, ScenarioError,
-    ServiceSpec, UserSpec,
+    ApplicationSpec, DeltaSettings, DeviceSpec, ImageSpec, ManifestFormat, ReleaseSpec, Scenario,
+    ScenarioError, ServiceSpec, UserSpec,
 };
 
 /// The shape of a generated fleet.
@@ -111,8 +112,9 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
         .collect();
     let mut images = Vec::new();
     let mut releases = Vec::new();
-    // Per service: (image id, content hash, size) in the previous release.
+    // Per service: (image id, content identity, size) in the previous release.
     let mut current: Vec<(i64, String, u64)> = Vec::new();
+    let mut layers = LayerDeriver::default();
     for r in 0..options.releases {
         let mut release_images = Vec::with_capacity(options.services);
         for (i, service) in services.iter().enumerate() {
@@ -138,14 +140,19 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
                 )
             });
             if id == images.len() as i64 + 1 {
+                let image_layers = layers.layers(APP_ID, service.id, &hash, Some(size));
+                let manifest = image_manifest(ManifestFormat::Docker, &image_layers);
                 images.push(ImageSpec {
                     id,
                     is_a_build_of__service: service.id,
                     status: "success".into(),
                     image_size: Some(size),
-                    content_hash: Some(hash.clone()),
+                    content_hash: Some(manifest.digest),
                     is_stored_at__image_location: None,
                     created_at: None,
+                    layers: Some(image_layers),
+                    manifest_format: ManifestFormat::Docker,
+                    platforms: Vec::new(),
                 });
             }
             release_images.push(id);

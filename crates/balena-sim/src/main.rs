@@ -9,7 +9,7 @@ use std::time::Duration;
 use balena_sim::{Clock, Faults, Scenario, Simulator, StartOptions};
 
 const USAGE: &str = "usage: balena-sim --scenario <demo|generated:services=N,releases=R,devices=D|FILE.json> \
-[--port N] [--delta-port N] [--clock real|manual|scaled:FACTOR] [--throughput BYTES_PER_SEC] \
+[--port N] [--delta-port N] [--registry-port N] [--clock real|manual|scaled:FACTOR] [--throughput BYTES_PER_SEC] \
 [--hold-ms MS] [--faults JSON|@FILE] [--openbalena] [--threads N] [--dump-scenario]";
 
 #[derive(Debug, Default)]
@@ -17,6 +17,7 @@ struct Args {
     scenario: Option<String>,
     port: Option<u16>,
     delta_port: Option<u16>,
+    registry_port: Option<u16>,
     clock: Option<Clock>,
     throughput: Option<u64>,
     hold_ms: Option<u64>,
@@ -56,6 +57,7 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
             "--scenario",
             "--port",
             "--delta-port",
+            "--registry-port",
             "--clock",
             "--throughput",
             "--hold-ms",
@@ -73,6 +75,7 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
             "--scenario" => args.scenario = Some(value),
             "--port" => args.port = Some(number(&flag, &value)?),
             "--delta-port" => args.delta_port = Some(number(&flag, &value)?),
+            "--registry-port" => args.registry_port = Some(number(&flag, &value)?),
             "--throughput" => args.throughput = Some(number(&flag, &value)?),
             "--hold-ms" => args.hold_ms = Some(number(&flag, &value)?),
             "--threads" => args.threads = Some(number(&flag, &value)?),
@@ -136,18 +139,19 @@ fn run() -> Result<(), String> {
         let _ = writeln!(std::io::stdout(), "{}", scenario.to_json());
         return Ok(());
     }
-    let delta_port = match (args.delta_port, args.port) {
-        (Some(p), _) => Some(p),
-        (None, Some(0)) => None,
-        (None, Some(p)) => Some(
-            p.checked_add(1)
-                .ok_or("`--port 65535` leaves no port for the delta server; add `--delta-port`")?,
-        ),
-        (None, None) => None,
-    };
+    let next_port =
+        |explicit: Option<u16>, offset: u16, what: &str, flag: &str| match (explicit, args.port) {
+            (Some(p), _) => Ok(Some(p)),
+            (None, Some(0)) | (None, None) => Ok(None),
+            (None, Some(p)) => p
+                .checked_add(offset)
+                .map(Some)
+                .ok_or_else(|| format!("`--port {p}` leaves no port for the {what}; add `{flag}`")),
+        };
     let options = StartOptions {
         api_port: args.port,
-        delta_port,
+        delta_port: next_port(args.delta_port, 1, "delta server", "--delta-port")?,
+        registry_port: next_port(args.registry_port, 2, "registry", "--registry-port")?,
         worker_threads: args.threads,
     };
     let sim = Simulator::start_with(scenario, options).map_err(|e| format!("cannot start: {e}"))?;
@@ -155,6 +159,7 @@ fn run() -> Result<(), String> {
         "api_url": sim.api_url(),
         "delta_url": sim.delta_url(),
         "token": sim.token(),
+        "registry_url": sim.registry_url(),
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")

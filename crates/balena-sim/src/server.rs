@@ -1,4 +1,4 @@
-//! The two HTTP servers (API and delta) on loopback: an accept loop that can
+//! The HTTP servers (API, delta server, registry) on loopback: an accept loop that can
 //! drop a connection mid-request (the reset fault), and one axum handler per
 //! server that applies faults, checks the token, answers, stamps the
 //! simulated `Date` and writes the journal.
@@ -135,6 +135,9 @@ async fn entry(State(ctx): State<Ctx>, request: Request) -> Response {
                 r
             }
             None => match ctx.kind {
+                Server::Registry => {
+                    crate::registry::handle(&ctx, &parts.method, &parts.headers, &path)
+                }
                 Server::Delta => {
                     delta(
                         &ctx,
@@ -172,9 +175,13 @@ async fn entry(State(ctx): State<Ctx>, request: Request) -> Response {
     response
 }
 
+/// The registry token endpoint on the API.
+const TOKEN_PATH: &str = "/auth/v1/token";
+
 /// The resource a path addresses, for the journal and counters.
 fn resource_of(server: Server, path: &str) -> Option<String> {
     let name = match server {
+        Server::Api if path == TOKEN_PATH => "token",
         Server::Api => {
             let rest = path
                 .strip_prefix("/v7/")
@@ -182,6 +189,7 @@ fn resource_of(server: Server, path: &str) -> Option<String> {
             rest.split(['(', '/']).next().unwrap_or_default()
         }
         Server::Delta => return (path == "/api/v3/delta").then(|| "delta".to_owned()),
+        Server::Registry => return crate::registry::resource_of(path),
         Server::Control => path
             .strip_prefix("/__sim")
             .unwrap_or_default()
@@ -198,6 +206,12 @@ fn api(
     path: &str,
     raw_query: Option<&str>,
 ) -> Response {
+    if path == TOKEN_PATH {
+        if method != Method::GET {
+            return method_not_allowed(method, path);
+        }
+        return crate::registry::token(ctx, headers, raw_query);
+    }
     let (version, rest) = if let Some(rest) = path.strip_prefix("/v7/") {
         (ApiVersion::V7, rest)
     } else if let Some(rest) = path.strip_prefix("/v6/") {

@@ -129,7 +129,10 @@ pub struct ImageSpec {
     /// Bytes on disk (`null` allowed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_size: Option<u64>,
-    /// Default: a synthetic `sha256:<64 hex>` derived from the id.
+    /// The digest of the image's manifest. Default: the SHA-256 of the
+    /// manifest the registry serves when `layers` are given, else a synthetic
+    /// `sha256:<64 hex>` derived from the id (the manifest is then served
+    /// under it without re-hashing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
     /// Default: `registry2.balena-cloud.com/v2/<32 hex derived from the id>`.
@@ -137,6 +140,46 @@ pub struct ImageSpec {
     pub is_stored_at__image_location: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    /// The layers of the image's manifest, base first. Default: derived (a
+    /// base layer per application, a middle layer per service that changes
+    /// every third distinct build, a top layer per content).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerSpec>>,
+    /// The manifest's schema (`docker`, the default, or `oci`).
+    #[serde(default, skip_serializing_if = "ManifestFormat::is_docker")]
+    pub manifest_format: ManifestFormat,
+    /// When given, `content_hash` names a manifest list (an OCI index for
+    /// `oci`) with one entry per platform (`os/architecture[/variant]`); the
+    /// first entry is the image itself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+}
+
+/// One layer of an image manifest: a blob digest and its compressed size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// `sha256:<64 lowercase hex>`.
+    pub digest: String,
+    /// Compressed bytes (what a pull transfers).
+    pub size: u64,
+}
+
+/// The schema of an image manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ManifestFormat {
+    /// Docker image manifest, schema 2 (`application/vnd.docker.distribution.manifest.v2+json`).
+    #[default]
+    Docker,
+    /// OCI image manifest (`application/vnd.oci.image.manifest.v1+json`).
+    Oci,
+}
+
+impl ManifestFormat {
+    fn is_docker(&self) -> bool {
+        *self == ManifestFormat::Docker
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -209,6 +252,10 @@ pub struct DeltaSpec {
     pub error_message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    /// The layers of the delta image a `success` row stores at its location.
+    /// Default: derived from the row (one or two layers, 60 % of `size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerSpec>>,
 }
 
 fn default_delta_version() -> i64 {

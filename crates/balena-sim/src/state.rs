@@ -1,4 +1,4 @@
-//! The state both servers and the [`crate::Simulator`] handle share (tables,
+//! The state the servers and the [`crate::Simulator`] handle share (tables,
 //! delta builds, clock, faults, journal, tokens), and the poison-tolerant
 //! lock helpers every module uses to reach it.
 
@@ -12,8 +12,9 @@ use crate::db::Db;
 use crate::delta::DeltaEngine;
 use crate::faults::{ActiveFaults, Faults, Server};
 use crate::journal::Journal;
+use crate::registry::Registry;
 
-/// State shared by both servers and the [`crate::Simulator`] handle.
+/// State shared by the servers and the [`crate::Simulator`] handle.
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub db: RwLock<Db>,
@@ -25,6 +26,9 @@ pub(crate) struct Shared {
     pub tokens: Vec<String>,
     pub hold: Duration,
     pub running_status: StatusCode,
+    pub registry: Registry,
+    /// `http://127.0.0.1:<api port>`, the realm of registry challenges.
+    pub api_url: String,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

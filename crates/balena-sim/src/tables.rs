@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use jiff::{SignedDuration, Timestamp};
 
 use crate::db::{Db, Model, SchemaError, Value};
+use crate::registry::Content;
 use crate::spec::{
     Scenario, ScenarioError, default_content_hash, default_image_location, delta_location, plus,
 };
@@ -39,13 +40,21 @@ fn when(done: bool, t: Timestamp) -> Value {
 /// The database being filled from one scenario.
 struct Tables<'s> {
     scenario: &'s Scenario,
+    registry: &'s Content,
     db: Db,
 }
 
 impl Scenario {
     /// The tables this scenario starts with.
+    #[cfg(test)]
     pub(crate) fn build_db(&self) -> Result<Db, ScenarioError> {
+        self.build().map(|(db, _)| db)
+    }
+
+    /// The tables and the registry content this scenario starts with.
+    pub(crate) fn build(&self) -> Result<(Db, Content), ScenarioError> {
         self.validate()?;
+        let registry = Content::from_scenario(self)?;
         let model = if self.openbalena {
             Model::OpenBalena
         } else {
@@ -53,6 +62,7 @@ impl Scenario {
         };
         let mut tables = Tables {
             scenario: self,
+            registry: &registry,
             db: Db::with_model(model),
         };
         tables
@@ -64,7 +74,8 @@ impl Scenario {
             .and_then(|()| tables.devices())
             .and_then(|()| tables.deltas())
             .map_err(|e| ScenarioError(e.to_string()))?;
-        Ok(tables.db)
+        let db = tables.db;
+        Ok((db, registry))
     }
 }
 
@@ -156,10 +167,13 @@ impl Tables<'_> {
                 .is_stored_at__image_location
                 .clone()
                 .unwrap_or_else(|| default_image_location(im.id));
-            let hash = im
-                .content_hash
-                .clone()
-                .unwrap_or_else(|| default_content_hash(im.id));
+            let hash = match self.registry.image(im.id) {
+                Some(entry) => entry.content_hash.clone(),
+                None => im
+                    .content_hash
+                    .clone()
+                    .unwrap_or_else(|| default_content_hash(im.id)),
+            };
             let done = im.status != "running";
             let pushed = when(done, plus(created, minutes(3)));
             self.insert(

@@ -5,4 +5,5 @@ mod binary;
 mod delta;
 mod faults;
 mod journal;
+mod registry;
 mod support;
