@@ -284,5 +284,12 @@ mod tests {
         assert_eq!(names, sorted);
         let db = s.build_db().unwrap();
         assert_eq!(db.rows("release_image").count(), 24);
+        // Every image carries its layers; its content hash is its manifest's digest.
+        for im in &s.images {
+            let layers = im.layers.as_ref().unwrap();
+            let manifest = image_manifest(ManifestFormat::Docker, layers);
+            assert_eq!(im.content_hash.as_deref(), Some(manifest.digest.as_str()));
+        }
+        assert_eq!(Scenario::from_json(&s.to_json()).unwrap(), s);
     }
 }

@@ -14,8 +14,8 @@ use crate::faults::Faults;
 
 pub use crate::generated::GeneratedOptions;
 pub use crate::spec::{
-    ApplicationSpec, DeltaPair, DeltaSettings, DeltaSpec, DeviceSpec, ImageSpec, Outcome,
-    ReleaseSpec, Scenario, ScenarioError, ServiceSpec, UserSpec,
+    ApplicationSpec, DeltaPair, DeltaSettings, DeltaSpec, DeviceSpec, ImageSpec, LayerSpec,
+    ManifestFormat, Outcome, ReleaseSpec, Scenario, ScenarioError, ServiceSpec, UserSpec,
 };
 
 fn err<T>(message: impl Into<String>) -> Result<T, ScenarioError> {
@@ -240,6 +240,16 @@ impl Scenario {
                 &services,
             )?;
             status_ok("image", i.id, &i.status)?;
+            layers_ok("image", i.id, i.layers.as_deref())?;
+            for platform in &i.platforms {
+                let parts: Vec<&str> = platform.split('/').collect();
+                if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
+                    return err(format!(
+                        "image({}): platform `{platform}` must be `os/architecture[/variant]`",
+                        i.id
+                    ));
+                }
+            }
         }
         for r in &self.releases {
             refers(
@@ -317,6 +327,7 @@ impl Scenario {
             }
             refers("delta", d.id, "produces__image", d.produces__image, &images)?;
             status_ok("delta", d.id, &d.status)?;
+            layers_ok("delta", d.id, d.layers.as_deref())?;
         }
         for p in &self.delta.pairs {
             refers("delta pair", p.src, "src", p.src, &images)?;
@@ -356,6 +367,32 @@ fn refers(
             "{resource}({id}): `{field}` refers to `{target}`, which is not defined"
         ))
     }
+}
+
+/// Layer digests are `sha256:<64 lowercase hex>`; a manifest has at least one layer.
+fn layers_ok(resource: &str, id: i64, layers: Option<&[LayerSpec]>) -> Result<(), ScenarioError> {
+    let Some(layers) = layers else {
+        return Ok(());
+    };
+    if layers.is_empty() {
+        return err(format!(
+            "{resource}({id}): `layers` must list at least one layer"
+        ));
+    }
+    for layer in layers {
+        let hex = layer.digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return err(format!(
+                "{resource}({id}): layer digest `{}` must be `sha256:` and 64 lowercase hex digits",
+                layer.digest
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn status_ok(resource: &str, id: i64, status: &str) -> Result<(), ScenarioError> {
@@ -437,6 +474,21 @@ mod tests {
                 .contains("unknown status `done`")
         );
         assert!(Scenario::from_json("[1,").is_err());
+        let bad_layer = SMALL.replace(
+            "\"image_size\": 1000",
+            "\"image_size\": 1000, \"layers\": [{\"digest\": \"sha256:ABC\", \"size\": 1}]",
+        );
+        assert!(
+            Scenario::from_json(&bad_layer)
+                .unwrap_err()
+                .0
+                .contains("layer digest `sha256:ABC`")
+        );
+        let bad_platform = SMALL.replace(
+            "\"image_size\": 1000",
+            "\"image_size\": 1000, \"platforms\": [\"linux\"]",
+        );
+        assert!(Scenario::from_json(&bad_platform).is_err());
     }
 
     #[test]
