@@ -118,6 +118,13 @@ impl Db {
 
     /// Inserts a row. `id` must be given and unused; unnamed fields are `Null`.
     pub fn insert(&mut self, resource: &str, fields: &[(&str, Value)]) -> Result<i64, SchemaError> {
+        refuse_computed(resource, fields)?;
+        let id = self.insert_row(resource, fields)?;
+        self.recompute(resource, id, fields);
+        Ok(id)
+    }
+
+    fn insert_row(&mut self, resource: &str, fields: &[(&str, Value)]) -> Result<i64, SchemaError> {
         let schema = resource_schema(resource)?;
         let mut values = vec![Value::Null; schema.fields.len()];
         for (name, value) in fields {
@@ -148,6 +155,56 @@ impl Db {
 
     /// Sets some fields of an existing row.
     pub fn update(
+        &mut self,
+        resource: &str,
+        id: i64,
+        fields: &[(&str, Value)],
+    ) -> Result<(), SchemaError> {
+        refuse_computed(resource, fields)?;
+        self.update_row(resource, id, fields)?;
+        self.recompute(resource, id, fields);
+        Ok(())
+    }
+
+    /// Keeps `device.should_be_running__release` (pin ?? fleet target) right
+    /// after a write to `resource(id)` that set `fields`.
+    fn recompute(&mut self, resource: &str, id: i64, fields: &[(&str, Value)]) {
+        let touches = |names: &[&str]| fields.iter().any(|(name, _)| names.contains(name));
+        match resource {
+            "device" if touches(&["is_pinned_on__release", "belongs_to__application", "id"]) => {
+                self.recompute_device(id);
+            }
+            "application" if touches(&["should_be_running__release", "id"]) => {
+                let devices: Vec<i64> = self
+                    .referencing("device", "belongs_to__application", id)
+                    .map(|(device, _)| device)
+                    .collect();
+                for device in devices {
+                    self.recompute_device(device);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn recompute_device(&mut self, id: i64) {
+        let target = match self.get("device", id, "is_pinned_on__release") {
+            Some(Value::Integer(pin)) => Value::Integer(*pin),
+            _ => match self.get("device", id, "belongs_to__application") {
+                Some(Value::Integer(app)) => self
+                    .get("application", *app, "should_be_running__release")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+                _ => Value::Null,
+            },
+        };
+        if self.get("device", id, COMPUTED_TARGET.1) != Some(&target) {
+            // The device exists and the field is in the schema.
+            let _ = self.update_row("device", id, &[(COMPUTED_TARGET.1, target)]);
+        }
+    }
+
+    fn update_row(
         &mut self,
         resource: &str,
         id: i64,
@@ -258,6 +315,21 @@ impl Db {
             .and_then(|table| table.keys().next_back().copied())
             .unwrap_or(0)
     }
+}
+
+/// The field the API computes: a device's own target, its pin or else its
+/// fleet's target (`device is pinned on release ?? application should be
+/// running release`). Writes go to the fields it is computed from.
+const COMPUTED_TARGET: (&str, &str) = ("device", "should_be_running__release");
+
+fn refuse_computed(resource: &str, fields: &[(&str, Value)]) -> Result<(), SchemaError> {
+    if resource == COMPUTED_TARGET.0 && fields.iter().any(|(name, _)| *name == COMPUTED_TARGET.1) {
+        return Err(SchemaError(format!(
+            "{resource}.{} is computed (pin ?? fleet target): set `is_pinned_on__release` or the application's `should_be_running__release`",
+            COMPUTED_TARGET.1
+        )));
+    }
+    Ok(())
 }
 
 /// The schema of a resource by name.
@@ -398,6 +470,7 @@ const RELEASE: Resource = Resource {
             "should_be_running__release",
         ),
         rev("is_running_on__device", "device", "is_running__release"),
+        rev("is_pinned_to__device", "device", "is_pinned_on__release"),
         rev(
             "should_be_running_on__device",
             "device",
@@ -471,6 +544,7 @@ const DEVICE: Resource = Resource {
         f("device_name", Text),
         f("belongs_to__application", ForeignKey("application")),
         f("is_running__release", ForeignKey("release")),
+        f("is_pinned_on__release", ForeignKey("release")),
         f("should_be_running__release", ForeignKey("release")),
         f("is_online", Boolean),
         f("api_heartbeat_state", Text),
@@ -584,6 +658,54 @@ mod tests {
         assert_eq!(linked(&db, 3), Vec::<i64>::new());
         assert_eq!(db.referencing("release_image", "nope", 1).count(), 0);
         assert_eq!(db.count("release_image"), 3);
+    }
+
+    #[test]
+    fn a_devices_target_is_its_pin_or_else_its_fleets() {
+        let mut db = Db::new();
+        let int = Value::Integer;
+        for id in [1, 2, 3] {
+            db.insert("release", &[("id", int(id))]).unwrap();
+        }
+        db.insert(
+            "application",
+            &[("id", int(10)), ("should_be_running__release", int(1))],
+        )
+        .unwrap();
+        for (id, pin) in [(100, Value::Null), (101, int(2))] {
+            db.insert(
+                "device",
+                &[
+                    ("id", int(id)),
+                    ("belongs_to__application", int(10)),
+                    ("is_pinned_on__release", pin),
+                ],
+            )
+            .unwrap();
+        }
+        let target = |db: &Db, id| db.get("device", id, "should_be_running__release").cloned();
+        assert_eq!(target(&db, 100), Some(int(1)));
+        assert_eq!(target(&db, 101), Some(int(2)));
+        db.update("application", 10, &[("should_be_running__release", int(3))])
+            .unwrap();
+        assert_eq!(target(&db, 100), Some(int(3)), "follows the fleet");
+        assert_eq!(target(&db, 101), Some(int(2)), "keeps its pin");
+        db.update("device", 101, &[("is_pinned_on__release", Value::Null)])
+            .unwrap();
+        assert_eq!(target(&db, 101), Some(int(3)));
+        db.update("device", 100, &[("is_pinned_on__release", int(1))])
+            .unwrap();
+        let pinned: Vec<i64> = db
+            .referencing("device", "should_be_running__release", 1)
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(
+            pinned,
+            [100],
+            "the reverse index follows the computed field"
+        );
+        let refused = db.update("device", 100, &[("should_be_running__release", int(2))]);
+        assert!(refused.unwrap_err().0.contains("computed"));
     }
 
     #[test]

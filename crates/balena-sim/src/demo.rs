@@ -98,6 +98,15 @@ pub const DEVICE_EAST: i64 = 7004;
 pub const DEVICE_WEST: i64 = 7005;
 pub const OTHER_DEVICE: i64 = 7101;
 
+/// `demo-pinned` only: runs RELEASE_1, pinned to RELEASE_2 (not the fleet's target).
+pub const DEVICE_NORTH: i64 = 7006;
+/// `demo-pinned` only: runs RELEASE_3 (the fleet's target), pinned to the older RELEASE_1.
+pub const DEVICE_SOUTH: i64 = 7007;
+/// `demo-pinned` only: runs RELEASE_1 and is pinned to it.
+pub const DEVICE_DOCK: i64 = 7008;
+/// `demo-pinned` only: runs RELEASE_3 and is pinned to it.
+pub const DEVICE_YARD: i64 = 7009;
+
 /// Delta build speed: the largest demo image (~316 MB) builds in about 1.6 s.
 pub const THROUGHPUT: u64 = 200_000_000;
 
@@ -156,10 +165,52 @@ fn device(
         device_name: Some(name.into()),
         uuid: None,
         is_running__release: Some(running),
-        should_be_running__release: pinned,
+        is_pinned_on__release: pinned,
         is_online: online,
         created_at: t("2025-11-04T12:00:00.000Z"),
     }
+}
+
+/// The demo fleet plus four pinned devices (`demo-pinned`): the demo's own
+/// devices and their answers are unchanged.
+pub(crate) fn pinned_scenario() -> Scenario {
+    let mut s = scenario();
+    s.name = "demo-pinned".into();
+    s.devices.extend([
+        device(
+            DEVICE_NORTH,
+            APP_ID,
+            "kiosk-north",
+            RELEASE_1,
+            Some(RELEASE_2),
+            true,
+        ),
+        device(
+            DEVICE_SOUTH,
+            APP_ID,
+            "kiosk-south",
+            RELEASE_3,
+            Some(RELEASE_1),
+            true,
+        ),
+        device(
+            DEVICE_DOCK,
+            APP_ID,
+            "kiosk-dock",
+            RELEASE_1,
+            Some(RELEASE_1),
+            true,
+        ),
+        device(
+            DEVICE_YARD,
+            APP_ID,
+            "kiosk-yard",
+            RELEASE_3,
+            Some(RELEASE_3),
+            false,
+        ),
+    ]);
+    s
 }
 
 pub(crate) fn scenario() -> Scenario {

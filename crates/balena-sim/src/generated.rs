@@ -35,8 +35,36 @@ pub const TOKEN: &str = "sim-generated-token";
 /// The application of generated scenarios.
 pub const APP_ID: i64 = 1;
 
+/// A `generated:` spec: `services=N,releases=R,devices=D,pinned_percent=P`
+/// (any subset, any order); `pinned_percent` pins that share of the devices
+/// (see [`Scenario::with_pinned_percent`]).
+pub(crate) fn from_spec(spec: &str) -> Result<Scenario, ScenarioError> {
+    let mut pinned = 0u8;
+    let mut shape = Vec::new();
+    for part in spec.split(',').filter(|p| !p.is_empty()) {
+        match part.strip_prefix("pinned_percent=") {
+            Some(value) => {
+                pinned = value
+                    .parse()
+                    .ok()
+                    .filter(|p| *p <= 100)
+                    .ok_or_else(|| {
+                        ScenarioError(format!(
+                            "generated scenario: `pinned_percent` must be a whole number 0..=100, got `{value}`"
+                        ))
+                    })?;
+            }
+            None => shape.push(part),
+        }
+    }
+    let options = GeneratedOptions::parse(&shape.join(","))?;
+    Ok(scenario(&options).with_pinned_percent(pinned))
+}
+
 impl GeneratedOptions {
     /// Parses `services=50,releases=2,devices=0` (any subset, any order).
+    /// The share of pinned devices is not a shape: `Scenario::resolve` reads
+    /// `pinned_percent`.
     pub fn parse(spec: &str) -> Result<GeneratedOptions, ScenarioError> {
         let mut options = GeneratedOptions::default();
         for part in spec.split(',').filter(|p| !p.is_empty()) {
@@ -56,7 +84,7 @@ impl GeneratedOptions {
                 "devices" => options.devices = n,
                 _ => {
                     return Err(ScenarioError(format!(
-                        "generated scenario: unknown key `{key}` (expected services, releases, devices)"
+                        "generated scenario: unknown key `{key}` (expected services, releases, devices, pinned_percent)"
                     )));
                 }
             }
@@ -181,7 +209,7 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
             device_name: Some(format!("node-{:05}", d + 1)),
             uuid: None,
             is_running__release: Some((d % options.releases) as i64 + 1),
-            should_be_running__release: None,
+            is_pinned_on__release: None,
             is_online: d % 10 != 9,
             created_at: None,
         })

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use balena_sim::{Clock, Faults, Scenario, Simulator, StartOptions};
 
-const USAGE: &str = "usage: balena-sim --scenario <demo|generated:services=N,releases=R,devices=D|FILE.json> \
+const USAGE: &str = "usage: balena-sim --scenario <demo|demo-pinned|generated:services=N,releases=R,devices=D,pinned_percent=P|FILE.json> \
 [--port N] [--delta-port N] [--registry-port N] [--clock real|manual|scaled:FACTOR] [--throughput BYTES_PER_SEC] \
 [--hold-ms MS] [--faults JSON|@FILE] [--openbalena] [--threads N] [--dump-scenario]";
 

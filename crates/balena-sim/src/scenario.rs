@@ -37,34 +37,45 @@ impl Scenario {
         crate::demo::scenario()
     }
 
-    /// A built-in by name: `demo`, or `generated:services=N,releases=R,devices=D`.
+    /// The demo fleet with four more devices in `kiosk-fleet`, pinned (see
+    /// [`crate::demo::DEVICE_NORTH`] and the next three).
+    pub fn demo_pinned() -> Scenario {
+        crate::demo::pinned_scenario()
+    }
+
+    /// A built-in by name: `demo`, `demo-pinned`, or `generated:services=N,releases=R,devices=D`.
     pub fn builtin(name: &str) -> Option<Scenario> {
         match name {
             "demo" => Some(Scenario::demo()),
+            "demo-pinned" => Some(Scenario::demo_pinned()),
             _ => {
                 let spec = name
                     .strip_prefix("generated:")
                     .or((name == "generated").then_some(""))?;
-                GeneratedOptions::parse(spec).ok().map(Scenario::generated)
+                crate::generated::from_spec(spec).ok()
             }
         }
     }
 
     /// A built-in name, a `generated:` spec or a path to a JSON file.
     pub fn resolve(arg: &str) -> Result<Scenario, ScenarioError> {
-        if arg == "demo" {
-            return Ok(Scenario::demo());
+        if let Some(builtin) = ["demo", "demo-pinned"]
+            .contains(&arg)
+            .then(|| Scenario::builtin(arg))
+            .flatten()
+        {
+            return Ok(builtin);
         }
         if let Some(spec) = arg
             .strip_prefix("generated:")
             .or((arg == "generated").then_some(""))
         {
-            return GeneratedOptions::parse(spec).map(Scenario::generated);
+            return crate::generated::from_spec(spec);
         }
         let path = Path::new(arg);
         if !path.exists() {
             return err(format!(
-                "scenario `{arg}` is neither a built-in (`demo`, `generated:services=N,releases=R,devices=D`) nor an existing file"
+                "scenario `{arg}` is neither a built-in (`demo`, `demo-pinned`, `generated:services=N,releases=R,devices=D,pinned_percent=P`) nor an existing file"
             ));
         }
         Scenario::from_path(path)
@@ -148,6 +159,46 @@ impl Scenario {
     /// Serves the API without the `delta` resource, like openBalena.
     pub fn with_openbalena(mut self) -> Scenario {
         self.openbalena = true;
+        self
+    }
+
+    /// Pins `percent` % of the devices that have no pin yet, spread over the
+    /// device list: every other one to the release it runs, the others
+    /// to the successful release of its application before that one (to
+    /// the release it runs when there is none before). A device that runs no
+    /// release is pinned to its application's first successful release.
+    pub fn with_pinned_percent(mut self, percent: u8) -> Scenario {
+        let percent = usize::from(percent.min(100));
+        let n = self.devices.len().max(1);
+        // i ↦ i·K mod n is a permutation (K is a prime above any device
+        // count), so exactly n·percent/100 devices are picked, spread over
+        // the list without lining up with any period of it.
+        const K: usize = 1_000_000_007;
+        let quota = self.devices.len() * percent / 100;
+        let mut successful: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for r in self.releases.iter().filter(|r| r.status == "success") {
+            successful
+                .entry(r.belongs_to__application)
+                .or_default()
+                .push(r.id);
+        }
+        let mut pinned = 0usize;
+        for (i, device) in self.devices.iter_mut().enumerate() {
+            if i * (K % n) % n >= quota || device.is_pinned_on__release.is_some() {
+                continue;
+            }
+            let Some(releases) = successful.get(&device.belongs_to__application) else {
+                continue;
+            };
+            let running = device.is_running__release;
+            let at = running.and_then(|r| releases.iter().position(|x| *x == r));
+            device.is_pinned_on__release = match (at, pinned % 2) {
+                (Some(at), 1) => Some(releases[at.saturating_sub(1)]),
+                (Some(at), _) => Some(releases[at]),
+                (None, _) => releases.first().copied(),
+            };
+            pinned += 1;
+        }
         self
     }
 
@@ -314,11 +365,19 @@ impl Scenario {
             )?;
             for (field, release) in [
                 ("is_running__release", d.is_running__release),
-                ("should_be_running__release", d.should_be_running__release),
+                ("is_pinned_on__release", d.is_pinned_on__release),
             ] {
                 if let Some(release) = release {
                     refers("device", d.id, field, release, &releases)?;
                 }
+            }
+            if let Some(pin) = d.is_pinned_on__release
+                && release_app[&pin] != d.belongs_to__application
+            {
+                return err(format!(
+                    "device({}): `is_pinned_on__release` `{pin}` belongs to another application",
+                    d.id
+                ));
             }
         }
         for d in &self.deltas {

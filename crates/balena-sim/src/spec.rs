@@ -221,9 +221,16 @@ pub struct DeviceSpec {
     pub uuid: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_running__release: Option<i64>,
-    /// A pin; `null` means the device follows its application.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub should_be_running__release: Option<i64>,
+    /// A pin (a release of the device's application); `null` means the
+    /// device follows its application. The API computes the device's
+    /// `should_be_running__release` as this pin, else the application's.
+    /// Older files name it `should_be_running__release`.
+    #[serde(
+        default,
+        alias = "should_be_running__release",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub is_pinned_on__release: Option<i64>,
     #[serde(default = "yes")]
     pub is_online: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -333,10 +333,7 @@ impl Tables<'_> {
                         Value::Integer(d.belongs_to__application),
                     ),
                     ("is_running__release", opt_id(d.is_running__release)),
-                    (
-                        "should_be_running__release",
-                        opt_id(d.should_be_running__release),
-                    ),
+                    ("is_pinned_on__release", opt_id(d.is_pinned_on__release)),
                     ("is_online", Value::Boolean(d.is_online)),
                     (
                         "api_heartbeat_state",
