@@ -23,6 +23,7 @@ mod registry;
 mod respond;
 mod rng;
 pub mod scenario;
+mod schema;
 mod server;
 mod sha256;
 mod spec;
