@@ -1,6 +1,7 @@
 //! The OData engine served by [`crate::pine`]: parses pinejs URLs from their raw
 //! form and evaluates them against the in-memory [`crate::db::Db`].
 
+mod bind;
 mod eval;
 mod parser;
 mod request;
@@ -49,7 +50,7 @@ pub(crate) fn answer(db: &Db, request: &PineRequest<'_>) -> Result<Json, PineErr
     };
     let path = path.map_err(untranslatable)?;
     let options = options.map_err(untranslatable)?;
-    let query = eval::bind_query(resource, &options).map_err(PineError::Untranslatable)?;
+    let query = bind::bind_query(resource, &options).map_err(PineError::Untranslatable)?;
 
     let mut rows: Vec<(i64, &Row)> = match &path.key {
         Some(Literal::Integer(id)) => db

@@ -828,7 +828,7 @@ fn index_plans_agree_with_full_scans() {
         let resource = resource_schema(name).unwrap();
         let query = format!("$filter={filter}");
         let options = parser::parse_query(&query).unwrap();
-        let bound = eval::bind_query(resource, &options).unwrap();
+        let bound = bind::bind_query(resource, &options).unwrap();
         let bound = bound.filter.as_ref().unwrap();
         let scanned: Vec<i64> = db
             .rows(name)
