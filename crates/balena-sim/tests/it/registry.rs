@@ -329,3 +329,33 @@ async fn given_layers_make_the_content_hash_the_manifest_digest() {
     let last = journal.last().unwrap();
     assert_eq!((last.server, last.status), (Server::Registry, 200));
 }
+
+#[tokio::test]
+async fn a_delta_built_while_running_gets_its_image_once_it_succeeds() {
+    use balena_sim::Clock;
+    let sim = start(Scenario::demo().with_clock(Clock::manual()));
+    let trigger = format!(
+        "{}/api/v3/delta?src={}&dest={}",
+        sim.delta_url(),
+        demo::IMAGE_R1_MAIN,
+        demo::IMAGE_R2_MAIN
+    );
+    assert_eq!(get(&sim, &trigger).await.status(), 504);
+    sim.advance_clock(std::time::Duration::from_secs(60));
+    let answer: serde_json::Value = get(&sim, &trigger).await.json().await.unwrap();
+    let name = answer["name"].as_str().unwrap().to_owned();
+    let (repo, tag) = repository(&name).rsplit_once(':').unwrap();
+    let token = token_for(&sim, &[repo]).await;
+    let r = manifest(&sim, repo, tag, &token, ALL).await;
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let size = sim.with_db(|db| {
+        let id = db.max_id("delta");
+        match db.get("delta", id, "size") {
+            Some(balena_sim::db::Value::BigInteger(size)) => *size,
+            other => panic!("{other:?}"),
+        }
+    });
+    let compressed: u64 = layer_sizes(&body).iter().map(|(_, s)| s).sum();
+    assert_eq!(compressed, size / 5 * 3);
+}
