@@ -112,7 +112,21 @@ async fn the_token_flow_then_manifests_by_content_hash_and_blob_sizes() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], DOCKER);
     assert_eq!(r.headers()["docker-content-digest"], hash.as_str());
-    let body: serde_json::Value = r.json().await.unwrap();
+    let bytes = r.bytes().await.unwrap();
+    let head = client()
+        .head(format!("{}/v2/{repo}/manifests/{hash}", sim.registry_url()))
+        .bearer_auth(&token)
+        .header(ACCEPT, ALL)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
+    assert_eq!(head.headers()["docker-content-digest"], hash.as_str());
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["schemaVersion"], 2);
     let layers = layer_sizes(&body);
     assert_eq!(layers.len(), 3, "base, middle, top");
@@ -143,7 +157,7 @@ async fn the_token_flow_then_manifests_by_content_hash_and_blob_sizes() {
     let (other, other_hash) = image(&sim, demo::IMAGE_R2_MAIN).await;
     let r = manifest(&sim, repository(&other), &other_hash, &token, ALL).await;
     assert_eq!(r.status(), 401);
-    assert_eq!(sim.count(Server::Registry, Some("manifests")), 3);
+    assert_eq!(sim.count(Server::Registry, Some("manifests")), 4);
     assert_eq!(sim.count(Server::Registry, Some("blobs")), 4);
     assert_eq!(sim.count(Server::Api, Some("token")), 2);
 }
