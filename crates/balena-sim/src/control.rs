@@ -10,7 +10,8 @@ use axum::response::Response;
 
 use crate::faults::Faults;
 use crate::journal::server_name;
-use crate::server::{Ctx, json, json_error, method_not_allowed, not_found};
+use crate::respond::{json, json_error, method_not_allowed, not_found};
+use crate::state::Ctx;
 
 /// Largest control request body accepted (a fault configuration).
 const MAX_BODY: usize = 1 << 20;

@@ -10,7 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::db::{Db, Value};
 use crate::rng;
-use crate::scenario::{DeltaPair, DeltaSettings, Outcome, delta_location, plus};
+use crate::spec::{DeltaPair, DeltaSettings, Outcome, delta_location, plus};
 
 /// What a delta request gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +196,7 @@ impl DeltaEngine {
             Outcome::Success { size, duration_ms } => {
                 let dest_location = match db.get("image", dest, "is_stored_at__image_location") {
                     Some(Value::Text(l)) => l.clone(),
-                    _ => crate::scenario::default_image_location(dest),
+                    _ => crate::spec::default_image_location(dest),
                 };
                 let size = size.unwrap_or_else(|| default_size(db, src, dest, dest_size));
                 let location = delta_location(&dest_location, row, src, dest);

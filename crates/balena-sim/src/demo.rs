@@ -12,9 +12,9 @@
 
 use crate::clock::Clock;
 use crate::faults::Faults;
-use crate::scenario::{
-    ApplicationSpec, DeltaSettings, DeltaSpec, DeviceSpec, ImageSpec, ReleaseSpec, Scenario,
-    ServiceSpec, UserSpec,
+use crate::spec::{
+    ApplicationSpec, DeltaSettings, DeltaSpec, DeviceSpec, ImageSpec, ManifestFormat, ReleaseSpec,
+    Scenario, ServiceSpec, UserSpec, default_content_hash,
 };
 
 /// The accepted bearer token.
@@ -98,6 +98,15 @@ pub const DEVICE_EAST: i64 = 7004;
 pub const DEVICE_WEST: i64 = 7005;
 pub const OTHER_DEVICE: i64 = 7101;
 
+/// `demo-pinned` only: runs RELEASE_1, pinned to RELEASE_2 (not the fleet's target).
+pub const DEVICE_NORTH: i64 = 7006;
+/// `demo-pinned` only: runs RELEASE_3 (the fleet's target), pinned to the older RELEASE_1.
+pub const DEVICE_SOUTH: i64 = 7007;
+/// `demo-pinned` only: runs RELEASE_1 and is pinned to it.
+pub const DEVICE_DOCK: i64 = 7008;
+/// `demo-pinned` only: runs RELEASE_3 and is pinned to it.
+pub const DEVICE_YARD: i64 = 7009;
+
 /// Delta build speed: the largest demo image (~316 MB) builds in about 1.6 s.
 pub const THROUGHPUT: u64 = 200_000_000;
 
@@ -114,6 +123,9 @@ fn image(id: i64, service: i64, size: Option<u64>, created: &str) -> ImageSpec {
         content_hash: None,
         is_stored_at__image_location: None,
         created_at: t(created),
+        layers: None,
+        manifest_format: ManifestFormat::Docker,
+        platforms: Vec::new(),
     }
 }
 
@@ -153,10 +165,52 @@ fn device(
         device_name: Some(name.into()),
         uuid: None,
         is_running__release: Some(running),
-        should_be_running__release: pinned,
+        is_pinned_on__release: pinned,
         is_online: online,
         created_at: t("2025-11-04T12:00:00.000Z"),
     }
+}
+
+/// The demo fleet plus four pinned devices (`demo-pinned`): the demo's own
+/// devices and their answers are unchanged.
+pub(crate) fn pinned_scenario() -> Scenario {
+    let mut s = scenario();
+    s.name = "demo-pinned".into();
+    s.devices.extend([
+        device(
+            DEVICE_NORTH,
+            APP_ID,
+            "kiosk-north",
+            RELEASE_1,
+            Some(RELEASE_2),
+            true,
+        ),
+        device(
+            DEVICE_SOUTH,
+            APP_ID,
+            "kiosk-south",
+            RELEASE_3,
+            Some(RELEASE_1),
+            true,
+        ),
+        device(
+            DEVICE_DOCK,
+            APP_ID,
+            "kiosk-dock",
+            RELEASE_1,
+            Some(RELEASE_1),
+            true,
+        ),
+        device(
+            DEVICE_YARD,
+            APP_ID,
+            "kiosk-yard",
+            RELEASE_3,
+            Some(RELEASE_3),
+            false,
+        ),
+    ]);
+    s
 }
 
 pub(crate) fn scenario() -> Scenario {
@@ -198,12 +252,22 @@ pub(crate) fn scenario() -> Scenario {
         match im.id {
             IMAGE_R1_PROXY | IMAGE_R2_PROXY => im.content_hash = Some(PROXY_CONTENT_HASH.into()),
             IMAGE_FAILED_MAIN => im.status = "failed".into(),
+            IMAGE_R2_API | IMAGE_FAILED_API | IMAGE_R3_API => {
+                im.manifest_format = ManifestFormat::Oci;
+            }
+            IMAGE_OTHER_MAIN => {
+                // A two-platform OCI index, under the hash the image always had.
+                im.manifest_format = ManifestFormat::Oci;
+                im.platforms = vec!["linux/amd64".into(), "linux/arm64/v8".into()];
+                im.content_hash = Some(default_content_hash(IMAGE_OTHER_MAIN));
+            }
             _ => {}
         }
     }
     Scenario {
         name: "demo".into(),
         tokens: vec![TOKEN.into()],
+        openbalena: false,
         clock: Clock::Real,
         epoch: t("2025-11-01T09:00:00.000Z").unwrap_or(jiff::Timestamp::UNIX_EPOCH),
         delta: DeltaSettings {
@@ -331,6 +395,7 @@ pub(crate) fn scenario() -> Scenario {
                     "delta generation failed: source image layers unavailable".into(),
                 ),
                 created_at: t("2025-11-10T15:44:12.301Z"),
+                layers: None,
             },
             DeltaSpec {
                 id: DELTA_R2_R3_MAIN,
@@ -342,6 +407,7 @@ pub(crate) fn scenario() -> Scenario {
                 is_stored_at__location: None,
                 error_message: None,
                 created_at: t("2025-11-12T09:09:40.018Z"),
+                layers: None,
             },
         ],
     }

@@ -10,14 +10,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::rng;
 
-/// Which server a fault rule applies to.
+/// Which server a fault rule applies to (`both` is the API and the delta server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     Api,
     Delta,
+    /// The API and the delta server (not the registry).
     #[default]
     Both,
+    /// The registry (`/v2/…`).
+    Registry,
 }
 
 /// What a rule does to a request it fires on.
@@ -192,6 +195,7 @@ pub enum Server {
     Api,
     Delta,
     Control,
+    Registry,
 }
 
 /// The outcome of the fault rules for one request.
@@ -234,9 +238,10 @@ impl ActiveFaults {
         let mut decision = Decision::default();
         for (i, rule) in self.config.rules.iter().enumerate() {
             let in_scope = match rule.scope {
-                Scope::Both => true,
+                Scope::Both => matches!(server, Server::Api | Server::Delta),
                 Scope::Api => server == Server::Api,
                 Scope::Delta => server == Server::Delta,
+                Scope::Registry => server == Server::Registry,
             };
             if !in_scope
                 || rule

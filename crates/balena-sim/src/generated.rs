@@ -5,10 +5,11 @@
 
 use crate::clock::Clock;
 use crate::faults::Faults;
+use crate::registry::content::{LayerDeriver, image_manifest};
 use crate::rng::SplitMix;
-use crate::scenario::{
-    ApplicationSpec, DeltaSettings, DeviceSpec, ImageSpec, ReleaseSpec, Scenario, ScenarioError,
-    ServiceSpec, UserSpec,
+use crate::spec::{
+    ApplicationSpec, DeltaSettings, DeviceSpec, ImageSpec, ManifestFormat, ReleaseSpec, Scenario,
+    ScenarioError, ServiceSpec, UserSpec,
 };
 
 /// The shape of a generated fleet.
@@ -34,8 +35,36 @@ pub const TOKEN: &str = "sim-generated-token";
 /// The application of generated scenarios.
 pub const APP_ID: i64 = 1;
 
+/// A `generated:` spec: `services=N,releases=R,devices=D,pinned_percent=P`
+/// (any subset, any order); `pinned_percent` pins that share of the devices
+/// (see [`Scenario::with_pinned_percent`]).
+pub(crate) fn from_spec(spec: &str) -> Result<Scenario, ScenarioError> {
+    let mut pinned = 0u8;
+    let mut shape = Vec::new();
+    for part in spec.split(',').filter(|p| !p.is_empty()) {
+        match part.strip_prefix("pinned_percent=") {
+            Some(value) => {
+                pinned = value
+                    .parse()
+                    .ok()
+                    .filter(|p| *p <= 100)
+                    .ok_or_else(|| {
+                        ScenarioError(format!(
+                            "generated scenario: `pinned_percent` must be a whole number 0..=100, got `{value}`"
+                        ))
+                    })?;
+            }
+            None => shape.push(part),
+        }
+    }
+    let options = GeneratedOptions::parse(&shape.join(","))?;
+    Ok(scenario(&options).with_pinned_percent(pinned))
+}
+
 impl GeneratedOptions {
     /// Parses `services=50,releases=2,devices=0` (any subset, any order).
+    /// The share of pinned devices is not a shape: `Scenario::resolve` reads
+    /// `pinned_percent`.
     pub fn parse(spec: &str) -> Result<GeneratedOptions, ScenarioError> {
         let mut options = GeneratedOptions::default();
         for part in spec.split(',').filter(|p| !p.is_empty()) {
@@ -55,7 +84,7 @@ impl GeneratedOptions {
                 "devices" => options.devices = n,
                 _ => {
                     return Err(ScenarioError(format!(
-                        "generated scenario: unknown key `{key}` (expected services, releases, devices)"
+                        "generated scenario: unknown key `{key}` (expected services, releases, devices, pinned_percent)"
                     )));
                 }
             }
@@ -111,8 +140,9 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
         .collect();
     let mut images = Vec::new();
     let mut releases = Vec::new();
-    // Per service: (image id, content hash, size) in the previous release.
+    // Per service: (image id, content identity, size) in the previous release.
     let mut current: Vec<(i64, String, u64)> = Vec::new();
+    let mut layers = LayerDeriver::default();
     for r in 0..options.releases {
         let mut release_images = Vec::with_capacity(options.services);
         for (i, service) in services.iter().enumerate() {
@@ -138,14 +168,19 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
                 )
             });
             if id == images.len() as i64 + 1 {
+                let image_layers = layers.layers(APP_ID, service.id, &hash, Some(size));
+                let manifest = image_manifest(ManifestFormat::Docker, &image_layers);
                 images.push(ImageSpec {
                     id,
                     is_a_build_of__service: service.id,
                     status: "success".into(),
                     image_size: Some(size),
-                    content_hash: Some(hash.clone()),
+                    content_hash: Some(manifest.digest),
                     is_stored_at__image_location: None,
                     created_at: None,
+                    layers: Some(image_layers),
+                    manifest_format: ManifestFormat::Docker,
+                    platforms: Vec::new(),
                 });
             }
             release_images.push(id);
@@ -174,7 +209,7 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
             device_name: Some(format!("node-{:05}", d + 1)),
             uuid: None,
             is_running__release: Some((d % options.releases) as i64 + 1),
-            should_be_running__release: None,
+            is_pinned_on__release: None,
             is_online: d % 10 != 9,
             created_at: None,
         })
@@ -185,6 +220,7 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
             options.services, options.releases, options.devices
         ),
         tokens: vec![TOKEN.to_owned()],
+        openbalena: false,
         clock: Clock::Real,
         epoch: "2025-06-01T00:00:00Z"
             .parse()
@@ -276,5 +312,12 @@ mod tests {
         assert_eq!(names, sorted);
         let db = s.build_db().unwrap();
         assert_eq!(db.rows("release_image").count(), 24);
+        // Every image carries its layers; its content hash is its manifest's digest.
+        for im in &s.images {
+            let layers = im.layers.as_ref().unwrap();
+            let manifest = image_manifest(ManifestFormat::Docker, layers);
+            assert_eq!(im.content_hash.as_deref(), Some(manifest.digest.as_str()));
+        }
+        assert_eq!(Scenario::from_json(&s.to_json()).unwrap(), s);
     }
 }

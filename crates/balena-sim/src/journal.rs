@@ -94,11 +94,16 @@ impl Journal {
         }
     }
 
-    /// `{"api": {"total": n, "release": k, …}, "delta": {…}, "control": {…}}`.
+    /// `{"api": {"total": n, "release": k, …}, "delta": {…}, "registry": {…}, "control": {…}}`.
     pub(crate) fn counters_json(&self) -> serde_json::Value {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = serde_json::Map::new();
-        for server in [Server::Api, Server::Delta, Server::Control] {
+        for server in [
+            Server::Api,
+            Server::Delta,
+            Server::Registry,
+            Server::Control,
+        ] {
             let mut map = serde_json::Map::new();
             map.insert(
                 "total".into(),
@@ -120,6 +125,7 @@ pub(crate) fn server_name(server: Server) -> &'static str {
         Server::Api => "api",
         Server::Delta => "delta",
         Server::Control => "control",
+        Server::Registry => "registry",
     }
 }
 

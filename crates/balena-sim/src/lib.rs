@@ -19,9 +19,16 @@ pub mod demo;
 pub mod faults;
 pub mod generated;
 pub mod journal;
+mod registry;
+mod respond;
 mod rng;
 pub mod scenario;
+mod schema;
 mod server;
+mod sha256;
+mod spec;
+mod state;
+mod tables;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
@@ -36,7 +43,7 @@ pub use generated::GeneratedOptions;
 pub use journal::JournalEntry;
 pub use scenario::{Outcome, Scenario, ScenarioError};
 
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// Where and how to run the servers.
 #[derive(Debug, Clone, Default)]
@@ -45,16 +52,19 @@ pub struct StartOptions {
     pub api_port: Option<u16>,
     /// Delta server port (default: an ephemeral port).
     pub delta_port: Option<u16>,
+    /// Registry port (default: an ephemeral port).
+    pub registry_port: Option<u16>,
     /// Runtime worker threads (default 2).
     pub worker_threads: Option<usize>,
 }
 
-/// A running simulator: the API and the delta server on loopback, on their
-/// own thread and tokio runtime. Dropping it stops both servers.
+/// A running simulator: the API, the delta server and the registry on
+/// loopback, on their own thread and tokio runtime. Dropping it stops them.
 pub struct Simulator {
     shared: Arc<Shared>,
     api: SocketAddr,
     delta: SocketAddr,
+    registry: SocketAddr,
     shutdown: Option<watch::Sender<bool>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -64,6 +74,7 @@ impl std::fmt::Debug for Simulator {
         f.debug_struct("Simulator")
             .field("api", &self.api)
             .field("delta", &self.delta)
+            .field("registry", &self.registry)
             .finish_non_exhaustive()
     }
 }
@@ -77,7 +88,18 @@ impl Simulator {
     /// Starts with explicit ports or thread count.
     pub fn start_with(scenario: Scenario, options: StartOptions) -> std::io::Result<Simulator> {
         let invalid = |e: ScenarioError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-        let db = scenario.build_db().map_err(invalid)?;
+        let (db, content) = scenario.build().map_err(invalid)?;
+        let bind = |port: Option<u16>| -> std::io::Result<std::net::TcpListener> {
+            let listener = std::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))?;
+            listener.set_nonblocking(true)?;
+            Ok(listener)
+        };
+        let api_listener = bind(options.api_port)?;
+        let delta_listener = bind(options.delta_port)?;
+        let registry_listener = bind(options.registry_port)?;
+        let api = api_listener.local_addr()?;
+        let delta = delta_listener.local_addr()?;
+        let registry = registry_listener.local_addr()?;
         let shared = Arc::new(Shared {
             db: RwLock::new(db),
             deltas: Mutex::new(delta::DeltaEngine::new(&scenario.delta)),
@@ -88,39 +110,41 @@ impl Simulator {
             hold: Duration::from_millis(scenario.delta.hold_ms),
             running_status: axum::http::StatusCode::from_u16(scenario.delta.running_status)
                 .unwrap_or(axum::http::StatusCode::GATEWAY_TIMEOUT),
+            registry: registry::Registry {
+                content,
+                tokens: registry::Tokens::default(),
+            },
+            api_url: format!("http://{api}"),
         });
-
-        let bind = |port: Option<u16>| -> std::io::Result<std::net::TcpListener> {
-            let listener = std::net::TcpListener::bind(("127.0.0.1", port.unwrap_or(0)))?;
-            listener.set_nonblocking(true)?;
-            Ok(listener)
-        };
-        let api_listener = bind(options.api_port)?;
-        let delta_listener = bind(options.delta_port)?;
-        let api = api_listener.local_addr()?;
-        let delta = delta_listener.local_addr()?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(options.worker_threads.unwrap_or(2).max(1))
             .thread_name("balena-sim")
             .enable_all()
             .build()?;
-        let (api_listener, delta_listener) = {
+        let (api_listener, delta_listener, registry_listener) = {
             let _context = runtime.enter();
             (
                 tokio::net::TcpListener::from_std(api_listener)?,
                 tokio::net::TcpListener::from_std(delta_listener)?,
+                tokio::net::TcpListener::from_std(registry_listener)?,
             )
         };
         let (stop, mut stopped) = watch::channel(false);
         let api_router = server::router(shared.clone(), Server::Api);
         let delta_router = server::router(shared.clone(), Server::Delta);
+        let registry_router = server::router(shared.clone(), Server::Registry);
         let thread = std::thread::Builder::new()
             .name("balena-sim".into())
             .spawn(move || {
                 runtime.block_on(async move {
                     tokio::spawn(server::serve(api_listener, api_router, stopped.clone()));
                     tokio::spawn(server::serve(delta_listener, delta_router, stopped.clone()));
+                    tokio::spawn(server::serve(
+                        registry_listener,
+                        registry_router,
+                        stopped.clone(),
+                    ));
                     let _ = stopped.changed().await;
                 });
                 runtime.shutdown_timeout(Duration::from_millis(200));
@@ -129,6 +153,7 @@ impl Simulator {
             shared,
             api,
             delta,
+            registry,
             shutdown: Some(stop),
             thread: Some(thread),
         })
@@ -142,6 +167,12 @@ impl Simulator {
     /// `http://127.0.0.1:<delta port>`.
     pub fn delta_url(&self) -> String {
         format!("http://{}", self.delta)
+    }
+
+    /// `http://127.0.0.1:<registry port>`: the registry serving every
+    /// scenario location's repository, whatever host the location names.
+    pub fn registry_url(&self) -> String {
+        format!("http://{}", self.registry)
     }
 
     /// The scenario's first accepted token.
@@ -188,7 +219,7 @@ impl Simulator {
     /// Runs `f` on the tables (delta builds brought up to date first).
     pub fn with_db<R>(&self, f: impl FnOnce(&mut db::Db) -> R) -> R {
         self.shared.refresh();
-        f(&mut server::write(&self.shared.db))
+        f(&mut state::write(&self.shared.db))
     }
 }
 

@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use balena_sim::{Clock, Faults, Scenario, Simulator, StartOptions};
 
-const USAGE: &str = "usage: balena-sim --scenario <demo|generated:services=N,releases=R,devices=D|FILE.json> \
-[--port N] [--delta-port N] [--clock real|manual|scaled:FACTOR] [--throughput BYTES_PER_SEC] \
-[--hold-ms MS] [--faults JSON|@FILE] [--threads N] [--dump-scenario]";
+const USAGE: &str = "usage: balena-sim --scenario <demo|demo-pinned|generated:services=N,releases=R,devices=D,pinned_percent=P|FILE.json> \
+[--port N] [--delta-port N] [--registry-port N] [--clock real|manual|scaled:FACTOR] [--throughput BYTES_PER_SEC] \
+[--hold-ms MS] [--faults JSON|@FILE] [--openbalena] [--threads N] [--dump-scenario]";
 
 #[derive(Debug, Default)]
 struct Args {
     scenario: Option<String>,
     port: Option<u16>,
     delta_port: Option<u16>,
+    registry_port: Option<u16>,
     clock: Option<Clock>,
     throughput: Option<u64>,
     hold_ms: Option<u64>,
@@ -24,6 +25,7 @@ struct Args {
     threads: Option<usize>,
     help: bool,
     dump: bool,
+    openbalena: bool,
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
@@ -47,10 +49,15 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
             args.dump = true;
             continue;
         }
+        if flag == "--openbalena" {
+            args.openbalena = true;
+            continue;
+        }
         let known = [
             "--scenario",
             "--port",
             "--delta-port",
+            "--registry-port",
             "--clock",
             "--throughput",
             "--hold-ms",
@@ -68,6 +75,7 @@ fn parse_args(mut raw: impl Iterator<Item = String>) -> Result<Args, String> {
             "--scenario" => args.scenario = Some(value),
             "--port" => args.port = Some(number(&flag, &value)?),
             "--delta-port" => args.delta_port = Some(number(&flag, &value)?),
+            "--registry-port" => args.registry_port = Some(number(&flag, &value)?),
             "--throughput" => args.throughput = Some(number(&flag, &value)?),
             "--hold-ms" => args.hold_ms = Some(number(&flag, &value)?),
             "--threads" => args.threads = Some(number(&flag, &value)?),
@@ -123,23 +131,27 @@ fn run() -> Result<(), String> {
     if let Some(faults) = args.faults {
         scenario = scenario.with_faults(faults);
     }
+    if args.openbalena {
+        scenario = scenario.with_openbalena();
+    }
     scenario.validate().map_err(|e| e.to_string())?;
     if args.dump {
         let _ = writeln!(std::io::stdout(), "{}", scenario.to_json());
         return Ok(());
     }
-    let delta_port = match (args.delta_port, args.port) {
-        (Some(p), _) => Some(p),
-        (None, Some(0)) => None,
-        (None, Some(p)) => Some(
-            p.checked_add(1)
-                .ok_or("`--port 65535` leaves no port for the delta server; add `--delta-port`")?,
-        ),
-        (None, None) => None,
-    };
+    let next_port =
+        |explicit: Option<u16>, offset: u16, what: &str, flag: &str| match (explicit, args.port) {
+            (Some(p), _) => Ok(Some(p)),
+            (None, Some(0)) | (None, None) => Ok(None),
+            (None, Some(p)) => p
+                .checked_add(offset)
+                .map(Some)
+                .ok_or_else(|| format!("`--port {p}` leaves no port for the {what}; add `{flag}`")),
+        };
     let options = StartOptions {
         api_port: args.port,
-        delta_port,
+        delta_port: next_port(args.delta_port, 1, "delta server", "--delta-port")?,
+        registry_port: next_port(args.registry_port, 2, "registry", "--registry-port")?,
         worker_threads: args.threads,
     };
     let sim = Simulator::start_with(scenario, options).map_err(|e| format!("cannot start: {e}"))?;
@@ -147,6 +159,7 @@ fn run() -> Result<(), String> {
         "api_url": sim.api_url(),
         "delta_url": sim.delta_url(),
         "token": sim.token(),
+        "registry_url": sim.registry_url(),
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")
@@ -216,6 +229,8 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(f.faults.unwrap().seed, 3);
+        assert!(parse(&["--openbalena"]).unwrap().openbalena);
+        assert!(!a.openbalena);
     }
 
     #[test]

@@ -1,90 +1,29 @@
-//! The two HTTP servers (API and delta) on loopback: an accept loop that can
+//! The HTTP servers (API, delta server, registry) on loopback: an accept loop that can
 //! drop a connection mid-request (the reset fault), and one axum handler per
 //! server that applies faults, checks the token, answers, stamps the
 //! simulated `Date` and writes the journal.
 
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tower_service::Service;
 
-use crate::clock::SimClock;
-use crate::db::Db;
-use crate::delta::{Answer, DeltaEngine, DeltaError};
-use crate::faults::{ActiveFaults, Faults, Server, Terminal};
-use crate::journal::{Journal, JournalEntry, decode};
+use crate::delta::{Answer, DeltaError};
+use crate::faults::{Server, Terminal};
+use crate::journal::{JournalEntry, decode};
 use crate::pine::{self, ApiVersion, PineRequest};
-
-/// State shared by both servers and the [`crate::Simulator`] handle.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub db: RwLock<Db>,
-    pub deltas: Mutex<DeltaEngine>,
-    pub clock: SimClock,
-    pub faults: RwLock<Arc<ActiveFaults>>,
-    pub journal: Journal,
-    /// Accepted bearer tokens.
-    pub tokens: Vec<String>,
-    pub hold: Duration,
-    pub running_status: StatusCode,
-}
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-pub(crate) fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-pub(crate) fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Shared {
-    /// Brings delta builds up to the simulated now (cheap when none runs).
-    pub(crate) fn refresh(&self) {
-        let mut deltas = lock(&self.deltas);
-        if !deltas.is_idle() {
-            deltas.refresh(&mut write(&self.db), self.clock.now());
-        }
-    }
-
-    pub(crate) fn set_faults(&self, faults: Faults) {
-        *write(&self.faults) = Arc::new(ActiveFaults::new(faults));
-    }
-
-    pub(crate) fn faults(&self) -> Faults {
-        read(&self.faults).config.clone()
-    }
-
-    fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(value) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return false;
-        };
-        let Some((scheme, token)) = value.split_once(' ') else {
-            return false;
-        };
-        scheme.eq_ignore_ascii_case("bearer") && self.tokens.iter().any(|t| t == token.trim())
-    }
-}
-
-#[derive(Clone)]
-pub(crate) struct Ctx {
-    pub shared: Arc<Shared>,
-    pub kind: Server,
-}
+use crate::respond::{
+    http_date, json, json_error, method_not_allowed, not_found, status_code, text, unauthorized,
+};
+use crate::state::{Ctx, Shared, lock, read, write};
 
 /// Lets a handler close its own connection without answering.
 #[derive(Clone)]
@@ -196,6 +135,9 @@ async fn entry(State(ctx): State<Ctx>, request: Request) -> Response {
                 r
             }
             None => match ctx.kind {
+                Server::Registry => {
+                    crate::registry::handle(&ctx, &parts.method, &parts.headers, &path)
+                }
                 Server::Delta => {
                     delta(
                         &ctx,
@@ -233,9 +175,13 @@ async fn entry(State(ctx): State<Ctx>, request: Request) -> Response {
     response
 }
 
+/// The registry token endpoint on the API.
+const TOKEN_PATH: &str = "/auth/v1/token";
+
 /// The resource a path addresses, for the journal and counters.
 fn resource_of(server: Server, path: &str) -> Option<String> {
     let name = match server {
+        Server::Api if path == TOKEN_PATH => "token",
         Server::Api => {
             let rest = path
                 .strip_prefix("/v7/")
@@ -243,6 +189,7 @@ fn resource_of(server: Server, path: &str) -> Option<String> {
             rest.split(['(', '/']).next().unwrap_or_default()
         }
         Server::Delta => return (path == "/api/v3/delta").then(|| "delta".to_owned()),
+        Server::Registry => return crate::registry::resource_of(path),
         Server::Control => path
             .strip_prefix("/__sim")
             .unwrap_or_default()
@@ -259,6 +206,12 @@ fn api(
     path: &str,
     raw_query: Option<&str>,
 ) -> Response {
+    if path == TOKEN_PATH {
+        if method != Method::GET {
+            return method_not_allowed(method, path);
+        }
+        return crate::registry::token(ctx, headers, raw_query);
+    }
     let (version, rest) = if let Some(rest) = path.strip_prefix("/v7/") {
         (ApiVersion::V7, rest)
     } else if let Some(rest) = path.strip_prefix("/v6/") {
@@ -284,11 +237,21 @@ fn api(
     match result {
         Ok(value) => json(StatusCode::OK, &value),
         Err(e) => {
-            let mut r = (status_code(e.status()), e.body()).into_response();
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
+            let body = e.body();
+            let json_body = !body.is_empty();
+            let mut r = (status_code(e.status()), body).into_response();
+            let headers = r.headers_mut();
+            if json_body {
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                );
+            } else {
+                headers.remove(header::CONTENT_TYPE);
+            }
+            if let Ok(reason) = HeaderValue::from_str(&e.reason()) {
+                headers.insert("x-balena-sim-reason", reason);
+            }
             r
         }
     }
@@ -338,66 +301,6 @@ async fn delta(
             }
         }
     }
-}
-
-fn status_code(status: u16) -> StatusCode {
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-pub(crate) fn text(status: StatusCode, body: String) -> Response {
-    let mut r = (status, body).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
-    let mut r = Response::new(Body::from(body));
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-pub(crate) fn json_error(status: StatusCode, message: &str) -> Response {
-    json(
-        status,
-        &serde_json::json!({ "success": false, "error": message }),
-    )
-}
-
-pub(crate) fn not_found(method: &Method, path: &str) -> Response {
-    text(
-        StatusCode::NOT_FOUND,
-        format!("Not Found: no route for {method} {path}"),
-    )
-}
-
-pub(crate) fn method_not_allowed(method: &Method, path: &str) -> Response {
-    let mut r = text(
-        StatusCode::METHOD_NOT_ALLOWED,
-        format!("Method Not Allowed: {method} {path} (only GET)"),
-    );
-    r.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("GET"));
-    r
-}
-
-fn unauthorized() -> Response {
-    text(StatusCode::UNAUTHORIZED, "Unauthorized".into())
-}
-
-fn http_date(now: Timestamp) -> HeaderValue {
-    jiff::fmt::rfc2822::DateTimePrinter::new()
-        .timestamp_to_rfc9110_string(&now)
-        .ok()
-        .and_then(|s| HeaderValue::from_str(&s).ok())
-        .unwrap_or_else(|| HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
 }
 
 #[cfg(test)]

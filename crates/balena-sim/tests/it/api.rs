@@ -156,3 +156,50 @@ async fn the_npm_tools_release_query_sees_the_demo_fleet() {
     services.sort();
     assert_eq!(services, vec!["api", "main", "proxy"]);
 }
+
+/// The request shapes whose status codes follow the real pinejs engine: 400
+/// only for what the grammar rejects, 401 with an empty body for an unknown
+/// resource, 500 with an empty body for an unknown field or navigation.
+#[tokio::test]
+async fn errors_have_the_real_engines_status_codes_and_bodies() {
+    let sim = start(Scenario::demo());
+    let api = sim.api_url();
+    let cases = [
+        ("/v7/nope", 401),
+        ("/v7/nope?$select=id", 401),
+        ("/v7/release?$select=nope", 500),
+        ("/v7/release?$filter=nope eq 1", 500),
+        ("/v7/release?$expand=nope", 500),
+        ("/v7/release?$filter=nope/any(x:x/id eq 1)", 500),
+        (
+            "/v7/release?$filter=release_image/any(ri:ri/nope eq 1)",
+            500,
+        ),
+        ("/v7/release?$select=id%2Ccommit", 400),
+        ("/v7/release?$filter=status%20eq", 400),
+    ];
+    for (path, expected) in cases {
+        let r = get(&sim, &format!("{api}{path}")).await;
+        assert_eq!(r.status(), expected, "{path}");
+        let reason = r.headers().get("x-balena-sim-reason").cloned();
+        let content_type = r.headers().get("content-type").cloned();
+        let body = r.text().await.unwrap();
+        if expected == 400 {
+            assert_eq!(body, format!("\"Malformed url: '{path}'\""));
+            assert_eq!(content_type.unwrap(), "application/json");
+        } else {
+            assert_eq!(body, "", "{path}");
+            assert!(content_type.is_none(), "{path}");
+            assert!(reason.is_some(), "{path}");
+        }
+    }
+    let r = get(&sim, &format!("{api}/v7/delta?$top=1")).await;
+    assert_eq!(r.status(), 200, "balenaCloud has deltas");
+
+    let open = start(Scenario::demo().with_openbalena());
+    let r = get(&open, &format!("{}/v7/delta?$top=1", open.api_url())).await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.text().await.unwrap(), "");
+    let r = get(&open, &format!("{}/v7/release?$top=1", open.api_url())).await;
+    assert_eq!(r.status(), 200, "the same token reads releases");
+}

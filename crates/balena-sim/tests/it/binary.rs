@@ -23,9 +23,16 @@ async fn prints_one_json_line_serves_and_exits_0_on_sigterm() {
         .unwrap();
     let info: serde_json::Value = serde_json::from_str(&line).unwrap();
     let keys: Vec<_> = info.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(keys, vec!["api_url", "delta_url", "token"]);
+    assert_eq!(keys, vec!["api_url", "delta_url", "token", "registry_url"]);
     assert_eq!(info["token"], balena_sim::demo::TOKEN);
     assert_ne!(info["api_url"], info["delta_url"]);
+    assert_ne!(info["registry_url"], info["api_url"]);
+    let r = client()
+        .get(format!("{}/v2/", info["registry_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the registry asks for a token");
     let r = client()
         .get(format!("{}/v7/release", info["api_url"].as_str().unwrap()))
         .bearer_auth(info["token"].as_str().unwrap())

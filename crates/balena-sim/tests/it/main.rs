@@ -4,5 +4,7 @@ mod api;
 mod binary;
 mod delta;
 mod faults;
+mod fleet;
 mod journal;
+mod registry;
 mod support;
