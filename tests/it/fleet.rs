@@ -102,8 +102,8 @@ fn a_pinned_device_keeps_its_pin_under_to_release_and_the_table_counts_idle_devi
     // to 2.
     for d in &mut scenario.devices {
         match d.id {
-            demo::DEVICE_WEST => d.should_be_running__release = Some(demo::RELEASE_1),
-            demo::DEVICE_LOBBY => d.should_be_running__release = Some(demo::RELEASE_2),
+            demo::DEVICE_WEST => d.is_pinned_on__release = Some(demo::RELEASE_1),
+            demo::DEVICE_LOBBY => d.is_pinned_on__release = Some(demo::RELEASE_2),
             _ => {}
         }
     }

@@ -151,13 +151,13 @@ fn pinned_demo() -> Scenario {
         .iter_mut()
         .find(|d| d.id == demo::DEVICE_WEST)
         .unwrap();
-    west.should_be_running__release = Some(demo::RELEASE_2);
+    west.is_pinned_on__release = Some(demo::RELEASE_2);
     let mut fresh = west.clone();
     fresh.id = 7100;
     fresh.uuid = None;
     fresh.device_name = Some("kiosk-new".into());
     fresh.is_running__release = None;
-    fresh.should_be_running__release = None;
+    fresh.is_pinned_on__release = None;
     scenario.devices.push(fresh);
     scenario
 }

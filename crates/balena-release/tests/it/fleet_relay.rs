@@ -65,7 +65,7 @@ impl Relay {
                 .map(|d| Device {
                     application: d.belongs_to__application,
                     running: d.is_running__release,
-                    pinned: d.should_be_running__release,
+                    pinned: d.is_pinned_on__release,
                 })
                 .collect(),
             releases: scenario
