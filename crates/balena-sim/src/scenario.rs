@@ -551,6 +551,37 @@ mod tests {
     }
 
     #[test]
+    fn pins_load_under_the_old_and_the_new_name_and_stay_in_their_fleet() {
+        let with = |field: &str, release: i64| {
+            SMALL.replace(
+                "\"delta\":",
+                &format!(
+                    "\"devices\": [{{\"id\": 5, \"belongs_to__application\": 10, \"{field}\": {release}}}], \"delta\":"
+                ),
+            )
+        };
+        for field in ["is_pinned_on__release", "should_be_running__release"] {
+            let s = Scenario::from_json(&with(field, 100)).unwrap();
+            assert_eq!(s.devices[0].is_pinned_on__release, Some(100), "{field}");
+            assert!(s.to_json().contains("\"is_pinned_on__release\": 100"));
+        }
+        let other_app = with("is_pinned_on__release", 100).replace(
+            "\"applications\": [",
+            "\"applications\": [{\"id\": 11, \"app_name\": \"Other\"}, ",
+        );
+        let other_app = other_app.replace(
+            "\"belongs_to__application\": 10, \"is_pinned",
+            "\"belongs_to__application\": 11, \"is_pinned",
+        );
+        assert!(
+            Scenario::from_json(&other_app)
+                .unwrap_err()
+                .0
+                .contains("belongs to another application")
+        );
+    }
+
+    #[test]
     fn builders_script_pairs() {
         let s = Scenario::from_json(SMALL)
             .unwrap()
