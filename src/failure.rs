@@ -67,6 +67,11 @@ impl fmt::Display for Failure {
         match self {
             Failure::Config(message) => f.write_str(message),
             Failure::Library(error) => write!(f, "{error}"),
+            Failure::TimedOut { after, error } if error.last_state().is_none() => write!(
+                f,
+                "timed out after {}s before the API answered (no state was read)",
+                after.as_secs()
+            ),
             Failure::TimedOut { after, .. } => write!(
                 f,
                 "timed out after {}s before every delta was ready",

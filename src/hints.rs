@@ -16,6 +16,9 @@ const FULL_IMAGE: &str =
 
 pub fn hint(failure: &Failure) -> Option<String> {
     let text = match failure {
+        Failure::TimedOut { error, .. } if error.last_state().is_none() => {
+            "check the network and the API URL; -v shows each request as it is sent"
+        }
         Failure::TimedOut { .. } => {
             "the deltas keep building: run again later, or give a longer --timeout"
         }
@@ -68,12 +71,26 @@ pub fn hint(failure: &Failure) -> Option<String> {
 mod tests {
     use std::time::Duration;
 
+    use balena_release::Report;
+
     use super::*;
 
     #[test]
     fn kinds_without_advice_get_a_hint() {
-        let timeout = Failure::from_library(Error::Timeout { last: None }, Duration::from_secs(5));
-        assert!(hint(&timeout).unwrap().contains("--timeout"));
+        let silent = Failure::from_library(Error::Timeout { last: None }, Duration::from_secs(5));
+        assert!(hint(&silent).unwrap().contains("API URL"));
+        let last = Box::new(Report::Transition(
+            serde_json::from_value(serde_json::json!({
+                "originates_from__release": { "id": 1, "commit": "a" },
+                "produces__release": { "id": 2, "commit": "b" },
+                "is_produced_by__service_update": [],
+                "overall_status": "pending",
+            }))
+            .unwrap(),
+        ));
+        let waiting =
+            Failure::from_library(Error::Timeout { last: Some(last) }, Duration::from_secs(5));
+        assert!(hint(&waiting).unwrap().contains("--timeout"));
         let interrupted = Failure::Interrupted { last: None };
         assert!(hint(&interrupted).unwrap().contains("go on"));
         let refused = Failure::Library(Error::Delta {
