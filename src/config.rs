@@ -300,15 +300,7 @@ mod tests {
 
     /// `vars`, with `dir` as home and working directory.
     fn env_in(dir: &std::path::Path, vars: &[(&str, &str)]) -> Environment {
-        Environment {
-            home: Some(dir.to_owned()),
-            current_dir: dir.to_owned(),
-            vars: vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Environment::default()
-        }
+        Environment::fake(Some(dir.to_owned()), dir.to_owned(), vars)
     }
 
     /// A token and loopback servers (never contacted), then `more`.

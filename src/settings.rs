@@ -64,6 +64,21 @@ impl Environment {
         }
     }
 
+    /// An environment for tests: these variables, this home and working
+    /// directory.
+    #[cfg(test)]
+    pub fn fake(home: Option<PathBuf>, current_dir: PathBuf, vars: &[(&str, &str)]) -> Environment {
+        Environment {
+            home,
+            current_dir,
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            not_unicode: Vec::new(),
+        }
+    }
+
     /// The value of a variable, treating an empty value as unset.
     pub fn var(&self, name: &str) -> Option<&str> {
         self.vars
@@ -623,15 +638,7 @@ mod tests {
         let cwd = dir.join("work");
         fs::create_dir_all(&home).unwrap();
         fs::create_dir_all(&cwd).unwrap();
-        Environment {
-            home: Some(home),
-            current_dir: cwd,
-            vars: vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            not_unicode: Vec::new(),
-        }
+        Environment::fake(Some(home), cwd, vars)
     }
 
     #[test]

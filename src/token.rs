@@ -136,15 +136,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn env(vars: &[(&str, &str)]) -> Environment {
-        Environment {
-            home: None,
-            current_dir: PathBuf::from("."),
-            vars: vars
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            not_unicode: Vec::new(),
-        }
+        Environment::fake(None, PathBuf::from("."), vars)
     }
 
     #[test]
