@@ -7,6 +7,7 @@ mod cli;
 mod config;
 mod env_vars;
 mod failure;
+mod files;
 mod hints;
 mod printer;
 mod progress;

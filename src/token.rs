@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use secrecy::SecretString;
 
 use crate::env_vars;
-use crate::settings::{
-    Environment, FileProblem, describe_kind, describe_size, plain_io_error, read_regular_file,
-};
+use crate::files::{FileProblem, describe_kind, describe_size, plain_io_error, read_regular_file};
+use crate::settings::Environment;
 
 /// The largest token file read: a session token is under 1 KiB.
 pub const TOKEN_FILE_LIMIT: u64 = 64 * 1024;
