@@ -60,7 +60,7 @@ pub struct Args {
     #[arg(long)]
     pub wait: bool,
 
-    /// Give up waiting after this long: seconds, or with a unit (90s, 10m, 1h); implies --wait
+    /// Give up waiting after this long: seconds, or with units (90s, 10m, 1h30m); implies --wait
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
@@ -84,8 +84,8 @@ pub struct Args {
     #[arg(long, value_enum, value_name = "WHAT", hide_short_help = true)]
     pub generate: Option<Generate>,
 
-    /// Print the version
-    #[arg(long, action = ArgAction::Version)]
+    /// Print the version (also `-v` alone, as the npm tool does)
+    #[arg(short = 'V', long, action = ArgAction::Version)]
     pub version: Option<bool>,
 }
 
@@ -191,39 +191,75 @@ fn parse_fleet(value: &str) -> Result<FleetRef, String> {
     value.parse::<FleetRef>().map_err(|err| err.to_string())
 }
 
-/// Seconds (`90`, compatible with the npm tool) or a number with a unit
-/// (`90s`, `10m`, `1h`); at least one second, at most a day.
+/// Seconds (`90`, compatible with the npm tool) or whole numbers with units,
+/// largest first (`90s`, `10m`, `1h30m`, `1m30s`); at least one second, at
+/// most a day.
 pub fn parse_timeout(value: &str) -> Result<Duration, String> {
-    let text = value.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let scale = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        _ => {
-            return Err(format!(
-                "`{value}` is not a duration: use whole seconds (`600`) or a unit (`90s`, `10m`, `1h`)"
-            ));
-        }
+    let not_a_duration = || {
+        format!(
+            "`{value}` is not a duration: use whole seconds (`600`) or units (`90s`, `10m`, \
+             `1h30m`)"
+        )
     };
-    if number.is_empty() {
-        return Err(format!(
-            "`{value}` is not a duration: use whole seconds (`600`) or a unit (`90s`, `10m`, `1h`)"
-        ));
+    let text = value.trim();
+    let mut seconds: u64 = 0;
+    let mut rest = text;
+    let mut last_scale = u64::MAX;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return Err(not_a_duration());
+        }
+        let (number, after) = rest.split_at(digits);
+        let (scale, after) = match after.chars().next() {
+            None if rest.len() == text.len() => (1, after),
+            Some('s') => (1, &after[1..]),
+            Some('m') => (60, &after[1..]),
+            Some('h') => (3600, &after[1..]),
+            _ => return Err(not_a_duration()),
+        };
+        // Each unit once, largest first: `1h30m`, not `30m1h` or `1m1m`.
+        if scale >= last_scale {
+            return Err(not_a_duration());
+        }
+        last_scale = scale;
+        let too_long = || format!("`{value}` is longer than the maximum of 24h");
+        let part = number
+            .parse::<u64>()
+            .ok()
+            .and_then(|n| n.checked_mul(scale))
+            .ok_or_else(too_long)?;
+        seconds = seconds.checked_add(part).ok_or_else(too_long)?;
+        rest = after;
     }
-    let seconds = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .filter(|s| *s <= MAX_TIMEOUT.as_secs())
-        .ok_or_else(|| format!("`{value}` is longer than the maximum of 24h"))?;
+    if text.is_empty() {
+        return Err(not_a_duration());
+    }
+    if seconds > MAX_TIMEOUT.as_secs() {
+        return Err(format!("`{value}` is longer than the maximum of 24h"));
+    }
     if seconds == 0 {
         return Err("the timeout must be at least 1 second".to_owned());
     }
     Ok(Duration::from_secs(seconds))
+}
+
+/// A duration the way `--timeout` takes it: `4m`, `1h30m`, `1m30s`, `45s`.
+pub fn format_duration(duration: Duration) -> String {
+    let total = duration.as_secs();
+    let (hours, minutes, seconds) = (total / 3600, total % 3600 / 60, total % 60);
+    let mut out = String::new();
+    for (value, unit) in [(hours, 'h'), (minutes, 'm'), (seconds, 's')] {
+        if value > 0 {
+            out.push_str(&format!("{value}{unit}"));
+        }
+    }
+    if out.is_empty() {
+        out.push_str("0s");
+    }
+    out
 }
 
 #[cfg(test)]
@@ -323,7 +359,15 @@ mod tests {
         assert_eq!(parse_timeout("10m"), Ok(Duration::from_secs(600)));
         assert_eq!(parse_timeout("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_timeout("86400"), Ok(MAX_TIMEOUT));
+        assert_eq!(parse_timeout("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_timeout("23h59m59s"), Ok(Duration::from_secs(86399)));
         for bad in [
+            "30m1h",
+            "1m1m",
+            "1h30",
+            "24h1s",
+            "1m 30s",
             "0",
             "0m",
             "-5",
@@ -338,6 +382,20 @@ mod tests {
             "5d",
         ] {
             assert!(parse_timeout(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn durations_print_the_way_they_are_typed() {
+        for (seconds, text) in [
+            (240, "4m"),
+            (5400, "1h30m"),
+            (90, "1m30s"),
+            (45, "45s"),
+            (86400, "24h"),
+        ] {
+            assert_eq!(format_duration(Duration::from_secs(seconds)), text);
+            assert_eq!(parse_timeout(text), Ok(Duration::from_secs(seconds)));
         }
     }
 

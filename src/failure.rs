@@ -16,6 +16,11 @@ const EXIT_INTERRUPTED: u8 = 130;
 pub enum Failure {
     /// The CLI's own checks: arguments, settings, token, environment knobs.
     Config(String),
+    /// Words clap could not parse, with its tip (a similar flag) if it has one.
+    Usage {
+        message: String,
+        tip: Option<String>,
+    },
     /// The library gave up.
     Library(balena_release::Error),
     /// The wait reached its deadline.
@@ -65,17 +70,17 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Config(message) => f.write_str(message),
+            Failure::Config(message) | Failure::Usage { message, .. } => f.write_str(message),
             Failure::Library(error) => write!(f, "{error}"),
             Failure::TimedOut { after, error } if error.last_state().is_none() => write!(
                 f,
-                "timed out after {}s before the API answered (no state was read)",
-                after.as_secs()
+                "timed out after {} before the API answered (no state was read)",
+                crate::cli::format_duration(*after)
             ),
             Failure::TimedOut { after, .. } => write!(
                 f,
-                "timed out after {}s before every delta was ready",
-                after.as_secs()
+                "timed out after {} before every delta was ready",
+                crate::cli::format_duration(*after)
             ),
             Failure::Interrupted { .. } => f.write_str("interrupted"),
             Failure::Runtime(err) => write!(f, "cannot start the async runtime: {err}"),

@@ -62,6 +62,7 @@ pub fn hint(failure: &Failure) -> Option<String> {
             _ => return None,
         },
         // The CLI's own messages name the fix themselves.
+        Failure::Usage { tip, .. } => return tip.clone(),
         Failure::Config(_) | Failure::Runtime(_) | Failure::Write(_) => return None,
     };
     Some(text.to_owned())

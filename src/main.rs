@@ -38,6 +38,15 @@ fn main() -> ExitCode {
         Printer::error(&err.to_string());
         return ExitCode::FAILURE;
     }
+    // No arguments at all: the short help, then the usage error (stdout
+    // stays empty for scripts).
+    if words.len() == 1 {
+        use clap::CommandFactory;
+        Printer::stderr_text(&format!("{}\n", Args::command().render_help()));
+        return run::fail(&Failure::Config(
+            "nothing to do: give --from-release and --to-release, or --fleet".to_owned(),
+        ));
+    }
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(err) => return usage_error(err),
@@ -56,14 +65,21 @@ fn usage_error(err: clap::Error) -> ExitCode {
         }
         _ => {
             // The first paragraph is the reason (with clap's list of possible
-            // values, when it has one), joined into one line.
+            // values, when it has one), joined into one line; clap's "a
+            // similar argument exists" tip becomes the hint.
             let rendered = err.render().to_string();
             let reason = rendered.split("\n\n").next().unwrap_or("invalid arguments");
             let reason = reason.strip_prefix("error: ").unwrap_or(reason);
             let message = reason.lines().map(str::trim).collect::<Vec<_>>().join(" ");
-            run::fail(&Failure::Config(format!(
-                "{message} (run with --help for usage)"
-            )))
+            let tip = rendered
+                .lines()
+                .map(str::trim)
+                .find_map(|line| line.strip_prefix("tip: "))
+                .map(str::to_owned);
+            run::fail(&Failure::Usage {
+                message: format!("{message} (run with --help for usage)"),
+                tip,
+            })
         }
     }
 }

@@ -91,6 +91,11 @@ impl Printer {
         }
     }
 
+    /// Text of this tool's own (the short help) on stderr, as it is.
+    pub fn stderr_text(text: &str) {
+        write_stderr(text);
+    }
+
     /// Writes a block of progress lines to stderr (the caller redraws it).
     pub fn progress(&self, text: &str) {
         write_stderr(text);
