@@ -136,17 +136,28 @@ async fn read_capped(
     mut response: reqwest::Response,
     limit: Limit,
 ) -> Result<Option<Vec<u8>>, reqwest::Error> {
-    let mut body = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
     while let Some(chunk) = response.chunk().await? {
         let room = limit.bytes - body.len();
-        if chunk.len() > room {
+        let (take, full) = if chunk.len() > room {
             if !limit.truncate {
                 return Ok(None);
             }
-            body.extend_from_slice(&chunk[..room]);
+            (room, true)
+        } else {
+            (chunk.len(), false)
+        };
+        // Grow by doubling, but never past the limit: the buffer of an
+        // answer cut at its cap stays at the cap, not at twice it.
+        let needed = body.len() + take;
+        if needed > body.capacity() {
+            let target = body.capacity().saturating_mul(2).clamp(needed, limit.bytes);
+            body.reserve_exact(target - body.len());
+        }
+        body.extend_from_slice(&chunk[..take]);
+        if full {
             break;
         }
-        body.extend_from_slice(&chunk);
     }
     Ok(Some(body))
 }
