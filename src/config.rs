@@ -149,8 +149,8 @@ impl Config {
             client,
         };
         tracing::debug!(
-            api = %without_userinfo(config.api_url.as_str()),
-            delta = %without_userinfo(config.delta_url.as_str()),
+            api = %balena_release::redact_url(&config.api_url),
+            delta = %balena_release::redact_url(&config.delta_url),
             token_source = %config.token_source,
             allow_http = config.allow_http,
             retry = ?config.retry,
@@ -205,7 +205,7 @@ fn parse_url(value: &str, key: &str, variable: &str) -> Result<Url, Failure> {
     Url::parse(value).map_err(|err| {
         Failure::Config(format!(
             "setting `{key}` is not a URL (`{}`: {err}): fix it in balenarc.yml or {variable}",
-            without_userinfo(value)
+            balena_release::redact_secrets(&without_userinfo(value), None)
         ))
     })
 }
@@ -255,6 +255,7 @@ fn init_logging(output: &Output) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(crate::printer::log_writer)
+        .fmt_fields(crate::printer::log_fields())
         .with_ansi(output.color_logs)
         .with_target(false)
         .try_init();

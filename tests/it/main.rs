@@ -9,6 +9,7 @@ mod errors;
 mod faults;
 mod fleet;
 mod help;
+mod hostile_text;
 mod modes;
 mod scenario_file;
 mod security;
