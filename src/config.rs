@@ -223,7 +223,7 @@ fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
 }
 
 /// An interval from a hidden test knob (`POLL_INTERVAL`, `RETRY_INTERVAL`).
-fn interval_knob(env: &Environment, variable: &str) -> Result<Option<Duration>, Failure> {
+pub fn interval_knob(env: &Environment, variable: &str) -> Result<Option<Duration>, Failure> {
     env.var(variable)
         .map(|value| {
             parse_interval(value)

@@ -13,5 +13,7 @@ mod hostile_text;
 mod modes;
 mod scenario_file;
 mod security;
+mod signals;
+mod stops;
 mod tables;
 mod write_failures;
