@@ -30,7 +30,7 @@ fn describe_gives_up_at_its_bound_when_the_api_stalls() {
         let (run, took) = run_bounded(&world, "1s", &target);
         assert_eq!(run.code, 1, "{target:?}: {}", run.stderr);
         assert!(
-            took >= Duration::from_secs(1) && took < Duration::from_secs(3),
+            took >= Duration::from_secs(1) && took < Duration::from_secs(5),
             "{target:?}: bound 1 s, ended after {took:?}"
         );
         let error = error_line(&run);
