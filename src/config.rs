@@ -222,7 +222,8 @@ fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// An interval from a hidden test knob (`POLL_INTERVAL`, `RETRY_INTERVAL`).
+/// An interval from a hidden test knob (`POLL_INTERVAL`, `RETRY_INTERVAL`,
+/// `RUN_LIMIT`).
 pub fn interval_knob(env: &Environment, variable: &str) -> Result<Option<Duration>, Failure> {
     env.var(variable)
         .map(|value| {
