@@ -23,8 +23,9 @@ Examples:
 
 Settings come from balenarc.yml and BALENARC_* variables as for the balena CLI;
 the token from `balena login` (~/.balena/token) or BALENA_RELEASE_UPDATE_TOKEN.
-Exit codes: 0 done, 1 error, 2 timeout, 130 interrupted (the last state read is
-still printed on stdout).";
+Without --wait a run gives up after 120s (exit 1) when the servers do not answer.
+Exit codes: 0 done, 1 error, 2 timeout, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (after
+any of these, the last state read is still printed on stdout).";
 
 /// Inspect and prepare the update of balenaCloud devices from one release to another.
 ///

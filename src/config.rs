@@ -246,8 +246,9 @@ fn check_proxies(env: &Environment) -> Result<(), Failure> {
     Ok(())
 }
 
-/// An interval from a hidden test knob (`POLL_INTERVAL`, `RETRY_INTERVAL`).
-fn interval_knob(env: &Environment, variable: &str) -> Result<Option<Duration>, Failure> {
+/// An interval from a hidden test knob (`POLL_INTERVAL`, `RETRY_INTERVAL`,
+/// `RUN_LIMIT`).
+pub fn interval_knob(env: &Environment, variable: &str) -> Result<Option<Duration>, Failure> {
     env.var(variable)
         .map(|value| {
             parse_interval(value)
@@ -279,6 +280,7 @@ fn init_logging(output: &Output) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(crate::printer::log_writer)
+        .fmt_fields(crate::printer::log_fields())
         .with_ansi(output.color_logs)
         .with_target(false)
         .try_init();

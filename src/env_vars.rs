@@ -20,6 +20,10 @@ pub const POLL_INTERVAL: &str = "BALENA_RELEASE_UPDATE_POLL_INTERVAL";
 /// for tests against the simulator's fault injection. Not shown in `--help`.
 pub const RETRY_INTERVAL: &str = "BALENA_RELEASE_UPDATE_RETRY_INTERVAL";
 
+/// Overrides the 120 s bound on describe and `--prepare` (e.g. `500ms`); for
+/// tests of a stalled server. Not shown in `--help`.
+pub const RUN_LIMIT: &str = "BALENA_RELEASE_UPDATE_RUN_LIMIT";
+
 /// The balena CLI's settings variables named in messages (any `BALENARC_<NAME>`
 /// or `RESINRC_<NAME>` is read; see `settings`).
 pub const BALENARC_API_URL: &str = "BALENARC_API_URL";

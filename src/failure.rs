@@ -1,6 +1,7 @@
 //! Everything that can end a run without its result: the message on the
-//! `ERROR:` line, the exit code, and the last state read, which is still
-//! printed so that nothing already learnt is lost.
+//! `ERROR:` line, the exit code, and the last state the library attached,
+//! which is still printed so that nothing already learnt is lost (the run
+//! keeps the newest state it read for failures that carry none).
 
 use std::fmt;
 use std::time::Duration;
@@ -9,8 +10,28 @@ use balena_release::Report;
 
 /// Exit code of a run that hit `--timeout`.
 const EXIT_TIMEOUT: u8 = 2;
-/// Exit code of a run stopped by Ctrl-C, as shells report SIGINT.
-const EXIT_INTERRUPTED: u8 = 130;
+
+/// A signal that stops a run the way Ctrl-C does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT: Ctrl-C.
+    Interrupt,
+    /// SIGTERM: `kill`, `timeout(1)`, `docker stop`, a cancelled CI job.
+    Terminate,
+    /// SIGHUP: the terminal went away.
+    Hangup,
+}
+
+impl Signal {
+    /// 128 + the signal's number, as shells report a process it ended.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Signal::Interrupt => 130,
+            Signal::Terminate => 143,
+            Signal::Hangup => 129,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub enum Failure {
@@ -28,8 +49,10 @@ pub enum Failure {
         after: Duration,
         error: balena_release::Error,
     },
-    /// Ctrl-C during the run.
-    Interrupted { last: Option<Box<Report>> },
+    /// Ctrl-C, SIGTERM or SIGHUP during the run.
+    Interrupted(Signal),
+    /// Describe or `--prepare` got no complete answer within their bound.
+    GaveUp { after: Duration },
     /// The async runtime could not start.
     Runtime(std::io::Error),
     /// The result could not be written to stdout.
@@ -51,19 +74,18 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::TimedOut { .. } => EXIT_TIMEOUT,
-            Failure::Interrupted { .. } => EXIT_INTERRUPTED,
+            Failure::Interrupted(signal) => signal.exit_code(),
             _ => 1,
         }
     }
 
-    /// The last state read before the failure, printed on stdout.
-    pub fn last_state(&self) -> Option<Report> {
-        let error = match self {
-            Failure::Interrupted { last } => return last.as_deref().cloned(),
-            Failure::Library(error) | Failure::TimedOut { error, .. } => error,
-            _ => return None,
-        };
-        error.last_state().cloned()
+    /// The state the library attached to its error (the state that led to
+    /// it), printed on stdout in preference to the newest state read.
+    pub fn last_state(&self) -> Option<&Report> {
+        match self {
+            Failure::Library(error) | Failure::TimedOut { error, .. } => error.last_state(),
+            _ => None,
+        }
     }
 }
 
@@ -82,10 +104,27 @@ impl fmt::Display for Failure {
                 "timed out after {} before every delta was ready",
                 crate::cli::format_duration(*after)
             ),
-            Failure::Interrupted { .. } => f.write_str("interrupted"),
+            Failure::Interrupted(Signal::Interrupt) => f.write_str("interrupted"),
+            Failure::Interrupted(Signal::Terminate) => f.write_str("terminated (SIGTERM)"),
+            Failure::Interrupted(Signal::Hangup) => f.write_str("hung up (SIGHUP)"),
+            Failure::GaveUp { after } => write!(
+                f,
+                "no complete answer from the API or delta server within {}, the limit of a run \
+                 without --wait",
+                span(*after)
+            ),
             Failure::Runtime(err) => write!(f, "cannot start the async runtime: {err}"),
             Failure::Write(err) => write!(f, "cannot write the result to stdout: {err}"),
         }
+    }
+}
+
+/// `120s`, or `500ms` for a bound below a second.
+fn span(duration: Duration) -> String {
+    if duration.subsec_nanos() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
     }
 }
 

@@ -22,7 +22,11 @@ pub fn hint(failure: &Failure) -> Option<String> {
         Failure::TimedOut { .. } => {
             "the deltas keep building: run again later, or give a longer --timeout"
         }
-        Failure::Interrupted { .. } => BUILDS_GO_ON,
+        Failure::Interrupted(_) => BUILDS_GO_ON,
+        Failure::GaveUp { .. } => {
+            "the API or delta server is slow or not answering: run again later (delta builds \
+             already requested go on); --wait --timeout waits longer"
+        }
         Failure::Library(error) => match error {
             Error::Delta { .. } | Error::DeltaFailed { .. } => FULL_IMAGE,
             Error::InvalidToken {
@@ -75,6 +79,7 @@ mod tests {
     use balena_release::Report;
 
     use super::*;
+    use crate::failure::Signal;
 
     #[test]
     fn kinds_without_advice_get_a_hint() {
@@ -92,8 +97,14 @@ mod tests {
         let waiting =
             Failure::from_library(Error::Timeout { last: Some(last) }, Duration::from_secs(5));
         assert!(hint(&waiting).unwrap().contains("--timeout"));
-        let interrupted = Failure::Interrupted { last: None };
-        assert!(hint(&interrupted).unwrap().contains("go on"));
+        for signal in [Signal::Interrupt, Signal::Terminate, Signal::Hangup] {
+            let interrupted = Failure::Interrupted(signal);
+            assert!(hint(&interrupted).unwrap().contains("go on"), "{signal:?}");
+        }
+        let gave_up = Failure::GaveUp {
+            after: Duration::from_secs(120),
+        };
+        assert!(hint(&gave_up).unwrap().contains("--wait --timeout"));
         let refused = Failure::Library(Error::Delta {
             service: "main".into(),
             status: Some(400),

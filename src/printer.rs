@@ -159,21 +159,155 @@ extern "C" fn check_stdout_at_start() {
 }
 
 /// Text from servers and files made safe for one terminal line: control
-/// characters (newlines, escape sequences) are shown escaped, not obeyed.
+/// characters (newlines, escape sequences, DEL, C1) and invisible format
+/// characters (bidi overrides and isolates, zero-width characters) are shown
+/// escaped (`\u{1b}`, `\u{202e}`), not obeyed.
 pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
+    if !text.chars().any(must_escape) {
         return std::borrow::Cow::Borrowed(text);
     }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if must_escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out.into()
+}
+
+/// Characters a terminal obeys or hides instead of showing: controls (C0,
+/// DEL, C1), Unicode's format characters (category Cf: bidi controls,
+/// zero-width characters, the BOM, tags) and the line and paragraph
+/// separators.
+pub fn must_escape(c: char) -> bool {
+    c.is_control() || is_format(c) || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Unicode general category Cf (Unicode 15).
+fn is_format(c: char) -> bool {
+    matches!(
+        u32::from(c),
+        0xAD | 0x600..=0x605
+            | 0x61C
+            | 0x6DD
+            | 0x70F
+            | 0x890..=0x891
+            | 0x8E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
+}
+
+/// `value` as pretty JSON (2-space indent, as `JSON.stringify(v, null, 2)`)
+/// in which every character that `must_escape` names is written `\uXXXX`:
+/// a JSON parser reads the same data, a terminal showing the file obeys none
+/// of it. serde_json itself escapes only U+0000 to U+001F.
+pub fn json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    let formatter = SafeJson(serde_json::ser::PrettyFormatter::with_indent(b"  "));
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut serializer)?;
+    // The serializer writes only whole UTF-8 strings and ASCII escapes.
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
+
+/// serde_json's pretty layout, with the extra escapes of `json_pretty`.
+struct SafeJson<'a>(serde_json::ser::PrettyFormatter<'a>);
+
+impl serde_json::ser::Formatter for SafeJson<'_> {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some((at, c)) = rest.char_indices().find(|&(_, c)| must_escape(c)) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                write!(writer, "\\u{unit:04x}")?;
             }
-        })
-        .collect::<String>()
-        .into()
+            rest = &rest[at + c.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
+
+    fn begin_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0.begin_array(writer)
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0.end_array(writer)
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_array_value(writer, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0.end_array_value(writer)
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0.begin_object(writer)
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0.end_object(writer)
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        first: bool,
+    ) -> std::io::Result<()> {
+        self.0.begin_object_key(writer, first)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0.begin_object_value(writer)
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, writer: &mut W) -> std::io::Result<()> {
+        self.0.end_object_value(writer)
+    }
+}
+
+/// How `-v` logs write an event's fields: every value made printable and
+/// cleared of credentials, since fields carry server text (service names,
+/// error messages) and URLs.
+/// Used as `tracing_subscriber::fmt().fmt_fields(printer::log_fields())`.
+pub fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
+        let text = format!("{value:?}");
+        let text = balena_release::redact_secrets(&text, None);
+        let text = printable(&text);
+        if field.name() == "message" {
+            write!(writer, "{text}")
+        } else {
+            write!(writer, "{}={text}", field.name())
+        }
+    })
+    .delimited(" ")
 }
 
 #[cfg(test)]
@@ -187,6 +321,66 @@ mod tests {
         assert_eq!(
             printable("\x1b]0;pwned\x07\x1b[31mRED"),
             "\\u{1b}]0;pwned\\u{7}\\u{1b}[31mRED"
+        );
+    }
+
+    #[test]
+    fn c1_del_and_format_characters_are_escaped() {
+        for (raw, shown) in [
+            ("a\u{85}b\u{9b}31m\u{7f}", "a\\u{85}b\\u{9b}31m\\u{7f}"),
+            ("abc\u{202e}fed", "abc\\u{202e}fed"),
+            (
+                "\u{2066}x\u{2069}\u{200e}\u{200f}",
+                "\\u{2066}x\\u{2069}\\u{200e}\\u{200f}",
+            ),
+            ("zero\u{200b}width\u{feff}", "zero\\u{200b}width\\u{feff}"),
+            ("tag\u{e0041}", "tag\\u{e0041}"),
+            ("line\u{2028}break", "line\\u{2028}break"),
+        ] {
+            assert_eq!(printable(raw), shown, "{}", raw.escape_debug());
+        }
+        for kept in ["café", "日本語", "emoji 🚀", "a\\b", "Ω ≠ ∞"] {
+            assert!(
+                matches!(printable(kept), std::borrow::Cow::Borrowed(_)),
+                "{kept}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_escapes_what_a_terminal_would_obey_and_keeps_the_data() {
+        let hostile = "\u{1b}[2J\u{1b}]0;title\u{202e}\u{85}\u{9b}\u{7f}\u{2028}\u{e0001}é\n\"\\";
+        let value = serde_json::json!({
+            "name": hostile,
+            "list": [hostile, "plain", 1, null, { "nested": hostile }],
+            hostile: true,
+            "empty": {},
+            "none": [],
+        });
+        let text = json_pretty(&value).unwrap();
+        assert!(
+            !text.chars().any(|c| c != '\n' && must_escape(c)),
+            "{}",
+            text.escape_debug()
+        );
+        for escape in [
+            "\\u001b[2J",
+            "\\u202e",
+            "\\u0085",
+            "\\u009b",
+            "\\u007f",
+            "\\u2028",
+            "\\udb40\\udc01",
+        ] {
+            assert!(text.contains(escape), "no {escape} in {text}");
+        }
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, value);
+        // Without such characters, the layout is serde_json's own.
+        let plain = serde_json::json!({ "a": [1, { "b": "café" }], "c": {}, "d": [] });
+        assert_eq!(
+            json_pretty(&plain).unwrap(),
+            serde_json::to_string_pretty(&plain).unwrap()
         );
     }
 

@@ -379,4 +379,39 @@ mod tests {
             screen(&progress, 80, 10)
         );
     }
+
+    #[test]
+    fn server_text_is_shown_escaped() {
+        let hostile = "x\u{1b}]0;title\u{202e}\u{85}\u{9b}2J\u{7f}";
+        let mut info = update(4, 800);
+        info.is_produced_by__service_update[0].service_name = hostile.into();
+        if let Some(failure) = &mut info.is_produced_by__service_update[3].delta_failure {
+            failure.error_message = Some(hostile.into());
+        }
+        let events = [
+            Event::Round {
+                report: std::sync::Arc::new(Report::Transition(info)),
+                attempt: 1,
+            },
+            Event::Retrying {
+                what: "release".into(),
+                attempt: 1,
+                delay: Duration::from_millis(20),
+                reason: hostile.into(),
+            },
+        ];
+        let progress = live_progress(&events);
+        let text = screen(&progress, 200, 24);
+        assert!(
+            !text
+                .chars()
+                .any(|c| c != '\n' && crate::printer::must_escape(c)),
+            "{}",
+            text.escape_debug()
+        );
+        assert!(
+            text.contains(r"x\u{1b}]0;title\u{202e}\u{85}\u{9b}2J\u{7f}"),
+            "{text}"
+        );
+    }
 }

@@ -5,13 +5,13 @@ use std::fmt::Write as _;
 
 use balena_release::{Change, FleetUpdateInfo, ImageInfo, Report, UpdateInfo};
 
-use crate::printer::printable;
+use crate::printer::{json_pretty, printable};
 
 /// `JSON.stringify(result, null, 2)` plus a newline, as the npm tool prints.
 pub fn json(report: &Report) -> String {
     let text = match report {
-        Report::Transition(info) => serde_json::to_string_pretty(info),
-        Report::Fleet(info) => serde_json::to_string_pretty(info),
+        Report::Transition(info) => json_pretty(info),
+        Report::Fleet(info) => json_pretty(info),
     };
     // Serialising plain structs with string keys cannot fail.
     let mut text = text.expect("the report serialises to JSON");
@@ -31,7 +31,7 @@ fn fleet_table(fleet: &FleetUpdateInfo) -> String {
     let mut out = format!(
         "fleet {} ({}) to release {} ({}): {}, {} transition(s), {} device(s) on target, {} \
          without a release\n",
-        fleet.application.slug,
+        printable(&fleet.application.slug),
         fleet.application.id,
         fleet.produces__release.id,
         short_commit(&fleet.produces__release.commit),
@@ -220,8 +220,9 @@ fn saving(download: u64, full: u64) -> String {
     format!("{saved:.1}%")
 }
 
-fn short_commit(commit: &str) -> &str {
-    commit.get(..7).unwrap_or(commit)
+fn short_commit(commit: &str) -> String {
+    let short: String = commit.chars().take(7).collect();
+    printable(&short).into_owned()
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! One run of the tool: resolve its configuration, execute the requested mode
 //! through the library, render the answer on stdout. Every failure leaves
-//! through one exit: its error line, causes and hint on stderr.
+//! through one exit: the newest state read (if any) on stdout, its error
+//! line, causes and hint on stderr. Describe and `--prepare` end within a
+//! bound; Ctrl-C, SIGTERM and SIGHUP stop any mode the same way.
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -9,8 +11,9 @@ use std::time::Duration;
 use balena_release::{Event, Report};
 
 use crate::cli::{Args, Mode, OutputFormat, Target};
-use crate::config::Config;
-use crate::failure::Failure;
+use crate::config::{Config, interval_knob};
+use crate::env_vars;
+use crate::failure::{Failure, Signal};
 use crate::hints;
 use crate::printer::Printer;
 use crate::progress::Progress;
@@ -25,23 +28,40 @@ pub fn main(args: Args) -> ExitCode {
         };
     }
     let env = Environment::from_process();
+    // The newest state read, printed when the run fails after reading it.
+    let last_read: Mutex<Option<Report>> = Mutex::new(None);
     let outcome = Config::resolve(&args, &env).and_then(|config| {
-        let report = execute(&config)?;
+        let bound = interval_knob(&env, env_vars::RUN_LIMIT)?.unwrap_or(RUN_LIMIT);
+        let report = execute(&config, bound, &last_read)?;
         print_report(&report, config.output.format).map_err(Failure::Write)
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            if let Some(report) = failure.last_state() {
-                let _ = print_report(&report, args.output);
+            let read = last_read.into_inner().ok().flatten();
+            // A failed write of the result is not retried.
+            if !matches!(failure, Failure::Write(_))
+                && let Some(report) = failure.last_state().or(read.as_ref())
+            {
+                let _ = print_report(report, args.output);
             }
             fail(&failure)
         }
     }
 }
 
-/// Runs the configured mode, showing progress on stderr while it waits.
-fn execute(config: &Config) -> Result<Report, Failure> {
+/// How long describe and `--prepare` may take in all (a wait ends at its
+/// `--timeout` instead): retries of a slow or failing server end there.
+pub const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs the configured mode, showing progress on stderr while it waits and
+/// keeping the newest state read in `last_read`. Describe and `--prepare`
+/// give up after `bound`.
+fn execute(
+    config: &Config,
+    bound: Duration,
+    last_read: &Mutex<Option<Report>>,
+) -> Result<Report, Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -52,8 +72,6 @@ fn execute(config: &Config) -> Result<Report, Failure> {
         config.started,
         config.deadline,
     ));
-    // The newest state read, printed if the user interrupts the wait.
-    let last_read: Mutex<Option<Report>> = Mutex::new(None);
     let on_event = |event: Event| {
         let read = match &event {
             Event::Round { report, .. } => Some((**report).clone()),
@@ -89,9 +107,17 @@ fn execute(config: &Config) -> Result<Report, Failure> {
                     .map(Report::Fleet),
             }
         };
+        let bounded = async {
+            match config.mode {
+                Mode::Wait { .. } => Ok(work.await),
+                Mode::Describe | Mode::Prepare => {
+                    tokio::time::timeout_at(config.started + bound, work).await
+                }
+            }
+        };
         tokio::select! {
-            result = work => Some(result),
-            _ = tokio::signal::ctrl_c() => None,
+            result = bounded => result.map_err(|_| Failure::GaveUp { after: bound }),
+            signal = stop_signal() => Err(Failure::Interrupted(signal)),
         }
     });
     // A DNS lookup runs on a blocking thread that cannot be cancelled: do not
@@ -100,12 +126,61 @@ fn execute(config: &Config) -> Result<Report, Failure> {
     if let Ok(mut progress) = progress.lock() {
         progress.finish();
     }
-    match outcome {
-        None => Err(Failure::Interrupted {
-            last: last_read.into_inner().ok().flatten().map(Box::new),
-        }),
-        Some(result) => result.map_err(|error| Failure::from_library(error, config.timeout())),
+    outcome?.map_err(|error| Failure::from_library(error, config.timeout()))
+}
+
+/// The first of Ctrl-C, SIGTERM and SIGHUP. A signal that was ignored when
+/// the process started (`nohup`, a background job of a script) stays
+/// ignored; one whose handler cannot be installed keeps its default action.
+async fn stop_signal() -> Signal {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let handler = |number: libc::c_int| {
+            if ignored_at_start(number) {
+                None
+            } else {
+                signal(SignalKind::from_raw(number)).ok()
+            }
+        };
+        let mut interrupt = handler(libc::SIGINT);
+        let mut terminate = handler(libc::SIGTERM);
+        let mut hangup = handler(libc::SIGHUP);
+        tokio::select! {
+            Some(()) = recv(&mut interrupt) => Signal::Interrupt,
+            Some(()) = recv(&mut terminate) => Signal::Terminate,
+            Some(()) = recv(&mut hangup) => Signal::Hangup,
+            else => std::future::pending().await,
+        }
     }
+    #[cfg(not(unix))]
+    {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => Signal::Interrupt,
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// The next delivery of a signal, or `None` at once without a handler.
+#[cfg(unix)]
+async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match signal {
+        Some(signal) => signal.recv().await,
+        None => None,
+    }
+}
+
+/// Whether `number` is ignored, as inherited from the parent (read before
+/// any handler of this process is installed).
+#[cfg(unix)]
+fn ignored_at_start(number: libc::c_int) -> bool {
+    let mut action = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: with a null new action, sigaction only writes the current
+    // action into `action`, which is valid for writes.
+    let read = unsafe { libc::sigaction(number, std::ptr::null(), action.as_mut_ptr()) };
+    // SAFETY: zero-initialised, and filled in by the successful call.
+    read == 0 && unsafe { action.assume_init() }.sa_sigaction == libc::SIG_IGN
 }
 
 /// The one way out of a failed run (once `main` has printed the last state
