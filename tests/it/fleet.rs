@@ -1,28 +1,24 @@
 //! `--fleet`: every transition the demo fleet's devices will make, each to
-//! its own target (its pin, else the fleet's target). The simulator has no
-//! pins and no `$count` yet: the device questions go to a relay that
-//! answers them from the scenario, everything else reaches the simulator.
+//! its own target (its pin, else the fleet's target), and what a round
+//! costs in API requests (counted in the simulator's journal).
 
-use balena_sim::{Scenario, demo};
+use balena_sim::{Scenario, Server, demo};
 
-use crate::support::{Run, World, run_checked};
+use crate::support::World;
 
-// The refusals are exercised by the library's tests.
-#[allow(dead_code)]
-#[path = "../../crates/balena-release/tests/it/fleet_relay.rs"]
-mod relay;
-use relay::{Counting, Relay};
-
-/// A world for `scenario` and the relay in front of its API.
-fn world(scenario: Scenario) -> (World, Relay) {
-    let devices = scenario.clone();
-    let world = World::with(scenario);
-    let relay = Relay::start(&world.sim.api_url(), &devices, Counting::Counts);
-    (world, relay)
-}
-
-fn run(world: &World, relay: &Relay, args: &[&str]) -> Run {
-    run_checked(world.cmd().env("BALENARC_API_URL", &relay.url).args(args))
+/// Every API request the simulator received (`path?query`, the query
+/// decoded), oldest first.
+fn seen(world: &World) -> Vec<String> {
+    world
+        .sim
+        .journal()
+        .into_iter()
+        .filter(|e| e.server == Server::Api)
+        .map(|e| match e.query {
+            Some(query) => format!("{}?{query}", e.path),
+            None => e.path,
+        })
+        .collect()
 }
 
 /// (device count, source, target) of every transition in the JSON.
@@ -47,9 +43,9 @@ fn id(n: i64) -> u64 {
 
 #[test]
 fn fleet_describe_then_wait() {
-    let (world, relay) = world(Scenario::demo());
+    let world = World::demo();
     let app = demo::APP_ID.to_string();
-    let run = run(&world, &relay, &["--fleet", &app]);
+    let run = world.run(&["--fleet", &app]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let json = run.json();
     // Lobby (on 3) and east (pinned to the 2 it runs) stay; the others go
@@ -73,19 +69,13 @@ fn fleet_describe_then_wait() {
             .count() as u64
     });
     assert_eq!(listed + 2, expected_devices);
-    let describe_requests = relay.seen().len();
+    let describe_requests = world.api_requests();
     assert!(
         describe_requests <= 5,
         "{describe_requests} requests for one fleet round"
     );
 
-    let run = run_checked(world.cmd().env("BALENARC_API_URL", &relay.url).args([
-        "--fleet",
-        &app,
-        "--wait",
-        "--timeout",
-        "60",
-    ]));
+    let run = world.run(&["--fleet", &app, "--wait", "--timeout", "60"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let json = run.json();
     assert_eq!(json["overall_status"], "ready", "{json}");
@@ -107,10 +97,10 @@ fn a_pinned_device_keeps_its_pin_under_to_release_and_the_table_counts_idle_devi
             _ => {}
         }
     }
-    let (world, relay) = world(scenario);
+    let world = World::with(scenario);
     let app = demo::APP_ID.to_string();
     let to = demo::RELEASE_3.to_string();
-    let run = run(&world, &relay, &["--fleet", &app, "--to-release", &to]);
+    let run = world.run(&["--fleet", &app, "--to-release", &to]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let json = run.json();
     assert_eq!(json["produces__release"]["id"], id(demo::RELEASE_3));
@@ -128,12 +118,7 @@ fn a_pinned_device_keeps_its_pin_under_to_release_and_the_table_counts_idle_devi
     assert!(at("overall_status") < at("devices_on_target"));
     assert!(at("devices_on_target") < at("devices_without_release"));
 
-    let run = run_checked(
-        world
-            .cmd()
-            .env("BALENARC_API_URL", &relay.url)
-            .args(["--fleet", &app, "--output", "table"]),
-    );
+    let run = world.run(&["--fleet", &app, "--output", "table"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let first = run.stdout.lines().next().unwrap();
     assert!(
@@ -160,14 +145,14 @@ fn ten_thousand_devices_on_fifty_releases_cost_five_requests_a_round() {
         releases: 50,
         devices: 10_000,
     });
-    let (world, relay) = world(scenario);
+    let world = World::with(scenario);
     let app = world
         .sim
         .with_db(|db| db.rows("application").next().map(|(id, _)| id))
         .unwrap();
     let app = app.to_string();
 
-    let run = run(&world, &relay, &["--fleet", &app]);
+    let run = world.run(&["--fleet", &app]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let json = run.json();
     let listed: u64 = transitions(&json).iter().map(|t| t.0).sum();
@@ -176,34 +161,27 @@ fn ten_thousand_devices_on_fifty_releases_cost_five_requests_a_round() {
     assert!(on_target > 0);
     assert_eq!(transitions(&json).len(), 49);
     assert!(
-        relay.seen().len() <= 5,
+        world.api_requests() <= 5,
         "{} API requests for one round",
-        relay.seen().len()
+        world.api_requests()
     );
     // No device row is read: the devices that follow the fleet are counted.
+    let describe = seen(&world);
     assert!(
-        relay
-            .seen()
+        describe
             .iter()
             .filter(|t| t.starts_with("/v7/device"))
             .all(|t| t.contains("is_pinned_on__release ne null")),
-        "{:?}",
-        relay.seen()
+        "{describe:?}"
     );
 
-    relay.clear();
-    let run = run_checked(world.cmd().env("BALENARC_API_URL", &relay.url).args([
-        "--fleet",
-        &app,
-        "--wait",
-        "--timeout",
-        "120",
-    ]));
+    world.sim.clear_journal();
+    let run = world.run(&["--fleet", &app, "--wait", "--timeout", "120"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(run.json()["overall_status"], "ready");
     // Every round reads the deltas once; only the first also reads the
     // fleet, the device counts, the pinned devices and the releases.
-    let seen = relay.seen();
+    let seen = seen(&world);
     let rounds = seen.iter().filter(|t| t.starts_with("/v7/delta")).count();
     let others = seen.len() - rounds;
     assert!(others <= 4, "{others} non-delta API requests: {seen:?}");
@@ -217,18 +195,14 @@ fn a_fleet_delta_given_up_on_prints_the_fleet_state_and_names_the_transition() {
         demo::IMAGE_R3_MAIN,
         failing,
     );
-    let (world, relay) = world(scenario);
-    let run = run(
-        &world,
-        &relay,
-        &[
-            "--fleet",
-            &demo::APP_ID.to_string(),
-            "--wait",
-            "--timeout",
-            "60",
-        ],
-    );
+    let world = World::with(scenario);
+    let run = world.run(&[
+        "--fleet",
+        &demo::APP_ID.to_string(),
+        "--wait",
+        "--timeout",
+        "60",
+    ]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     let json = run.json();
     assert!(

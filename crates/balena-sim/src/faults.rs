@@ -1,6 +1,6 @@
 //! Scripted misbehaviour: latency, 5xx answers, 429 with `Retry-After`,
 //! dropped connections and stalls, scoped to the API, the delta server or
-//! both. Every draw comes from the seed and the request's position in the
+//! both, and narrowed by path prefix or by what the query contains. Every draw comes from the seed and the request's position in the
 //! rule's own sequence, so a sequential client sees the same faults on every run.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,6 +69,10 @@ pub struct FaultRule {
     /// Only requests whose path starts with this (e.g. `/v7/delta`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
+    /// Only requests whose query, percent-decoded as the journal shows it,
+    /// contains this (e.g. `/$count(`); a request without a query never matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_contains: Option<String>,
     /// Probability in `[0, 1]` that a matching request is hit (default 1).
     #[serde(default = "default_rate")]
     pub rate: f64,
@@ -87,6 +91,7 @@ impl FaultRule {
         FaultRule {
             scope: Scope::Both,
             path_prefix: None,
+            query_contains: None,
             rate: 1.0,
             after: 0,
             limit: None,
@@ -138,6 +143,11 @@ impl FaultRule {
     }
     pub fn path_prefix(mut self, prefix: impl Into<String>) -> FaultRule {
         self.path_prefix = Some(prefix.into());
+        self
+    }
+    /// Narrows the rule to requests whose decoded query contains `text`.
+    pub fn query_contains(mut self, text: impl Into<String>) -> FaultRule {
+        self.query_contains = Some(text.into());
         self
     }
 }
@@ -233,8 +243,9 @@ impl ActiveFaults {
         }
     }
 
-    /// Runs every rule against one request (control requests never get here).
-    pub(crate) fn decide(&self, server: Server, path: &str) -> Decision {
+    /// Runs every rule against one request (control requests never get
+    /// here); `query` is percent-decoded, `None` without a `?`.
+    pub(crate) fn decide(&self, server: Server, path: &str, query: Option<&str>) -> Decision {
         let mut decision = Decision::default();
         for (i, rule) in self.config.rules.iter().enumerate() {
             let in_scope = match rule.scope {
@@ -248,6 +259,10 @@ impl ActiveFaults {
                     .path_prefix
                     .as_deref()
                     .is_some_and(|p| !path.starts_with(p))
+                || rule
+                    .query_contains
+                    .as_deref()
+                    .is_some_and(|text| !query.is_some_and(|q| q.contains(text)))
             {
                 continue;
             }
@@ -316,7 +331,12 @@ mod tests {
     fn errors(faults: &Faults, n: usize) -> Vec<bool> {
         let active = ActiveFaults::new(faults.clone());
         (0..n)
-            .map(|_| active.decide(Server::Api, "/v7/release").terminal.is_some())
+            .map(|_| {
+                active
+                    .decide(Server::Api, "/v7/release", None)
+                    .terminal
+                    .is_some()
+            })
             .collect()
     }
 
@@ -344,9 +364,12 @@ mod tests {
                     .limit(2),
             ),
         );
-        assert_eq!(active.decide(Server::Api, "/v7/release").terminal, None);
+        assert_eq!(
+            active.decide(Server::Api, "/v7/release", None).terminal,
+            None
+        );
         let seen: Vec<_> = (0..4)
-            .map(|_| active.decide(Server::Delta, "/api/v3/delta").terminal)
+            .map(|_| active.decide(Server::Delta, "/api/v3/delta", None).terminal)
             .collect();
         assert_eq!(
             seen,
@@ -370,14 +393,82 @@ mod tests {
                 .with(FaultRule::reset().path_prefix("/v7/delta")),
         );
         for _ in 0..100 {
-            let d = active.decide(Server::Api, "/v7/release");
+            let d = active.decide(Server::Api, "/v7/release", None);
             assert!(d.delay >= Duration::from_millis(100) && d.delay <= Duration::from_millis(150));
             assert_eq!(d.terminal, None);
         }
         assert_eq!(
-            active.decide(Server::Api, "/v7/delta?x").terminal,
+            active.decide(Server::Api, "/v7/delta", Some("x")).terminal,
             Some(Terminal::Reset)
         );
+    }
+
+    #[test]
+    fn query_contains_narrows_a_rule_to_the_queries_that_hold_the_text() {
+        let active = ActiveFaults::new(
+            Faults::none().with(
+                FaultRule::new(Fault::Error {
+                    status: 400,
+                    body: None,
+                })
+                .path_prefix("/v7/release")
+                .query_contains("/$count(")
+                .limit(2),
+            ),
+        );
+        let count = "$select=id&$expand=is_running_on__device/$count($filter=x eq null)";
+        assert_eq!(
+            active.decide(Server::Api, "/v7/release", None).terminal,
+            None
+        );
+        assert_eq!(
+            active
+                .decide(Server::Api, "/v7/release", Some("$select=id"))
+                .terminal,
+            None
+        );
+        assert_eq!(
+            active
+                .decide(Server::Api, "/v7/application", Some(count))
+                .terminal,
+            None,
+            "the path prefix still applies"
+        );
+        let refused = Some(Terminal::Error {
+            status: 400,
+            body: "Service Unavailable".into(),
+        });
+        assert_eq!(
+            active
+                .decide(Server::Api, "/v7/release", Some(count))
+                .terminal,
+            refused
+        );
+        // Requests the rule does not match leave its counters alone.
+        assert_eq!(
+            active
+                .decide(Server::Api, "/v7/release", Some("$count"))
+                .terminal,
+            None
+        );
+        assert_eq!(
+            active
+                .decide(Server::Api, "/v7/release", Some(count))
+                .terminal,
+            refused
+        );
+        assert_eq!(
+            active
+                .decide(Server::Api, "/v7/release", Some(count))
+                .terminal,
+            None,
+            "limit reached"
+        );
+        let parsed: FaultRule = serde_json::from_str(
+            r#"{"scope":"api","query_contains":"/$count(","fault":{"type":"error","status":400}}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.query_contains.as_deref(), Some("/$count("));
     }
 
     #[test]

@@ -108,7 +108,7 @@ async fn entry(State(ctx): State<Ctx>, request: Request) -> Response {
     let mut response = if control {
         crate::control::handle(&ctx, &parts.method, &path, raw_query.as_deref(), body).await
     } else {
-        let decision = read(&ctx.shared.faults).decide(server, &path);
+        let decision = read(&ctx.shared.faults).decide(server, &path, entry.query.as_deref());
         entry.faults = decision.fired;
         if !decision.delay.is_zero() {
             tokio::time::sleep(decision.delay).await;

@@ -1,61 +1,88 @@
 //! Fleet mode: each device goes to its own target (its pin, else the
 //! fleet's target), devices are counted by the API, in at most five
-//! requests for the first round and one per poll. The simulator has no pins
-//! and no `$count` yet: the device questions go to a relay that answers them
-//! from the scenario ([`relay`]); everything else reaches the simulator.
+//! requests for the first round and one per poll. A server that refuses to
+//! count (the simulator's faults on the `$count` queries) is read device by
+//! device, and the client remembers it. Requests are counted in the
+//! simulator's journal.
 
 use std::time::Duration;
 
 use balena_release::{Change, Client, Error, Event, FleetRef, ReleaseRef, Status};
-use balena_sim::{GeneratedOptions, Scenario, Simulator, demo};
+use balena_sim::{FaultRule, Faults, GeneratedOptions, Scenario, Scope, Server, Simulator, demo};
 
 use crate::support::*;
-
-#[path = "fleet_relay.rs"]
-mod relay;
-use relay::{Counting, Relay};
 
 fn kiosk() -> FleetRef {
     format!("{}/kiosk-fleet", demo::USERNAME).parse().unwrap()
 }
 
-/// A simulator for `scenario`, the relay in front of its API, and a client
-/// of both.
+/// What the counting queries (`$count` inside `$expand`) contain.
+const COUNT: &str = "/$count(";
+
+/// `rule` narrowed to the API's counting queries.
+fn on_counts(rule: FaultRule) -> FaultRule {
+    rule.scope(Scope::Api).query_contains(COUNT)
+}
+
+/// Every count refused with `status`.
+fn counts_refused(status: u16) -> Faults {
+    Faults::none().with(on_counts(error(status, "")))
+}
+
+/// The application's count of devices without a release answered, the
+/// count per release refused with `status`.
+fn per_release_counts_refused(status: u16) -> Faults {
+    Faults::none().with(on_counts(error(status, "")).path_prefix("/v7/release"))
+}
+
+/// A simulator for `scenario` and a client of it.
 struct Fleet {
     sim: Simulator,
-    relay: Relay,
     client: Client,
 }
 
 impl Fleet {
-    fn new(scenario: Scenario, counting: Counting) -> Fleet {
-        let devices = scenario.clone();
+    fn new(scenario: Scenario) -> Fleet {
         let sim = start(scenario);
-        let relay = Relay::start(&sim.api_url(), &devices, counting);
-        let client = Client::builder()
-            .api_url(relay.url.parse().unwrap())
-            .delta_url(sim.delta_url().parse().unwrap())
-            .token(Some(sim.token().into()))
-            .request_timeout(Duration::from_secs(5))
-            .retry_policy(fast_retries())
-            .build()
-            .unwrap();
-        Fleet { sim, relay, client }
+        let client = client(&sim);
+        Fleet { sim, client }
     }
 
     fn demo() -> Fleet {
-        Fleet::new(manual_demo(), Counting::Counts)
+        Fleet::new(manual_demo())
     }
 
     /// API requests received.
     fn requests(&self) -> usize {
-        self.relay.seen().len()
+        api_count(&self.sim)
+    }
+
+    /// Every API request received (`path?query`, the query decoded), oldest first.
+    fn seen(&self) -> Vec<String> {
+        self.sim
+            .journal()
+            .into_iter()
+            .filter(|e| e.server == Server::Api)
+            .map(|e| match e.query {
+                Some(query) => format!("{}?{query}", e.path),
+                None => e.path,
+            })
+            .collect()
+    }
+
+    /// (path, status) of every API request a fault rule answered.
+    fn refused(&self) -> Vec<(String, u16)> {
+        self.sim
+            .journal()
+            .into_iter()
+            .filter(|e| e.server == Server::Api && !e.faults.is_empty())
+            .map(|e| (e.path, e.status))
+            .collect()
     }
 
     /// API requests received for `path` (`/v7/delta`, ...).
     fn requests_to(&self, path: &str) -> Vec<String> {
-        self.relay
-            .seen()
+        self.seen()
             .into_iter()
             .filter(|t| t.split('?').next() == Some(path))
             .collect()
@@ -107,7 +134,7 @@ async fn the_demo_fleet_moves_only_the_devices_off_their_target() {
     assert_eq!(info.estimated_fleet_payload_size, None);
     // Application (with the devices without a release), counts per
     // release, pinned devices, releases, deltas.
-    assert_eq!(f.requests(), 5, "{:?}", f.relay.seen());
+    assert_eq!(f.requests(), 5, "{:?}", f.seen());
     let devices = f.requests_to("/v7/device");
     assert_eq!(devices.len(), 1);
     assert!(
@@ -164,7 +191,7 @@ fn pinned_demo() -> Scenario {
 
 #[tokio::test]
 async fn a_pinned_device_goes_to_its_pin() {
-    let f = Fleet::new(pinned_demo(), Counting::Counts);
+    let f = Fleet::new(pinned_demo());
     let info = f
         .client
         .get_fleet_update_info(&kiosk(), None)
@@ -187,7 +214,7 @@ async fn a_pinned_device_goes_to_its_pin() {
     assert_eq!(to_pin.service("main").unwrap().change, Change::Changed);
     assert_eq!(to_pin.service("proxy").unwrap().change, Change::Unchanged);
     // One delta query for both targets, sent with the release query.
-    assert_eq!(f.requests(), 5, "{:?}", f.relay.seen());
+    assert_eq!(f.requests(), 5, "{:?}", f.seen());
     let deltas = f.requests_to("/v7/delta");
     assert_eq!(deltas.len(), 1);
     assert!(
@@ -202,7 +229,7 @@ async fn a_pinned_device_goes_to_its_pin() {
 
 #[tokio::test]
 async fn preparing_a_fleet_with_pins_waits_for_every_target() {
-    let f = Fleet::new(pinned_demo(), Counting::Counts);
+    let f = Fleet::new(pinned_demo());
     let events = Events::default();
     let info = f
         .client
@@ -240,45 +267,53 @@ async fn preparing_a_fleet_with_pins_waits_for_every_target() {
 
 #[tokio::test]
 async fn a_server_that_does_not_count_is_read_device_by_device() {
-    let counted = Fleet::new(pinned_demo(), Counting::Counts)
+    let counted = Fleet::new(pinned_demo())
         .client
         .get_fleet_update_info(&kiosk(), None)
         .await
         .unwrap();
     for status in [400, 401, 403, 500] {
-        let f = Fleet::new(pinned_demo(), Counting::Refuses(status));
+        let f = Fleet::new(pinned_demo().with_faults(counts_refused(status)));
         let info = f
             .client
             .get_fleet_update_info(&kiosk(), None)
             .await
             .unwrap();
         assert_eq!(info, counted, "after {status}");
+        let refused = f.refused();
+        assert!(
+            !refused.is_empty()
+                && refused
+                    .iter()
+                    .all(|(path, s)| path == "/v7/application" && *s == status),
+            "{status}: {refused:?}"
+        );
         let devices = f.requests_to("/v7/device");
         assert_eq!(devices.len(), 1, "{status}: {devices:?}");
         assert!(!devices[0].contains("is_pinned_on__release ne null"));
         if status == 400 {
             // The refused application, the plain one, every device,
             // releases, deltas.
-            assert_eq!(f.requests(), 5, "{:?}", f.relay.seen());
+            assert_eq!(f.requests(), 5, "{:?}", f.seen());
         }
         // The client remembers: no count asked again.
-        f.relay.clear();
+        f.sim.clear_journal();
         f.client
             .get_fleet_update_info(&kiosk(), None)
             .await
             .unwrap();
         assert!(
-            f.relay.seen().iter().all(|t| !t.contains("$count")),
+            f.seen().iter().all(|t| !t.contains("$count")),
             "{status}: {:?}",
-            f.relay.seen()
+            f.seen()
         );
-        assert_eq!(f.requests(), 4, "{status}: {:?}", f.relay.seen());
+        assert_eq!(f.requests(), 4, "{status}: {:?}", f.seen());
     }
 }
 
 #[tokio::test]
 async fn a_refused_count_per_release_falls_back_too() {
-    let f = Fleet::new(pinned_demo(), Counting::RefusesPerRelease(400));
+    let f = Fleet::new(pinned_demo().with_faults(per_release_counts_refused(400)));
     let info = f
         .client
         .get_fleet_update_info(&kiosk(), None)
@@ -286,19 +321,30 @@ async fn a_refused_count_per_release_falls_back_too() {
         .unwrap();
     assert_eq!(info.devices_without_release, 1);
     assert_eq!(transitions(&info).len(), 3);
+    assert_eq!(f.refused(), [("/v7/release".to_owned(), 400)]);
     // The application is not read again: 6 requests, once.
-    assert_eq!(f.requests(), 6, "{:?}", f.relay.seen());
+    assert_eq!(f.requests(), 6, "{:?}", f.seen());
 }
 
 #[tokio::test]
 async fn a_rate_limited_count_is_not_a_refusal() {
-    let f = Fleet::new(manual_demo(), Counting::Refuses(429));
+    let f = Fleet::new(
+        manual_demo().with_faults(Faults::none().with(on_counts(FaultRule::rate_limit(0)))),
+    );
     let err = f
         .client
         .get_fleet_update_info(&kiosk(), None)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Api { status: 429, .. }), "{err:?}");
+    let refused = f.refused();
+    assert!(
+        !refused.is_empty()
+            && refused
+                .iter()
+                .all(|(path, s)| path == "/v7/application" && *s == 429),
+        "{refused:?}"
+    );
     assert!(f.requests_to("/v7/device").is_empty());
 }
 
@@ -381,14 +427,11 @@ async fn preparing_a_fleet_waits_for_every_transition() {
 
 #[tokio::test]
 async fn a_large_fleet_takes_five_requests() {
-    let f = Fleet::new(
-        Scenario::generated(GeneratedOptions {
-            services: 20,
-            releases: 6,
-            devices: 300,
-        }),
-        Counting::Counts,
-    );
+    let f = Fleet::new(Scenario::generated(GeneratedOptions {
+        services: 20,
+        releases: 6,
+        devices: 300,
+    }));
     let info = f
         .client
         .get_fleet_update_info(&FleetRef::Id(u(balena_sim::generated::APP_ID)), None)
@@ -409,17 +452,13 @@ async fn the_fleet_falls_back_to_the_delta_query_by_images() {
     // A server that refuses the link-table form of the delta query.
     let f = Fleet::new(
         manual_demo().with_faults(
-            balena_sim::Faults::none().with(
-                balena_sim::FaultRule::new(balena_sim::Fault::Error {
-                    status: 400,
-                    body: Some("\"Malformed url\"".into()),
-                })
-                .scope(balena_sim::Scope::Api)
-                .path_prefix("/v7/delta")
-                .limit(1),
+            Faults::none().with(
+                error(400, "\"Malformed url\"")
+                    .scope(Scope::Api)
+                    .path_prefix("/v7/delta")
+                    .limit(1),
             ),
         ),
-        Counting::Counts,
     );
     let c = &f.client;
     let events = Events::default();
@@ -441,19 +480,20 @@ async fn the_fleet_falls_back_to_the_delta_query_by_images() {
         })
     );
     assert_eq!(first.transitions.len(), 2);
-    f.relay.clear();
+    f.sim.clear_journal();
     c.get_fleet_update_info(&kiosk(), None).await.unwrap();
     let deltas = f.requests_to("/v7/delta");
     assert_eq!(deltas.len(), 1);
     assert!(!deltas[0].contains("any("));
 }
 
-/// The release and delta queries of the journal, and the most ids any one
-/// of them lists.
-fn batched(sim: &balena_sim::Simulator, resource: &str) -> (usize, usize) {
+/// The release or delta queries of the journal that list ids (not the
+/// device count), and the most ids any one of them lists.
+fn batched(sim: &Simulator, resource: &str) -> (usize, usize) {
     let queries: Vec<String> = api_requests(sim, resource)
         .into_iter()
         .filter_map(|e| e.query)
+        .filter(|q| !q.contains(COUNT))
         .collect();
     let most = queries
         .iter()
@@ -471,14 +511,11 @@ fn batched(sim: &balena_sim::Simulator, resource: &str) -> (usize, usize) {
 #[tokio::test]
 async fn large_fleets_split_their_queries_into_batches() {
     // Devices on releases 1..=150; the target is release 150.
-    let f = Fleet::new(
-        Scenario::generated(GeneratedOptions {
-            services: 2,
-            releases: 150,
-            devices: 150,
-        }),
-        Counting::Counts,
-    );
+    let f = Fleet::new(Scenario::generated(GeneratedOptions {
+        services: 2,
+        releases: 150,
+        devices: 150,
+    }));
     let info = f
         .client
         .get_fleet_update_info(&FleetRef::Id(1), None)
@@ -497,14 +534,11 @@ async fn large_fleets_split_their_queries_into_batches() {
 
 #[tokio::test]
 async fn a_fleet_of_a_hundred_releases_costs_five_requests_then_one_per_poll() {
-    let f = Fleet::new(
-        Scenario::generated(GeneratedOptions {
-            services: 8,
-            releases: 100,
-            devices: 300,
-        }),
-        Counting::Counts,
-    );
+    let f = Fleet::new(Scenario::generated(GeneratedOptions {
+        services: 8,
+        releases: 100,
+        devices: 300,
+    }));
     let events = Events::default();
     let info = f
         .client

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use balena_sim::{FaultRule, Faults, Scenario, Scope, Server, demo};
+use balena_sim::{Fault, FaultRule, Faults, Scenario, Scope, Server, demo};
 
 use crate::support::{client, get, start};
 
@@ -122,4 +122,58 @@ async fn latency_and_stalls_delay_answers() {
     assert!(stalled.is_timeout(), "{stalled:?}");
     sim.set_faults(Faults::none());
     assert_eq!(statuses(&sim, 1).await, vec![200]);
+}
+
+#[tokio::test]
+async fn a_rule_can_refuse_the_counting_queries_only() {
+    let sim = start(
+        Scenario::demo().with_faults(
+            Faults::none().with(
+                FaultRule::new(Fault::Error {
+                    status: 400,
+                    body: Some("\"Malformed url\"".into()),
+                })
+                .scope(Scope::Api)
+                .query_contains("/$count("),
+            ),
+        ),
+    );
+    let api = sim.api_url();
+    let app = demo::APP_ID;
+    let plain = format!("{api}/v7/application?$filter=id%20eq%20{app}&$select=id");
+    // The rule reads the query as the journal shows it: percent-decoded.
+    let counted = format!(
+        "{api}/v7/application?$filter=id%20eq%20{app}&$select=id\
+         &$expand=owns__device%2F%24count(%24filter%3Dis_running__release%20eq%20null)"
+    );
+    let per_release = format!(
+        "{api}/v7/release?$filter=belongs_to__application%20eq%20{app}&$select=id\
+         &$expand=is_running_on__device/$count($filter=is_pinned_on__release%20eq%20null)"
+    );
+    let plain_answer = get(&sim, &plain).await;
+    assert_eq!(plain_answer.status(), 200);
+    let body: serde_json::Value = plain_answer.json().await.unwrap();
+    assert_eq!(body["d"][0]["id"], app);
+    for url in [&counted, &per_release] {
+        let refused = get(&sim, url).await;
+        assert_eq!(refused.status(), 400, "{url}");
+        assert_eq!(refused.text().await.unwrap(), "\"Malformed url\"");
+    }
+    sim.set_faults(Faults::none());
+    let answer = get(&sim, &per_release).await;
+    assert_eq!(answer.status(), 200, "the same query without the rule");
+    let faulted: Vec<(String, Vec<&str>)> = sim
+        .journal()
+        .into_iter()
+        .map(|e| (e.resource.unwrap_or_default(), e.faults))
+        .collect();
+    assert_eq!(
+        faulted,
+        [
+            ("application".to_owned(), vec![]),
+            ("application".to_owned(), vec!["error"]),
+            ("release".to_owned(), vec!["error"]),
+            ("release".to_owned(), vec![]),
+        ]
+    );
 }
