@@ -113,8 +113,11 @@ fn secret_spans(text: &str) -> Vec<(usize, usize)> {
     for key in SECRET_KEYS {
         let pattern = format!("{key}=");
         for (at, _) in lower.match_indices(&pattern) {
-            let starts_a_parameter =
-                at == 0 || matches!(bytes[at - 1], b'?' | b'&' | b';' | b' ' | b'"' | b'\'');
+            let starts_a_parameter = at == 0
+                || matches!(
+                    bytes[at - 1],
+                    b'?' | b'&' | b'#' | b';' | b' ' | b'"' | b'\''
+                );
             let start = at + pattern.len();
             let end = run_end(start, &|b| b == b'&' || !is_credential_byte(b));
             if starts_a_parameter && end > start && !text[start..].starts_with(REDACTED) {
