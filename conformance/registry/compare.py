@@ -172,10 +172,10 @@ def main(outputs: Path) -> None:
     for case in CASES:
         for registry in ("sim", "real"):
             stem = outputs / f"{case}.{registry}"
-            code = (stem.with_suffix(".exit")).read_text().strip()
+            code = Path(f"{stem}.exit").read_text().strip()
             r.check(code == "0", f"{case} against the {registry} registry: exit code {code}, expected 0 (see {stem}.stderr)")
             try:
-                docs[case, registry] = json.loads(stem.with_suffix(".json").read_text())
+                docs[case, registry] = json.loads(Path(f"{stem}.json").read_text())
             except (OSError, ValueError) as e:
                 r.check(False, f"{case} against the {registry} registry: stdout is not JSON ({e})")
     if r.failed:

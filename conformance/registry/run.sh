@@ -14,6 +14,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 REGISTRY_HOST=registry2.balena-cloud.com
 MAP_VAR=BALENA_RELEASE_UPDATE_REGISTRY_MAP
+export PYTHONDONTWRITEBYTECODE=1
 
 now_ms() { date +%s%3N; }
 T0=$(now_ms)
@@ -68,6 +69,15 @@ lap "registry package"
 
 (cd "$ROOT" && cargo build --release --locked --quiet -p balena-release-update -p balena-sim)
 lap "cargo build --release"
+
+if (cd "$HERE" && python3 -m unittest test_compare) >"$WORK/self-test.log" 2>&1; then
+	echo "PASS the comparison's own tests: $(grep -E '^Ran ' "$WORK/self-test.log")"
+else
+	cat "$WORK/self-test.log"
+	echo "FAIL the comparison's own tests (above)"
+	exit 1
+fi
+lap "comparison self-test"
 
 # --- 2. the fixture, pushed to a real registry -------------------------------
 python3 "$HERE/stage.py" write "$WORK/fixture"
