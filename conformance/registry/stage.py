@@ -262,6 +262,8 @@ def request(method: str, url: str, body: bytes | None = None, headers: dict | No
             return Answer(r.status, r.headers, r.read())
     except urllib.error.HTTPError as e:
         return Answer(e.code, e.headers, e.read())
+    except (urllib.error.URLError, OSError) as e:
+        raise StageError(f"{method} {url}: {getattr(e, 'reason', e)}") from None
 
 
 class StageError(Exception):
