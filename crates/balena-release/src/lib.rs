@@ -79,6 +79,9 @@ pub mod bench_support;
 mod bigint;
 mod client;
 mod delta_server;
+// Not yet called outside its tests.
+#[allow(dead_code)]
+mod download;
 mod error;
 mod event;
 mod fleet;

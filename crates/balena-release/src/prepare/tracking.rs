@@ -137,6 +137,8 @@ impl FleetTracker {
             overall_status: overall,
             estimated_fleet_payload_size: (overall == Status::Ready).then_some(payload),
             payload_size_unknown: overall == Status::Ready && payload_size_unknown,
+            estimated_fleet_download_size: None,
+            download_size_unknown: false,
         }
     }
 }
