@@ -403,7 +403,10 @@ mod tests {
         assert_eq!(ManifestRef::delta("nothing"), None);
     }
 
-    fn manifests(spec: &[(&str, &str, &[(&str, u64)])]) -> HashMap<ManifestRef, Layers> {
+    /// (location, reference, layers) of each manifest.
+    type Spec<'a> = (&'a str, &'a str, &'a [(&'a str, u64)]);
+
+    fn manifests(spec: &[Spec<'_>]) -> HashMap<ManifestRef, Layers> {
         spec.iter()
             .map(|(location, reference, l)| {
                 (
