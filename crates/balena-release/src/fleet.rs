@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::client::Client;
+use crate::download::ManifestRef;
 use crate::error::{Error, Server};
 use crate::http::Effort;
 use crate::http::Sink;
@@ -14,7 +15,7 @@ use crate::prepare::{FleetTracker, Tracker};
 use crate::queries::{application_query, device_query, release_queries};
 use crate::reference::{FleetRef, ReleaseRef};
 use crate::resolve::{check_images, resolve};
-use crate::round::DeltaRead;
+use crate::round::{DeltaRead, image_manifests};
 use crate::rules;
 use crate::wire::{self, Application, Source};
 
@@ -135,9 +136,19 @@ impl Client {
                         "devices run an unknown release"
                     );
                 }
-                source.map(|s| (*count, Tracker::new(rules::pair(s, target))))
+                source.map(|s| {
+                    let tracker = Tracker::new(rules::pair(s, target))
+                        .with_registry(self.inner.registry.clone());
+                    (*count, tracker)
+                })
             })
             .collect();
+        let mut images: Vec<ManifestRef> = transitions
+            .iter()
+            .flat_map(|(_, t)| image_manifests(&t.pairing))
+            .collect();
+        images.sort_unstable();
+        images.dedup();
         let tracker = FleetTracker::new(
             FleetSummary {
                 id: application.id,
@@ -147,7 +158,7 @@ impl Client {
             transitions,
         );
         let read = self
-            .first_deltas(nested, &tracker.delta_pairs(), events)
+            .deltas_and_registry(nested, &tracker.delta_pairs(), &images, events)
             .await?;
         Ok((tracker, read))
     }
