@@ -324,7 +324,7 @@ impl Client {
         from: &ReleaseRef,
         to: &ReleaseRef,
     ) -> Result<UpdateInfo, Error> {
-        let (tracker, read) = self.first_round(from, to, &http::no_events).await?;
+        let (tracker, read) = self.first_round(from, to, None, &http::no_events).await?;
         Ok(tracker.evaluate(&read))
     }
 
@@ -351,8 +351,12 @@ impl Client {
         options: &PrepareOptions,
         on_event: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<UpdateInfo, Error> {
-        self.prepare_with_deadline(self.first_round(from, to, on_event), options, on_event)
-            .await
+        self.prepare_with_deadline(
+            self.first_round(from, to, options.deadline, on_event),
+            options,
+            on_event,
+        )
+        .await
     }
 
     /// Compares every release that a fleet's devices run with the fleet's
@@ -371,7 +375,9 @@ impl Client {
         fleet: &FleetRef,
         to: Option<&ReleaseRef>,
     ) -> Result<FleetUpdateInfo, Error> {
-        let (mut tracker, read) = self.first_fleet_round(fleet, to, &http::no_events).await?;
+        let (mut tracker, read) = self
+            .first_fleet_round(fleet, to, None, &http::no_events)
+            .await?;
         Ok(tracker.evaluate(&read))
     }
 
@@ -393,7 +399,7 @@ impl Client {
         on_event: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<FleetUpdateInfo, Error> {
         self.prepare_with_deadline(
-            self.first_fleet_round(fleet, to, on_event),
+            self.first_fleet_round(fleet, to, options.deadline, on_event),
             options,
             on_event,
         )

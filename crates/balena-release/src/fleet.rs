@@ -90,6 +90,7 @@ impl Client {
         &self,
         fleet: &FleetRef,
         to: Option<&ReleaseRef>,
+        deadline: Option<tokio::time::Instant>,
         events: Sink<'_>,
     ) -> Result<(FleetTracker, DeltaRead), Error> {
         let application = self.fetch_application(fleet, events).await?;
@@ -158,7 +159,7 @@ impl Client {
             transitions,
         );
         let read = self
-            .deltas_and_registry(nested, &tracker.delta_pairs(), &images, events)
+            .deltas_and_registry(nested, &tracker.delta_pairs(), &images, deadline, events)
             .await?;
         Ok((tracker, read))
     }

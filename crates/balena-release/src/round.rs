@@ -70,6 +70,25 @@ pub(crate) fn image_manifests(pairing: &Pairing) -> Vec<ManifestRef> {
         .collect()
 }
 
+/// When the registry gives up in a round: after `budget`, and a little
+/// before the call's `deadline`, so that a slow registry never turns a run
+/// that would end in time into a timeout.
+fn registry_until(budget: Duration, deadline: Option<Instant>) -> Instant {
+    let until = Instant::now() + budget;
+    match deadline {
+        Some(deadline) => until.min(
+            deadline
+                .checked_sub(REGISTRY_MARGIN)
+                .unwrap_or(deadline)
+                .max(Instant::now()),
+        ),
+        None => until,
+    }
+}
+
+/// How long before a call's deadline the registry gives up.
+const REGISTRY_MARGIN: Duration = Duration::from_millis(100);
+
 /// The manifests of the ready deltas among `read`'s rows.
 pub(crate) fn delta_manifests(read: &DeltaRead) -> Vec<ManifestRef> {
     read.rows
@@ -314,12 +333,13 @@ impl Client {
         nested: Option<Result<DeltaRead, Error>>,
         pairs: &[Pair],
         images: &[ManifestRef],
+        deadline: Option<Instant>,
         events: Sink<'_>,
     ) -> Result<DeltaRead, Error> {
         let Some(registry) = &self.inner.registry else {
             return self.first_deltas(nested, pairs, events).await;
         };
-        let until = Instant::now() + registry.budget;
+        let until = registry_until(registry.budget, deadline);
         let (read, ()) = tokio::try_join!(self.first_deltas(nested, pairs, events), async {
             registry.authorize(images, until).await;
             Ok(())
@@ -334,10 +354,7 @@ impl Client {
     /// yet (none when the registry is off), at most until `deadline`.
     pub(crate) async fn fetch_delta_manifests(&self, read: &DeltaRead, deadline: Option<Instant>) {
         if let Some(registry) = &self.inner.registry {
-            let mut until = Instant::now() + registry.budget;
-            if let Some(deadline) = deadline {
-                until = until.min(deadline);
-            }
+            let until = registry_until(registry.budget, deadline);
             registry.fetch(&delta_manifests(read), until).await;
         }
     }
@@ -348,6 +365,7 @@ impl Client {
         &self,
         from: &ReleaseRef,
         to: &ReleaseRef,
+        deadline: Option<Instant>,
         events: Sink<'_>,
     ) -> Result<(Tracker, DeltaRead), Error> {
         let (releases, nested) = self
@@ -364,7 +382,13 @@ impl Client {
             Tracker::new(rules::pair(source, target)).with_registry(self.inner.registry.clone());
         let images = image_manifests(&tracker.pairing);
         let read = self
-            .deltas_and_registry(nested, &tracker.pairing.delta_pairs(), &images, events)
+            .deltas_and_registry(
+                nested,
+                &tracker.pairing.delta_pairs(),
+                &images,
+                deadline,
+                events,
+            )
             .await?;
         Ok((tracker, read))
     }

@@ -461,3 +461,31 @@ async fn a_mapped_host_reaches_the_local_registry() {
             .starts_with(remote)
     );
 }
+
+#[tokio::test]
+async fn a_silent_registry_never_turns_a_prepare_into_a_timeout() {
+    let api_server = Canned::start();
+    let registry = FakeRegistry::start(
+        format!("{}/auth/v1/token", api_server.url),
+        Vec::new(),
+        true,
+    )
+    .await;
+    api_server
+        .route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)));
+    // The registry's own budget (15 s) is far past the call's deadline.
+    let c = client(&api_server).build().unwrap();
+    let options = balena_release::PrepareOptions {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_millis(700)),
+        ..balena_release::PrepareOptions::default()
+    };
+    let from: ReleaseRef = "1".parse().unwrap();
+    let to: ReleaseRef = "2".parse().unwrap();
+    let info = c
+        .prepare_update(&from, &to, &options, &|_| {})
+        .await
+        .expect("the update is ready whatever the registry does");
+    assert_eq!(info.overall_status, balena_release::Status::Ready);
+    assert!(info.download_size_unknown);
+}
