@@ -103,11 +103,18 @@ fn no_registry_writes_no_download_keys_and_a_bad_registry_map_is_one_error_line(
     assert!(!out.stdout.contains("download_size"), "{}", out.stdout);
     assert!(!out.stdout.contains("pull_size"), "{}", out.stdout);
     // With the registry, the keys are there (unknown: its port is closed).
-    let with = world.run_words(&pair(demo::RELEASE_1, demo::RELEASE_2, &[]));
+    let with = world.run_words(&pair(demo::RELEASE_1, demo::RELEASE_2, &["-v"]));
     assert!(
         with.stdout.contains("\"download_size_unknown\": true"),
         "{}",
         with.stdout
+    );
+    // -v says why.
+    assert!(
+        with.stderr
+            .contains("download sizes unknown: no answer from `http://127.0.0.1:1`"),
+        "{}",
+        with.stderr
     );
 
     let out = world

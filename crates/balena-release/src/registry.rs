@@ -341,7 +341,7 @@ impl Registry {
                 None => {
                     let reason = format!(
                         "the registry's challenge is not a Bearer token challenge: `{}`",
-                        crate::http::shorten(header)
+                        crate::http::shorten(&self.clean(header, None))
                     );
                     tracing::info!(registry = %key, "download sizes unknown: {reason}");
                     Access::Failed
