@@ -207,6 +207,47 @@ function sizeUnknown(report, problems) {
 	return report;
 }
 
+// README "### Exact download sizes": `pull_size`, `download_size` and
+// `download_size_unknown` on each service, `estimated_download_size` and
+// `download_size_unknown` on the result. Sizes are whole numbers, never
+// null; an unknown download has no sizes; an unchanged service downloads 0;
+// the result's figure is written exactly when every service's is.
+function downloadSizes(report, problems) {
+	const size = (v) => Number.isSafeInteger(v) && v >= 0;
+	let allKnown = true;
+	let any = false;
+	for (const su of report.is_produced_by__service_update) {
+		const name = su.service_name;
+		const keys = ['pull_size', 'download_size', 'download_size_unknown'].filter((k) => k in su);
+		if (keys.length === 0) {
+			allKnown = false;
+			continue;
+		}
+		any = true;
+		if (su.download_size_unknown !== undefined) {
+			if (su.download_size_unknown !== true || 'download_size' in su || 'pull_size' in su) {
+				problems.push(`${name}: download_size_unknown ${su.download_size_unknown} with sizes ${su.pull_size}/${su.download_size}`);
+			}
+			allKnown = false;
+		} else if (!size(su.download_size) || ('pull_size' in su && !size(su.pull_size))) {
+			problems.push(`${name}: download sizes ${su.pull_size}/${su.download_size}`);
+		} else if (su.change === 'unchanged' && su.download_size !== 0) {
+			problems.push(`${name}: unchanged but download_size ${su.download_size}`);
+		}
+		for (const k of keys) delete su[k];
+	}
+	const top = ['estimated_download_size', 'download_size_unknown'].filter((k) => k in report);
+	if (any && allKnown && !(size(report.estimated_download_size) && !('download_size_unknown' in report))) {
+		problems.push(`every download is known but the result has ${JSON.stringify(top.map((k) => [k, report[k]]))}`);
+	}
+	if (any && !allKnown && (report.download_size_unknown !== true || 'estimated_download_size' in report)) {
+		problems.push(`a download is unknown but the result has ${JSON.stringify(top.map((k) => [k, report[k]]))}`);
+	}
+	if (!any && top.length > 0) problems.push(`download keys on the result only: ${top.join(', ')}`);
+	for (const k of top) delete report[k];
+	return report;
+}
+
 // Bullet 2 and README "### Output": "`removed_services`: services of the
 // source release that the target drops". None of them is a target service,
 // and an image the npm tool printed elsewhere must read the same here.
@@ -235,6 +276,7 @@ function comparable(ours, { initialDeltas, npmImages, problems }) {
 	if (!Array.isArray(report?.is_produced_by__service_update)) return report;
 	report = deltaFailure(report, initialDeltas, problems);
 	report = sizeUnknown(report, problems);
+	report = downloadSizes(report, problems);
 	report = removedServices(report, npmImages, problems);
 	return newDeltaRows(report, initialDeltas);
 }

@@ -163,6 +163,32 @@ test('additive keys are checked, then left out', () => {
 	assert.match(ctx3.problems[0], /^removed service old: image/);
 });
 
+test('download sizes are checked, then left out', () => {
+	const ours = oursReady();
+	const services = ours.is_produced_by__service_update;
+	services.forEach((su) => Object.assign(su, { pull_size: 5, download_size: su.change === 'unchanged' ? 0 : 5 }));
+	ours.estimated_download_size = 10;
+	const ctx = context();
+	const comparable = differences.comparable(ours, ctx);
+	assert.deepEqual(ctx.problems, []);
+	assert.equal(JSON.stringify(comparable).includes('download_size'), false);
+	assert.equal(JSON.stringify(comparable).includes('pull_size'), false);
+
+	const unknown = oursReady();
+	unknown.is_produced_by__service_update.forEach((su) => (su.download_size_unknown = true));
+	unknown.download_size_unknown = true;
+	const ctx2 = context();
+	differences.comparable(unknown, ctx2);
+	assert.deepEqual(ctx2.problems, []);
+
+	const bad = oursReady();
+	bad.is_produced_by__service_update.forEach((su) => Object.assign(su, { download_size_unknown: true, download_size: 3 }));
+	bad.estimated_download_size = 3;
+	const ctx3 = context();
+	differences.comparable(bad, ctx3);
+	assert.equal(ctx3.problems.length, bad.is_produced_by__service_update.length + 1, ctx3.problems.join('\n'));
+});
+
 test('a delta failure names a failed row with its message', () => {
 	const failure = (f) => {
 		const ours = oursReady();

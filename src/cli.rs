@@ -81,6 +81,10 @@ pub struct Args {
     #[arg(long, env = crate::env_vars::ALLOW_HTTP, value_parser = clap::builder::BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub allow_http: bool,
 
+    /// Send no registry request (no exact download sizes)
+    #[arg(long)]
+    pub no_registry: bool,
+
     /// Print shell completions or the man page on stdout, then exit
     #[arg(long, value_enum, value_name = "WHAT", hide_short_help = true)]
     pub generate: Option<Generate>,

@@ -34,6 +34,8 @@ pub struct Config {
     pub token_source: TokenSource,
     /// Plain http to hosts other than loopback is allowed.
     pub allow_http: bool,
+    /// Exact download sizes from the registry (off with `--no-registry`).
+    pub registry: bool,
     /// Pauses between retries of a failed request.
     pub retry: RetryPolicy,
     /// Pauses between polls while waiting.
@@ -112,7 +114,11 @@ impl Config {
             };
         }
         let allow_http = args.allow_http;
+        let registry = !args.no_registry;
+        let registry_map = registry_map(env)?;
         let client = Client::builder()
+            .registry(registry)
+            .registry_map(registry_map)
             .retry_policy(retry)
             .api_url(api_url.clone())
             .delta_url(delta_url.clone())
@@ -146,6 +152,7 @@ impl Config {
             delta_url,
             token_source: found.source,
             allow_http,
+            registry,
             retry,
             poll,
             started,
@@ -157,6 +164,7 @@ impl Config {
             delta = %redact_url(&config.delta_url),
             token_source = %config.token_source,
             allow_http = config.allow_http,
+            registry = config.registry,
             retry = ?config.retry,
             "settings resolved"
         );
@@ -270,6 +278,52 @@ fn parse_interval(value: &str) -> Result<Duration, String> {
     }
 }
 
+/// The registry host map from its variable: `host=url` pairs separated by
+/// commas.
+fn registry_map(env: &Environment) -> Result<Vec<(String, Url)>, Failure> {
+    let Some(value) = env.var(env_vars::REGISTRY_MAP) else {
+        return Ok(Vec::new());
+    };
+    let name = env_vars::REGISTRY_MAP;
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let shown = redact_secrets(entry, None);
+            let bad = |why: &str| {
+                Failure::Config(format!(
+                    "{name}: `{shown}` {why}; write `host=url` pairs separated by commas, \
+                     e.g. `registry2.balena-cloud.com=http://127.0.0.1:5000`"
+                ))
+            };
+            let (host, url) = entry.split_once('=').ok_or_else(|| bad("has no `=`"))?;
+            let host = host.trim();
+            let host_ok = !host.is_empty()
+                && !host.contains(['/', '@', ' '])
+                && (!host.contains(':') || is_host_port(host));
+            if !host_ok {
+                return Err(bad("does not start with a registry host"));
+            }
+            let url = Url::parse(url.trim())
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .filter(|u| u.username().is_empty() && u.password().is_none())
+                .ok_or_else(|| {
+                    bad("does not map to an http:// or https:// URL without credentials")
+                })?;
+            Ok((host.to_owned(), url))
+        })
+        .collect()
+}
+
+/// `host:port` with a numeric port.
+fn is_host_port(text: &str) -> bool {
+    text.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty() && !host.contains(['/', '@', ' ', ':']) && port.parse::<u16>().is_ok()
+    })
+}
+
 fn init_logging(output: &Output) {
     let default = match output.verbosity {
         0 => return,
@@ -314,6 +368,54 @@ mod tests {
         ];
         vars.extend_from_slice(more);
         vars
+    }
+
+    #[test]
+    fn the_registry_map_is_host_url_pairs() {
+        let map = registry_map(&env(&[(
+            env_vars::REGISTRY_MAP,
+            " registry2.balena-cloud.com=http://127.0.0.1:5000 , localhost:6000=https://mirror.example/ ,",
+        )]))
+        .unwrap_or_else(|_| panic!("the map parses"));
+        let map: Vec<(String, String)> = map.into_iter().map(|(h, u)| (h, u.to_string())).collect();
+        assert_eq!(
+            map,
+            [
+                (
+                    "registry2.balena-cloud.com".to_owned(),
+                    "http://127.0.0.1:5000/".to_owned()
+                ),
+                (
+                    "localhost:6000".to_owned(),
+                    "https://mirror.example/".to_owned()
+                ),
+            ]
+        );
+        assert!(registry_map(&env(&[])).is_ok_and(|m| m.is_empty()));
+        for bad in [
+            "registry2.balena-cloud.com",
+            "=http://127.0.0.1:5000",
+            "a/b=http://127.0.0.1:5000",
+            "host:port=http://127.0.0.1:5000",
+            "host=ftp://127.0.0.1",
+            "host=127.0.0.1:5000",
+            "host=https://u:secret@mirror.example",
+        ] {
+            let Err(Failure::Config(message)) =
+                registry_map(&env(&[(env_vars::REGISTRY_MAP, bad)]))
+            else {
+                panic!("{bad} is refused");
+            };
+            assert!(message.contains(env_vars::REGISTRY_MAP), "{message}");
+            assert!(message.contains("host=url"), "{message}");
+            assert!(!message.contains("secret"), "{message}");
+        }
+        let config = Config::resolve(
+            &args(&["--from-release", "1", "--to-release", "2", "--no-registry"]),
+            &env(&with_servers(&[])),
+        )
+        .unwrap_or_else(|_| panic!("the settings resolve"));
+        assert!(!config.registry);
     }
 
     #[test]

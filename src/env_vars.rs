@@ -12,6 +12,12 @@ pub const ALLOW_HTTP: &str = "BALENA_RELEASE_UPDATE_ALLOW_HTTP";
 /// choose the API or delta server while `CI` is set (otherwise refused).
 pub const TRUST_CWD_SETTINGS: &str = "BALENA_RELEASE_UPDATE_TRUST_CWD_SETTINGS";
 
+/// Reaches a registry named in image locations at another URL:
+/// `host=url` pairs separated by commas, e.g.
+/// `registry2.balena-cloud.com=http://127.0.0.1:5000` (a local mirror or a
+/// test registry).
+pub const REGISTRY_MAP: &str = "BALENA_RELEASE_UPDATE_REGISTRY_MAP";
+
 /// Overrides the first poll interval while waiting (e.g. `200ms`); for tests
 /// and demos against the simulator. Not shown in `--help`.
 pub const POLL_INTERVAL: &str = "BALENA_RELEASE_UPDATE_POLL_INTERVAL";

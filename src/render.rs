@@ -51,7 +51,18 @@ fn fleet_table(fleet: &FleetUpdateInfo) -> String {
         Some(bytes) => large_size(bytes),
         None => "not known until every delta is ready".to_owned(),
     };
-    let _ = writeln!(out, "\nfleet-wide download: {payload}");
+    if fleet.estimated_fleet_download_size.is_some() || fleet.download_size_unknown {
+        let exact = fleet
+            .estimated_fleet_download_size
+            .map_or_else(|| "unknown".to_owned(), large_size);
+        let _ = writeln!(
+            out,
+            "\nfleet-wide download: {exact} (compressed, from the registry's manifests)"
+        );
+        let _ = writeln!(out, "fleet-wide npm-compatible estimate: {payload}");
+    } else {
+        let _ = writeln!(out, "\nfleet-wide download: {payload}");
+    }
     out
 }
 
@@ -70,6 +81,9 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
         info.overall_status,
     );
 
+    // The registry's exact figure, when it was asked, leads in DOWNLOAD;
+    // the npm tool's figure from image sizes moves to ESTIMATE.
+    let exact = registry_asked(info);
     let mut rows: Vec<[String; 7]> = vec![[
         "SERVICE".into(),
         "CHANGE".into(),
@@ -82,6 +96,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
     let full = info.full_size();
     let payload_now = info.download_now();
     let mut size_unknown = false;
+    let mut exact_cells = vec!["DOWNLOAD".to_owned()];
     for service in &info.is_produced_by__service_update {
         let target = &service.produces__image;
         let download = service.download_now();
@@ -114,6 +129,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             },
             download.map_or("-".into(), |bytes| saving(bytes, target.image_size)),
         ]);
+        exact_cells.push(exact_size(service.download_size));
     }
     for removed in &info.removed_services {
         rows.push([
@@ -125,7 +141,9 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             "-".into(),
             "-".into(),
         ]);
+        exact_cells.push("-".into());
     }
+    exact_cells.push(exact_size(info.estimated_download_size));
     rows.push([
         "total".into(),
         String::new(),
@@ -135,25 +153,64 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
         megabytes(payload_now),
         saving(payload_now, full),
     ]);
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .zip(exact_cells)
+        .map(|(row, exact_cell)| {
+            let mut row = row.to_vec();
+            if exact {
+                row[5] = if row[0] == "SERVICE" {
+                    "ESTIMATE".into()
+                } else {
+                    std::mem::take(&mut row[5])
+                };
+                row.insert(5, exact_cell);
+            }
+            row
+        })
+        .collect();
     out.push_str(&align(&rows));
     if size_unknown || info.payload_size_unknown {
         out.push_str(
             "some sizes are unknown to the API and count as 0: the download is larger than shown\n",
         );
     }
+    if exact {
+        let _ = match info.estimated_download_size {
+            Some(bytes) => writeln!(
+                out,
+                "download per device: {} (DOWNLOAD: compressed layers a device fetches now, from the registry's manifests)",
+                megabytes(bytes)
+            ),
+            None => writeln!(
+                out,
+                "download per device: unknown, the registry could not tell (-v says why)"
+            ),
+        };
+    }
+    let estimate = if exact {
+        "npm-compatible estimate (ESTIMATE, from on-disk image sizes)"
+    } else {
+        "estimated download"
+    };
     match info.estimated_total_payload_size {
         Some(bytes) => {
             let _ = writeln!(
                 out,
-                "estimated download per device: {} instead of {} in full",
+                "{estimate} per device: {} instead of {} in full",
                 megabytes(bytes),
                 megabytes(full)
             );
         }
         None => {
+            let by = if exact {
+                "by image sizes (ESTIMATE), "
+            } else {
+                ""
+            };
             let _ = writeln!(
                 out,
-                "not ready: a device updating now downloads about {} (deltas not ready count in full, shown in parentheses)",
+                "not ready: {by}a device updating now downloads about {} (deltas not ready count in full, shown in parentheses)",
                 megabytes(payload_now)
             );
         }
@@ -161,9 +218,20 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
     out
 }
 
+/// Whether the registry was asked for this transition's download.
+fn registry_asked(info: &UpdateInfo) -> bool {
+    info.estimated_download_size.is_some() || info.download_size_unknown
+}
+
+/// An exact size from the registry, or `unknown`.
+fn exact_size(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "unknown".into(), megabytes)
+}
+
 /// Left-aligned text columns, right-aligned size columns, two spaces apart.
-fn align(rows: &[[String; 7]]) -> String {
-    let mut widths = [0usize; 7];
+fn align(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0usize; columns];
     for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -172,7 +240,7 @@ fn align(rows: &[[String; 7]]) -> String {
     let mut out = String::new();
     for row in rows {
         let mut line = String::new();
-        for (column, (cell, width)) in row.iter().zip(widths).enumerate() {
+        for (column, (cell, width)) in row.iter().zip(widths.iter().copied()).enumerate() {
             if column > 0 {
                 line.push_str("  ");
             }
@@ -242,6 +310,85 @@ mod tests {
         assert_eq!(saving(10, 10), "0.0%");
     }
 
+    /// The reference example with the registry's figures.
+    const EXACT: &str = r#"{
+      "originates_from__release": {"id": 1, "commit": "84d3d8f43eddd81b1699552dd39338f8dbf8b11e"},
+      "produces__release": {"id": 2, "commit": "b2cf2db7fece36f10e6a7e815ab169fd30cab05f"},
+      "is_produced_by__service_update": [
+        {"service_name": "api", "status": "ready",
+         "produces__image": {"id": 3, "is_stored_at__image_location": "r/v2/a", "content_hash": "sha256:a", "image_size": 45012345},
+         "change": "new", "pull_size": 12000000, "download_size": 12000000},
+        {"service_name": "main", "status": "ready",
+         "originates_from__image": {"id": 4, "is_stored_at__image_location": "r/v2/m", "content_hash": "sha256:m", "image_size": 310905195},
+         "produces__image": {"id": 5, "is_stored_at__image_location": "r/v2/n", "content_hash": "sha256:n", "image_size": 310954877,
+           "is_produced_by__delta": {"id": 6, "version": 3, "is_stored_at__location": "r/v2/n:delta-1", "size": 484575}},
+         "change": "changed", "pull_size": 900000, "download_size": 200000}
+      ],
+      "overall_status": "ready",
+      "estimated_total_payload_size": 45496920,
+      "removed_services": [],
+      "estimated_download_size": 12200000
+    }"#;
+
+    #[test]
+    fn the_exact_download_leads_and_the_estimate_stays_visible() {
+        let info: UpdateInfo = serde_json::from_str(EXACT).unwrap();
+        let text = transition_table(&info, None);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "SERVICE  CHANGE   STATUS      FROM        TO  DOWNLOAD  ESTIMATE  SAVING"
+        );
+        assert_eq!(
+            lines[2],
+            "api      new      ready          -   45.0 MB   12.0 MB   45.0 MB    0.0%"
+        );
+        assert_eq!(
+            lines[3],
+            "main     changed  ready   310.9 MB  311.0 MB    0.2 MB    0.5 MB   99.8%"
+        );
+        assert_eq!(
+            lines[4],
+            "total                               356.0 MB   12.2 MB   45.5 MB   87.2%"
+        );
+        assert!(
+            text.contains("download per device: 12.2 MB (DOWNLOAD: compressed"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "npm-compatible estimate (ESTIMATE, from on-disk image sizes) per device: 45.5 MB"
+            ),
+            "{text}"
+        );
+
+        let mut unknown = info.clone();
+        unknown.estimated_download_size = None;
+        unknown.download_size_unknown = true;
+        unknown.is_produced_by__service_update[0].download_size = None;
+        unknown.is_produced_by__service_update[0].download_size_unknown = true;
+        let text = transition_table(&unknown, None);
+        assert!(text.lines().nth(2).unwrap().contains("unknown"), "{text}");
+        assert!(text.contains("download per device: unknown"), "{text}");
+
+        // Without the registry the table is the npm tool's figure alone.
+        let mut plain = info;
+        plain.estimated_download_size = None;
+        for s in &mut plain.is_produced_by__service_update {
+            s.download_size = None;
+            s.pull_size = None;
+        }
+        let text = transition_table(&plain, None);
+        assert!(
+            text.lines().nth(1).unwrap().ends_with("DOWNLOAD  SAVING"),
+            "{text}"
+        );
+        assert!(
+            text.contains("estimated download per device: 45.5 MB"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn columns_align() {
         let rows = [
@@ -264,7 +411,7 @@ mod tests {
                 "-".into(),
             ],
         ];
-        let text = align(&rows);
+        let text = align(&rows.map(|r| r.to_vec()));
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],

@@ -94,3 +94,43 @@ fn wait_ends_ready_with_the_payload() {
         );
     assert_eq!(row_size, delta_size);
 }
+
+#[test]
+fn no_registry_writes_no_download_keys_and_a_bad_registry_map_is_one_error_line() {
+    let world = World::demo();
+    let out = world.run_words(&pair(demo::RELEASE_1, demo::RELEASE_2, &["--no-registry"]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stdout.contains("download_size"), "{}", out.stdout);
+    assert!(!out.stdout.contains("pull_size"), "{}", out.stdout);
+    // With the registry, the keys are there (unknown: its port is closed).
+    let with = world.run_words(&pair(demo::RELEASE_1, demo::RELEASE_2, &["-v"]));
+    assert!(
+        with.stdout.contains("\"download_size_unknown\": true"),
+        "{}",
+        with.stdout
+    );
+    // -v says why.
+    assert!(
+        with.stderr
+            .contains("download sizes unknown: no answer from `http://127.0.0.1:1`"),
+        "{}",
+        with.stderr
+    );
+
+    let out = world
+        .cmd()
+        .env(
+            "BALENA_RELEASE_UPDATE_REGISTRY_MAP",
+            "registry2.balena-cloud.com",
+        )
+        .args(pair(demo::RELEASE_1, demo::RELEASE_2, &[]))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("BALENA_RELEASE_UPDATE_REGISTRY_MAP"),
+        "{stderr}"
+    );
+}

@@ -49,6 +49,12 @@ impl World {
             .env("BALENARC_DELTA_URL", self.sim.delta_url())
             .env("BALENA_RELEASE_UPDATE_POLL_INTERVAL", "50ms")
             .env("BALENA_RELEASE_UPDATE_RETRY_INTERVAL", "20ms")
+            // The scenarios' registry, on a closed loopback port: no request
+            // leaves this machine, and every registry size is unknown.
+            .env(
+                "BALENA_RELEASE_UPDATE_REGISTRY_MAP",
+                "registry2.balena-cloud.com=http://127.0.0.1:1",
+            )
             .current_dir(self.home.path());
         cmd
     }

@@ -19,6 +19,7 @@ use crate::model::{FleetUpdateInfo, UpdateInfo};
 use crate::prepare::{LastState, PrepareOptions, Tracked, with_deadline};
 use crate::redact::redact_url;
 use crate::reference::{FleetRef, ReleaseRef};
+use crate::registry::{DEFAULT_REGISTRY_TIMEOUT, Registry, Settings as RegistrySettings};
 use crate::round::DeltaRead;
 use crate::token::token_kind;
 
@@ -49,6 +50,8 @@ pub(crate) struct Inner {
     /// Set when the API answered 404 to `/delta`: it has no deltas at all
     /// (openBalena), so every changed service stays pending.
     pub(crate) no_delta_resource: AtomicBool,
+    /// The registry, for exact download sizes; `None` when turned off.
+    pub(crate) registry: Option<Arc<Registry>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -74,6 +77,9 @@ pub struct ClientBuilder {
     user_agent: String,
     allow_insecure_http: bool,
     retry: RetryPolicy,
+    registry: bool,
+    registry_map: Vec<(String, Url)>,
+    registry_timeout: Duration,
 }
 
 impl Default for ClientBuilder {
@@ -86,6 +92,9 @@ impl Default for ClientBuilder {
             user_agent: concat!("balena-release/", env!("CARGO_PKG_VERSION")).to_owned(),
             allow_insecure_http: false,
             retry: RetryPolicy::default(),
+            registry: true,
+            registry_map: Vec::new(),
+            registry_timeout: DEFAULT_REGISTRY_TIMEOUT,
         }
     }
 }
@@ -138,6 +147,35 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether to read image manifests from the registry for exact download
+    /// sizes (default true). Off, no registry or token-realm request is
+    /// sent and no download key is written.
+    pub fn registry(mut self, enabled: bool) -> Self {
+        self.registry = enabled;
+        self
+    }
+
+    /// Reaches the registry named `host` (`host` or `host:port`, as in
+    /// image locations such as `registry2.balena-cloud.com/v2/…`) at `url`
+    /// instead, e.g. a local mirror or test registry. Later entries for
+    /// the same host win.
+    pub fn registry_map(mut self, map: impl IntoIterator<Item = (String, Url)>) -> Self {
+        for (host, url) in map {
+            self.registry_map
+                .retain(|(known, _)| !known.eq_ignore_ascii_case(&host));
+            self.registry_map.push((host, url));
+        }
+        self
+    }
+
+    /// The most time the registry may add to a round (default 15 s, and
+    /// never more per request than the request timeout); past it, the sizes
+    /// not read yet are unknown.
+    pub fn registry_timeout(mut self, timeout: Duration) -> Self {
+        self.registry_timeout = timeout;
+        self
+    }
+
     /// Checks the settings and builds the client. Sends nothing.
     pub fn build(self) -> Result<Client, Error> {
         let api = checked_url(
@@ -182,6 +220,36 @@ impl ClientBuilder {
             proxied: client(false)?,
             direct: client(true)?,
         };
+        let registry = if self.registry {
+            let mut map = Vec::new();
+            for (host, url) in self.registry_map {
+                let host = host.trim().to_owned();
+                if host.is_empty() || host.contains(['/', '@', ' ']) {
+                    return Err(Error::Setup {
+                        cause: Cause(format!(
+                            "`{}` is not a registry host (expected `host` or `host:port`)",
+                            host.escape_debug()
+                        )),
+                    });
+                }
+                let url = checked_url(Some(url), "", "registry URL", self.allow_insecure_http)?;
+                map.push((host, url));
+            }
+            Some(Arc::new(Registry::new(RegistrySettings {
+                clients: http::Clients {
+                    proxied: clients.proxied.clone(),
+                    direct: clients.direct.clone(),
+                },
+                api: api.clone(),
+                token: self.token.clone(),
+                map,
+                allow_insecure_http: self.allow_insecure_http,
+                request_timeout: self.request_timeout,
+                budget: self.registry_timeout,
+            })))
+        } else {
+            None
+        };
         Ok(Client {
             inner: Arc::new(Inner {
                 http: Http::new(clients, self.token, self.retry),
@@ -191,6 +259,7 @@ impl ClientBuilder {
                 nested_deltas: AtomicBool::new(true),
                 count_devices: AtomicBool::new(true),
                 no_delta_resource: AtomicBool::new(false),
+                registry,
             }),
         })
     }
@@ -258,7 +327,7 @@ impl Client {
         from: &ReleaseRef,
         to: &ReleaseRef,
     ) -> Result<UpdateInfo, Error> {
-        let (tracker, read) = self.first_round(from, to, &http::no_events).await?;
+        let (tracker, read) = self.first_round(from, to, None, &http::no_events).await?;
         Ok(tracker.evaluate(&read))
     }
 
@@ -285,8 +354,12 @@ impl Client {
         options: &PrepareOptions,
         on_event: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<UpdateInfo, Error> {
-        self.prepare_with_deadline(self.first_round(from, to, on_event), options, on_event)
-            .await
+        self.prepare_with_deadline(
+            self.first_round(from, to, options.deadline, on_event),
+            options,
+            on_event,
+        )
+        .await
     }
 
     /// Compares what a fleet's devices run with what each should run: a
@@ -323,7 +396,9 @@ impl Client {
         fleet: &FleetRef,
         to: Option<&ReleaseRef>,
     ) -> Result<FleetUpdateInfo, Error> {
-        let (mut tracker, read) = self.first_fleet_round(fleet, to, &http::no_events).await?;
+        let (mut tracker, read) = self
+            .first_fleet_round(fleet, to, None, &http::no_events)
+            .await?;
         Ok(tracker.evaluate(&read))
     }
 
@@ -346,7 +421,7 @@ impl Client {
         on_event: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<FleetUpdateInfo, Error> {
         self.prepare_with_deadline(
-            self.first_fleet_round(fleet, to, on_event),
+            self.first_fleet_round(fleet, to, options.deadline, on_event),
             options,
             on_event,
         )

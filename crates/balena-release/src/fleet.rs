@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 use crate::client::Client;
+use crate::download::ManifestRef;
 use crate::error::{Error, Server};
 use crate::http::Effort;
 use crate::http::Sink;
@@ -22,7 +23,7 @@ use crate::queries::{
 };
 use crate::reference::{FleetRef, ReleaseRef};
 use crate::resolve::{check_images, resolve};
-use crate::round::DeltaRead;
+use crate::round::{DeltaRead, image_manifests};
 use crate::rules;
 use crate::wire::{self, Application, Device, Source};
 
@@ -305,6 +306,7 @@ impl Client {
         &self,
         fleet: &FleetRef,
         to: Option<&ReleaseRef>,
+        deadline: Option<tokio::time::Instant>,
         events: Sink<'_>,
     ) -> Result<(FleetTracker, DeltaRead), Error> {
         let (application, devices) = self.read_devices(fleet, events).await?;
@@ -363,9 +365,19 @@ impl Client {
                     tracing::warn!(%error, devices = count, "devices are pinned to an unfinished release");
                     return None;
                 }
-                Some((count, Tracker::new(rules::pair(source, pin))))
+                Some((
+                    count,
+                    Tracker::new(rules::pair(source, pin))
+                        .with_registry(self.inner.registry.clone()),
+                ))
             })
             .collect();
+        let mut images: Vec<ManifestRef> = transitions
+            .iter()
+            .flat_map(|(_, t)| image_manifests(&t.pairing))
+            .collect();
+        images.sort_unstable();
+        images.dedup();
         let tracker = FleetTracker::new(
             FleetSummary {
                 id: application.id,
@@ -376,7 +388,7 @@ impl Client {
         )
         .with_idle_devices(grouping.on_target, grouping.without_release);
         let read = self
-            .first_deltas(nested, &tracker.delta_pairs(), events)
+            .deltas_and_registry(nested, &tracker.delta_pairs(), &images, deadline, events)
             .await?;
         Ok((tracker, read))
     }

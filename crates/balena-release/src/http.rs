@@ -117,6 +117,13 @@ impl Limit {
         truncate: true,
         timeout: None,
     };
+    /// Registry answers (manifests and tokens): a manifest of hundreds of
+    /// layers is a few hundred KiB.
+    pub(crate) const REGISTRY: Limit = Limit {
+        bytes: 4 << 20,
+        truncate: false,
+        timeout: None,
+    };
 }
 
 /// How hard to try one API request.
@@ -132,7 +139,7 @@ pub(crate) enum Effort {
 /// Reads the body of `response` up to `limit` bytes after decompression;
 /// `None` when it is longer and `limit` does not truncate. What a server
 /// announces in `Content-Length` is not trusted either way.
-async fn read_capped(
+pub(crate) async fn read_capped(
     mut response: reqwest::Response,
     limit: Limit,
 ) -> Result<Option<Vec<u8>>, reqwest::Error> {
@@ -222,7 +229,7 @@ pub(crate) struct Clients {
 }
 
 impl Clients {
-    fn for_url(&self, url: &Url) -> &reqwest::Client {
+    pub(crate) fn for_url(&self, url: &Url) -> &reqwest::Client {
         if is_loopback(url) {
             &self.direct
         } else {

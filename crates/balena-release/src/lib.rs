@@ -25,6 +25,8 @@
 //!     .api_url(sim.api_url().parse()?)
 //!     .delta_url(sim.delta_url().parse()?)
 //!     .token(Some(SecretString::from(sim.token())))
+//!     // This simulator serves no registry: no exact download sizes here.
+//!     .registry(false)
 //!     .build()?;
 //! let from: ReleaseRef = "900835".parse()?;
 //! let to: ReleaseRef = "b2cf2db7e8".parse()?; // a commit prefix
@@ -79,6 +81,7 @@ pub mod bench_support;
 mod bigint;
 mod client;
 mod delta_server;
+mod download;
 mod error;
 mod event;
 mod fleet;
@@ -90,6 +93,7 @@ mod prepare;
 mod queries;
 mod redact;
 mod reference;
+mod registry;
 mod resolve;
 mod round;
 mod rules;

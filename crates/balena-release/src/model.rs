@@ -93,6 +93,20 @@ pub struct UpdateInfo {
     /// Services of the source release that the target release no longer has.
     #[serde(default)]
     pub removed_services: Vec<RemovedService>,
+    /// Compressed bytes a device updating now downloads, from the
+    /// registry's manifests: every service's `download_size`, a layer
+    /// fetched by several services counted once. Absent when the registry
+    /// was not asked or could not tell.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "bigint::option"
+    )]
+    pub estimated_download_size: Option<u64>,
+    /// `true` when the registry was asked but a service's download is
+    /// unknown (then `estimated_download_size` is absent); absent otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub download_size_unknown: bool,
 }
 
 impl UpdateInfo {
@@ -144,6 +158,28 @@ pub struct ServiceUpdate {
     /// succeeded since.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta_failure: Option<DeltaFailure>,
+    /// Compressed bytes of the target image's layers that no image of the
+    /// source release has (a layer that an earlier pulling service already
+    /// fetches is not counted again); from the registry's manifests.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "bigint::option"
+    )]
+    pub pull_size: Option<u64>,
+    /// Compressed bytes a device updating now downloads for this service:
+    /// 0 when unchanged, the delta image's layers when its delta is ready,
+    /// else `pull_size`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "bigint::option"
+    )]
+    pub download_size: Option<u64>,
+    /// `true` when the registry was asked but could not tell (then
+    /// `pull_size` and `download_size` are absent); absent otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub download_size_unknown: bool,
 }
 
 impl ServiceUpdate {
@@ -272,6 +308,19 @@ pub struct FleetUpdateInfo {
     /// written.
     #[serde(default)]
     pub devices_without_release: u64,
+    /// Σ device count × transition `estimated_download_size`, in compressed
+    /// bytes; absent when the registry was not asked or a transition's
+    /// download is unknown.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "bigint::option"
+    )]
+    pub estimated_fleet_download_size: Option<u64>,
+    /// `true` when the registry was asked but a transition's download is
+    /// unknown; absent otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub download_size_unknown: bool,
 }
 
 /// The devices of a fleet that run one release and should run another,
@@ -323,7 +372,7 @@ impl Report {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The example of the npm tool's output (reference-behaviour.md §2), with
@@ -438,6 +487,9 @@ mod tests {
                     ),
                     change: Change::New,
                     delta_failure: None,
+                    pull_size: None,
+                    download_size: None,
+                    download_size_unknown: false,
                 },
                 ServiceUpdate {
                     service_name: "main".into(),
@@ -451,6 +503,9 @@ mod tests {
                     produces__image: main_target,
                     change: Change::Changed,
                     delta_failure: None,
+                    pull_size: None,
+                    download_size: None,
+                    download_size_unknown: false,
                 },
             ],
             overall_status: Status::Ready,
@@ -460,6 +515,8 @@ mod tests {
                 service_name: "worker".into(),
                 originates_from__image: image(1115250, "0b4e3c1f7d2a9e8b6c5d4f3a2b1c0d9e", None, 0),
             }],
+            estimated_download_size: None,
+            download_size_unknown: false,
         }
     }
 
@@ -674,6 +731,8 @@ mod tests {
             payload_size_unknown: false,
             devices_on_target: 2,
             devices_without_release: 1,
+            estimated_fleet_download_size: None,
+            download_size_unknown: false,
         };
         let json = serde_json::to_string(&fleet).unwrap();
         let transition = &json[json.find("\"transitions\"").unwrap()..];

@@ -10,17 +10,21 @@ use std::time::Duration;
 use futures_util::future::try_join_all;
 use jiff::Timestamp;
 
+use tokio::time::Instant;
+
 use crate::client::Client;
+use crate::download::ManifestRef;
 use crate::error::{Cause, Error, Server};
 use crate::event::Event;
 use crate::http::{Answer, Effort, Sink};
+use crate::model::Change;
 use crate::odata::Query;
 use crate::prepare::Tracker;
 use crate::queries::{delta_queries_by_images, nested_delta_queries, release_queries};
 use crate::redact::redact_url;
 use crate::reference::ReleaseRef;
 use crate::resolve::{check_images, resolve_both};
-use crate::rules::{self, Pair};
+use crate::rules::{self, Pair, Pairing};
 use crate::wire::{self, DeltaRow, Release, Source};
 
 /// Delta rows and the time to judge their heartbeats by.
@@ -44,6 +48,55 @@ impl DeltaRead {
             now: Timestamp::now(),
         }
     }
+}
+
+/// The manifests a pairing needs: every image of the source release (a
+/// device has all their layers) and the target image of every service that
+/// is not unchanged.
+pub(crate) fn image_manifests(pairing: &Pairing) -> Vec<ManifestRef> {
+    let sources = pairing
+        .services
+        .iter()
+        .filter_map(|s| s.source.as_ref())
+        .chain(pairing.removed.iter().map(|r| &r.originates_from__image));
+    let targets = pairing
+        .services
+        .iter()
+        .filter(|s| s.change != Change::Unchanged)
+        .map(|s| &s.target);
+    sources
+        .chain(targets)
+        .filter_map(ManifestRef::image)
+        .collect()
+}
+
+/// When the registry gives up in a round: after `budget`, and a little
+/// before the call's `deadline`, so that a slow registry never turns a run
+/// that would end in time into a timeout.
+fn registry_until(budget: Duration, deadline: Option<Instant>) -> Instant {
+    let until = Instant::now() + budget;
+    match deadline {
+        Some(deadline) => until.min(
+            deadline
+                .checked_sub(REGISTRY_MARGIN)
+                .unwrap_or(deadline)
+                .max(Instant::now()),
+        ),
+        None => until,
+    }
+}
+
+/// How long before a call's deadline the registry gives up.
+const REGISTRY_MARGIN: Duration = Duration::from_millis(100);
+
+/// The manifests of the ready deltas among `read`'s rows.
+pub(crate) fn delta_manifests(read: &DeltaRead) -> Vec<ManifestRef> {
+    read.rows
+        .iter()
+        .filter(|r| r.status == "success" && r.version == rules::DELTA_VERSION)
+        .filter_map(|r| r.is_stored_at__location.as_deref())
+        .filter_map(ManifestRef::delta)
+        .collect()
 }
 
 /// How long an optional query (the one-query delta lookup, the fleet's
@@ -280,12 +333,47 @@ impl Client {
         }
     }
 
+    /// The delta rows of a first round ([`Client::first_deltas`]) while the
+    /// registry is asked for access to the `images`' repositories; then, in
+    /// one wave, the manifests of the images and of the ready deltas.
+    pub(crate) async fn deltas_and_registry(
+        &self,
+        nested: Option<Result<DeltaRead, Error>>,
+        pairs: &[Pair],
+        images: &[ManifestRef],
+        deadline: Option<Instant>,
+        events: Sink<'_>,
+    ) -> Result<DeltaRead, Error> {
+        let Some(registry) = &self.inner.registry else {
+            return self.first_deltas(nested, pairs, events).await;
+        };
+        let until = registry_until(registry.budget, deadline);
+        let (read, ()) = tokio::try_join!(self.first_deltas(nested, pairs, events), async {
+            registry.authorize(images, until).await;
+            Ok(())
+        })?;
+        let mut wanted = images.to_vec();
+        wanted.extend(delta_manifests(&read));
+        registry.fetch(&wanted, until).await;
+        Ok(read)
+    }
+
+    /// Fetches the manifests of the ready deltas in `read` not fetched
+    /// yet (none when the registry is off), at most until `deadline`.
+    pub(crate) async fn fetch_delta_manifests(&self, read: &DeltaRead, deadline: Option<Instant>) {
+        if let Some(registry) = &self.inner.registry {
+            let until = registry_until(registry.budget, deadline);
+            registry.fetch(&delta_manifests(read), until).await;
+        }
+    }
+
     /// The first round: both releases with their images, and the deltas, in
     /// at most two requests sent at the same time.
     pub(crate) async fn first_round(
         &self,
         from: &ReleaseRef,
         to: &ReleaseRef,
+        deadline: Option<Instant>,
         events: Sink<'_>,
     ) -> Result<(Tracker, DeltaRead), Error> {
         let (releases, nested) = self
@@ -298,9 +386,17 @@ impl Client {
         let (source, target) = resolve_both(&releases, from, to)?;
         check_images(source)?;
         check_images(target)?;
-        let tracker = Tracker::new(rules::pair(source, target));
+        let tracker =
+            Tracker::new(rules::pair(source, target)).with_registry(self.inner.registry.clone());
+        let images = image_manifests(&tracker.pairing);
         let read = self
-            .first_deltas(nested, &tracker.pairing.delta_pairs(), events)
+            .deltas_and_registry(
+                nested,
+                &tracker.pairing.delta_pairs(),
+                &images,
+                deadline,
+                events,
+            )
             .await?;
         Ok((tracker, read))
     }

@@ -303,6 +303,9 @@ pub(crate) fn evaluate(
                 produces__image: target,
                 change: s.change,
                 delta_failure,
+                pull_size: None,
+                download_size: None,
+                download_size_unknown: false,
             }
         })
         .collect();
@@ -315,6 +318,8 @@ pub(crate) fn evaluate(
         estimated_total_payload_size: ready.then_some(payload),
         payload_size_unknown: ready && payload_size_unknown,
         removed_services: pairing.removed.clone(),
+        estimated_download_size: None,
+        download_size_unknown: false,
     }
 }
 

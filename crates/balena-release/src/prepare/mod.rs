@@ -128,6 +128,7 @@ impl Client {
         let mut waiting_since = None;
         let mut round = 1;
         loop {
+            self.fetch_delta_manifests(&read, options.deadline).await;
             let info = tracker.evaluate(&read);
             let report = Arc::new(T::report(&info));
             last.set(&report);

@@ -2,6 +2,9 @@
 //! transition of a fleet) and the pure rules that decide, after each read,
 //! which deltas to ask for again and when to give up on one.
 
+use std::sync::Arc;
+
+use crate::download;
 use crate::error::Error;
 use crate::http::shorten;
 use crate::model::{
@@ -9,6 +12,7 @@ use crate::model::{
     UpdateInfo,
 };
 use crate::reference::ReleaseRef;
+use crate::registry::Registry;
 use crate::round::DeltaRead;
 use crate::rules::{self, Pair, Pairing, Requests, building_on_server};
 
@@ -53,6 +57,9 @@ pub(crate) struct Tracker {
     pub(crate) pairing: Pairing,
     /// The delta requests of this run.
     pub(crate) requests: Requests,
+    /// The manifests read so far, for the download keys; `None` when the
+    /// registry is off (then the keys are not written).
+    pub(crate) registry: Option<Arc<Registry>>,
 }
 
 impl Tracker {
@@ -60,11 +67,22 @@ impl Tracker {
         Tracker {
             pairing,
             requests: Requests::default(),
+            registry: None,
         }
     }
 
+    /// Writes the download keys from `registry`'s manifests.
+    pub(crate) fn with_registry(mut self, registry: Option<Arc<Registry>>) -> Self {
+        self.registry = registry;
+        self
+    }
+
     pub(crate) fn evaluate(&self, read: &DeltaRead) -> UpdateInfo {
-        rules::evaluate(&self.pairing, &read.rows, read.now, &self.requests)
+        let mut info = rules::evaluate(&self.pairing, &read.rows, read.now, &self.requests);
+        if let Some(registry) = &self.registry {
+            download::annotate(&mut info, |r| registry.known(r));
+        }
+        info
     }
 }
 
@@ -144,6 +162,7 @@ impl FleetTracker {
             sum.saturating_add(each.saturating_mul(t.device_count))
         });
         let payload_size_unknown = transitions.iter().any(|t| t.update.payload_size_unknown);
+        let (download, download_size_unknown) = download::fleet_total(&transitions);
         FleetUpdateInfo {
             application: self.application.clone(),
             produces__release: self.target.clone(),
@@ -153,6 +172,8 @@ impl FleetTracker {
             payload_size_unknown: overall == Status::Ready && payload_size_unknown,
             devices_on_target: self.devices_on_target,
             devices_without_release: self.devices_without_release,
+            estimated_fleet_download_size: download,
+            download_size_unknown,
         }
     }
 }

@@ -125,6 +125,7 @@ fn http_200(content_type: &str, body: &str) -> String {
 async fn answer_error(response: String) -> Error {
     let url = canned_server(response).await;
     let c = balena_release::Client::builder()
+        .registry(false)
         .api_url(url.parse().unwrap())
         .delta_url(url.parse().unwrap())
         .retry_policy(fast_retries())
@@ -232,6 +233,7 @@ async fn an_unreachable_api_is_a_transport_error() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let c = balena_release::Client::builder()
+        .registry(false)
         .api_url(url.parse().unwrap())
         .delta_url(url.parse().unwrap())
         .retry_policy(fast_retries())
@@ -262,6 +264,7 @@ async fn an_unreachable_api_is_a_transport_error() {
 async fn an_unknown_host_fails_at_once_with_a_short_message() {
     // `.invalid` never resolves (RFC 6761).
     let c = balena_release::Client::builder()
+        .registry(false)
         .api_url("https://api.does-not-exist.invalid".parse().unwrap())
         .delta_url("https://delta.does-not-exist.invalid".parse().unwrap())
         .request_timeout(Duration::from_secs(5))
@@ -601,6 +604,7 @@ async fn any_failure_of_the_one_query_lookup_but_429_falls_back_at_once() {
         // Default retries; the one-query lookup gives up at the request
         // timeout at the latest.
         let c = balena_release::Client::builder()
+            .registry(false)
             .api_url(sim.api_url().parse().unwrap())
             .delta_url(sim.delta_url().parse().unwrap())
             .token(Some(sim.token().into()))

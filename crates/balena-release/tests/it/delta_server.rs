@@ -60,6 +60,7 @@ async fn delta_server_errors_name_the_service() {
 async fn a_slow_delta_server_is_not_fatal() {
     let sim = with_fault(FaultRule::stall(None).scope(Scope::Delta));
     let c = balena_release::Client::builder()
+        .registry(false)
         .api_url(sim.api_url().parse().unwrap())
         .delta_url(sim.delta_url().parse().unwrap())
         .token(Some(sim.token().into()))

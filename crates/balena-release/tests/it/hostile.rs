@@ -46,6 +46,7 @@ const JSON_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
 
 fn client_for(api: &str, delta: &str, token: &str) -> balena_release::Client {
     balena_release::Client::builder()
+        .registry(false)
         .api_url(api.parse().unwrap())
         .delta_url(delta.parse().unwrap())
         .token(Some(token.into()))

@@ -10,4 +10,5 @@ mod info;
 mod prepare;
 mod props;
 mod proxy;
+mod registry;
 mod secrets;

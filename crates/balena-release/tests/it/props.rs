@@ -223,6 +223,7 @@ fn mutate(valid: &str, mutation: &Mutation) -> Vec<u8> {
 
 fn client(url: &str) -> balena_release::Client {
     balena_release::Client::builder()
+        .registry(false)
         .api_url(url.parse().unwrap())
         .delta_url(url.parse().unwrap())
         .retry_policy(RetryPolicy {

@@ -59,6 +59,7 @@ fn loopback_hosts_bypass_the_environment_proxy() {
 
 fn client(api: &str, delta: &str) -> Client {
     Client::builder()
+        .registry(false)
         .api_url(api.parse().unwrap())
         .delta_url(delta.parse().unwrap())
         .token(Some(SecretString::from(TOKEN)))

@@ -17,6 +17,7 @@ async fn redirects_to_other_hosts_are_not_followed() {
     )
     .await;
     let c = balena_release::Client::builder()
+        .registry(false)
         .api_url(url.parse().unwrap())
         .delta_url(url.parse().unwrap())
         .token(Some("Yq8RaOPtlDTy5qf0bVaiWRrKNGqSvOEN".into()))
@@ -48,6 +49,7 @@ async fn redirects_to_other_hosts_are_not_followed() {
 /// A client whose API and delta URLs are `api` and `delta`, with a token.
 fn canned_client(api: &str, delta: &str, token: &str) -> balena_release::Client {
     balena_release::Client::builder()
+        .registry(false)
         .api_url(api.parse().unwrap())
         .delta_url(delta.parse().unwrap())
         .token(Some(token.into()))

@@ -34,6 +34,7 @@ pub fn client(sim: &Simulator) -> Client {
 
 pub fn client_with_token(sim: &Simulator, token: Option<String>) -> Client {
     Client::builder()
+        .registry(false)
         .api_url(sim.api_url().parse().expect("the simulator URL parses"))
         .delta_url(sim.delta_url().parse().expect("the simulator URL parses"))
         .token(token.map(SecretString::from))
@@ -178,6 +179,7 @@ pub fn default_count_fast_retries() -> RetryPolicy {
 
 pub fn client_with_retries(sim: &Simulator, retry: RetryPolicy) -> balena_release::Client {
     balena_release::Client::builder()
+        .registry(false)
         .api_url(sim.api_url().parse().expect("the simulator URL parses"))
         .delta_url(sim.delta_url().parse().expect("the simulator URL parses"))
         .token(Some(sim.token().into()))

@@ -1,0 +1,491 @@
+//! Exact download sizes against a small loopback registry: the token flow
+//! (which credential goes where), missing manifests, one fetch per
+//! manifest, and registries that never answer.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use balena_release::{Client, ReleaseRef, UpdateInfo};
+use balena_sim::canned::{Answer, Canned};
+use secrecy::SecretString;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::support::fast_retries;
+
+const TOKEN: &str = "Yq8RaOPtlDTy5qf0bVaiWRrKNGqSvOEN";
+const REGISTRY_TOKEN: &str = "registry-token-8c1f";
+
+/// A request the fake registry saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    target: String,
+    authorization: Option<String>,
+}
+
+/// A registry on loopback: manifests behind a Bearer challenge whose realm
+/// is `realm`; `silent` holds every connection open without answering.
+struct FakeRegistry {
+    host: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl FakeRegistry {
+    async fn start(realm: String, manifests: Vec<(String, String)>, silent: bool) -> FakeRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let manifests = Arc::new(manifests);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let log = log.clone();
+                let manifests = manifests.clone();
+                let realm = realm.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&head).into_owned();
+                    let mut lines = text.split("\r\n");
+                    let target = lines
+                        .next()
+                        .and_then(|l| l.split(' ').nth(1))
+                        .unwrap_or("")
+                        .to_owned();
+                    let authorization = lines
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                        .map(|(_, v)| v.trim().to_owned());
+                    log.lock().unwrap().push(Seen {
+                        target: target.clone(),
+                        authorization: authorization.clone(),
+                    });
+                    if silent {
+                        std::future::pending::<()>().await;
+                    }
+                    let repository = target
+                        .strip_prefix("/v2/")
+                        .and_then(|t| t.split_once("/manifests/"))
+                        .map(|(r, _)| r.to_owned())
+                        .unwrap_or_default();
+                    let (status, extra, body) = if authorization.as_deref()
+                        != Some(&format!("Bearer {REGISTRY_TOKEN}"))
+                    {
+                        (
+                            401,
+                            format!(
+                                "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\",scope=\"repository:{repository}:pull\"\r\n"
+                            ),
+                            r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_owned(),
+                        )
+                    } else {
+                        match manifests.iter().find(|(path, _)| *path == target) {
+                            Some((_, body)) => (200, String::new(), body.clone()),
+                            None => (404, String::new(), r#"{"errors":[]}"#.to_owned()),
+                        }
+                    };
+                    let answer = format!(
+                        "HTTP/1.1 {status} X\r\n{extra}Content-Type: application/vnd.docker.distribution.manifest.v2+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        FakeRegistry { host, seen }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn manifest(layers: &[(&str, u64)]) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|(d, s)| format!(r#"{{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"sha256:{d}","size":{s}}}"#))
+        .collect();
+    format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{{"digest":"sha256:c","size":9}},"layers":[{}]}}"#,
+        layers.join(",")
+    )
+}
+
+/// Release 1 (main 11, api 12) → release 2 (main 21, api 22 with the same
+/// content, new service web 23), every image in the registry at `host`.
+fn releases(host: &str) -> String {
+    let image = |id: u64, hash: &str, repo: &str, service: &str| {
+        format!(
+            r#"{{"id":{id},"image":[{{"id":{id},"status":"success","content_hash":"sha256:{hash}","image_size":"100000","is_stored_at__image_location":"{host}/v2/{repo}","is_a_build_of__service":[{{"service_name":"{service}"}}]}}]}}"#
+        )
+    };
+    format!(
+        r#"{{"d":[
+{{"id":1,"commit":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","status":"success","belongs_to__application":{{"__id":7}},
+ "release_image":[{},{}]}},
+{{"id":2,"commit":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","status":"success","belongs_to__application":{{"__id":7}},
+ "release_image":[{},{},{}]}}]}}"#,
+        image(11, "m1", "main", "main"),
+        image(12, "same", "api", "api"),
+        image(21, "m2", "main", "main"),
+        image(22, "same", "api", "api"),
+        image(23, "w", "web", "web"),
+    )
+}
+
+fn deltas(host: &str) -> String {
+    format!(
+        r#"{{"d":[{{"id":5,"status":"success","version":3,"is_stored_at__location":"{host}/v2/main:delta-0123456789abcdef","size":"300",
+ "originates_from__image":{{"__id":11}},"produces__image":{{"__id":21}},
+ "update_timestamp":"2025-11-11T16:52:58.089Z","error_message":null}}]}}"#
+    )
+}
+
+/// Every manifest of the two releases and the delta; `web` only with
+/// `with_web`.
+fn registry_content(with_web: bool) -> Vec<(String, String)> {
+    let mut content = vec![
+        (
+            "/v2/v2/main/manifests/sha256:m1".to_owned(),
+            manifest(&[("base", 1000), ("m1", 100)]),
+        ),
+        (
+            "/v2/v2/api/manifests/sha256:same".to_owned(),
+            manifest(&[("base", 1000), ("a", 50)]),
+        ),
+        (
+            "/v2/v2/main/manifests/sha256:m2".to_owned(),
+            manifest(&[("base", 1000), ("m2", 200)]),
+        ),
+        (
+            "/v2/v2/main/manifests/delta-0123456789abcdef".to_owned(),
+            manifest(&[("d", 30)]),
+        ),
+    ];
+    if with_web {
+        content.push((
+            "/v2/v2/web/manifests/sha256:w".to_owned(),
+            manifest(&[("base", 1000), ("a", 50), ("w", 70)]),
+        ));
+    }
+    content
+}
+
+/// An API (canned) whose token realm is `/auth/v1/token`, serving the
+/// releases and deltas of the registry at `host`.
+fn api(host: &str) -> Canned {
+    let api = Canned::start();
+    api.route("/v7/release", Answer::json(releases(host)))
+        .route("/v7/delta", Answer::json(deltas(host)))
+        .route(
+            "/auth/v1/token",
+            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+        );
+    api
+}
+
+fn client(api: &Canned) -> balena_release::ClientBuilder {
+    Client::builder()
+        .api_url(api.url.parse().unwrap())
+        .delta_url(api.url.parse().unwrap())
+        .token(Some(SecretString::from(TOKEN)))
+        .request_timeout(Duration::from_secs(5))
+        .retry_policy(fast_retries())
+}
+
+async fn compare(client: &Client) -> UpdateInfo {
+    let from: ReleaseRef = "1".parse().unwrap();
+    let to: ReleaseRef = "2".parse().unwrap();
+    client.get_update_info(&from, &to).await.unwrap()
+}
+
+#[tokio::test]
+async fn sizes_come_from_the_manifests_through_the_token_flow() {
+    let realm_api = Canned::start();
+    let registry = FakeRegistry::start(
+        format!("{}/auth/v1/token", realm_api.url),
+        registry_content(true),
+        false,
+    )
+    .await;
+    // The API is the realm's server: the same scheme, host and port.
+    realm_api
+        .route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)))
+        .route(
+            "/auth/v1/token",
+            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+        );
+    let c = client(&realm_api).build().unwrap();
+    let info = compare(&c).await;
+
+    let main = info.service("main").unwrap();
+    assert_eq!((main.pull_size, main.download_size), (Some(200), Some(30)));
+    let api_service = info.service("api").unwrap();
+    assert_eq!(
+        (api_service.pull_size, api_service.download_size),
+        (Some(0), Some(0))
+    );
+    // web: base and a are in the source release.
+    let web = info.service("web").unwrap();
+    assert_eq!((web.pull_size, web.download_size), (Some(70), Some(70)));
+    assert_eq!(info.estimated_download_size, Some(100));
+    assert!(!info.download_size_unknown);
+
+    // One token request for every repository, with the balena token, to
+    // the API host.
+    let token_requests: Vec<_> = realm_api
+        .seen()
+        .into_iter()
+        .filter(|s| s.target.starts_with("/auth/v1/token"))
+        .collect();
+    assert_eq!(token_requests.len(), 1, "{token_requests:?}");
+    let asked = &token_requests[0];
+    assert_eq!(
+        asked.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
+    for repository in ["v2%2Fmain", "v2%2Fapi", "v2%2Fweb"] {
+        assert!(
+            asked
+                .target
+                .contains(&format!("scope=repository%3A{repository}%3Apull")),
+            "{}",
+            asked.target
+        );
+    }
+    assert!(asked.target.contains("service=fake"), "{}", asked.target);
+
+    // The registry: one challenge, then each manifest once with its own
+    // token, never the balena token.
+    let seen = registry.seen();
+    assert!(
+        seen.iter()
+            .all(|s| !s.authorization.as_deref().unwrap_or("").contains(TOKEN)),
+        "{seen:?}"
+    );
+    let without: Vec<_> = seen.iter().filter(|s| s.authorization.is_none()).collect();
+    assert_eq!(without.len(), 1, "one challenge: {seen:?}");
+    let mut with: Vec<&str> = seen
+        .iter()
+        .filter(|s| s.authorization.is_some())
+        .map(|s| s.target.as_str())
+        .collect();
+    with.sort_unstable();
+    assert_eq!(
+        with,
+        [
+            "/v2/v2/api/manifests/sha256:same",
+            "/v2/v2/main/manifests/delta-0123456789abcdef",
+            "/v2/v2/main/manifests/sha256:m1",
+            "/v2/v2/main/manifests/sha256:m2",
+            "/v2/v2/web/manifests/sha256:w",
+        ],
+        "{seen:?}"
+    );
+    // The registry's token went nowhere else.
+    assert!(realm_api.seen().iter().all(|s| {
+        !s.header("authorization")
+            .unwrap_or("")
+            .contains(REGISTRY_TOKEN)
+    }));
+
+    // The same client asks nothing again.
+    let again = compare(&c).await;
+    assert_eq!(again, info);
+    assert_eq!(registry.seen().len(), seen.len());
+    let token_requests = realm_api
+        .seen()
+        .iter()
+        .filter(|s| s.target.starts_with("/auth/v1/token"))
+        .count();
+    assert_eq!(token_requests, 1);
+}
+
+#[tokio::test]
+async fn a_realm_on_another_host_gets_no_balena_token() {
+    let realm = Canned::start();
+    realm.route(
+        "/token",
+        Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+    );
+    let registry = FakeRegistry::start(
+        format!("{}/token", realm.url),
+        registry_content(true),
+        false,
+    )
+    .await;
+    let api = api(&registry.host);
+    let info = compare(&client(&api).build().unwrap()).await;
+    assert_eq!(info.estimated_download_size, Some(100));
+    let asked = realm.seen();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].header("authorization"), None);
+    // Nothing went to the API's realm.
+    assert!(
+        api.seen().iter().all(|s| !s.target.starts_with("/auth/")),
+        "{:?}",
+        api.seen()
+    );
+}
+
+#[tokio::test]
+async fn a_missing_manifest_makes_that_service_unknown() {
+    let api_server = Canned::start();
+    let registry = FakeRegistry::start(
+        format!("{}/auth/v1/token", api_server.url),
+        registry_content(false),
+        false,
+    )
+    .await;
+    api_server
+        .route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)))
+        .route(
+            "/auth/v1/token",
+            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+        );
+    let info = compare(&client(&api_server).build().unwrap()).await;
+    let web = info.service("web").unwrap();
+    assert!(web.download_size_unknown);
+    assert_eq!((web.pull_size, web.download_size), (None, None));
+    assert_eq!(info.service("main").unwrap().download_size, Some(30));
+    assert_eq!(info.estimated_download_size, None);
+    assert!(info.download_size_unknown);
+    let json = serde_json::to_string(&info).unwrap();
+    assert!(!json.contains("_size\":null"), "{json}");
+    // The npm tool's figure is unaffected.
+    assert_eq!(info.estimated_total_payload_size, Some(100300));
+}
+
+#[tokio::test]
+async fn a_registry_that_never_answers_only_makes_sizes_unknown() {
+    let api_server = Canned::start();
+    let registry = FakeRegistry::start(
+        format!("{}/auth/v1/token", api_server.url),
+        Vec::new(),
+        true,
+    )
+    .await;
+    api_server
+        .route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)));
+    let c = client(&api_server)
+        .registry_timeout(Duration::from_millis(200))
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let info = compare(&c).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(info.download_size_unknown);
+    assert!(
+        info.is_produced_by__service_update
+            .iter()
+            .filter(|s| s.service_name != "api")
+            .all(|s| s.download_size_unknown)
+    );
+    assert_eq!(info.service("api").unwrap().download_size, Some(0));
+    assert!(!registry.seen().is_empty());
+}
+
+#[tokio::test]
+async fn without_the_registry_nothing_is_asked_and_no_key_written() {
+    let api_server = Canned::start();
+    let registry = FakeRegistry::start(
+        format!("{}/auth/v1/token", api_server.url),
+        registry_content(true),
+        false,
+    )
+    .await;
+    api_server
+        .route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)));
+    let c = client(&api_server).registry(false).build().unwrap();
+    let info = compare(&c).await;
+    let json = serde_json::to_string(&info).unwrap();
+    assert!(!json.contains("download_size"), "{json}");
+    assert!(!json.contains("pull_size"), "{json}");
+    assert!(registry.seen().is_empty());
+    assert_eq!(
+        api_server.seen().len(),
+        2,
+        "the release and delta queries only"
+    );
+}
+
+#[tokio::test]
+async fn a_mapped_host_reaches_the_local_registry() {
+    let api_server = Canned::start();
+    let registry = FakeRegistry::start(
+        format!("{}/auth/v1/token", api_server.url),
+        registry_content(true),
+        false,
+    )
+    .await;
+    let remote = "registry2.balena-cloud.com";
+    api_server
+        .route("/v7/release", Answer::json(releases(remote)))
+        .route("/v7/delta", Answer::json(deltas(remote)))
+        .route(
+            "/auth/v1/token",
+            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+        );
+    let c = client(&api_server)
+        .registry_map([(
+            remote.to_owned(),
+            format!("http://{}", registry.host).parse().unwrap(),
+        )])
+        .build()
+        .unwrap();
+    let info = compare(&c).await;
+    assert_eq!(info.estimated_download_size, Some(100));
+    // The location in the JSON stays the API's.
+    assert!(
+        info.service("web")
+            .unwrap()
+            .produces__image
+            .is_stored_at__image_location
+            .starts_with(remote)
+    );
+}
+
+#[tokio::test]
+async fn a_silent_registry_never_turns_a_prepare_into_a_timeout() {
+    let api_server = Canned::start();
+    let registry = FakeRegistry::start(
+        format!("{}/auth/v1/token", api_server.url),
+        Vec::new(),
+        true,
+    )
+    .await;
+    api_server
+        .route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)));
+    // The registry's own budget (15 s) is far past the call's deadline.
+    let c = client(&api_server).build().unwrap();
+    let options = balena_release::PrepareOptions {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_millis(700)),
+        ..balena_release::PrepareOptions::default()
+    };
+    let from: ReleaseRef = "1".parse().unwrap();
+    let to: ReleaseRef = "2".parse().unwrap();
+    let info = c
+        .prepare_update(&from, &to, &options, &|_| {})
+        .await
+        .expect("the update is ready whatever the registry does");
+    assert_eq!(info.overall_status, balena_release::Status::Ready);
+    assert!(info.download_size_unknown);
+}
