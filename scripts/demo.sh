@@ -21,6 +21,10 @@ field() { sed -E "s/.*\"$1\":\"([^\"]*)\".*/\1/" "$sim_out"; }
 export HOME="$scratch/home" && mkdir -p "$HOME"
 export BALENARC_API_URL=$(field api_url) BALENARC_DELTA_URL=$(field delta_url)
 export BALENA_RELEASE_UPDATE_TOKEN=$(field token)
+# The demo's images live at registry2.balena-cloud.com; the simulator serves
+# that registry's manifests on loopback, so exact download sizes need nothing
+# else installed.
+export BALENA_RELEASE_UPDATE_REGISTRY_MAP="registry2.balena-cloud.com=$(field registry_url)"
 export NO_PROXY="127.0.0.1,localhost"
 
 run() {
@@ -28,7 +32,7 @@ run() {
   "$bin/balena-release-update" "$@"
 }
 
-echo "simulator: API $BALENARC_API_URL, delta server $BALENARC_DELTA_URL (demo fleet gh_demo/kiosk-fleet)"
+echo "simulator: API $BALENARC_API_URL, delta server $BALENARC_DELTA_URL, registry $(field registry_url) (demo fleet gh_demo/kiosk-fleet)"
 run --fleet gh_demo/kiosk-fleet --output table
 run --from-release 900813 --to-release 900835 --wait --timeout 2m --output table
 run --from-release 84d3d8 --to-release 900835
