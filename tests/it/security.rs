@@ -456,7 +456,15 @@ fn an_unsearchable_directory_on_the_settings_path_is_skipped_and_an_unreadable_f
         path
     };
     let (home, work) = (dir("home"), dir("work"));
-    let binary = assert_cmd::cargo::cargo_bin!("balena-release-update");
+    // A copy next to the directories, so that `nobody` can run it wherever
+    // the build directory is (a checkout under /root is not searchable).
+    let binary = base.path().join("balena-release-update");
+    std::fs::copy(
+        assert_cmd::cargo::cargo_bin!("balena-release-update"),
+        &binary,
+    )
+    .unwrap();
+    mode(&binary, 0o755);
     // `cd` needs the working directory searchable, so the shell changes its
     // mode after entering it, as its owner, then runs the binary there.
     let run_in = |cwd_mode: u32, home_mode: u32, verbose: bool| {
@@ -473,7 +481,7 @@ fn an_unsearchable_directory_on_the_settings_path_is_skipped_and_an_unreadable_f
             .gid(gid)
             .args(["-c", &script, "sh"])
             .arg(&work)
-            .arg(binary)
+            .arg(&binary)
             .args(pair(demo::RELEASE_1, demo::RELEASE_2));
         if verbose {
             cmd.arg("-v");
