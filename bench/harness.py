@@ -1152,7 +1152,12 @@ def fleet_section(cfg, fl: dict, w) -> None:
     w(f"{first.devices:,} devices, the fleet's count in the simulator's tables{payload}. The first round's")
     w("requests by resource: the fleet with the count of its devices without a release (`application`), the")
     w("devices that follow the fleet counted per release and the pinned devices' rows at the same time")
-    w("(`release`, `device`), then the releases and the deltas at the same time (`release`, `delta`).\n")
+    w("(`release`, `device`), then the releases and the deltas at the same time (`release`, `delta`). The")
+    w("release and delta queries take at most 100 release ids each, so a fleet whose devices run more than")
+    w(f"100 distinct releases (this one: {FLEET_RELEASES}) needs one more of each per 100 releases, and its first round more")
+    w(f"than {FIRST_ROUND_LIMIT} requests. `--wait` polls after a pause of 1.5 s at first (a tenth of the time waited, at")
+    w("least 1.5 s); its rounds here: the first, one right after the delta requests, then the polls until")
+    w("every build is done.\n")
     if ours.get("prepare"):
         n = med(r.delta_server for r in ours["prepare"])
         w(f"`--prepare` sends its {n:g} delta requests with up to 64 in flight (`PrepareOptions::trigger_concurrency`), so they")
@@ -1341,8 +1346,8 @@ def only_report(cfg, data, path: Path) -> list[Target]:
         parts.append(["## Targets", "", "| target | goal | measured | |", "| --- | --- | --- | --- |", *rows, ""])
     else:
         drop = tuple(prefix for name in fresh for prefix in SECTION_TARGETS[name])
-        table = [line for line in parts[at] if line.strip() and not line.startswith(drop)]
-        parts[at] = table + rows + [""]
+        table = [line for line in parts[at][1:] if line.strip() and not line.startswith(drop)]
+        parts[at] = [parts[at][0], ""] + table + rows + [""]
     analysis = Path(__file__).resolve().parent / "analysis.md"
     at = next((i for i, b in enumerate(parts) if b[0].startswith(ANALYSIS_HEADING)), None)
     if at is not None and analysis.exists():
