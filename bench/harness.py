@@ -1317,7 +1317,7 @@ def only_report(cfg, data, path: Path) -> list[Target]:
     commit = f"`{m['commit']}`{' with uncommitted changes' if m['dirty'] else ''}"
     note = (
         f"{ONLY_NOTE} {','.join(cfg.only)}{' --smoke' if cfg.smoke else ''}` on {data['date']} ({m['rust_tool']}, commit {commit},"
-        f" {cfg.runs} run{'s' if cfg.runs != 1 else ''} per figure): "
+        f" {cfg.runs} run{'s' if cfg.runs != 1 else ''} per figure, on {m['cpu']}, {m['cores']} cores, Node {m['node']}): "
         + ", ".join(f"“{SECTION_HEADINGS[n][3:-1]}”" for n in fresh)
         + " and their targets"
         + (f"; load average {m['load']} when it began (a shared machine: compare the ratios, measured side by side)" if m.get("load") else "")
