@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import select
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -53,10 +55,19 @@ class Sim:
     """One balena-sim process, started fresh for every measured run so that
     no run finds the deltas of another."""
 
-    def __init__(self, binary: Path, scenario: str, latency_ms: int, throughput: int | None, log: Path):
+    def __init__(
+        self,
+        binary: Path,
+        scenario: str,
+        latency_ms: int,
+        throughput: int | None,
+        log: Path,
+        hold_ms: int | None = None,
+        rules: tuple = (),
+    ):
         faults = {
             "seed": 1,
-            "rules": [{"scope": "both", "fault": {"type": "latency", "fixed_ms": latency_ms}}],
+            "rules": [{"scope": "both", "fault": {"type": "latency", "fixed_ms": latency_ms}}, *rules],
         }
         args = [
             str(binary),
@@ -67,6 +78,8 @@ class Sim:
         ]
         if throughput is not None:
             args += ["--throughput", str(throughput)]
+        if hold_ms is not None:
+            args += ["--hold-ms", str(hold_ms)]
         self.err = open(log, "wb")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err, stdin=subprocess.DEVNULL)
         ready, _, _ = select.select([self.proc.stdout], [], [], 30)
@@ -89,6 +102,10 @@ class Sim:
 
     def counters(self) -> dict:
         return self._get(f"{self.api_url}/__sim/counters")
+
+    def journal(self) -> list[dict]:
+        """Every request so far, in the order the simulator answered them."""
+        return self._get(f"{self.api_url}/__sim/journal")["entries"]
 
     def delta_rows(self) -> list[dict]:
         # The control endpoint is never faulted; this read is, but it is
@@ -199,38 +216,42 @@ def measure(
     tag: str,
     scenario: str | None = None,
     releases: tuple[str, str] = ("2", "3"),
+    hold_ms: int | None = None,
 ) -> Run:
     """Starts a fresh simulator, runs one tool once and reads the figures."""
     work = cfg.work / "runs" / f"{tag}-{mode}-s{services}-{tool}"
     shutil.rmtree(work, ignore_errors=True)
     home = work / "home"
     home.mkdir(parents=True)
-    sim = Sim(cfg.sim_bin, scenario or pair_scenario(services), cfg.latency_ms, throughput, work / "sim.err")
+    sim = Sim(cfg.sim_bin, scenario or pair_scenario(services), cfg.latency_ms, throughput, work / "sim.err", hold_ms)
     try:
         rss_file = work / "rss"
         command = tool_command(tool, cfg.rust_bin, mode, cfg.wait_timeout, releases)
         cmd = [GNU_TIME, "-f", "%M", "-o", str(rss_file), *command]
+        # stdout goes to a file: through a pipe the npm tool cuts its output
+        # at 64 KiB (it exits before the pipe drains), which 100 services pass.
         started = time.perf_counter()
         try:
-            proc = subprocess.run(
-                cmd,
-                cwd=home,
-                env=tool_env(tool, sim, home),
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=cfg.wait_timeout + 60,
-            )
+            with open(work / "stdout", "wb") as out:
+                proc = subprocess.run(
+                    cmd,
+                    cwd=home,
+                    env=tool_env(tool, sim, home),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    timeout=cfg.wait_timeout + 60,
+                )
         except subprocess.TimeoutExpired as e:
             raise BenchError(f"{tool} {mode} services={services}: no exit after {e.timeout} s") from e
         wall = time.perf_counter() - started
         exited_at = time.time()
-        (work / "stdout").write_text(proc.stdout)
         (work / "stderr").write_text(proc.stderr)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.splitlines()[-5:])
             raise BenchError(f"{tool} {mode} services={services}: exit code {proc.returncode}\n{tail}")
-        check_output(tool, mode, services, proc.stdout)
+        check_output(tool, mode, services, (work / "stdout").read_text())
         counters = sim.counters()
         (work / "counters.json").write_text(json.dumps(counters))
         rounds = rounds_of(tool, counters)
@@ -335,13 +356,70 @@ def long_wait(cfg, tool: str, services: int, window_s: float, out: dict, errors:
 FLEET_SERVICES = 10
 FLEET_RELEASES = 50
 FLEET_DEVICES = 10_000
-FLEET_SCENARIO = f"generated:services={FLEET_SERVICES},releases={FLEET_RELEASES},devices={FLEET_DEVICES}"
 # The generated scenario has a single application, id 1.
 FLEET_APP = "1"
 FLEET_MODES = ("describe", "prepare", "wait")
 # Devices spread evenly over all releases, so every release but the target is
 # a source release; the npm tool needs one pair run for each.
 FLEET_SOURCES = FLEET_RELEASES - 1
+# The most API requests of a fleet's first round while its devices run at
+# most 100 releases: the fleet with a device count, the counts per release
+# and the pinned devices' rows, then the releases and the deltas.
+FIRST_ROUND_LIMIT = 5
+
+
+def fleet_scenario(devices: int, pinned_percent: int = 0) -> str:
+    spec = f"generated:services={FLEET_SERVICES},releases={FLEET_RELEASES},devices={devices}"
+    return spec + (f",pinned_percent={pinned_percent}" if pinned_percent else "")
+
+
+FLEET_SCENARIO = fleet_scenario(FLEET_DEVICES)
+
+
+@dataclass
+class FleetExpect:
+    """What a fleet's output must report, computed from the simulator's own
+    tables (`balena-sim --dump-scenario`), not from the tool."""
+
+    devices: int
+    pairs: int
+    on_target: int
+    without_release: int
+    pinned: int
+
+
+_EXPECTED: dict[str, FleetExpect] = {}
+
+
+def fleet_expect(cfg, scenario: str) -> FleetExpect:
+    """Each device goes to its pin, else to the fleet's target; a transition
+    is a distinct (running, target) pair with running ≠ target."""
+    if scenario in _EXPECTED:
+        return _EXPECTED[scenario]
+    proc = subprocess.run(
+        [str(cfg.sim_bin), "--scenario", scenario, "--dump-scenario"], capture_output=True, text=True, timeout=120
+    )
+    if proc.returncode != 0:
+        raise BenchError(f"balena-sim --dump-scenario {scenario}: exit code {proc.returncode}: {proc.stderr.strip()}")
+    dump = json.loads(proc.stdout)
+    apps = [a for a in dump["applications"] if str(a["id"]) == FLEET_APP]
+    if len(apps) != 1 or apps[0].get("should_be_running__release") is None:
+        raise BenchError(f"{scenario}: no application {FLEET_APP} with a target release in the dump")
+    target = apps[0]["should_be_running__release"]
+    pairs, on_target, without, pinned = set(), 0, 0, 0
+    devices = [d for d in dump["devices"] if str(d["belongs_to__application"]) == FLEET_APP]
+    for d in devices:
+        running, pin = d.get("is_running__release"), d.get("is_pinned_on__release")
+        pinned += pin is not None
+        to = pin if pin is not None else target
+        if running is None:
+            without += 1
+        elif running == to:
+            on_target += 1
+        else:
+            pairs.add((running, to))
+    _EXPECTED[scenario] = FleetExpect(len(devices), len(pairs), on_target, without, pinned)
+    return _EXPECTED[scenario]
 
 
 @dataclass
@@ -356,27 +434,41 @@ class FleetRun:
     devices: int
     payload: int | None
     api_by_resource: dict
+    # API requests answered before the first delta-server request: the
+    # whole first round (its reads end before any delta is asked for).
+    first_round: int = 0
+    # The resources read after the first round.
+    later_resources: list = field(default_factory=list)
+    on_target: int = 0
+    without_release: int = 0
+    # Bytes the client received from the API (status lines, headers and
+    # bodies), counted by a relay; None when the run went direct.
+    bytes_received: int | None = None
+    # The simulator's slowest API answer of the run (its latency included).
+    slowest_answer_ms: float = 0.0
 
-    @property
-    def max_round(self) -> int:
-        """The most API requests one round can have made: every round reads
-        the delta rows once, so at worst all the other requests of the run
-        fell into a single round. (The journal's order cannot split them:
-        reads sent together arrive in any order.)"""
-        return self.api - self.rounds + 1
 
-
-def check_fleet_output(mode: str, stdout: str) -> dict:
+def check_fleet_output(mode: str, stdout: str, expect: FleetExpect) -> dict:
+    """Every device is in a transition, on its target or without a release,
+    and there is one transition per distinct (running, target) pair."""
     try:
         out = json.loads(stdout)
     except ValueError as e:
         raise BenchError(f"fleet {mode}: stdout is not JSON") from e
     transitions = out.get("transitions")
-    if not isinstance(transitions, list) or len(transitions) < FLEET_SOURCES:
-        raise BenchError(f"fleet {mode}: expected at least {FLEET_SOURCES} transitions")
-    devices = sum(t.get("device_count", 0) for t in transitions)
-    if devices != FLEET_DEVICES:
-        raise BenchError(f"fleet {mode}: transitions cover {devices} devices, expected {FLEET_DEVICES}")
+    if not isinstance(transitions, list) or len(transitions) != expect.pairs:
+        got = len(transitions) if isinstance(transitions, list) else "no"
+        raise BenchError(f"fleet {mode}: {got} transitions, expected {expect.pairs} distinct (running, target) pairs")
+    for key in ("devices_on_target", "devices_without_release"):
+        if not isinstance(out.get(key), int):
+            raise BenchError(f"fleet {mode}: no `{key}` count")
+    moving = sum(t.get("device_count", 0) for t in transitions)
+    total = moving + out["devices_on_target"] + out["devices_without_release"]
+    if total != expect.devices:
+        raise BenchError(
+            f"fleet {mode}: {moving} moving + {out['devices_on_target']} on target + "
+            f"{out['devices_without_release']} without a release = {total} devices, expected {expect.devices}"
+        )
     if mode == "wait":
         if out.get("overall_status") != "ready":
             raise BenchError("fleet wait: overall_status is not `ready`")
@@ -385,14 +477,76 @@ def check_fleet_output(mode: str, stdout: str) -> dict:
     return out
 
 
-def fleet_measure(cfg, mode: str, tag: str) -> FleetRun:
+class ByteCounter:
+    """A loopback TCP relay in front of the simulator's API that counts the
+    bytes the client receives (HTTP status lines, headers and bodies as sent
+    on the wire; the simulator compresses nothing)."""
+
+    def __init__(self, upstream_url: str):
+        rest = upstream_url.split("://", 1)[1]
+        host, port = rest.rsplit(":", 1)
+        self.upstream = (host, int(port.rstrip("/")))
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        self.received = 0
+        self.connections = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            try:
+                upstream = socket.create_connection(self.upstream)
+            except OSError:
+                client.close()
+                continue
+            for src, dst, count in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pump, args=(src, dst, count), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+                if count:
+                    with self.lock:
+                        self.received += len(data)
+        except OSError:
+            pass
+        finally:
+            for sock, how in ((dst, socket.SHUT_WR), (src, socket.SHUT_RD)):
+                try:
+                    sock.shutdown(how)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def fleet_measure(
+    cfg,
+    mode: str,
+    tag: str,
+    scenario: str = FLEET_SCENARIO,
+    rules: tuple = (),
+    count_bytes: bool = False,
+) -> FleetRun:
     """Runs `balena-release-update --fleet` once against a fresh simulator
-    holding the generated fleet."""
+    holding the generated fleet; with `count_bytes`, through a relay that
+    counts what the client receives from the API."""
+    expect = fleet_expect(cfg, scenario)
     work = cfg.work / "runs" / f"fleet{tag}-{mode}"
     shutil.rmtree(work, ignore_errors=True)
     home = work / "home"
     home.mkdir(parents=True)
-    sim = Sim(cfg.sim_bin, FLEET_SCENARIO, cfg.latency_ms, None, work / "sim.err")
+    sim = Sim(cfg.sim_bin, scenario, cfg.latency_ms, None, work / "sim.err", rules=rules)
+    relay = ByteCounter(sim.api_url) if count_bytes else None
     try:
         args = ["--fleet", FLEET_APP]
         if mode == "prepare":
@@ -401,12 +555,15 @@ def fleet_measure(cfg, mode: str, tag: str) -> FleetRun:
             args += ["--wait", "--timeout", str(cfg.wait_timeout)]
         rss_file = work / "rss"
         cmd = [GNU_TIME, "-f", "%M", "-o", str(rss_file), str(cfg.rust_bin), *args]
+        env = tool_env(RUST, sim, home)
+        if relay:
+            env["BALENARC_API_URL"] = relay.url
         started = time.perf_counter()
         try:
             proc = subprocess.run(
                 cmd,
                 cwd=home,
-                env=tool_env(RUST, sim, home),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
@@ -419,13 +576,21 @@ def fleet_measure(cfg, mode: str, tag: str) -> FleetRun:
         (work / "stderr").write_text(proc.stderr)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.splitlines()[-5:])
-            raise BenchError(f"fleet {mode}: exit code {proc.returncode}\n{tail}")
-        out = check_fleet_output(mode, proc.stdout)
+            raise BenchError(f"fleet {mode} ({scenario}): exit code {proc.returncode}\n{tail}")
+        out = check_fleet_output(mode, proc.stdout, expect)
         counters = sim.counters()
+        journal = sim.journal()
         (work / "counters.json").write_text(json.dumps(counters))
+        (work / "journal.json").write_text(json.dumps(journal))
         rounds = rounds_of(RUST, counters)
         if rounds < 1:
             raise BenchError(f"fleet {mode}: no information round in the journal")
+        first_trigger = next((e["seq"] for e in journal if e["server"] == "delta"), None)
+        api = [e for e in journal if e["server"] == "api"]
+        first = [e for e in api if first_trigger is None or e["seq"] < first_trigger]
+        later = [e for e in api if first_trigger is not None and e["seq"] > first_trigger]
+        if len(api) != counters["api"]["total"]:
+            raise BenchError(f"fleet {mode}: the journal lists {len(api)} API requests, the counters {counters['api']['total']}")
         return FleetRun(
             mode=mode,
             wall_s=wall,
@@ -434,11 +599,19 @@ def fleet_measure(cfg, mode: str, tag: str) -> FleetRun:
             delta_server=counters["delta"]["total"],
             rounds=rounds,
             transitions=len(out["transitions"]),
-            devices=sum(t["device_count"] for t in out["transitions"]),
+            devices=sum(t["device_count"] for t in out["transitions"]) + out["devices_on_target"] + out["devices_without_release"],
             payload=out.get("estimated_fleet_payload_size"),
             api_by_resource=counters["api"],
+            first_round=len(first),
+            later_resources=sorted({e.get("resource") or "?" for e in later}),
+            on_target=out["devices_on_target"],
+            without_release=out["devices_without_release"],
+            bytes_received=relay.received if relay else None,
+            slowest_answer_ms=max(e["duration"] for e in api),
         )
     finally:
+        if relay:
+            relay.close()
         sim.stop()
 
 
@@ -455,7 +628,7 @@ def fleet(cfg, log) -> dict:
             ours[mode].append(r)
             log(
                 f"  fleet {mode} run {i + 1}/{cfg.runs}: {r.wall_s:.3f} s, {r.rss_kib / 1024:.1f} MiB, "
-                f"{r.api} API requests in {r.rounds} round(s) (at most {r.max_round} in one), "
+                f"{r.api} API requests in {r.rounds} round(s) ({r.first_round} in the first), "
                 f"{r.delta_server} delta-server requests"
             )
     npm: dict = {}
@@ -469,6 +642,99 @@ def fleet(cfg, log) -> dict:
                 f"{r.api} API requests, {r.delta_server} delta-server requests"
             )
     return {"ours": ours, "npm_pair": npm}
+
+
+# --- fleet size: what the first round costs as the fleet grows ------------------
+
+
+@dataclass
+class ScaleCase:
+    key: str
+    devices: int
+    pinned_percent: int = 0
+    # The API refuses the device count, so every device row is read.
+    no_count: bool = False
+
+    @property
+    def scenario(self) -> str:
+        return fleet_scenario(self.devices, self.pinned_percent)
+
+    @property
+    def rules(self) -> tuple:
+        # The first application read is the one asking for a count: a 500
+        # makes the tool read every device for the rest of the run.
+        if not self.no_count:
+            return ()
+        return ({"scope": "api", "path_prefix": "/v7/application", "limit": 1, "fault": {"type": "error", "status": 500, "body": ""}},)
+
+    @property
+    def label(self) -> str:
+        text = f"{self.devices:,} devices"
+        if self.pinned_percent:
+            text += f", {self.pinned_percent} % pinned"
+        if self.no_count:
+            text += ", the API refuses to count (every device row read)"
+        return text
+
+
+SCALE_CASES = (
+    ScaleCase("10k", 10_000),
+    ScaleCase("100k", 100_000),
+    ScaleCase("10k-pinned", 10_000, 10),
+    ScaleCase("100k-pinned", 100_000, 10),
+    ScaleCase("100k-rows", 100_000, no_count=True),
+)
+
+
+def scale(cfg, log) -> dict:
+    """`--fleet` (describe: one round) on fleets of growing size, run by run
+    in rotating order, `cfg.runs` direct runs each for the wall time, then
+    one run through the byte-counting relay for the bytes received."""
+    cases = [c for c in SCALE_CASES if not (cfg.smoke and c.no_count)]
+    runs: dict = {c.key: [] for c in cases}
+    for i in range(cfg.runs):
+        for c in cases[i % len(cases):] + cases[: i % len(cases)]:
+            r = fleet_measure(cfg, "describe", f"scale-{c.key}-{i}", c.scenario, c.rules)
+            runs[c.key].append(r)
+            log(f"  fleet size {c.label} run {i + 1}/{cfg.runs}: {r.wall_s:.3f} s, {r.rss_kib / 1024:.1f} MiB, {r.api} API requests")
+    counted: dict = {}
+    for c in cases:
+        r = fleet_measure(cfg, "describe", f"scale-{c.key}-bytes", c.scenario, c.rules, count_bytes=True)
+        counted[c.key] = r
+        log(f"  fleet size {c.label}, through the relay: {r.bytes_received:,} bytes received in {r.api} API requests")
+    pinned = {c.key: fleet_expect(cfg, c.scenario).pinned for c in cases}
+    return {"cases": [vars(c) for c in cases], "pinned": pinned, "runs": runs, "bytes": counted}
+
+
+# --- trigger wave: --prepare against a delta server that holds each trigger -----
+
+# The delta server holds each trigger this long before answering "still
+# building"; builds at 1 MB/s take at least ~18 s here, so every hold runs out.
+WAVE_HOLD_MS = 2000
+WAVE_THROUGHPUT = 1_000_000
+# 50 services have 26 changed between release 2 and 3 of the generated
+# scenario, 100 have 50.
+WAVE_SERVICES = (50, 100)
+WAVE_LIMITS = {WAVE_HOLD_MS: 1.3, 0: 0.5}
+
+
+def wave(cfg, log) -> dict:
+    """`--prepare` of both tools, alternating, with and without the hold."""
+    out: dict = {}
+    for hold in (WAVE_HOLD_MS, 0):
+        out[hold] = {}
+        for s in WAVE_SERVICES:
+            res = {NPM: [], RUST: []}
+            for i in range(cfg.runs):
+                for tool in TOOLS if i % 2 == 0 else TOOLS[::-1]:
+                    r = measure(cfg, tool, "prepare", s, WAVE_THROUGHPUT, f"wave{hold}-{i}", hold_ms=hold or None)
+                    res[tool].append(r)
+                    log(
+                        f"  trigger wave, hold {hold} ms, {svc(s)}, run {i + 1}/{cfg.runs} {tool}: {r.wall_s:.3f} s, "
+                        f"{r.delta_server} delta-server requests"
+                    )
+            out[hold][s] = res
+    return out
 
 
 # --- criterion -----------------------------------------------------------------
@@ -554,6 +820,14 @@ def fmt_ratio(ours: float, theirs: float) -> str:
     return f"{ours / theirs:.3f}"
 
 
+def load_average() -> str | None:
+    """The 1-, 5- and 15-minute load averages, as /proc/loadavg gives them."""
+    try:
+        return " / ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return None
+
+
 def machine(rust_bin: Path) -> dict:
     cpu = "unknown"
     try:
@@ -585,6 +859,7 @@ def machine(rust_bin: Path) -> dict:
         "node": out(["node", "--version"]),
         "rust_tool": out([str(rust_bin), "--version"]),
         "commit": out(["git", "rev-parse", "--short", "HEAD"]),
+        "load": load_average(),
         "dirty": bool(out(["git", "status", "--porcelain", "--untracked-files=no"])),
     }
 
@@ -644,17 +919,69 @@ def evaluate_targets(cfg, data) -> list[Target]:
                     None,
                 )
             )
+    targets += section_targets(data)
+    return targets
+
+
+def section_targets(data) -> list[Target]:
+    """The targets of the fleet, fleet-size and trigger-wave sections (also
+    what `--only` judges)."""
+    targets = []
     fl = data.get("fleet")
     if fl:
-        worst = max(r.max_round for m in FLEET_MODES for r in fl["ours"][m])
+        runs = [r for m in FLEET_MODES for r in fl["ours"][m]]
+        worst = max(r.first_round for r in runs)
+        later = sorted({x for r in runs for x in r.later_resources})
         targets.append(
             Target(
-                f"fleet of {FLEET_DEVICES:,} devices: API requests per round",
-                "≤ 4 in every round and mode",
+                f"fleet of {FLEET_DEVICES:,} devices: API requests of the first round",
+                f"≤ {FIRST_ROUND_LIMIT} in every mode",
                 f"at most {worst}",
-                worst <= 4,
+                worst <= FIRST_ROUND_LIMIT,
             )
         )
+        targets.append(
+            Target(
+                f"fleet of {FLEET_DEVICES:,} devices: later rounds",
+                "read only the deltas",
+                "read " + (", ".join(f"`{x}`" for x in later) or "nothing (no later round)"),
+                later in ([], ["delta"]),
+            )
+        )
+    sc = data.get("scale")
+    if sc:
+        cases = {c["key"]: ScaleCase(**c) for c in sc["cases"]}
+        worst = max(r.api for runs in sc["runs"].values() for r in runs)
+        biggest = max(c.devices for c in cases.values())
+        targets.append(
+            Target(
+                f"fleets of up to {biggest:,} devices: API requests of the first round",
+                f"≤ {FIRST_ROUND_LIMIT} in every case",
+                f"at most {worst}",
+                worst <= FIRST_ROUND_LIMIT,
+            )
+        )
+        if "10k" in sc["bytes"] and "100k" in sc["bytes"]:
+            small, big = sc["bytes"]["10k"].bytes_received, sc["bytes"]["100k"].bytes_received
+            # A count of ten times the devices has one more digit per release.
+            targets.append(
+                Target(
+                    "bytes received in the first round, 100,000 unpinned devices",
+                    "≤ 1.05 × those of 10,000 (does not grow with unpinned devices)",
+                    f"{big:,} against {small:,}: {big / small:.3f} ×",
+                    big <= 1.05 * small,
+                )
+            )
+    wv = data.get("wave")
+    if wv:
+        for hold, group in wv.items():
+            for s, res in group.items():
+                ratio = med(x.wall_s for x in res[RUST]) / med(x.wall_s for x in res[NPM])
+                limit = WAVE_LIMITS[int(hold)]
+                held = f"each trigger held {int(hold) / 1000:g} s" if int(hold) else "no hold"
+                targets.append(
+                    Target(f"wall time, `--prepare`, {svc(s)}, {held}", f"≤ {limit:g} × npm", f"{ratio:.3f} × npm", ratio <= limit)
+                )
     return targets
 
 
@@ -680,7 +1007,8 @@ def write_report(cfg, data, path: Path) -> list[Target]:
     w(f"Written by `bench/run.sh{' --smoke' if cfg.smoke else ''}` on {data['date']}. Do not edit by hand; see")
     w("[bench/README.md](bench/README.md) for what is measured and how.\n")
     w("## Machine and setup\n")
-    w(f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['os']}")
+    load = f"; load average {m['load']} (1 / 5 / 15 min) when the run began" if m.get("load") else ""
+    w(f"- machine: {m['cpu']}, {m['cores']} cores, {m['memory']} RAM, {m['os']}{load}")
     w(f"- tools: `@balena/release-update` 0.1.0 on Node {m['node']} (installed and preloaded as in `conformance/`);")
     w(f"  `{m['rust_tool']}` (release build, commit `{m['commit']}`{', with uncommitted changes' if m['dirty'] else ''})")
     w(f"- simulator: `balena-sim --scenario generated:services=N,releases=3`, release 2 → 3, a fresh one per run,")
@@ -757,6 +1085,10 @@ def write_report(cfg, data, path: Path) -> list[Target]:
 
     if data.get("fleet"):
         fleet_section(cfg, data["fleet"], w)
+    if data.get("scale"):
+        scale_section(cfg, data["scale"], w)
+    if data.get("wave"):
+        wave_section(cfg, data["wave"], w)
 
     if data.get("criterion"):
         w("## Micro-benchmarks (criterion)\n")
@@ -790,22 +1122,25 @@ def fleet_section(cfg, fl: dict, w) -> None:
     ours, npm = fl["ours"], fl["npm_pair"]
     w(f"## A fleet: {FLEET_DEVICES:,} devices on {FLEET_RELEASES} releases of {FLEET_SERVICES} services\n")
     w(f"`balena-sim --scenario {FLEET_SCENARIO}`: one fleet whose devices run its {FLEET_RELEASES} releases")
-    w(f"({FLEET_DEVICES // FLEET_RELEASES} devices each), the last release its target, so {FLEET_SOURCES} distinct source releases; a fresh")
+    w(f"({FLEET_DEVICES // FLEET_RELEASES} devices each), none pinned, the last release its target, so {FLEET_SOURCES} distinct source releases; a fresh")
     w(f"simulator per run, the same {cfg.latency_ms} ms of latency. This tool runs `balena-release-update --fleet {FLEET_APP}`,")
     w(f"`--fleet {FLEET_APP} --prepare` and `--fleet {FLEET_APP} --wait`, {times(cfg.runs)} each. Requests are the simulator's")
-    w("counters after the run. A round is one `/v7/delta` read (this tool reads the delta rows once per")
-    w("round); \"at most in one round\" puts every other request of the run into a single round, a bound")
-    w("that holds whatever order the requests came in.\n")
-    w("| mode | API requests / run, median (application + devices + releases + deltas) | rounds | at most in one round (largest of all runs) | delta-server requests | wall time, median (min–max) | peak RSS, median (max) |")
-    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    w("counters and journal after the run. The first round is every API request answered before the first")
+    w("delta-server request (its reads all end before a delta is asked for); a later round reads only the")
+    w("deltas: one `/v7/delta` query per 100 source releases while every transition has the same target")
+    w("(`poll_deltas` in `crates/balena-release/src/prepare/mod.rs`; with several targets, as pinned devices")
+    w("make, one query per 100 source and 100 target images), so here one request a round.\n")
+    w("| mode | API requests / run, median (application + release + device + delta) | rounds | first round (largest of all runs) | later rounds read | delta-server requests | wall time, median (min–max) | peak RSS, median (max) |")
+    w("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
     for mode in FLEET_MODES:
         runs = ours[mode]
         walls = [r.wall_s for r in runs]
         mid = sorted(runs, key=lambda r: r.api)[len(runs) // 2]
-        parts = " + ".join(str(mid.api_by_resource.get(k, 0)) for k in ("application", "device", "release", "delta"))
+        parts = " + ".join(str(mid.api_by_resource.get(k, 0)) for k in ("application", "release", "device", "delta"))
+        later = sorted({x for r in runs for x in r.later_resources})
         w(
             f"| {'plain' if mode == 'describe' else mode} | {med(r.api for r in runs):g} ({parts}) | {med(r.rounds for r in runs):g} "
-            f"| {max(r.max_round for r in runs)} "
+            f"| {max(r.first_round for r in runs)} | {', '.join(f'`{x}`' for x in later) or '(no later round)'} "
             f"| {med(r.delta_server for r in runs):g} | {med(walls):.3f} s ({min(walls):.3f}–{max(walls):.3f}) "
             f"| {med(r.rss_kib for r in runs) / 1024:.1f} MiB ({max(r.rss_kib for r in runs) / 1024:.1f}) |"
         )
@@ -813,8 +1148,20 @@ def fleet_section(cfg, fl: dict, w) -> None:
     first = ours["describe"][0]
     payloads = sorted({r.payload for r in ours["wait"] if r.payload is not None})
     payload = f"; `estimated_fleet_payload_size` once ready: {', '.join(f'{p:,}' for p in payloads)} bytes" if payloads else ""
-    w(f"Every run reports {first.transitions} transitions covering {first.devices:,} devices (the devices already on the")
-    w(f"target make a transition without changes){payload}.\n")
+    w(f"Every run reports {first.transitions} transitions and {first.on_target:,} devices on their target (`devices_on_target`), together")
+    w(f"{first.devices:,} devices, the fleet's count in the simulator's tables{payload}. The first round's")
+    w("requests by resource: the fleet with the count of its devices without a release (`application`), the")
+    w("devices that follow the fleet counted per release and the pinned devices' rows at the same time")
+    w("(`release`, `device`), then the releases and the deltas at the same time (`release`, `delta`). The")
+    w("release and delta queries take at most 100 release ids each, so a fleet whose devices run more than")
+    w(f"100 distinct releases (this one: {FLEET_RELEASES}) needs one more of each per 100 releases, and its first round more")
+    w(f"than {FIRST_ROUND_LIMIT} requests. `--wait` polls after a pause of 1.5 s at first (a tenth of the time waited, at")
+    w("least 1.5 s); its rounds here: the first, one right after the delta requests, then the polls until")
+    w("every build is done.\n")
+    if ours.get("prepare"):
+        n = med(r.delta_server for r in ours["prepare"])
+        w(f"`--prepare` sends its {n:g} delta requests with up to 64 in flight (`PrepareOptions::trigger_concurrency`), so they")
+        w(f"take about {math.ceil(n / 64)} delta-server latencies one after another (with 8 in flight: {math.ceil(n / 8)}).\n")
 
     n_plain, n_prep = npm["plain"], npm["prepare"]
     per_pair = med(r.api for r in n_plain)
@@ -849,6 +1196,167 @@ def fleet_section(cfg, fl: dict, w) -> None:
     w(f"{per_pair * FLEET_SOURCES:,.0f} API requests every 20 s for the fleet, where this tool reads the delta rows once per poll.\n")
 
 
+def scale_section(cfg, sc: dict, w) -> None:
+    cases = [ScaleCase(**c) for c in sc["cases"]]
+    w("## Fleet size: the first round from 10,000 to 100,000 devices\n")
+    w(f"`balena-release-update --fleet {FLEET_APP}` (one round, nothing triggered) on generated fleets of {FLEET_RELEASES} releases of")
+    w(f"{FLEET_SERVICES} services (`{fleet_scenario(100_000, 10)}` and the like), devices spread evenly")
+    w("over the releases; `pinned_percent=10` pins every tenth device, half of them to the release they run,")
+    w("half to the one before. A fresh simulator per run, the same latency; the cases run in rotating order,")
+    w(f"{times(cfg.runs)} each, side by side in one run of the harness, so their ratios are the figures to compare on")
+    w("a shared machine.\n")
+    w("**Bytes received** are counted by a relay the harness puts between the tool and the simulator's API")
+    w("(a loopback TCP forwarder, `ByteCounter` in `bench/harness.py`): every byte the API sent the client,")
+    w("status lines and headers included (the simulator compresses nothing). The simulator's journal")
+    w("records no response sizes. Bytes come from one extra run per case through the relay; the wall")
+    w("times from the direct runs.\n")
+    w("| fleet | transitions | on target | API requests (application + release + device + delta) | bytes received | wall time, median (min–max) | the simulator's slowest answer, median | peak RSS, median |")
+    w("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for c in cases:
+        runs = sc["runs"][c.key]
+        b = sc["bytes"][c.key]
+        walls = [r.wall_s for r in runs]
+        parts = " + ".join(str(b.api_by_resource.get(k, 0)) for k in ("application", "release", "device", "delta"))
+        w(
+            f"| {c.label} | {b.transitions} | {b.on_target:,} | {med(r.api for r in runs):g} ({parts}) | {b.bytes_received:,} "
+            f"| {med(walls):.3f} s ({min(walls):.3f}–{max(walls):.3f}) | {med(r.slowest_answer_ms for r in runs):.0f} ms "
+            f"| {med(r.rss_kib for r in runs) / 1024:.1f} MiB |"
+        )
+    w("")
+    got = {c.key: (c, sc["bytes"][c.key], sc["runs"][c.key]) for c in cases}
+
+    def ratio(a: str, b: str, fn) -> str:
+        return f"{fn(got[a]) / fn(got[b]):.2f}" if fn(got[b]) else "n/a"
+
+    nbytes = lambda x: x[1].bytes_received  # noqa: E731
+    wall = lambda x: med(r.wall_s for r in x[2])  # noqa: E731
+    slowest = lambda x: med(r.slowest_answer_ms for r in x[2])  # noqa: E731
+    if "10k" in got and "100k" in got:
+        w(f"Ten times the devices, none pinned: the same requests, {ratio('100k', '10k', nbytes)} × the bytes (the counts are one row")
+        w(f"per release, whatever the number of devices behind them) and {ratio('100k', '10k', wall)} × the wall time. What grows is the")
+        w(f"simulator's time to answer: its slowest answer takes {ratio('100k', '10k', slowest)} × as long (it counts by scanning every device")
+        w("row, 50 ms of latency included), while this tool's memory stays the same.")
+    if "10k-pinned" in got and "100k-pinned" in got:
+        pinned10, pinned100 = got["10k-pinned"][1], got["100k-pinned"][1]
+        w(f"A tenth pinned: {ratio('100k-pinned', '10k-pinned', nbytes)} × the bytes for ten times the pinned devices")
+        w(f"({sc['pinned']['10k-pinned']:,} → {sc['pinned']['100k-pinned']:,}): the pinned devices are read row by row (their pins decide")
+        w(f"their targets), so what the first round receives grows with them; the transitions ({pinned10.transitions} → {pinned100.transitions}) do not.")
+    if "100k-rows" in got and "100k" in got:
+        w(f"Without the count (an API that refuses `$count` in `$expand`), the 100,000 device rows make")
+        w(f"{ratio('100k-rows', '100k', nbytes)} × the bytes of the counted first round and {ratio('100k-rows', '100k', wall)} × its wall time.")
+    w("")
+
+
+def wave_section(cfg, wv: dict, w) -> None:
+    w(f"## Trigger wave: `--prepare` with the delta server holding each trigger {WAVE_HOLD_MS / 1000:g} s\n")
+    w("`balena-sim --scenario generated:services=N,releases=3` (release 2 → 3, where 50 services have 26")
+    w(f"changed, 100 have 50) with `--throughput {WAVE_THROUGHPUT}` (builds of at least ~18 s) and `--hold-ms {WAVE_HOLD_MS}`: the delta")
+    w("server holds every trigger of a build in progress 2 s before answering \"still building\", as the")
+    w("real one may. Both tools run `--prepare`, alternating, a fresh simulator per run, the same latency;")
+    w("then the same without a hold. This tool sends every trigger of a round at once, up to 64 in flight")
+    w("(`PrepareOptions::trigger_concurrency`), so the holds overlap; the npm tool sends all of its delta")
+    w("requests at once (also those of unchanged services).\n")
+    w("| hold | services | delta-server requests (npm → ours) | wall time, median (npm → ours) | ratio | goal |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for hold, group in wv.items():
+        for s, res in group.items():
+            n, r = res[NPM], res[RUST]
+            w(
+                f"| {int(hold) / 1000:g} s | {s} | {med(x.delta_server for x in n):g} → {med(x.delta_server for x in r):g} "
+                f"| {med(x.wall_s for x in n):.3f} s → {med(x.wall_s for x in r):.3f} s "
+                f"| {fmt_ratio(med(x.wall_s for x in r), med(x.wall_s for x in n))} | ≤ {WAVE_LIMITS[int(hold)]:g} × npm |"
+            )
+    w("")
+    w("With the hold, each tool's wall time is one hold plus its round trips, as long as all triggers are in")
+    w("flight at once (with 8 in flight, 26 changed services would take four holds one after another).")
+    w("Without it, this tool's three steps (read, triggers, read) stand against Node's start-up and the npm")
+    w("tool's 2 + 3 × services API requests.\n")
+
+
+# --- a partial run (--only) ---------------------------------------------------
+
+SECTIONS = ("fleet", "scale", "wave")
+# Heading prefix of each section, and the first cell of its rows in the
+# Targets table (also rows an earlier version of the section wrote).
+SECTION_HEADINGS = {"fleet": "## A fleet:", "scale": "## Fleet size:", "wave": "## Trigger wave:"}
+SECTION_TARGETS = {
+    "fleet": ("| fleet of ",),
+    "scale": ("| fleets of up to ", "| bytes received in the first round"),
+    "wave": ("| wall time, `--prepare`",),
+}
+ANALYSIS_HEADING = "## What limits the figures"
+ONLY_NOTE = "Re-measured by `bench/run.sh --only"
+
+
+def blocks(text: str) -> list[list[str]]:
+    """The report cut before every `## ` heading (the first block is the title)."""
+    out: list[list[str]] = [[]]
+    for line in text.rstrip("\n").split("\n"):
+        if line.startswith("## "):
+            out.append([])
+        out[-1].append(line)
+    return out
+
+
+def only_report(cfg, data, path: Path) -> list[Target]:
+    """Writes the re-measured sections into the report at `path`: each
+    replaces the section with the same heading (or goes before the
+    micro-benchmarks and targets), its rows replace its rows in the Targets
+    table, the analysis is taken from bench/analysis.md again, and a line
+    under the title says what was re-measured, when and at which commit. A
+    missing report is written with these sections only."""
+    fresh: dict[str, list[str]] = {}
+    for name, fn in (("fleet", fleet_section), ("scale", scale_section), ("wave", wave_section)):
+        if data.get(name):
+            lines: list[str] = []
+            fn(cfg, data[name], lines.append)
+            fresh[name] = "\n".join(lines).rstrip("\n").split("\n") + [""]
+    targets = section_targets(data)
+    rows = [f"| {t.name} | {t.goal} | {t.measured} | {t.verdict()} |" for t in targets]
+    m = data["machine"]
+    commit = f"`{m['commit']}`{' with uncommitted changes' if m['dirty'] else ''}"
+    note = (
+        f"{ONLY_NOTE} {','.join(cfg.only)}{' --smoke' if cfg.smoke else ''}` on {data['date']} ({m['rust_tool']}, commit {commit},"
+        f" {cfg.runs} run{'s' if cfg.runs != 1 else ''} per figure, on {m['cpu']}, {m['cores']} cores, Node {m['node']}): "
+        + ", ".join(f"“{SECTION_HEADINGS[n][3:-1]}”" for n in fresh)
+        + " and their targets"
+        + (f"; load average {m['load']} when it began (a shared machine: compare the ratios, measured side by side)" if m.get("load") else "")
+        + ("; the other figures are from the run named above." if path.exists() else ".")
+    )
+    if path.exists():
+        parts = blocks(path.read_text())
+    else:
+        parts = [["# Benchmarks", "", "Sections written by `bench/run.sh --only`; see [bench/README.md](bench/README.md).", ""]]
+    # The title block: drop an earlier note, add this one.
+    title = [line for line in parts[0] if not line.startswith(ONLY_NOTE)]
+    while title and title[-1] == "":
+        title.pop()
+    parts[0] = title + ["", note, ""]
+    for name, lines in fresh.items():
+        at = next((i for i, b in enumerate(parts) if b[0].startswith(SECTION_HEADINGS[name])), None)
+        if at is not None:
+            parts[at] = lines
+            continue
+        before = next(
+            (i for i, b in enumerate(parts) if b[0].startswith(("## Micro-benchmarks", "## Targets", ANALYSIS_HEADING))), len(parts)
+        )
+        parts.insert(before, lines)
+    at = next((i for i, b in enumerate(parts) if b[0] == "## Targets"), None)
+    if at is None:
+        parts.append(["## Targets", "", "| target | goal | measured | |", "| --- | --- | --- | --- |", *rows, ""])
+    else:
+        drop = tuple(prefix for name in fresh for prefix in SECTION_TARGETS[name])
+        table = [line for line in parts[at][1:] if line.strip() and not line.startswith(drop)]
+        parts[at] = [parts[at][0], ""] + table + rows + [""]
+    analysis = Path(__file__).resolve().parent / "analysis.md"
+    at = next((i for i, b in enumerate(parts) if b[0].startswith(ANALYSIS_HEADING)), None)
+    if at is not None and analysis.exists():
+        parts[at] = analysis.read_text().rstrip("\n").split("\n") + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(line for b in parts for line in b).rstrip("\n") + "\n")
+    return targets
+
+
 # --- main ----------------------------------------------------------------------
 
 # The settings a report needs, kept in results.json so it can be written again.
@@ -862,6 +1370,9 @@ CONFIG_KEYS = (
     "slow_throughput",
     "long_concurrent",
     "fleet",
+    "scale",
+    "wave",
+    "only",
     "criterion",
 )
 
@@ -878,7 +1389,7 @@ def report_from(results: Path, output: Path | None) -> int:
     def group(g):
         return {int(s): {t: [Run(**r) for r in res[t]] for t in TOOLS} for s, res in g.items()}
 
-    series = {m: group(raw["series"][m]) for m in MODES}
+    series = {m: group(raw["series"][m]) for m in MODES if m in raw["series"]}
     data = {"date": raw["date"], "machine": raw["machine"], "series": series, "long_wait": raw["long_wait"]}
     if "slow" in raw["series"]:
         data["slow"] = group(raw["series"]["slow"])
@@ -890,11 +1401,75 @@ def report_from(results: Path, output: Path | None) -> int:
             "ours": {m: [FleetRun(**r) for r in runs] for m, runs in fl["ours"].items()},
             "npm_pair": {m: [Run(**r) for r in runs] for m, runs in fl["npm_pair"].items()},
         }
+    if raw.get("scale"):
+        sc = raw["scale"]
+        data["scale"] = {
+            "cases": sc["cases"],
+            "pinned": sc["pinned"],
+            "runs": {k: [FleetRun(**r) for r in runs] for k, runs in sc["runs"].items()},
+            "bytes": {k: FleetRun(**r) for k, r in sc["bytes"].items()},
+        }
+    if raw.get("wave"):
+        data["wave"] = {
+            int(hold): {int(s): {t: [Run(**r) for r in res[t]] for t in TOOLS} for s, res in group.items()}
+            for hold, group in raw["wave"].items()
+        }
     out = output or (ROOT / "bench" / "out" / "BENCHMARKS.smoke.md" if cfg.smoke else ROOT / "BENCHMARKS.md")
-    write_report(cfg, data, out)
+    if getattr(cfg, "only", None):
+        only_report(cfg, data, out)
+    else:
+        write_report(cfg, data, out)
     print(f"wrote {out}")
     return 0
 
+
+
+def measure_sections(cfg, data: dict, log) -> None:
+    """The fleet, fleet-size and trigger-wave figures, as asked for."""
+    if cfg.fleet:
+        log(f"fleet: {FLEET_SCENARIO}")
+        data["fleet"] = fleet(cfg, log)
+    if cfg.scale:
+        log("fleet size: --fleet on 10,000 and 100,000 devices")
+        data["scale"] = scale(cfg, log)
+    if cfg.wave:
+        log(f"trigger wave: --prepare, the delta server holding each trigger {WAVE_HOLD_MS} ms, then none")
+        data["wave"] = wave(cfg, log)
+
+
+def measure_all(cfg, data: dict, errors: list, log) -> None:
+    """Every figure of a full (or smoke) run."""
+    if cfg.criterion:
+        data["criterion"] = run_criterion(cfg, log)
+    for mode in ("plain", "prepare"):
+        data["series"][mode] = {}
+        for s in cfg.services:
+            data["series"][mode][s] = series(cfg, mode, s, cfg.runs, None, "", log)
+
+    log(f"long wait: {cfg.long_window:g} s, {cfg.long_services} services, both tools, in the background")
+    long_out: dict = {}
+    threads = [
+        threading.Thread(target=long_wait, args=(cfg, tool, cfg.long_services, cfg.long_window, long_out, errors))
+        for tool in TOOLS
+    ]
+    for t in threads:
+        t.start()
+    try:
+        data["series"]["wait"] = {}
+        for s in cfg.wait_services:
+            data["series"]["wait"][s] = series(cfg, "wait", s, cfg.runs, None, "", log)
+        if cfg.slow:
+            data["slow"] = {10: series(cfg, "wait", 10, cfg.runs, cfg.slow_throughput, "slow", log)}
+        measure_sections(cfg, data, log)
+    finally:
+        log("waiting for the long wait to end")
+        for t in threads:
+            t.join()
+    if NPM in long_out and RUST in long_out:
+        data["long_wait"] = long_out
+        for tool in TOOLS:
+            x = long_out[tool]
+            log(f"  long wait {tool}: {x['api']} API requests in {x['window_s']:.1f} s ({x['api'] / x['window_s'] * 60:.1f}/min)")
 
 
 def main() -> int:
@@ -908,6 +1483,13 @@ def main() -> int:
     p.add_argument("--slow-throughput", type=int, default=25_000_000, help="bytes/s of the slow-build series")
     p.add_argument("--no-slow", action="store_true", help="skip the slow-build series")
     p.add_argument("--no-fleet", action="store_true", help=f"skip the fleet figures ({FLEET_DEVICES} devices)")
+    p.add_argument("--no-scale", action="store_true", help="skip the fleet-size figures (10,000 and 100,000 devices, first round)")
+    p.add_argument("--no-wave", action="store_true", help=f"skip the trigger-wave figures (--prepare, delta server holding {WAVE_HOLD_MS} ms)")
+    p.add_argument(
+        "--only",
+        metavar="SECTIONS",
+        help=f"measure only these sections ({','.join(SECTIONS)}) and write them into the existing report, keeping its other figures",
+    )
     p.add_argument("--no-criterion", action="store_true", help="skip the criterion micro-benchmarks (never run by the smoke)")
     p.add_argument("--output", type=Path, help="report path (default BENCHMARKS.md; smoke bench/out/BENCHMARKS.smoke.md)")
     p.add_argument("--target-dir", type=Path, default=Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target")))
@@ -921,13 +1503,19 @@ def main() -> int:
     cfg.long_window = cfg.long_window or (25.0 if cfg.smoke else 600.0)
     cfg.long_services = cfg.long_services or (3 if cfg.smoke else 10)
     cfg.slow = not (cfg.no_slow or cfg.smoke)
-    cfg.fleet = not cfg.no_fleet
-    cfg.criterion = not (cfg.no_criterion or cfg.smoke)
+    cfg.only = [x.strip() for x in cfg.only.split(",")] if cfg.only else None
+    if cfg.only and not set(cfg.only) <= set(SECTIONS):
+        print(f"bench: error: --only takes {', '.join(SECTIONS)} (comma-separated), got `{','.join(cfg.only)}`", file=sys.stderr)
+        return 2
+    cfg.fleet = "fleet" in cfg.only if cfg.only else not cfg.no_fleet
+    cfg.scale = "scale" in cfg.only if cfg.only else not cfg.no_scale
+    cfg.wave = "wave" in cfg.only if cfg.only else not cfg.no_wave
+    cfg.criterion = not (cfg.no_criterion or cfg.smoke or cfg.only)
     cfg.wait_services = cfg.services[-1:] if cfg.smoke else cfg.services
     cfg.wait_timeout = 300
     cfg.long_concurrent = True
     cfg.output = cfg.output or (ROOT / "bench" / "out" / "BENCHMARKS.smoke.md" if cfg.smoke else ROOT / "BENCHMARKS.md")
-    cfg.work = ROOT / "bench" / "out" / ("smoke" if cfg.smoke else "full")
+    cfg.work = ROOT / "bench" / "out" / (("only-" if cfg.only else "") + ("smoke" if cfg.smoke else "full"))
     cfg.rust_bin = cfg.target_dir / "release" / "balena-release-update"
     cfg.sim_bin = cfg.target_dir / "release" / "balena-sim"
     for path, what in (
@@ -954,38 +1542,10 @@ def main() -> int:
     data = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(cfg.rust_bin), "series": {}}
     errors: list[str] = []
     try:
-        if cfg.criterion:
-            data["criterion"] = run_criterion(cfg, log)
-        for mode in ("plain", "prepare"):
-            data["series"][mode] = {}
-            for s in cfg.services:
-                data["series"][mode][s] = series(cfg, mode, s, cfg.runs, None, "", log)
-
-        log(f"long wait: {cfg.long_window:g} s, {cfg.long_services} services, both tools, in the background")
-        long_out: dict = {}
-        threads = [
-            threading.Thread(target=long_wait, args=(cfg, tool, cfg.long_services, cfg.long_window, long_out, errors))
-            for tool in TOOLS
-        ]
-        for t in threads:
-            t.start()
-
-        data["series"]["wait"] = {}
-        for s in cfg.wait_services:
-            data["series"]["wait"][s] = series(cfg, "wait", s, cfg.runs, None, "", log)
-        if cfg.slow:
-            data["slow"] = {10: series(cfg, "wait", 10, cfg.runs, cfg.slow_throughput, "slow", log)}
-        if cfg.fleet:
-            log(f"fleet: {FLEET_SCENARIO}")
-            data["fleet"] = fleet(cfg, log)
-        log("waiting for the long wait to end")
-        for t in threads:
-            t.join()
-        if NPM in long_out and RUST in long_out:
-            data["long_wait"] = long_out
-            for tool in TOOLS:
-                x = long_out[tool]
-                log(f"  long wait {tool}: {x['api']} API requests in {x['window_s']:.1f} s ({x['api'] / x['window_s'] * 60:.1f}/min)")
+        if cfg.only:
+            measure_sections(cfg, data, log)
+        else:
+            measure_all(cfg, data, errors, log)
     except BenchError as e:
         errors.append(str(e))
 
@@ -1002,6 +1562,20 @@ def main() -> int:
         }
         if data.get("fleet")
         else None,
+        "scale": {
+            "cases": data["scale"]["cases"],
+            "pinned": data["scale"]["pinned"],
+            "runs": {k: [vars(r) for r in runs] for k, runs in data["scale"]["runs"].items()},
+            "bytes": {k: vars(r) for k, r in data["scale"]["bytes"].items()},
+        }
+        if data.get("scale")
+        else None,
+        "wave": {
+            str(hold): {str(s): {t: [vars(r) for r in res[t]] for t in TOOLS} for s, res in group.items()}
+            for hold, group in data["wave"].items()
+        }
+        if data.get("wave")
+        else None,
         "criterion": data.get("criterion"),
         "errors": errors,
         "config": {k: getattr(cfg, k) for k in CONFIG_KEYS},
@@ -1013,11 +1587,12 @@ def main() -> int:
             print(f"bench: error: {e}", file=sys.stderr)
         print(f"bench: failed; runs kept in {cfg.work}", file=sys.stderr)
         return 1
-    missing = [f"{m} services={s}" for m in MODES for s in (cfg.wait_services if m == "wait" else cfg.services) if s not in data["series"].get(m, {})]
-    if "long_wait" not in data:
+    missing = [] if cfg.only else [
+        f"{m} services={s}" for m in MODES for s in (cfg.wait_services if m == "wait" else cfg.services) if s not in data["series"].get(m, {})
+    ]
+    if "long_wait" not in data and not cfg.only:
         missing.append("long wait")
-    if cfg.fleet and "fleet" not in data:
-        missing.append("fleet")
+    missing += [name for name in SECTIONS if getattr(cfg, name) and name not in data]
     if cfg.criterion and "criterion" not in data:
         missing.append("criterion")
     if missing:
@@ -1025,7 +1600,7 @@ def main() -> int:
         return 1
 
     cfg.output.parent.mkdir(parents=True, exist_ok=True)
-    targets = write_report(cfg, data, cfg.output)
+    targets = only_report(cfg, data, cfg.output) if cfg.only else write_report(cfg, data, cfg.output)
     log(f"wrote {cfg.output}")
     for t in targets:
         tag = "n/a   " if t.met is None else ("met   " if t.met else "MISSED")
