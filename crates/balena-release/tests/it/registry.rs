@@ -386,6 +386,30 @@ async fn a_missing_manifest_makes_that_service_unknown() {
 }
 
 #[tokio::test]
+async fn an_oversized_manifest_is_not_read_past_its_cap() {
+    let api_server = Canned::start();
+    let mut content = registry_content(false);
+    // A manifest of 5 MiB: above the 4 MiB cap.
+    let huge = format!(
+        r#"{{"layers":[{{"digest":"sha256:w","size":1}}],"pad":"{}"}}"#,
+        "x".repeat(5 << 20)
+    );
+    content.push(("/v2/v2/web/manifests/sha256:w".to_owned(), huge));
+    let registry =
+        FakeRegistry::start(format!("{}/auth/v1/token", api_server.url), content, false).await;
+    api_server
+        .route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)))
+        .route(
+            "/auth/v1/token",
+            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+        );
+    let info = compare(&client(&api_server).build().unwrap()).await;
+    assert!(info.service("web").unwrap().download_size_unknown);
+    assert_eq!(info.service("main").unwrap().download_size, Some(30));
+}
+
+#[tokio::test]
 async fn a_registry_that_never_answers_only_makes_sizes_unknown() {
     let api_server = Canned::start();
     let registry = FakeRegistry::start(
@@ -558,4 +582,69 @@ async fn a_fleet_sums_devices_times_each_transitions_download() {
     let asked = realm.seen();
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(asked[0].header("authorization"), None);
+}
+
+#[tokio::test]
+async fn deltas_that_become_ready_while_waiting_are_read_once() {
+    use balena_sim::{Clock, Scenario, demo};
+    let sim = crate::support::start(Scenario::demo().with_clock(Clock::scaled(1000.0)));
+    let realm = Canned::start();
+    realm.route(
+        "/token",
+        Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+    );
+    let registry = FakeRegistry::start(
+        format!("{}/token", realm.url),
+        vec![("*".to_owned(), String::new())],
+        false,
+    )
+    .await;
+    let c = Client::builder()
+        .api_url(sim.api_url().parse().unwrap())
+        .delta_url(sim.delta_url().parse().unwrap())
+        .token(Some(SecretString::from(sim.token())))
+        .retry_policy(fast_retries())
+        .registry_map([(
+            "registry2.balena-cloud.com".to_owned(),
+            format!("http://{}", registry.host).parse().unwrap(),
+        )])
+        .build()
+        .unwrap();
+    let options = balena_release::PrepareOptions {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(60)),
+        ..crate::support::prepare(true)
+    };
+    let (from, to) = (
+        crate::support::id(demo::RELEASE_1),
+        crate::support::id(demo::RELEASE_3),
+    );
+    let info = c
+        .prepare_update(&from, &to, &options, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, balena_release::Status::Ready);
+    let with_delta: Vec<_> = info
+        .is_produced_by__service_update
+        .iter()
+        .filter(|s| s.produces__image.is_produced_by__delta.is_some())
+        .collect();
+    assert!(!with_delta.is_empty(), "{info:?}");
+    for service in &with_delta {
+        // The delta image's own layer, not the pull.
+        assert_eq!(service.download_size, Some(10), "{}", service.service_name);
+    }
+    let mut delta_fetches: Vec<String> = registry
+        .seen()
+        .into_iter()
+        .filter(|s| s.authorization.is_some() && s.target.contains("/manifests/delta-"))
+        .map(|s| s.target)
+        .collect();
+    assert_eq!(delta_fetches.len(), with_delta.len(), "{delta_fetches:?}");
+    delta_fetches.sort_unstable();
+    delta_fetches.dedup();
+    assert_eq!(
+        delta_fetches.len(),
+        with_delta.len(),
+        "each once: {delta_fetches:?}"
+    );
 }
