@@ -71,6 +71,15 @@
 //!   downloaded), preparing while a delta build is running and alive,
 //!   pending otherwise.
 //!
+//! Exact download sizes: unless [`ClientBuilder::registry`] turns it off,
+//! the client also reads the images' manifests from the registry (one
+//! challenge, one token request and one wave of manifests per round, started
+//! as soon as the releases are known) and writes `pull_size` and
+//! `download_size` per service and `estimated_download_size` per transition:
+//! the compressed layers a device does not have yet. A registry that cannot
+//! tell makes those sizes unknown (`download_size_unknown`), never the call
+//! fail.
+//!
 //! Services are listed in byte order of their names (the npm tool uses ICU
 //! collation, which differs for upper case, `_` versus `-` and non-ASCII).
 #![deny(clippy::print_stdout, clippy::print_stderr)]

@@ -24,7 +24,9 @@ struct Seen {
 }
 
 /// A registry on loopback: manifests behind a Bearer challenge whose realm
-/// is `realm`; `silent` holds every connection open without answering.
+/// is `realm` (the path `*` stands for every manifest: a shared base layer
+/// and one layer of 10 bytes of its own, a delta only the latter); `silent` holds every connection
+/// open without answering.
 struct FakeRegistry {
     host: String,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -88,7 +90,23 @@ impl FakeRegistry {
                             r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_owned(),
                         )
                     } else {
-                        match manifests.iter().find(|(path, _)| *path == target) {
+                        match manifests
+                            .iter()
+                            .find(|(path, _)| *path == target || path == "*")
+                        {
+                            // Any image: a base layer every image has, and
+                            // one of its own of 10 bytes; a delta image only
+                            // its own layer.
+                            Some((path, _)) if path == "*" => {
+                                let own = target.replace(['/', ':'], "-");
+                                let layers: &[(&str, u64)] = if target.contains("/manifests/delta-")
+                                {
+                                    &[(&own, 10)]
+                                } else {
+                                    &[("base", 1000), (&own, 10)]
+                                };
+                                (200, String::new(), manifest(layers))
+                            }
                             Some((_, body)) => (200, String::new(), body.clone()),
                             None => (404, String::new(), r#"{"errors":[]}"#.to_owned()),
                         }
@@ -368,6 +386,30 @@ async fn a_missing_manifest_makes_that_service_unknown() {
 }
 
 #[tokio::test]
+async fn an_oversized_manifest_is_not_read_past_its_cap() {
+    let api_server = Canned::start();
+    let mut content = registry_content(false);
+    // A manifest of 5 MiB: above the 4 MiB cap.
+    let huge = format!(
+        r#"{{"layers":[{{"digest":"sha256:w","size":1}}],"pad":"{}"}}"#,
+        "x".repeat(5 << 20)
+    );
+    content.push(("/v2/v2/web/manifests/sha256:w".to_owned(), huge));
+    let registry =
+        FakeRegistry::start(format!("{}/auth/v1/token", api_server.url), content, false).await;
+    api_server
+        .route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)))
+        .route(
+            "/auth/v1/token",
+            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+        );
+    let info = compare(&client(&api_server).build().unwrap()).await;
+    assert!(info.service("web").unwrap().download_size_unknown);
+    assert_eq!(info.service("main").unwrap().download_size, Some(30));
+}
+
+#[tokio::test]
 async fn a_registry_that_never_answers_only_makes_sizes_unknown() {
     let api_server = Canned::start();
     let registry = FakeRegistry::start(
@@ -488,4 +530,121 @@ async fn a_silent_registry_never_turns_a_prepare_into_a_timeout() {
         .expect("the update is ready whatever the registry does");
     assert_eq!(info.overall_status, balena_release::Status::Ready);
     assert!(info.download_size_unknown);
+}
+
+#[tokio::test]
+async fn a_fleet_sums_devices_times_each_transitions_download() {
+    let sim = crate::support::start(crate::support::manual_demo());
+    let realm = Canned::start();
+    realm.route(
+        "/token",
+        Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+    );
+    let registry = FakeRegistry::start(
+        format!("{}/token", realm.url),
+        vec![("*".to_owned(), String::new())],
+        false,
+    )
+    .await;
+    let c = Client::builder()
+        .api_url(sim.api_url().parse().unwrap())
+        .delta_url(sim.delta_url().parse().unwrap())
+        .token(Some(SecretString::from(sim.token())))
+        .retry_policy(fast_retries())
+        .registry_map([(
+            "registry2.balena-cloud.com".to_owned(),
+            format!("http://{}", registry.host).parse().unwrap(),
+        )])
+        .build()
+        .unwrap();
+    let fleet: balena_release::FleetRef = format!("{}/kiosk-fleet", balena_sim::demo::USERNAME)
+        .parse()
+        .unwrap();
+    let info = c.get_fleet_update_info(&fleet, None).await.unwrap();
+    assert!(!info.transitions.is_empty());
+    let mut expected_fleet = 0;
+    for t in &info.transitions {
+        // Every image has the base layer, so each service that is not
+        // unchanged downloads its own 10-byte layer (or its delta's).
+        let fetching = t
+            .update
+            .is_produced_by__service_update
+            .iter()
+            .filter(|s| s.change != balena_release::Change::Unchanged)
+            .count() as u64;
+        assert_eq!(t.update.estimated_download_size, Some(10 * fetching));
+        expected_fleet += t.device_count * 10 * fetching;
+    }
+    assert!(expected_fleet > 0);
+    assert_eq!(info.estimated_fleet_download_size, Some(expected_fleet));
+    assert!(!info.download_size_unknown);
+    // One token request for the whole fleet, without the balena token.
+    let asked = realm.seen();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert_eq!(asked[0].header("authorization"), None);
+}
+
+#[tokio::test]
+async fn deltas_that_become_ready_while_waiting_are_read_once() {
+    use balena_sim::{Clock, Scenario, demo};
+    let sim = crate::support::start(Scenario::demo().with_clock(Clock::scaled(1000.0)));
+    let realm = Canned::start();
+    realm.route(
+        "/token",
+        Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+    );
+    let registry = FakeRegistry::start(
+        format!("{}/token", realm.url),
+        vec![("*".to_owned(), String::new())],
+        false,
+    )
+    .await;
+    let c = Client::builder()
+        .api_url(sim.api_url().parse().unwrap())
+        .delta_url(sim.delta_url().parse().unwrap())
+        .token(Some(SecretString::from(sim.token())))
+        .retry_policy(fast_retries())
+        .registry_map([(
+            "registry2.balena-cloud.com".to_owned(),
+            format!("http://{}", registry.host).parse().unwrap(),
+        )])
+        .build()
+        .unwrap();
+    let options = balena_release::PrepareOptions {
+        deadline: Some(tokio::time::Instant::now() + Duration::from_secs(60)),
+        ..crate::support::prepare(true)
+    };
+    let (from, to) = (
+        crate::support::id(demo::RELEASE_1),
+        crate::support::id(demo::RELEASE_3),
+    );
+    let info = c
+        .prepare_update(&from, &to, &options, &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(info.overall_status, balena_release::Status::Ready);
+    let with_delta: Vec<_> = info
+        .is_produced_by__service_update
+        .iter()
+        .filter(|s| s.produces__image.is_produced_by__delta.is_some())
+        .collect();
+    assert!(!with_delta.is_empty(), "{info:?}");
+    for service in &with_delta {
+        // The delta image's own layer, not the pull.
+        assert_eq!(service.download_size, Some(10), "{}", service.service_name);
+    }
+    let mut delta_fetches: Vec<String> = registry
+        .seen()
+        .into_iter()
+        .filter(|s| s.authorization.is_some() && s.target.contains("/manifests/delta-"))
+        .map(|s| s.target)
+        .collect();
+    assert_eq!(delta_fetches.len(), with_delta.len(), "{delta_fetches:?}");
+    delta_fetches.sort_unstable();
+    delta_fetches.dedup();
+    assert_eq!(
+        delta_fetches.len(),
+        with_delta.len(),
+        "each once: {delta_fetches:?}"
+    );
 }
