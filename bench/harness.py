@@ -139,7 +139,9 @@ def tool_command(tool: str, rust_bin: Path, mode: str, timeout_s: int, releases:
         args += ["--wait", "--timeout", str(timeout_s)]
     if tool == NPM:
         return ["node", "-r", str(PRELOAD), str(NPM_BIN), *args]
-    return [str(rust_bin), *args]
+    # Like for like with the npm tool, which reads no registry; what the
+    # registry costs is measured apart (bench/exact_download.py).
+    return [str(rust_bin), "--no-registry", *args]
 
 
 def tool_env(tool: str, sim: Sim, home: Path) -> dict:
@@ -554,7 +556,7 @@ def fleet_measure(
         elif mode == "wait":
             args += ["--wait", "--timeout", str(cfg.wait_timeout)]
         rss_file = work / "rss"
-        cmd = [GNU_TIME, "-f", "%M", "-o", str(rss_file), str(cfg.rust_bin), *args]
+        cmd = [GNU_TIME, "-f", "%M", "-o", str(rss_file), str(cfg.rust_bin), "--no-registry", *args]
         env = tool_env(RUST, sim, home)
         if relay:
             env["BALENARC_API_URL"] = relay.url

@@ -104,7 +104,13 @@ function startSim(dir, clockArgs) {
 			clearTimeout(timer);
 			try {
 				const ready = JSON.parse(out.split('\n')[0]);
-				resolve({ child, api: ready.api_url, delta: ready.delta_url, token: ready.token });
+				resolve({
+					child,
+					api: ready.api_url,
+					delta: ready.delta_url,
+					registry: ready.registry_url,
+					token: ready.token,
+				});
 			} catch (err) {
 				reject(new Error(`the simulator's ready line is not JSON: ${out}`));
 			}
@@ -159,6 +165,9 @@ function ourTool(dir, sim, args) {
 		BALENARC_API_URL: sim.api,
 		BALENARC_DELTA_URL: sim.delta,
 		BALENA_RELEASE_UPDATE_TOKEN: sim.token,
+		// The scenario's registry is the simulator's own: nothing leaves
+		// the machine, and the download keys are real figures.
+		BALENA_RELEASE_UPDATE_REGISTRY_MAP: `registry2.balena-cloud.com=${sim.registry}`,
 		NO_PROXY: '127.0.0.1,localhost',
 		CI: 'true',
 	};

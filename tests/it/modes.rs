@@ -2,7 +2,7 @@
 
 use balena_sim::demo;
 
-use crate::support::{World, pair, service};
+use crate::support::{World, pair, run_checked, service};
 
 #[test]
 fn describe_prints_the_npm_json_with_additive_keys() {
@@ -102,8 +102,17 @@ fn no_registry_writes_no_download_keys_and_a_bad_registry_map_is_one_error_line(
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stdout.contains("download_size"), "{}", out.stdout);
     assert!(!out.stdout.contains("pull_size"), "{}", out.stdout);
-    // With the registry, the keys are there (unknown: its port is closed).
-    let with = world.run_words(&pair(demo::RELEASE_1, demo::RELEASE_2, &["-v"]));
+    // With a registry that does not answer, the keys say the sizes are
+    // unknown.
+    let with = run_checked(
+        world
+            .cmd()
+            .env(
+                "BALENA_RELEASE_UPDATE_REGISTRY_MAP",
+                "registry2.balena-cloud.com=http://127.0.0.1:1",
+            )
+            .args(pair(demo::RELEASE_1, demo::RELEASE_2, &["-v"])),
+    );
     assert!(
         with.stdout.contains("\"download_size_unknown\": true"),
         "{}",

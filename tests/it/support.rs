@@ -49,11 +49,11 @@ impl World {
             .env("BALENARC_DELTA_URL", self.sim.delta_url())
             .env("BALENA_RELEASE_UPDATE_POLL_INTERVAL", "50ms")
             .env("BALENA_RELEASE_UPDATE_RETRY_INTERVAL", "20ms")
-            // The scenarios' registry, on a closed loopback port: no request
-            // leaves this machine, and every registry size is unknown.
+            // The scenarios' registry is the simulator's own: no request
+            // leaves this machine.
             .env(
                 "BALENA_RELEASE_UPDATE_REGISTRY_MAP",
-                "registry2.balena-cloud.com=http://127.0.0.1:1",
+                format!("registry2.balena-cloud.com={}", self.sim.registry_url()),
             )
             .current_dir(self.home.path());
         cmd
@@ -104,8 +104,15 @@ impl World {
     }
 
     /// API requests the simulator has seen (control requests excluded).
+    /// OData requests the API has seen (the registry's token requests, which
+    /// go to the API host too, are counted apart).
     pub fn api_requests(&self) -> usize {
-        self.sim.count(balena_sim::Server::Api, None)
+        self.sim.count(balena_sim::Server::Api, None) - self.token_requests()
+    }
+
+    /// Registry token requests to the API host (`/auth/v1/token`).
+    pub fn token_requests(&self) -> usize {
+        self.sim.count(balena_sim::Server::Api, Some("token"))
     }
 
     pub fn delta_requests(&self) -> usize {

@@ -89,6 +89,8 @@ fn fixture() -> Fixture {
         .api_url(api.clone())
         .delta_url(sim.delta_url().parse().expect("the simulator URL parses"))
         .token(Some(SecretString::from(sim.token())))
+        // The round as the npm tool makes it: the API only.
+        .registry(false)
         .build()
         .expect("the client builds");
     let from: ReleaseRef = "1".parse().expect("a release id parses");

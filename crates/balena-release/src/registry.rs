@@ -177,7 +177,7 @@ impl Registry {
         };
         if base.scheme() == "http" && !is_loopback(&base) && !self.allow_insecure_http {
             return Err(format!(
-                "plain http to `{}` is not allowed (--allow-http allows it)",
+                "plain http to `{}` is not allowed (only loopback hosts, unless the client allows insecure http)",
                 origin(&base)
             ));
         }
@@ -366,7 +366,7 @@ impl Registry {
         }
         if url.scheme() == "http" && !is_loopback(&url) && !self.allow_insecure_http {
             return Err(format!(
-                "the token realm `{}` is plain http (--allow-http allows it)",
+                "the token realm `{}` is plain http (only loopback hosts, unless the client allows insecure http)",
                 redact_url(&url)
             ));
         }
@@ -812,7 +812,7 @@ mod tests {
             "https://localhost:6000/v2/v2/abc/manifests/sha256:12"
         );
         let refused = url("http://registry.example/v2/abc", "sha256:12").unwrap_err();
-        assert!(refused.contains("--allow-http"), "{refused}");
+        assert!(refused.contains("is not allowed"), "{refused}");
         let allowed = registry(&[], true);
         assert!(
             allowed
