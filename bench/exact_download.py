@@ -277,6 +277,10 @@ def ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.0f} ms"
 
 
+def diff_ms(r: dict) -> float:
+    return (statistics.median(r["wall_with"]) - statistics.median(r["wall_without"])) * 1000
+
+
 def report(cfg, rows: list[dict], mach: dict) -> str:
     lines = []
     w = lines.append
@@ -318,8 +322,14 @@ def report(cfg, rows: list[dict], mach: dict) -> str:
         w(
             f"| {r['label']} | {r['overall_status']} | {r['changed']} / {r['services']} | {r['ready_deltas']} "
             f"| {mb(r['exact'])} | {mb(r['estimate'])} | {ratio} | {ms(r['wall_with'])} | {ms(r['wall_without'])} "
-            f"| {(statistics.median(r['wall_with']) - statistics.median(r['wall_without'])) * 1000:+.0f} ms |"
+            f"| {diff_ms(r):+.0f} ms ({diff_ms(r) / cfg.latency_ms:.1f} × latency) |"
         )
+    w("")
+    w(
+        "The difference is what reading the registry adds to a plain run, also in units of the injected "
+        "latency: each sequential round trip on the registry's side (the 401 challenge, the token, each "
+        "wave of manifest requests) costs at least one."
+    )
     w("")
     w("Requests of one run (the first of each mode), with the registry / with `--no-registry`:")
     w("")
