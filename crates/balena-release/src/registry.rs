@@ -32,8 +32,11 @@ const ACCEPT_MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.oci.image.index.v1+json";
 
-/// Manifests fetched at the same time, at most.
-const CONCURRENCY: usize = 16;
+/// Manifests fetched at the same time, at most: enough for the manifests of
+/// a round of a few dozen services to go out in one wave (one round trip),
+/// bounded so that a fleet of hundreds of images does not open hundreds of
+/// connections.
+const CONCURRENCY: usize = 64;
 
 /// The default time the registry may add to a round.
 pub(crate) const DEFAULT_REGISTRY_TIMEOUT: Duration = Duration::from_secs(15);
