@@ -110,10 +110,10 @@ impl Progress {
                         update.originates_from__release.id, update.produces__release.id
                     ),
                     format!(
-                        "{:<9} {ready} of {} services ready, {} device(s)",
+                        "{:<9} {ready} of {} services ready, {}",
                         update.overall_status,
                         services.len(),
-                        transition.device_count
+                        crate::render::count(transition.device_count, "device")
                     ),
                 )
             })

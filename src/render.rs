@@ -29,15 +29,14 @@ pub fn table(report: &Report) -> String {
 
 fn fleet_table(fleet: &FleetUpdateInfo) -> String {
     let mut out = format!(
-        "fleet {} ({}) to release {} ({}): {}, {} transition(s), {} device(s) on target, {} \
-         without a release\n",
+        "fleet {} ({}) to release {} ({}): {}, {}, {} on target, {} without a release\n",
         printable(&fleet.application.slug),
         fleet.application.id,
         fleet.produces__release.id,
         short_commit(&fleet.produces__release.commit),
         fleet.overall_status,
-        fleet.transitions.len(),
-        fleet.devices_on_target,
+        count(fleet.transitions.len() as u64, "transition"),
+        count(fleet.devices_on_target, "device"),
         fleet.devices_without_release,
     );
     for transition in &fleet.transitions {
@@ -48,13 +47,13 @@ fn fleet_table(fleet: &FleetUpdateInfo) -> String {
         ));
     }
     let payload = match fleet.estimated_fleet_payload_size {
-        Some(bytes) => large_size(bytes),
+        Some(bytes) => size(bytes),
         None => "not known until every delta is ready".to_owned(),
     };
     if fleet.estimated_fleet_download_size.is_some() || fleet.download_size_unknown {
         let exact = fleet
             .estimated_fleet_download_size
-            .map_or_else(|| "unknown".to_owned(), large_size);
+            .map_or_else(|| "unknown".to_owned(), size);
         let _ = writeln!(
             out,
             "\nfleet-wide download: {exact} (compressed, from the registry's manifests)"
@@ -69,7 +68,7 @@ fn fleet_table(fleet: &FleetUpdateInfo) -> String {
 fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
     let mut out = String::new();
     let devices = devices
-        .map(|n| format!(", {n} device(s)"))
+        .map(|n| format!(", {}", count(n, "device")))
         .unwrap_or_default();
     let _ = writeln!(
         out,
@@ -125,7 +124,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
                 (None, _) => format!("({})", image_size(target)),
                 (Some(_), Some(delta)) if delta.size_unknown => "unknown".into(),
                 (Some(_), None) if service.change == Change::New => image_size(target),
-                (Some(bytes), _) => megabytes(bytes),
+                (Some(bytes), _) => size(bytes),
             },
             download.map_or("-".into(), |bytes| saving(bytes, target.image_size)),
         ]);
@@ -149,8 +148,8 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
         String::new(),
         String::new(),
         String::new(),
-        megabytes(full),
-        megabytes(payload_now),
+        size(full),
+        size(payload_now),
         saving(payload_now, full),
     ]);
     let rows: Vec<Vec<String>> = rows
@@ -180,7 +179,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             Some(bytes) => writeln!(
                 out,
                 "download per device: {} (DOWNLOAD: compressed layers a device fetches now, from the registry's manifests)",
-                megabytes(bytes)
+                size(bytes)
             ),
             None => writeln!(
                 out,
@@ -198,8 +197,8 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             let _ = writeln!(
                 out,
                 "{estimate} per device: {} instead of {} in full",
-                megabytes(bytes),
-                megabytes(full)
+                size(bytes),
+                size(full)
             );
         }
         None => {
@@ -211,7 +210,7 @@ fn transition_table(info: &UpdateInfo, devices: Option<u64>) -> String {
             let _ = writeln!(
                 out,
                 "not ready: {by}a device updating now downloads about {} (deltas not ready count in full, shown in parentheses)",
-                megabytes(payload_now)
+                size(payload_now)
             );
         }
     }
@@ -225,7 +224,7 @@ fn registry_asked(info: &UpdateInfo) -> bool {
 
 /// An exact size from the registry, or `unknown`.
 fn exact_size(bytes: Option<u64>) -> String {
-    bytes.map_or_else(|| "unknown".into(), megabytes)
+    bytes.map_or_else(|| "unknown".into(), size)
 }
 
 /// Left-aligned text columns, right-aligned size columns, two spaces apart.
@@ -260,24 +259,42 @@ fn image_size(image: &ImageInfo) -> String {
     if image.size_unknown {
         "unknown".into()
     } else {
-        megabytes(image.image_size)
+        size(image.image_size)
     }
 }
 
-/// Decimal megabytes with one decimal, as registries and balenaCloud show sizes.
-pub fn megabytes(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+/// A size in decimal units (B, kB, MB, GB, TB; 1 kB = 1000 bytes, as
+/// registries and balenaCloud count) with three significant digits:
+/// `0 B`, `812 B`, `48.2 MB`, `131 MB`, `1.51 GB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    // Round first, so that 999.96 MB reads 1.00 GB and not 1000 MB.
+    while unit + 1 < UNITS.len() && format!("{value:.0}").len() > 3 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{bytes} B");
+    }
+    let digits = if value >= 99.95 {
+        0
+    } else if value >= 9.995 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.digits$} {}", UNITS[unit])
 }
 
-/// Fleet-wide totals run into terabytes: the largest decimal unit that keeps
-/// the number at or above 1.
-fn large_size(bytes: u64) -> String {
-    const UNITS: [(&str, f64); 3] = [("TB", 1e12), ("GB", 1e9), ("MB", 1e6)];
-    let (unit, scale) = UNITS
-        .iter()
-        .find(|(_, scale)| bytes as f64 >= *scale)
-        .unwrap_or(&UNITS[2]);
-    format!("{:.1} {unit}", bytes as f64 / scale)
+/// `1 device`, `3 devices`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 fn saving(download: u64, full: u64) -> String {
@@ -299,13 +316,21 @@ mod tests {
 
     #[test]
     fn sizes_and_savings() {
-        assert_eq!(megabytes(0), "0.0 MB");
-        assert_eq!(megabytes(310_954_877), "311.0 MB");
-        assert_eq!(megabytes(u64::MAX), "18446744073709.6 MB");
+        for (bytes, shown) in [
+            (0, "0 B"),
+            (812, "812 B"),
+            (999, "999 B"),
+            (1_000, "1.00 kB"),
+            (48_234_496, "48.2 MB"),
+            (131_203_072, "131 MB"),
+            (999_960_000, "1.00 GB"),
+            (1_507_000_000, "1.51 GB"),
+            (2_258_063_500_000, "2.26 TB"),
+            (u64::MAX, "18446744 TB"),
+        ] {
+            assert_eq!(size(bytes), shown, "{bytes}");
+        }
         assert_eq!(saving(484_575, 310_954_877), "99.8%");
-        assert_eq!(large_size(2_258_063_500_000), "2.3 TB");
-        assert_eq!(large_size(45_000_000_000), "45.0 GB");
-        assert_eq!(large_size(12), "0.0 MB");
         assert_eq!(saving(0, 0), "-");
         assert_eq!(saving(10, 10), "0.0%");
     }
@@ -336,20 +361,13 @@ mod tests {
         let text = transition_table(&info, None);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
-            lines[1],
-            "SERVICE  CHANGE   STATUS      FROM        TO  DOWNLOAD  ESTIMATE  SAVING"
-        );
-        assert_eq!(
-            lines[2],
-            "api      new      ready          -   45.0 MB   12.0 MB   45.0 MB    0.0%"
-        );
-        assert_eq!(
-            lines[3],
-            "main     changed  ready   310.9 MB  311.0 MB    0.2 MB    0.5 MB   99.8%"
-        );
-        assert_eq!(
-            lines[4],
-            "total                               356.0 MB   12.2 MB   45.5 MB   87.2%"
+            lines[1..5],
+            [
+                "SERVICE  CHANGE   STATUS    FROM       TO  DOWNLOAD  ESTIMATE  SAVING",
+                "api      new      ready        -  45.0 MB   12.0 MB   45.0 MB    0.0%",
+                "main     changed  ready   311 MB   311 MB    200 kB    485 kB   99.8%",
+                "total                              356 MB   12.2 MB   45.5 MB   87.2%",
+            ]
         );
         assert!(
             text.contains("download per device: 12.2 MB (DOWNLOAD: compressed"),

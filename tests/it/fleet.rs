@@ -122,7 +122,7 @@ fn a_pinned_device_keeps_its_pin_under_to_release_and_the_table_counts_idle_devi
     assert_eq!(run.code, 0, "{}", run.stderr);
     let first = run.stdout.lines().next().unwrap();
     assert!(
-        first.contains("3 transition(s), 2 device(s) on target, 0 without a release"),
+        first.contains("3 transitions, 2 devices on target, 0 without a release"),
         "{}",
         run.stdout
     );

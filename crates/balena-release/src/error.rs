@@ -243,9 +243,9 @@ pub enum Error {
     /// A delta failed again and again while waiting, or the delta server
     /// refused it.
     #[error(
-        "the delta for service `{service}`{} could not be prepared ({attempts} request(s)): \
-         {message}",
-        from_release.map(|r| format!(" from release `{r}`")).unwrap_or_default()
+        "the delta for service `{service}`{} could not be prepared ({attempts} {}): {message}",
+        from_release.map(|r| format!(" from release `{r}`")).unwrap_or_default(),
+        if *attempts == 1 { "request" } else { "requests" }
     )]
     DeltaFailed {
         /// The service name.

@@ -508,7 +508,7 @@ mod tests {
         let err = delta_failed(&t, &info, (11, 21));
         assert_eq!(
             err.to_string(),
-            "the delta for service `b` could not be prepared (3 request(s)): the delta server \
+            "the delta for service `b` could not be prepared (3 requests): the delta server \
              reported `build 7 failed`"
         );
         assert!(err.last_state().is_some());

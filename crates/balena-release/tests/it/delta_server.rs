@@ -150,7 +150,7 @@ async fn a_refused_delta_is_not_asked_again_and_ends_the_wait_once_the_rest_is_r
     }
     assert_eq!(
         err.to_string(),
-        "the delta for service `api` could not be prepared (1 request(s)): the delta server \
+        "the delta for service `api` could not be prepared (1 request): the delta server \
          refused the delta (404): Not Found"
     );
     assert_eq!(sim.count(Server::Delta, None), 1, "a refusal is final");
