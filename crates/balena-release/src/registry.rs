@@ -1,6 +1,6 @@
 //! Reading image manifests from the registry, for exact download sizes:
 //! manifests by digest (or a delta's tag), the distribution token flow from
-//! the registry's 401 challenge (one token request for every repository of
+//! the registry's 401 challenge (one token request for every 100 repositories of
 //! a round), bounded concurrency and one fetch per manifest per client.
 //!
 //! The registry is optional: whatever goes wrong (unreachable, slow,
@@ -31,6 +31,12 @@ const ACCEPT_MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+
     application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.list.v2+json, \
     application/vnd.oci.image.index.v1+json";
+
+/// The most repositories named in one token request: with scopes such as
+/// `repository:v2/<32 hex>:pull` its URL stays under about 6 KB, below the
+/// 8 KB request line that common proxies accept. A round that needs more
+/// asks for a token per batch.
+const MAX_SCOPES: usize = 100;
 
 /// Manifests fetched at the same time, at most: enough for the manifests of
 /// a round of a few dozen services to go out in one wave (one round trip),
@@ -89,6 +95,27 @@ struct Wanted {
     url: Url,
     /// The repository name, for the token scope.
     repository: String,
+}
+
+/// `wanted` in batches naming at most [`MAX_SCOPES`] repositories each (all
+/// the manifests of one repository in the same batch), in order.
+fn scope_batches(wanted: Vec<Wanted>) -> Vec<Vec<Wanted>> {
+    let mut batches: Vec<Vec<Wanted>> = Vec::new();
+    let mut repositories: Vec<BTreeSet<String>> = Vec::new();
+    for w in wanted {
+        let at = repositories
+            .iter()
+            .position(|r| r.contains(&w.repository))
+            .or_else(|| repositories.iter().position(|r| r.len() < MAX_SCOPES));
+        let at = at.unwrap_or_else(|| {
+            batches.push(Vec::new());
+            repositories.push(BTreeSet::new());
+            batches.len() - 1
+        });
+        repositories[at].insert(w.repository.clone());
+        batches[at].push(w);
+    }
+    batches
 }
 
 /// One answer of the registry or of a token realm.
@@ -199,8 +226,11 @@ impl Registry {
     /// unless they are cached. Gives up at `until`.
     pub(crate) async fn authorize(&self, refs: &[ManifestRef], until: Instant) {
         let groups = self.groups(refs, false);
+        // The first batch's token; later batches ask for theirs when fetched.
         let work = join_all(groups.into_values().map(|wanted| async move {
-            self.access_for(&wanted).await;
+            if let Some(first) = scope_batches(wanted).first() {
+                self.access_for(first).await;
+            }
         }));
         if tokio::time::timeout_at(until, work).await.is_err() {
             tracing::info!("the registry did not answer in time; download sizes are unknown");
@@ -294,7 +324,14 @@ impl Registry {
                 scopes,
             };
         }
-        let all: BTreeSet<String> = scopes.union(&needed).cloned().collect();
+        let union: BTreeSet<String> = scopes.union(&needed).cloned().collect();
+        // A token for every repository so far, while that stays one short
+        // request; past that, a token for this batch alone.
+        let all = if union.len() <= MAX_SCOPES {
+            union
+        } else {
+            needed
+        };
         let updated = match self.token_for(&realm, service.as_deref(), &all).await {
             Ok(token) => Access::Bearer {
                 realm,
@@ -428,8 +465,16 @@ impl Registry {
         Ok(SecretString::from(token))
     }
 
-    /// Fetches the manifests of one registry origin.
+    /// Fetches the manifests of one registry origin, a batch of at most
+    /// [`MAX_SCOPES`] repositories (one token) after another.
     async fn fetch_group(&self, wanted: Vec<Wanted>) {
+        for batch in scope_batches(wanted) {
+            self.fetch_batch(batch).await;
+        }
+    }
+
+    /// Fetches manifests of at most [`MAX_SCOPES`] repositories.
+    async fn fetch_batch(&self, wanted: Vec<Wanted>) {
         let access = self.access_for(&wanted).await;
         let token = match &access {
             Access::Failed => {

@@ -648,3 +648,50 @@ async fn deltas_that_become_ready_while_waiting_are_read_once() {
         "each once: {delta_fetches:?}"
     );
 }
+
+#[tokio::test]
+async fn a_round_with_many_repositories_asks_for_tokens_in_short_batches() {
+    // 80 services: 80 source images and 80 changed target images, each in a
+    // repository of its own, on the simulator's registry.
+    let sim = crate::support::start(balena_sim::Scenario::generated(
+        balena_sim::GeneratedOptions {
+            services: 80,
+            releases: 3,
+            devices: 0,
+        },
+    ));
+    let registry: url::Url = sim.registry_url().parse().unwrap();
+    let client = Client::builder()
+        .api_url(sim.api_url().parse().unwrap())
+        .delta_url(sim.delta_url().parse().unwrap())
+        .token(Some(sim.token().into()))
+        .registry_map([("registry2.balena-cloud.com".to_owned(), registry)])
+        .build()
+        .unwrap();
+    let info = client
+        .get_update_info(&crate::support::id(1), &crate::support::id(3))
+        .await
+        .unwrap();
+    assert!(!info.download_size_unknown, "every size is known");
+    assert!(info.estimated_download_size.is_some());
+    let tokens: Vec<String> = sim
+        .journal()
+        .iter()
+        .filter(|e| e.resource.as_deref() == Some("token"))
+        .map(|e| e.query.clone().unwrap_or_default())
+        .collect();
+    assert!(
+        tokens.len() >= 2,
+        "one request for all would be too long: {}",
+        tokens.len()
+    );
+    for query in &tokens {
+        let scopes = query.matches("scope=").count();
+        assert!(scopes <= 100, "{scopes} scopes in one token request");
+        assert!(
+            query.len() < 8 << 10,
+            "a token request of {} bytes",
+            query.len()
+        );
+    }
+}
