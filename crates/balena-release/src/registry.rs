@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::download::{Layer, Layers, ManifestRef};
-use crate::http::{Clients, Limit, is_loopback, read_capped};
+use crate::http::{Clients, Limit, is_loopback, read_capped, same_origin};
 use crate::redact::{REDACTED, redact_secrets, redact_url};
 
 /// The manifest types asked for: single images first, then lists.
@@ -653,13 +653,6 @@ fn origin(url: &Url) -> String {
         url.host_str().unwrap_or(""),
         url.port_or_known_default().unwrap_or(0)
     )
-}
-
-/// Same scheme, host and port.
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
-        && a.port_or_known_default() == b.port_or_known_default()
 }
 
 /// A repository name as the distribution spec allows: lower-case
