@@ -132,8 +132,12 @@ pub fn generate(what: Generate) -> std::io::Result<Vec<u8>> {
 pub enum OutputFormat {
     /// The npm tool's JSON (2-space indent), for scripts
     Json,
-    /// A table for people, sizes in MB
+    /// Tables for people, fitted to the terminal's width (80 columns
+    /// when stdout is not a terminal, or $COLUMNS)
     Table,
+    /// The tables as GitHub-flavoured Markdown, for CI job summaries and
+    /// pull-request comments
+    Markdown,
 }
 
 /// What to do, once the flags are combined.

@@ -41,6 +41,9 @@ pub const NO_COLOR: &str = "NO_COLOR";
 
 /// Set by CI systems: no live progress.
 pub const CI: &str = "CI";
+/// The width tables are laid out for, as shells and terminals set it;
+/// overrides the terminal's own width.
+pub const COLUMNS: &str = "COLUMNS";
 
 /// Proxies for remote hosts, read by the HTTP client (upper- or lower-case;
 /// loopback hosts never use one). Checked here so that a malformed value is

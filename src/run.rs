@@ -28,12 +28,13 @@ pub fn main(args: Args) -> ExitCode {
         };
     }
     let env = Environment::from_process();
+    let columns = stdout_columns(&env);
     // The newest state read, printed when the run fails after reading it.
     let last_read: Mutex<Option<Report>> = Mutex::new(None);
     let outcome = Config::resolve(&args, &env).and_then(|config| {
         let bound = interval_knob(&env, env_vars::RUN_LIMIT)?.unwrap_or(RUN_LIMIT);
         let report = execute(&config, bound, &last_read)?;
-        print_report(&report, config.output.format).map_err(Failure::Write)
+        print_report(&report, config.output.format, columns).map_err(Failure::Write)
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,7 +44,7 @@ pub fn main(args: Args) -> ExitCode {
             if !matches!(failure, Failure::Write(_))
                 && let Some(report) = failure.last_state().or(read.as_ref())
             {
-                let _ = print_report(report, args.output);
+                let _ = print_report(report, args.output, columns);
             }
             fail(&failure)
         }
@@ -205,11 +206,25 @@ fn causes(error: &dyn std::error::Error) -> Vec<String> {
         .collect()
 }
 
-fn print_report(report: &Report, format: OutputFormat) -> std::io::Result<()> {
+fn print_report(report: &Report, format: OutputFormat, columns: usize) -> std::io::Result<()> {
     Printer::result(&match format {
         OutputFormat::Json => render::json(report),
-        OutputFormat::Table => render::table(report),
+        OutputFormat::Table => render::table(report, columns),
+        OutputFormat::Markdown => render::markdown(report),
     })
+}
+
+/// The width tables are laid out for: `$COLUMNS` when it is a number, else
+/// the terminal's when stdout is one, else 80 (a file, a pipe, a CI log).
+fn stdout_columns(env: &Environment) -> usize {
+    env.var(env_vars::COLUMNS)
+        .and_then(|value| value.trim().parse::<usize>().ok())
+        .filter(|&columns| columns > 0)
+        .or_else(|| {
+            terminal_size::terminal_size_of(std::io::stdout())
+                .map(|(width, _)| usize::from(width.0))
+        })
+        .unwrap_or(80)
 }
 
 fn print_text(text: &str) -> ExitCode {

@@ -392,7 +392,11 @@ fn bad_arguments() {
             .expect(&["invalid fleet", "`myorg/myfleet`"]),
         case("unknown output format")
             .more_args(&["--output", "xml"])
-            .expect(&["'xml'", "[possible values: json, table]", FIX_USAGE]),
+            .expect(&[
+                "'xml'",
+                "[possible values: json, table, markdown]",
+                FIX_USAGE,
+            ]),
         case("quiet and verbose")
             .more_args(&["--quiet", "--verbose"])
             .expect(&["'--quiet' cannot be used with", FIX_USAGE]),

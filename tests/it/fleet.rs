@@ -120,9 +120,9 @@ fn a_pinned_device_keeps_its_pin_under_to_release_and_the_table_counts_idle_devi
 
     let run = world.run(&["--fleet", &app, "--output", "table"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let first = run.stdout.lines().next().unwrap();
+    let second = run.stdout.lines().nth(1).unwrap();
     assert!(
-        first.contains("3 transitions, 2 devices on target, 0 without a release"),
+        second.contains("3 transitions, 2 devices already on their target, 0 without a release"),
         "{}",
         run.stdout
     );
@@ -130,7 +130,7 @@ fn a_pinned_device_keeps_its_pin_under_to_release_and_the_table_counts_idle_devi
         run.stdout.contains(&format!(
             "release {} ({}) to {} (",
             demo::RELEASE_3,
-            &demo::COMMIT_3[..7],
+            &demo::COMMIT_3[..9],
             demo::RELEASE_2
         )),
         "{}",

@@ -94,7 +94,7 @@ fn tables_show_hostile_characters_escaped() {
     );
     assert!(
         pair.stdout
-            .contains(r"api\u{1b}]0;title\u{202e}ppa\u{85}\u{9b}2J\u{7f}  changed"),
+            .contains(r"[1] api\u{1b}]0;title\u{202e}ppa\u{85}\u{9b}2J\u{7f}: the delta"),
         "{}",
         pair.stdout
     );

@@ -11,6 +11,7 @@ mod fleet;
 mod help;
 mod hostile_servers;
 mod hostile_text;
+mod markdown;
 mod modes;
 mod scenario_file;
 mod security;

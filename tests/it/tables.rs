@@ -1,12 +1,43 @@
-//! The `--output table` text for a pair and a fleet, before and after the wait, as snapshots.
+//! The `--output table` text for a pair and a fleet, before and after the wait, at 80 and 120 columns, as snapshots.
 
-use balena_sim::{Clock, Scenario, demo};
+use balena_sim::{Clock, Outcome, Scenario, demo};
 
-use crate::support::{World, pair, snapshot_filters};
+use crate::support::{Run, World, main_delta, pair, snapshot_filters};
+
+/// The table at `columns` (stdout is a pipe here, so only `COLUMNS` says).
+fn table_at(world: &World, words: &[String], columns: usize) -> Run {
+    let mut cmd = world.cmd();
+    cmd.args(words)
+        .args(["--output", "table"])
+        .env("COLUMNS", columns.to_string());
+    crate::support::run_checked(&mut cmd)
+}
+
+fn assert_fits(run: &Run, columns: usize) {
+    for line in run.stdout.lines() {
+        assert!(
+            line.chars().count() <= columns,
+            "a line wider than {columns} columns:\n{line}\nin:\n{}",
+            run.stdout
+        );
+    }
+}
 
 #[test]
 fn pair_with_every_kind_of_change() {
     let _filters = snapshot_filters().bind_to_scope();
+    let world = World::demo();
+    let words = pair(demo::RELEASE_1, demo::RELEASE_3, &[]);
+    for columns in [80, 120] {
+        let out = table_at(&world, &words, columns);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_fits(&out, columns);
+        insta::assert_snapshot!(format!("pair_r1_r3_describe_{columns}"), out.stdout);
+    }
+}
+
+#[test]
+fn without_a_terminal_or_columns_the_table_is_80_wide() {
     let world = World::demo();
     let out = world.run_words(&pair(
         demo::RELEASE_1,
@@ -14,27 +45,71 @@ fn pair_with_every_kind_of_change() {
         &["--output", "table"],
     ));
     assert_eq!(out.code, 0, "{}", out.stderr);
-    insta::assert_snapshot!("pair_r1_r3_describe", out.stdout);
+    assert_fits(&out, 80);
+    assert_eq!(
+        out.stdout,
+        table_at(&world, &pair(demo::RELEASE_1, demo::RELEASE_3, &[]), 80).stdout
+    );
 }
 
 #[test]
 fn pair_after_the_wait() {
     let _filters = snapshot_filters().bind_to_scope();
     let world = World::with(Scenario::demo().with_clock(Clock::scaled(200.0)));
-    let out = world.run_words(&pair(
+    let words = pair(
         demo::RELEASE_1,
         demo::RELEASE_2,
-        &["--wait", "--timeout", "60", "--output", "table"],
-    ));
+        &["--wait", "--timeout", "60"],
+    );
+    let out = table_at(&world, &words, 80);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_fits(&out, 80);
     insta::assert_snapshot!("pair_r1_r2_ready", out.stdout);
+}
+
+/// A failed delta: a short reason in STATUS, the whole of it in a footnote;
+/// narrow terminals keep DOWNLOAD and drop the columns that matter least.
+#[test]
+fn a_failed_delta_shows_its_reason() {
+    let _filters = snapshot_filters().bind_to_scope();
+    let reason = "the builder ran out of disk space while extracting layer 7 of 9";
+    let world = World::with(main_delta(
+        Scenario::demo().with_clock(Clock::scaled(200.0)),
+        vec![Outcome::failed(reason); 3],
+    ));
+    // The wait asks for the delta three times, then gives up on it.
+    let wait = table_at(
+        &world,
+        &pair(
+            demo::RELEASE_1,
+            demo::RELEASE_2,
+            &["--wait", "--timeout", "60"],
+        ),
+        80,
+    );
+    assert_eq!(wait.code, 1, "{}", wait.stderr);
+    assert_fits(&wait, 80);
+    let words = pair(demo::RELEASE_1, demo::RELEASE_2, &[]);
+    for columns in [120, 80, 40] {
+        let out = table_at(&world, &words, columns);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_fits(&out, columns);
+        let joined = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(joined.contains(reason), "{}", out.stdout);
+        assert!(out.stdout.contains("DOWNLOAD"), "{}", out.stdout);
+        insta::assert_snapshot!(format!("pair_r1_r2_failed_{columns}"), out.stdout);
+    }
 }
 
 #[test]
 fn fleet() {
     let _filters = snapshot_filters().bind_to_scope();
     let world = World::demo();
-    let out = world.run(&["--fleet", &demo::APP_ID.to_string(), "--output", "table"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    insta::assert_snapshot!("fleet_describe", out.stdout);
+    let words = vec!["--fleet".to_owned(), demo::APP_ID.to_string()];
+    for columns in [80, 120] {
+        let out = table_at(&world, &words, columns);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_fits(&out, columns);
+        insta::assert_snapshot!(format!("fleet_describe_{columns}"), out.stdout);
+    }
 }

@@ -1,0 +1,134 @@
+//! The view as GitHub-flavoured Markdown, for a CI job's summary
+//! (`$GITHUB_STEP_SUMMARY`), a GitLab report or a pull-request comment.
+//! Every piece of text is escaped: a service name or a server's message
+//! cannot end a table cell, start a link, mention someone or inject HTML.
+
+use super::sheet::{Cell, Sheet, View};
+use crate::printer::printable;
+
+pub fn render(view: &View) -> String {
+    let mut out = String::new();
+    let mut lines = view.heading.iter();
+    if let Some(first) = lines.next() {
+        out.push_str(&format!("## {}\n\n", escape(first)));
+    }
+    for line in lines {
+        out.push_str(&format!("{}\n\n", escape(line)));
+    }
+    if let Some(summary) = &view.summary {
+        push_sheet(&mut out, summary, "###");
+    }
+    // A transition alone is the report's heading; in a fleet, a subsection.
+    let level = if view.heading.is_empty() { "##" } else { "###" };
+    for sheet in &view.transitions {
+        push_sheet(&mut out, sheet, level);
+    }
+    for line in &view.closing {
+        out.push_str(&format!("{}\n\n", escape(line)));
+    }
+    // One newline at the end, as the other formats.
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
+fn push_sheet(out: &mut String, sheet: &Sheet, level: &str) {
+    if let Some(title) = &sheet.title {
+        out.push_str(&format!("{level} {}\n\n", escape(title)));
+    }
+    let headers: Vec<String> = sheet
+        .columns
+        .iter()
+        .map(|c| escape(&title_case(c.header())))
+        .collect();
+    out.push_str(&format!("| {} |\n", headers.join(" | ")));
+    let rule: Vec<&str> = sheet
+        .columns
+        .iter()
+        .map(|c| if c.right_aligned() { "---:" } else { ":---" })
+        .collect();
+    out.push_str(&format!("|{}|\n", rule.join("|")));
+    for row in &sheet.rows {
+        let cells: Vec<String> = row.iter().map(cell).collect();
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    let total: Vec<String> = sheet
+        .total
+        .iter()
+        .map(|c| match cell(c) {
+            text if text.is_empty() => text,
+            text => format!("**{text}**"),
+        })
+        .collect();
+    out.push_str(&format!("| {} |\n\n", total.join(" | ")));
+    // Footnotes and sentences as a list, so that each stays one item.
+    for note in &sheet.notes {
+        out.push_str(&format!("- {}\n", escape(note)));
+    }
+    if !sheet.notes.is_empty() {
+        out.push('\n');
+    }
+}
+
+/// A cell's whole text: Markdown has room for the reason of a failure.
+fn cell(cell: &Cell) -> String {
+    escape(&format!("{}{}", cell.text, cell.mark))
+}
+
+/// `SERVICE` → `Service`, `FLEET TOTAL` → `Fleet total`.
+fn title_case(header: &str) -> String {
+    let lower = header.to_lowercase();
+    let mut chars = lower.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// Text that Markdown shows as written: controls escaped as on a terminal,
+/// ASCII punctuation that could start markup backslash-escaped, and `<`,
+/// `>` and `&` written as entities so that no HTML gets through.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in printable(text).chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '#' | '!' | '@' | '$' | '{' | '}' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_text_cannot_become_markup() {
+        assert_eq!(escape("main"), "main");
+        assert_eq!(escape("a|b"), "a\\|b");
+        assert_eq!(
+            escape("<img src=x onerror=alert(1)>"),
+            "&lt;img src=x onerror=alert(1)&gt;"
+        );
+        assert_eq!(escape("[x](http://e)"), "\\[x\\](http://e)");
+        assert_eq!(escape("@team **now**"), "\\@team \\*\\*now\\*\\*");
+        // Shown as the two characters `\n`, as on a terminal.
+        assert_eq!(escape("line\nbreak"), "line\\\\nbreak");
+        assert_eq!(escape("a\\|b"), "a\\\\\\|b");
+        assert_eq!(escape("`code` &amp;"), "\\`code\\` &amp;amp;");
+    }
+
+    #[test]
+    fn headers_read_as_words() {
+        assert_eq!(title_case("FLEET TOTAL"), "Fleet total");
+        assert_eq!(title_case("SERVICE"), "Service");
+    }
+}

@@ -1,0 +1,179 @@
+//! Turns results into text: the npm tool's JSON for scripts, and for
+//! people a table fitted to the terminal or a Markdown report, both laid
+//! out from one view of the report (`sheet`). The live progress block is in
+//! `progress`.
+
+mod markdown;
+mod sheet;
+mod text;
+
+use balena_release::Report;
+
+use crate::printer::json_pretty;
+
+/// `JSON.stringify(result, null, 2)` plus a newline, as the npm tool prints.
+pub fn json(report: &Report) -> String {
+    let text = match report {
+        Report::Transition(info) => json_pretty(info),
+        Report::Fleet(info) => json_pretty(info),
+    };
+    // Serialising plain structs with string keys cannot fail.
+    let mut text = text.expect("the report serialises to JSON");
+    text.push('\n');
+    text
+}
+
+/// One table per transition (a fleet adds a summary table first), laid out
+/// for `columns` characters.
+pub fn table(report: &Report, columns: usize) -> String {
+    text::render(&sheet::view(report), columns)
+}
+
+/// The table's content as GitHub-flavoured Markdown.
+pub fn markdown(report: &Report) -> String {
+    markdown::render(&sheet::view(report))
+}
+
+/// A size in decimal units (B, kB, MB, GB, TB; 1 kB = 1000 bytes, as
+/// registries and balenaCloud count) with three significant digits:
+/// `0 B`, `812 B`, `48.2 MB`, `131 MB`, `1.51 GB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    // Round first, so that 999.96 MB reads 1.00 GB and not 1000 MB.
+    while unit + 1 < UNITS.len() && format!("{value:.0}").len() > 3 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{bytes} B");
+    }
+    let digits = if value >= 99.95 {
+        0
+    } else if value >= 9.995 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.digits$} {}", UNITS[unit])
+}
+
+/// `1 device`, `3 devices`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The share of the full size that is not downloaded; `-` when there is
+/// nothing to compare or nothing is saved.
+fn saving(download: u64, full: u64) -> String {
+    if full == 0 || download >= full {
+        return "-".into();
+    }
+    let saved = full.saturating_sub(download) as f64 / full as f64 * 100.0;
+    format!("{saved:.1}%")
+}
+
+#[cfg(test)]
+mod tests {
+    use balena_release::UpdateInfo;
+
+    use super::*;
+
+    #[test]
+    fn sizes_and_savings() {
+        for (bytes, shown) in [
+            (0, "0 B"),
+            (812, "812 B"),
+            (999, "999 B"),
+            (1_000, "1.00 kB"),
+            (48_234_496, "48.2 MB"),
+            (131_203_072, "131 MB"),
+            (999_960_000, "1.00 GB"),
+            (1_507_000_000, "1.51 GB"),
+            (2_258_063_500_000, "2.26 TB"),
+            (u64::MAX, "18446744 TB"),
+        ] {
+            assert_eq!(size(bytes), shown, "{bytes}");
+        }
+        assert_eq!(saving(484_575, 310_954_877), "99.8%");
+        assert_eq!(saving(0, 0), "-");
+        assert_eq!(saving(10, 10), "-");
+    }
+
+    /// The reference example with the registry's figures.
+    const EXACT: &str = r#"{
+      "originates_from__release": {"id": 1, "commit": "84d3d8f43eddd81b1699552dd39338f8dbf8b11e"},
+      "produces__release": {"id": 2, "commit": "b2cf2db7fece36f10e6a7e815ab169fd30cab05f"},
+      "is_produced_by__service_update": [
+        {"service_name": "api", "status": "ready",
+         "produces__image": {"id": 3, "is_stored_at__image_location": "r/v2/a", "content_hash": "sha256:a", "image_size": 45012345},
+         "change": "new", "pull_size": 12000000, "download_size": 12000000},
+        {"service_name": "main", "status": "ready",
+         "originates_from__image": {"id": 4, "is_stored_at__image_location": "r/v2/m", "content_hash": "sha256:m", "image_size": 310905195},
+         "produces__image": {"id": 5, "is_stored_at__image_location": "r/v2/n", "content_hash": "sha256:n", "image_size": 310954877,
+           "is_produced_by__delta": {"id": 6, "version": 3, "is_stored_at__location": "r/v2/n:delta-1", "size": 484575}},
+         "change": "changed", "pull_size": 900000, "download_size": 200000}
+      ],
+      "overall_status": "ready",
+      "estimated_total_payload_size": 45496920,
+      "removed_services": [],
+      "estimated_download_size": 12200000
+    }"#;
+
+    #[test]
+    fn the_exact_download_leads_and_the_estimate_stays_visible() {
+        let info: UpdateInfo = serde_json::from_str(EXACT).unwrap();
+        let text = table(&Report::Transition(info.clone()), 120);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1..5],
+            [
+                "SERVICE  CHANGE   STATUS    FROM       TO  DOWNLOAD  ESTIMATE  SAVING",
+                "api      new      ready        -  45.0 MB   12.0 MB   45.0 MB       -",
+                "main     changed  ready   311 MB   311 MB    200 kB    485 kB   99.8%",
+                "total                              356 MB   12.2 MB   45.5 MB   87.2%",
+            ]
+        );
+        assert!(
+            text.contains("download per device: 12.2 MB (DOWNLOAD: compressed"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "npm-compatible estimate (ESTIMATE, from image sizes) per device: 45.5 MB"
+            ),
+            "{text}"
+        );
+
+        let mut unknown = info.clone();
+        unknown.estimated_download_size = None;
+        unknown.download_size_unknown = true;
+        unknown.is_produced_by__service_update[0].download_size = None;
+        unknown.is_produced_by__service_update[0].download_size_unknown = true;
+        let text = table(&Report::Transition(unknown), 120);
+        assert!(text.lines().nth(2).unwrap().contains("unknown"), "{text}");
+        assert!(text.contains("download per device: unknown"), "{text}");
+
+        // Without the registry the table is the npm tool's figure alone.
+        let mut plain = info;
+        plain.estimated_download_size = None;
+        for s in &mut plain.is_produced_by__service_update {
+            s.download_size = None;
+            s.pull_size = None;
+        }
+        let text = table(&Report::Transition(plain), 120);
+        assert!(
+            text.lines().nth(1).unwrap().ends_with("DOWNLOAD  SAVING"),
+            "{text}"
+        );
+        assert!(
+            text.contains("estimated download per device: 45.5 MB"),
+            "{text}"
+        );
+    }
+}

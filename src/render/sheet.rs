@@ -1,0 +1,568 @@
+//! What the tables say, before any layout: one pure function from a report
+//! to headings, sheets of cells and notes. The terminal table (`text`) and
+//! the Markdown report (`markdown`) lay out the same view, so they cannot
+//! disagree on a figure. Text here is raw (server text unescaped); each
+//! layout escapes everything it writes.
+
+use balena_release::{
+    Change, FleetTransition, FleetUpdateInfo, ImageInfo, Report, ServiceUpdate, UpdateInfo,
+};
+
+use super::{count, saving, size};
+
+/// A column of a sheet: its header, its alignment and how it may give way
+/// when the table is too wide (see `text::FIT_STEPS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Col {
+    Service,
+    Change,
+    Status,
+    From,
+    To,
+    Download,
+    Estimate,
+    Saving,
+    Source,
+    Target,
+    Devices,
+    FleetTotal,
+}
+
+impl Col {
+    pub fn header(self) -> &'static str {
+        match self {
+            Col::Service => "SERVICE",
+            Col::Change => "CHANGE",
+            Col::Status => "STATUS",
+            Col::From => "FROM",
+            Col::To => "TO",
+            Col::Download => "DOWNLOAD",
+            Col::Estimate => "ESTIMATE",
+            Col::Saving => "SAVING",
+            Col::Source => "FROM RELEASE",
+            Col::Target => "TO",
+            Col::Devices => "DEVICES",
+            Col::FleetTotal => "FLEET TOTAL",
+        }
+    }
+
+    /// Sizes and counts are right-aligned, words left-aligned.
+    pub fn right_aligned(self) -> bool {
+        !matches!(
+            self,
+            Col::Service | Col::Change | Col::Status | Col::Source | Col::Target
+        )
+    }
+}
+
+/// One cell. When the layout must cut it, `text` loses characters from its
+/// end (never its first `keep`), and `mark` (a footnote marker) stays.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cell {
+    pub text: String,
+    pub keep: usize,
+    pub mark: String,
+}
+
+impl Cell {
+    fn new(text: impl Into<String>) -> Cell {
+        let text = text.into();
+        Cell {
+            keep: text.chars().count(),
+            text,
+            mark: String::new(),
+        }
+    }
+}
+
+/// A table with its title above and its notes below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sheet {
+    pub title: Option<String>,
+    pub columns: Vec<Col>,
+    pub rows: Vec<Vec<Cell>>,
+    /// The totals row, set apart from the others.
+    pub total: Vec<Cell>,
+    /// Footnotes first (`[1] …`), then sentences about the figures.
+    pub notes: Vec<String>,
+}
+
+/// Everything one report shows, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Lines above everything (the fleet and where it stands).
+    pub heading: Vec<String>,
+    /// The fleet's one-row-per-transition table.
+    pub summary: Option<Sheet>,
+    /// One sheet per transition; a layout gives them the same widths.
+    pub transitions: Vec<Sheet>,
+    /// Lines below everything (the fleet-wide figures).
+    pub closing: Vec<String>,
+}
+
+pub fn view(report: &Report) -> View {
+    let commits = Commits::of(report);
+    match report {
+        Report::Transition(info) => View {
+            heading: Vec::new(),
+            summary: None,
+            transitions: vec![transition_sheet(info, None, &commits)],
+            closing: Vec::new(),
+        },
+        Report::Fleet(fleet) => fleet_view(fleet, &commits),
+    }
+}
+
+fn fleet_view(fleet: &FleetUpdateInfo, commits: &Commits) -> View {
+    let target = &fleet.produces__release;
+    let mut heading = vec![format!(
+        "fleet {} ({}) to release {} ({}): {}",
+        fleet.application.slug,
+        fleet.application.id,
+        target.id,
+        commits.short(&target.commit),
+        fleet.overall_status,
+    )];
+    heading.push(format!(
+        "{}, {} already on their target, {} without a release",
+        count(fleet.transitions.len() as u64, "transition"),
+        count(fleet.devices_on_target, "device"),
+        fleet.devices_without_release,
+    ));
+
+    let figures: Vec<DeviceDownload> = fleet
+        .transitions
+        .iter()
+        .map(|t| DeviceDownload::of(&t.update))
+        .collect();
+    let mixed = figures.iter().any(|f| f.exact) && figures.iter().any(|f| !f.exact);
+    let mut rows = Vec::new();
+    let mut fleet_total = Some(0u64);
+    for (transition, figure) in fleet.transitions.iter().zip(&figures) {
+        let total = figure
+            .bytes
+            .map(|bytes| bytes.saturating_mul(transition.device_count));
+        fleet_total = fleet_total.zip(total).map(|(a, b)| a.saturating_add(b));
+        rows.push(summary_row(transition, figure, total, mixed, commits));
+    }
+    let devices: u64 = fleet.transitions.iter().map(|t| t.device_count).sum();
+    let total = vec![
+        Cell::new("total"),
+        Cell::default(),
+        Cell::new(devices.to_string()),
+        Cell::default(),
+        Cell::default(),
+        Cell::new(fleet_total.map_or_else(|| "unknown".to_owned(), size)),
+    ];
+    let mut notes = Vec::new();
+    if mixed {
+        notes.push(
+            "~ by image sizes: the registry could not tell these transitions' download".to_owned(),
+        );
+    }
+    let summary = (!rows.is_empty()).then(|| Sheet {
+        title: None,
+        columns: vec![
+            Col::Source,
+            Col::Target,
+            Col::Devices,
+            Col::Status,
+            Col::Download,
+            Col::FleetTotal,
+        ],
+        rows,
+        total,
+        notes,
+    });
+
+    let transitions = fleet
+        .transitions
+        .iter()
+        .map(|t| transition_sheet(&t.update, Some(t.device_count), commits))
+        .collect();
+    View {
+        heading,
+        summary,
+        transitions,
+        closing: fleet_closing(fleet),
+    }
+}
+
+fn summary_row(
+    transition: &FleetTransition,
+    figure: &DeviceDownload,
+    total: Option<u64>,
+    mixed: bool,
+    commits: &Commits,
+) -> Vec<Cell> {
+    let update = &transition.update;
+    let source = &update.originates_from__release;
+    let tilde = if mixed && !figure.exact { "~" } else { "" };
+    let shown = |bytes: Option<u64>| {
+        bytes.map_or_else(|| "unknown".to_owned(), |b| format!("{tilde}{}", size(b)))
+    };
+    vec![
+        Cell::new(format!("{} ({})", source.id, commits.short(&source.commit))),
+        Cell::new(update.produces__release.id.to_string()),
+        Cell::new(transition.device_count.to_string()),
+        Cell::new(update.overall_status.to_string()),
+        Cell::new(shown(figure.bytes)),
+        Cell::new(shown(total)),
+    ]
+}
+
+/// What one device updating now downloads for a transition: the registry's
+/// exact figure when it told, else the figure from image sizes with the
+/// services whose delta is not ready counted in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceDownload {
+    pub bytes: Option<u64>,
+    /// From the registry's manifests (not from image sizes).
+    pub exact: bool,
+}
+
+impl DeviceDownload {
+    pub fn of(info: &UpdateInfo) -> DeviceDownload {
+        match info.estimated_download_size {
+            Some(bytes) => DeviceDownload {
+                bytes: Some(bytes),
+                exact: true,
+            },
+            None => DeviceDownload {
+                bytes: Some(info.download_now()),
+                exact: false,
+            },
+        }
+    }
+}
+
+fn fleet_closing(fleet: &FleetUpdateInfo) -> Vec<String> {
+    let estimate = match fleet.estimated_fleet_payload_size {
+        Some(bytes) => size(bytes),
+        // Deltas not ready count in full: they can only make it smaller.
+        None => format!(
+            "at most {} until every delta is ready",
+            size(fleet_download_now(fleet))
+        ),
+    };
+    let registry_asked =
+        fleet.estimated_fleet_download_size.is_some() || fleet.download_size_unknown;
+    if registry_asked {
+        let exact = fleet
+            .estimated_fleet_download_size
+            .map_or_else(|| "unknown, the registry could not tell".to_owned(), size);
+        vec![
+            format!("fleet-wide download: {exact} (compressed, from the registry's manifests)"),
+            format!("fleet-wide npm-compatible estimate: {estimate}"),
+        ]
+    } else {
+        vec![format!("fleet-wide download: {estimate}")]
+    }
+}
+
+/// Σ devices × what each downloads now, deltas not ready counted in full.
+fn fleet_download_now(fleet: &FleetUpdateInfo) -> u64 {
+    fleet.transitions.iter().fold(0u64, |sum, t| {
+        sum.saturating_add(t.update.download_now().saturating_mul(t.device_count))
+    })
+}
+
+fn transition_sheet(info: &UpdateInfo, devices: Option<u64>, commits: &Commits) -> Sheet {
+    let devices = devices
+        .map(|n| format!(", {}", count(n, "device")))
+        .unwrap_or_default();
+    let title = format!(
+        "release {} ({}) to {} ({}){devices}: {}",
+        info.originates_from__release.id,
+        commits.short(&info.originates_from__release.commit),
+        info.produces__release.id,
+        commits.short(&info.produces__release.commit),
+        info.overall_status,
+    );
+
+    // The registry's exact figure, when it was asked, leads in DOWNLOAD;
+    // the npm tool's figure from image sizes moves to ESTIMATE.
+    let exact = info.estimated_download_size.is_some() || info.download_size_unknown;
+    let mut columns = vec![
+        Col::Service,
+        Col::Change,
+        Col::Status,
+        Col::From,
+        Col::To,
+        Col::Download,
+    ];
+    if exact {
+        columns.push(Col::Estimate);
+    }
+    columns.push(Col::Saving);
+
+    let mut rows = Vec::new();
+    let mut footnotes = Vec::new();
+    let mut size_unknown = info.payload_size_unknown;
+    for service in &info.is_produced_by__service_update {
+        let target = &service.produces__image;
+        size_unknown |= target.size_unknown
+            || target
+                .is_produced_by__delta
+                .as_ref()
+                .is_some_and(|d| d.size_unknown);
+        let download = service.download_now();
+        let mut row = vec![
+            service_cell(&service.service_name),
+            Cell::new(service.change.to_string()),
+            status_cell(service, &mut footnotes),
+            Cell::new(
+                service
+                    .originates_from__image
+                    .as_ref()
+                    .map_or("-".into(), image_size),
+            ),
+            Cell::new(image_size(target)),
+        ];
+        if exact {
+            row.push(Cell::new(exact_size(service.download_size)));
+        }
+        row.push(Cell::new(estimate_cell(service)));
+        row.push(Cell::new(
+            download.map_or("-".into(), |bytes| saving(bytes, target.image_size)),
+        ));
+        rows.push(row);
+    }
+    for removed in &info.removed_services {
+        let mut row = vec![
+            service_cell(&removed.service_name),
+            Cell::new("removed"),
+            Cell::new("-"),
+            Cell::new(image_size(&removed.originates_from__image)),
+            Cell::new("-"),
+            Cell::new("-"),
+        ];
+        if exact {
+            row.push(Cell::new("-"));
+        }
+        row.push(Cell::new("-"));
+        rows.push(row);
+    }
+
+    let full = info.full_size();
+    let payload_now = info.download_now();
+    let mut total = vec![
+        Cell::new("total"),
+        Cell::default(),
+        Cell::default(),
+        Cell::default(),
+        Cell::new(size(full)),
+    ];
+    if exact {
+        total.push(Cell::new(exact_size(info.estimated_download_size)));
+    }
+    total.push(Cell::new(size(payload_now)));
+    total.push(Cell::new(saving(payload_now, full)));
+
+    let mut notes = footnotes;
+    if size_unknown {
+        notes.push(
+            "some sizes are unknown to the API and count as 0: the download is larger than shown"
+                .to_owned(),
+        );
+    }
+    if exact {
+        notes.push(match info.estimated_download_size {
+            Some(bytes) => format!(
+                "download per device: {} (DOWNLOAD: compressed layers, from the registry's \
+                 manifests)",
+                size(bytes)
+            ),
+            None => {
+                "download per device: unknown, the registry could not tell (-v says why)".to_owned()
+            }
+        });
+    }
+    let by = if exact {
+        "by image sizes (ESTIMATE), "
+    } else {
+        ""
+    };
+    notes.push(match info.estimated_total_payload_size {
+        Some(bytes) if exact => format!(
+            "npm-compatible estimate (ESTIMATE, from image sizes) per device: {} instead of {} \
+             in full",
+            size(bytes),
+            size(full)
+        ),
+        Some(bytes) => format!(
+            "estimated download per device: {} instead of {} in full",
+            size(bytes),
+            size(full)
+        ),
+        None => format!(
+            "not ready: {by}a device updating now downloads about {} (deltas not ready count in \
+             full, in parentheses)",
+            size(payload_now)
+        ),
+    });
+    Sheet {
+        title: Some(title),
+        columns,
+        rows,
+        total,
+        notes,
+    }
+}
+
+/// Names may be cut to their first 6 characters when space is short.
+fn service_cell(name: &str) -> Cell {
+    let mut cell = Cell::new(name);
+    cell.keep = cell.keep.min(6);
+    cell
+}
+
+/// The service's status; a failed or refused delta shows as such with the
+/// server's reason (cut to fit) and a footnote holding the whole text.
+fn status_cell(service: &ServiceUpdate, footnotes: &mut Vec<String>) -> Cell {
+    let Some(failure) = &service.delta_failure else {
+        return Cell::new(service.status.to_string());
+    };
+    let reason = failure
+        .error_message
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty());
+    let (word, note) = match failure.http_status {
+        Some(status) => (
+            "refused",
+            format!(
+                "the delta server refused the delta (HTTP {status}); devices download the whole \
+                 image"
+            ),
+        ),
+        None if failure.attempts > 0 => (
+            "failed",
+            format!(
+                "the delta build failed (asked for {})",
+                count(u64::from(failure.attempts), "time")
+            ),
+        ),
+        None => ("failed", "the delta build failed".to_owned()),
+    };
+    let number = footnotes.len() + 1;
+    footnotes.push(match reason {
+        Some(reason) => format!("[{number}] {}: {note}: {reason}", service.service_name),
+        None => format!(
+            "[{number}] {}: {note}; the server gave no reason",
+            service.service_name
+        ),
+    });
+    let text = match reason {
+        Some(reason) => format!("{word}: {reason}"),
+        None => word.to_owned(),
+    };
+    Cell {
+        text,
+        keep: word.len(),
+        mark: format!(" [{number}]"),
+    }
+}
+
+/// The npm-compatible figure: a ready delta, the whole image of a new
+/// service, or the whole image in parentheses while its delta is not ready.
+fn estimate_cell(service: &ServiceUpdate) -> String {
+    let target = &service.produces__image;
+    match (service.download_now(), &target.is_produced_by__delta) {
+        (None, _) => format!("({})", image_size(target)),
+        (Some(_), Some(delta)) if delta.size_unknown => "unknown".into(),
+        (Some(_), None) if service.change == Change::New => image_size(target),
+        (Some(bytes), _) => size(bytes),
+    }
+}
+
+fn exact_size(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "unknown".into(), size)
+}
+
+fn image_size(image: &ImageInfo) -> String {
+    if image.size_unknown {
+        "unknown".into()
+    } else {
+        size(image.image_size)
+    }
+}
+
+/// Release commits shortened to one length for the whole view: 7
+/// characters, or more when two different commits in the view share their
+/// first 7.
+struct Commits {
+    length: usize,
+}
+
+impl Commits {
+    fn of(report: &Report) -> Commits {
+        let updates: Vec<&UpdateInfo> = match report {
+            Report::Transition(info) => vec![info],
+            Report::Fleet(fleet) => fleet.transitions.iter().map(|t| &t.update).collect(),
+        };
+        let mut all: Vec<&str> = updates
+            .iter()
+            .flat_map(|u| {
+                [
+                    &*u.originates_from__release.commit,
+                    &*u.produces__release.commit,
+                ]
+            })
+            .collect();
+        if let Report::Fleet(fleet) = report {
+            all.push(&fleet.produces__release.commit);
+        }
+        Commits {
+            length: distinguishing_length(&all, 7),
+        }
+    }
+
+    fn short(&self, commit: &str) -> String {
+        commit.chars().take(self.length).collect()
+    }
+}
+
+/// The shortest prefix length, at least `least`, at which the different
+/// strings of `all` have different prefixes.
+pub fn distinguishing_length(all: &[&str], least: usize) -> usize {
+    let mut distinct: Vec<&str> = all.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let shared = distinct
+        .windows(2)
+        .map(|pair| {
+            pair[0]
+                .chars()
+                .zip(pair[1].chars())
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    least.max(shared + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_are_as_short_as_tells_them_apart() {
+        assert_eq!(distinguishing_length(&[], 7), 7);
+        assert_eq!(distinguishing_length(&["84d3d8f43e", "b2cf2db7fe"], 7), 7);
+        // The same commit twice is one commit.
+        assert_eq!(distinguishing_length(&["b2cf2db7fe", "b2cf2db7fe"], 7), 7);
+        assert_eq!(
+            distinguishing_length(&["b2cf2db7fe", "84d3d8f43e", "b2cf2db4aa"], 7),
+            8
+        );
+        assert_eq!(
+            distinguishing_length(&["b2cf2db7fe01", "b2cf2db7fe02"], 7),
+            12
+        );
+        // A commit that is a prefix of another needs one character more
+        // than itself, and cannot have it: the whole commit is shown.
+        assert_eq!(distinguishing_length(&["abc", "abcdef"], 2), 4);
+    }
+}

@@ -1,0 +1,406 @@
+//! The view laid out for a terminal of a given width: aligned columns that
+//! give way in a fixed order when the table is too wide, and notes wrapped
+//! on word boundaries. Widths count characters, one cell each, which holds
+//! for the text this tool writes and for escaped server text, though not
+//! for East Asian wide characters in service names.
+
+use super::sheet::{Cell, Col, Sheet, View};
+use crate::printer::printable;
+
+/// A failed delta's reason in STATUS is cut to this width however wide the
+/// terminal (its footnote has the whole text).
+const STATUS_WIDTH: usize = 32;
+
+/// How a table too wide for the terminal gives way, step by step, each
+/// step taken only while the table is still too wide:
+///
+/// 1. a failed delta's reason in STATUS is cut to 24 characters;
+/// 2. SAVING is dropped;
+/// 3. service names are cut to 16 characters;
+/// 4. ESTIMATE, then FROM are dropped;
+/// 5. STATUS is cut to its word (`failed [1]`; the footnote has the rest);
+/// 6. CHANGE is dropped;
+/// 7. service names are cut to their first 6 characters.
+///
+/// The fleet summary first cuts FROM RELEASE, then drops TO and FLEET TOTAL.
+/// DOWNLOAD is never dropped: it is what the tool is for.
+const FIT_STEPS: &[Fit] = &[
+    Fit::Cut(Col::Status, 24),
+    Fit::Drop(Col::Saving),
+    Fit::Cut(Col::Service, 16),
+    Fit::Drop(Col::Estimate),
+    Fit::Drop(Col::From),
+    Fit::Cut(Col::Status, 0),
+    Fit::Drop(Col::Change),
+    Fit::Cut(Col::Service, 0),
+    Fit::Cut(Col::Source, 0),
+    Fit::Drop(Col::Target),
+    Fit::Drop(Col::FleetTotal),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Fit {
+    /// Cut the column's cells down to this width, or to what they must keep.
+    Cut(Col, usize),
+    Drop(Col),
+}
+
+const GAP: usize = 2;
+
+pub fn render(view: &View, width: usize) -> String {
+    let width = width.max(20);
+    let mut out = String::new();
+    for line in &view.heading {
+        push_wrapped(&mut out, line, width, "");
+    }
+    if let Some(summary) = &view.summary {
+        out.push('\n');
+        let layout = Layout::fit(std::slice::from_ref(summary), width);
+        push_sheet(&mut out, summary, &layout, width);
+    }
+    // Transition tables share one set of widths, so that a fleet's tables
+    // line up with each other.
+    let layout = Layout::fit(&view.transitions, width);
+    for (n, sheet) in view.transitions.iter().enumerate() {
+        if n > 0 || !view.heading.is_empty() {
+            out.push('\n');
+        }
+        push_sheet(&mut out, sheet, &layout, width);
+    }
+    if !view.closing.is_empty() {
+        out.push('\n');
+    }
+    for line in &view.closing {
+        push_wrapped(&mut out, line, width, "");
+    }
+    out
+}
+
+/// Column widths for a group of sheets; a dropped column is absent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Layout {
+    widths: Vec<(Col, usize)>,
+}
+
+impl Layout {
+    fn fit(sheets: &[Sheet], width: usize) -> Layout {
+        let mut widths: Vec<(Col, usize)> = Vec::new();
+        for sheet in sheets {
+            for (index, col) in sheet.columns.iter().enumerate() {
+                let natural = cells(sheet, index)
+                    .map(cell_width)
+                    .chain([col.header().len()])
+                    .max()
+                    .unwrap_or(0);
+                let natural = if *col == Col::Status {
+                    natural.min(STATUS_WIDTH)
+                } else {
+                    natural
+                };
+                match widths.iter_mut().find(|(c, _)| c == col) {
+                    Some((_, w)) => *w = (*w).max(natural),
+                    None => widths.push((*col, natural)),
+                }
+            }
+        }
+        let mut layout = Layout { widths };
+        for step in FIT_STEPS {
+            let over = layout.line_width().saturating_sub(width);
+            if over == 0 {
+                break;
+            }
+            match *step {
+                Fit::Drop(col) => layout.widths.retain(|(c, _)| *c != col),
+                Fit::Cut(col, least) => {
+                    let floor = sheets
+                        .iter()
+                        .filter_map(|s| s.columns.iter().position(|c| *c == col).map(|i| (s, i)))
+                        .flat_map(|(s, i)| cells(s, i).map(cell_floor))
+                        .chain([col.header().len(), least])
+                        .max()
+                        .unwrap_or(0);
+                    if let Some((_, w)) = layout.widths.iter_mut().find(|(c, _)| *c == col) {
+                        *w = (*w).saturating_sub(over).max(floor.min(*w));
+                    }
+                }
+            }
+        }
+        layout
+    }
+
+    fn line_width(&self) -> usize {
+        let cells: usize = self.widths.iter().map(|(_, w)| w).sum();
+        cells + GAP * self.widths.len().saturating_sub(1)
+    }
+
+    fn width_of(&self, col: Col) -> Option<usize> {
+        self.widths.iter().find(|(c, _)| *c == col).map(|(_, w)| *w)
+    }
+}
+
+fn cells(sheet: &Sheet, index: usize) -> impl Iterator<Item = &Cell> {
+    sheet
+        .rows
+        .iter()
+        .chain([&sheet.total])
+        .filter_map(move |row| row.get(index))
+}
+
+fn cell_width(cell: &Cell) -> usize {
+    printable(&cell.text).chars().count() + cell.mark.chars().count()
+}
+
+/// The narrowest a cell may become: what it must keep, an ellipsis when
+/// that is not all of it, and its mark.
+fn cell_floor(cell: &Cell) -> usize {
+    let text = printable(&cell.text).chars().count();
+    let kept = if text <= cell.keep {
+        text
+    } else {
+        cell.keep + 1
+    };
+    kept + cell.mark.chars().count()
+}
+
+/// A cell's text in at most `width` characters.
+fn cut(cell: &Cell, width: usize) -> String {
+    let text = printable(&cell.text);
+    let length = text.chars().count();
+    let mark = cell.mark.chars().count();
+    if length + mark <= width {
+        return format!("{text}{}", cell.mark);
+    }
+    let room = width.saturating_sub(mark + 1);
+    let kept: String = text.chars().take(room).collect();
+    let kept = kept.trim_end_matches([' ', ':', ',']);
+    format!("{kept}…{}", cell.mark)
+}
+
+fn push_sheet(out: &mut String, sheet: &Sheet, layout: &Layout, width: usize) {
+    if let Some(title) = &sheet.title {
+        push_wrapped(out, title, width, "");
+    }
+    let headers: Vec<Cell> = sheet
+        .columns
+        .iter()
+        .map(|c| Cell {
+            text: c.header().to_owned(),
+            keep: c.header().len(),
+            mark: String::new(),
+        })
+        .collect();
+    for row in std::iter::once(&headers)
+        .chain(&sheet.rows)
+        .chain([&sheet.total])
+    {
+        let mut line = String::new();
+        for (col, cell) in sheet.columns.iter().zip(row) {
+            let Some(w) = layout.width_of(*col) else {
+                continue;
+            };
+            if !line.is_empty() {
+                line.push_str(&" ".repeat(GAP));
+            }
+            let text = cut(cell, w);
+            let pad = " ".repeat(w.saturating_sub(text.chars().count()));
+            if col.right_aligned() {
+                line.push_str(&pad);
+                line.push_str(&text);
+            } else {
+                line.push_str(&text);
+                line.push_str(&pad);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    for note in &sheet.notes {
+        // A footnote's continuation lines are indented under its text.
+        let indent = if note.starts_with('[') { "    " } else { "  " };
+        push_wrapped(out, note, width, indent);
+    }
+}
+
+/// `text` as lines of at most `width` characters, broken at spaces, the
+/// lines after the first indented by `indent`. A word longer than a line is
+/// cut, so that no line is ever wider than `width`.
+fn push_wrapped(out: &mut String, text: &str, width: usize, indent: &str) {
+    for line in wrap(&printable(text), width, indent) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+}
+
+pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut length = 0;
+    for word in words(text) {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let prefix = if lines.is_empty() { 0 } else { indent.len() };
+            let room = width.saturating_sub(prefix).max(1);
+            let needed = if length == 0 {
+                word.len()
+            } else {
+                length + 1 + word.len()
+            };
+            if needed <= room {
+                if length > 0 {
+                    line.push(' ');
+                }
+                line.extend(word.iter());
+                length = needed;
+                break;
+            }
+            if length > 0 {
+                lines.push(std::mem::take(&mut line));
+                length = 0;
+                continue;
+            }
+            // A word wider than a whole line.
+            let rest = word.split_off(room);
+            line.extend(word.iter());
+            lines.push(std::mem::take(&mut line));
+            word = rest;
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if length > 0 || lines.is_empty() {
+        lines.push(line);
+    }
+    for line in lines.iter_mut().skip(1) {
+        line.insert_str(0, indent);
+    }
+    lines
+}
+
+/// The words of `text`, a size's number and unit kept together (`447 MB`).
+fn words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let unit = word.trim_end_matches(|c: char| c.is_ascii_punctuation());
+        let after_number = words
+            .last()
+            .is_some_and(|last| last.ends_with(|c: char| c.is_ascii_digit()));
+        match words.last_mut() {
+            Some(last) if after_number && ["B", "kB", "MB", "GB", "TB"].contains(&unit) => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_owned()),
+        }
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(text: &str) -> Cell {
+        Cell {
+            text: text.into(),
+            keep: text.len(),
+            mark: String::new(),
+        }
+    }
+
+    #[test]
+    fn notes_wrap_on_words_within_the_width() {
+        let text = "not ready: a device updating now downloads about 447 MB (deltas not ready \
+                    count in full, in parentheses)";
+        let lines = wrap(text, 40, "  ");
+        assert_eq!(
+            lines,
+            [
+                "not ready: a device updating now",
+                "  downloads about 447 MB (deltas not",
+                "  ready count in full, in parentheses)",
+            ]
+        );
+        assert_eq!(
+            wrap("a device downloads about 447 MB, or so", 27, ""),
+            ["a device downloads about", "447 MB, or so",]
+        );
+        assert!(
+            wrap(&"x".repeat(50), 20, "  ")
+                .iter()
+                .all(|l| l.len() <= 20)
+        );
+        assert_eq!(wrap("", 20, ""), [""]);
+    }
+
+    #[test]
+    fn cells_keep_their_mark_when_cut() {
+        let failed = Cell {
+            text: "failed: the disk is full on the builder".into(),
+            keep: 6,
+            mark: " [1]".into(),
+        };
+        assert_eq!(cut(&failed, 18), "failed: the d… [1]");
+        assert_eq!(cut(&failed, 11), "failed… [1]");
+        assert_eq!(cell_floor(&failed), 11);
+        assert_eq!(cut(&cell("ready"), 9), "ready");
+    }
+
+    fn sheet(columns: Vec<Col>, rows: Vec<Vec<Cell>>) -> Sheet {
+        let total = vec![Cell::default(); columns.len()];
+        Sheet {
+            title: None,
+            columns,
+            rows,
+            total,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn columns_give_way_in_the_stated_order() {
+        let wide = sheet(
+            vec![Col::Service, Col::Status, Col::Download, Col::Saving],
+            vec![vec![
+                Cell {
+                    keep: 6,
+                    ..cell("a-very-long-service-name")
+                },
+                Cell {
+                    text: "failed: no space left on device".into(),
+                    keep: 6,
+                    mark: " [1]".into(),
+                },
+                cell("1.00 MB"),
+                cell("99.0%"),
+            ]],
+        );
+        let natural = Layout::fit(std::slice::from_ref(&wide), 200);
+        assert_eq!(natural.line_width(), 24 + 2 + 32 + 2 + 8 + 2 + 6);
+        // First the reason is cut, then SAVING goes, then the name is cut.
+        let layout = Layout::fit(std::slice::from_ref(&wide), 60);
+        assert_eq!(
+            layout.widths,
+            [(Col::Service, 24), (Col::Status, 24), (Col::Download, 8)]
+        );
+        let layout = Layout::fit(std::slice::from_ref(&wide), 40);
+        assert_eq!(
+            layout.widths,
+            [(Col::Service, 16), (Col::Status, 12), (Col::Download, 8)]
+        );
+        let text = render(
+            &View {
+                heading: Vec::new(),
+                summary: None,
+                transitions: vec![wide],
+                closing: Vec::new(),
+            },
+            40,
+        );
+        assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
+        assert!(
+            text.contains("a-very-long-ser…  failed… [1]    1.00 MB"),
+            "{text}"
+        );
+    }
+}
