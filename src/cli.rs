@@ -54,7 +54,9 @@ Exit codes:
   1    error: one ERROR: line on stderr names the cause and the fix
   2    --timeout reached before every delta was ready
   3    over --max-download (the result is still printed; only replaces 0)
-  130  Ctrl-C, 143 SIGTERM, 129 SIGHUP
+  130  interrupted with Ctrl-C (SIGINT)
+  143  terminated (SIGTERM)
+  129  hung up (SIGHUP)
 After 2, 3 and the signals the last state read is still printed on stdout."
     };
 }
@@ -78,58 +80,51 @@ pub const EXIT_CODES: &str = exit_codes!();
 pub struct Args {
     /// The release the devices run now: an id or a commit (6 to 40 hex characters)
     ///
-    /// The release the devices run now: a release id, or a commit (the full
-    /// hash or a prefix of 6 to 40 hex characters that names one successful
-    /// release)
+    /// A commit is the full hash or a prefix that names one successful release.
     #[arg(long, value_name = "ID|COMMIT", value_parser = parse_release, value_hint = ValueHint::Other)]
     pub from_release: Option<ReleaseRef>,
 
     /// The release the devices will run: an id or a commit
     ///
-    /// The release the devices will run: an id or a commit. With --fleet, the
-    /// target of the devices that follow the fleet instead of the fleet's own
-    /// target release (pinned devices keep their pin)
+    /// With --fleet: the target of the devices that follow the fleet, instead
+    /// of the fleet's own target release (pinned devices keep their pin).
     #[arg(long, value_name = "ID|COMMIT", value_parser = parse_release, value_hint = ValueHint::Other)]
     pub to_release: Option<ReleaseRef>,
 
     /// Every transition of a fleet's devices (slug or id); alone it only describes
     ///
-    /// Every transition of a fleet's devices (slug or id), each to its own
-    /// target (its pin, else the fleet's target). Alone it only describes;
-    /// with --prepare or --wait it prepares them all
+    /// Each device goes to its own target: its pin, else the fleet's target.
+    /// With --prepare or --wait, every transition is prepared.
     #[arg(long, value_name = "SLUG|ID", value_parser = parse_fleet, conflicts_with = "from_release", value_hint = ValueHint::Other)]
     pub fleet: Option<FleetRef>,
 
     /// Request every missing delta, then show the state (does not wait)
     ///
-    /// Ask the delta server for every missing delta, then show the state read
-    /// right after (does not wait for the builds, which go on without this
-    /// tool)
+    /// The delta server builds them; the builds go on without this tool.
     #[arg(long)]
     pub prepare: bool,
 
     /// Like --prepare, then wait until every delta is ready
     ///
-    /// Like --prepare, then wait until every delta is ready: at most
-    /// --timeout (24h without it), then exit 2 with the last state read
+    /// At most --timeout (24h without it); then exit 2 with the last state read.
     #[arg(long)]
     pub wait: bool,
 
     /// Stop waiting after this long (exit 2): 600, 90s, 10m, 1h30m; implies --wait
     ///
-    /// Stop waiting after this long, with exit 2: seconds (600) or units
-    /// (90s, 10m, 1h30m), at most 24h; implies --wait
+    /// Whole seconds (600) or units, largest first (90s, 10m, 1h30m), at most
+    /// 24h.
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout, value_hint = ValueHint::Other)]
     pub timeout: Option<Duration>,
 
     /// Exit 3 if a device would download more than SIZE: 50MB, 1.5GiB, bytes
     ///
-    /// After the run, exit 3 if a device updating now would download more
-    /// than SIZE (in a fleet: for any transition). The figure is the exact
-    /// download from the registry when known, else the image sizes with every
-    /// delta that is not ready counted in full; a size not known at all
-    /// counts as more. SIZE: bytes, or a number and kB, MB, GB, TB (powers of
-    /// 1000) or KiB, MiB, GiB, TiB (powers of 1024): 50MB, 1.5GiB
+    /// Checked after the run, per transition, for one device updating now: the
+    /// exact download from the registry when known, else the image sizes with
+    /// every delta that is not ready counted in full; a size not known at all
+    /// counts as more. The result is still printed. SIZE is bytes, or a number
+    /// and kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of
+    /// 1024).
     #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size, value_hint = ValueHint::Other)]
     pub max_download: Option<u64>,
 
@@ -139,15 +134,14 @@ pub struct Args {
 
     /// Print nothing on stderr but errors and their hints
     ///
-    /// Print nothing on stderr but errors and their hints: no progress, no
-    /// warnings, no hint after a result
+    /// No progress, no warnings, no hint after a result.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
 
     /// Print diagnostic logs on stderr (-vv for more)
     ///
-    /// Print diagnostic logs on stderr: requests, retries, the delta
-    /// server's answers (-vv for more). `-v` alone prints the version
+    /// Each request and retry, and the delta server's answers. `-v` alone prints
+    /// the version, as the npm tool does.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
 
@@ -157,8 +151,7 @@ pub struct Args {
 
     /// Send no registry request (no exact download sizes)
     ///
-    /// Send no request to the registry: sizes are then the API's image
-    /// sizes, not the exact download
+    /// Sizes are then the API's image sizes, not the exact download.
     #[arg(long)]
     pub no_registry: bool,
 
@@ -172,7 +165,7 @@ pub struct Args {
     )]
     pub generate: Option<Generate>,
 
-    /// Print the version (also `-v` alone, as the npm tool does)
+    /// Print the version (also -v alone, as the npm tool does)
     #[arg(short = 'V', long, action = ArgAction::Version)]
     pub version: Option<bool>,
 }
@@ -224,6 +217,8 @@ fn man_page(command: clap::Command) -> std::io::Result<Vec<u8>> {
     let man = clap_mangen::Man::new(command);
     let mut out = Vec::new();
     man.render_title(&mut out)?;
+    // Flags and values are never broken across lines, nor spread out.
+    out.extend_from_slice(b".nh\n.ad l\n");
     man.render_name_section(&mut out)?;
     out.extend_from_slice(synopsis.as_bytes());
     man.render_description_section(&mut out)?;
@@ -310,14 +305,15 @@ fn roff_text(text: &str) -> String {
     }
 }
 
-/// Lines kept as they are: no filling, no hyphenation, no justification.
+/// Lines kept as they are (not filled): the page is already set not to
+/// hyphenate.
 fn roff_preformatted(text: &str) -> String {
-    let mut out = String::from(".nh\n.ad l\n.nf\n");
+    let mut out = String::from(".nf\n");
     for line in text.lines() {
         out.push_str(&roff_text(line));
         out.push('\n');
     }
-    out.push_str(".fi\n.ad\n.hy\n");
+    out.push_str(".fi\n");
     out
 }
 
