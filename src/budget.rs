@@ -25,7 +25,10 @@ pub fn parse_size(value: &str) -> Result<u64, String> {
     if text.is_empty() {
         return Err(format!("the size is empty: {SIZE_FORMS}"));
     }
-    if text.starts_with('-') {
+    if text
+        .strip_prefix('-')
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit() || c == '.'))
+    {
         return Err(format!(
             "`{}` is negative: a download budget is 0 or more bytes",
             value.escape_debug()
@@ -253,6 +256,8 @@ mod tests {
             ("   ", "empty"),
             ("-5MB", "negative"),
             ("-1", "negative"),
+            ("-.5MB", "negative"),
+            ("--prepare", "not a size"),
             ("50mb", "not a size"),
             ("50 M", "not a size"),
             ("50MBs", "not a size"),

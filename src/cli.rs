@@ -125,7 +125,8 @@ pub struct Args {
     /// counts as more. The result is still printed. SIZE is bytes, or a number
     /// and kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of
     /// 1024).
-    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size, value_hint = ValueHint::Other)]
+    // A negative size is read as a value, so that the error says what it is.
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size, value_hint = ValueHint::Other, allow_hyphen_values = true)]
     pub max_download: Option<u64>,
 
     /// How to print the result on stdout
