@@ -196,7 +196,8 @@ pub fn check(report: &Report, limit: u64) -> Option<String> {
     Some(message)
 }
 
-/// `release 900813 (84d3d8f) to 900835 (b2cf2db)`, and `, 3 devices` in a fleet.
+/// `release 900813 (84d3d8f) to 900835 (b2cf2db)`, and `, 3 devices` in a
+/// fleet (as the table's heading names a transition).
 fn transition_name(info: &UpdateInfo, devices: Option<u64>) -> String {
     let release = |r: &ReleaseSummary| format!("{} ({})", r.id, short(&r.commit));
     let mut name = format!(
@@ -205,7 +206,7 @@ fn transition_name(info: &UpdateInfo, devices: Option<u64>) -> String {
         release(&info.produces__release)
     );
     if let Some(devices) = devices {
-        name.push_str(&format!(" ({})", count(devices, "device")));
+        name.push_str(&format!(", {}", count(devices, "device")));
     }
     name
 }
@@ -448,7 +449,7 @@ mod tests {
         let report = Report::Fleet(fleet.clone());
         let message = check(&report, 50).unwrap();
         assert!(
-            message.contains("release 768 (300aaaa) to 2304 (900bbbb) (1 device): a device"),
+            message.contains("release 768 (300aaaa) to 2304 (900bbbb), 1 device: a device"),
             "{message}"
         );
         assert!(message.contains("downloads 120 B"), "{message}");
@@ -459,13 +460,13 @@ mod tests {
         // Only the one of unknown size is over.
         let message = check(&report, 1000).unwrap();
         assert!(message.contains("release 1024 (400aaaa)"), "{message}");
-        assert!(message.contains("(1 device)"), "{message}");
+        assert!(message.contains(", 1 device:"), "{message}");
         assert!(!message.contains("more transition"), "{message}");
         let mut known = fleet;
         known.transitions.remove(2);
         assert_eq!(check(&Report::Fleet(known.clone()), 120), None);
         let message = check(&Report::Fleet(known), 79).unwrap();
-        assert!(message.contains("(1 device)"), "{message}");
+        assert!(message.contains(", 1 device:"), "{message}");
         assert!(
             message.ends_with("; and 1 more transition over the budget"),
             "{message}"

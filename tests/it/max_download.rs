@@ -205,7 +205,7 @@ fn a_fleet_names_its_largest_transition_with_its_devices_and_counts_the_rest() {
     let device_word = if devices == 1 { "device" } else { "devices" };
     assert!(
         one.contains(&format!("release {from} ("))
-            && one.contains(&format!("({devices} {device_word}): ")),
+            && one.contains(&format!("), {devices} {device_word}: ")),
         "{one}"
     );
     assert!(one.contains(&format!("({largest} bytes)")), "{one}");
