@@ -667,6 +667,55 @@ mod tests {
     }
 
     #[test]
+    fn the_words_a_hint_repeats_are_kept_as_typed() {
+        let words = |a: &[&str]| {
+            std::iter::once("balena-release-update")
+                .chain(a.iter().copied())
+                .map(std::ffi::OsString::from)
+                .collect::<Vec<_>>()
+        };
+        let (args, typed) = super::parse(words(&[
+            "--to-release=B2CF2DB7A4",
+            "--from-release",
+            "900813",
+            "--output",
+            "table",
+            "--max-download",
+            "1.5GiB",
+            "-v",
+            "--no-registry",
+        ]))
+        .unwrap();
+        assert_eq!(
+            args.to_release,
+            Some(ReleaseRef::Commit("b2cf2db7a4".into()))
+        );
+        assert_eq!(args.max_download, Some(1_610_612_736));
+        assert_eq!(
+            typed.target,
+            ["--from-release", "900813", "--to-release", "B2CF2DB7A4"]
+        );
+        assert_eq!(
+            typed.keep,
+            [
+                "--output",
+                "table",
+                "--no-registry",
+                "--max-download",
+                "1.5GiB"
+            ]
+        );
+        let (_, typed) =
+            super::parse(words(&["--fleet", "MyOrg/Fleet", "--to-release", "7"])).unwrap();
+        assert_eq!(
+            typed.target,
+            ["--fleet", "MyOrg/Fleet", "--to-release", "7"]
+        );
+        assert!(typed.keep.is_empty(), "{typed:?}");
+        assert!(super::parse(words(&["--max-download", "50mb"])).is_err());
+    }
+
+    #[test]
     fn bare_dash_v_is_the_version() {
         let words = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(is_bare_version_request(&words(&["x", "-v"])));

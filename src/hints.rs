@@ -183,6 +183,17 @@ pub fn next_step(report: &Report, ran: &Ran) -> Option<String> {
     })
 }
 
+/// The hint after a wait that reached its `--timeout` (`after`) with deltas
+/// still building: the same command with twice the time (at most a day).
+pub fn wait_longer(ran: &Ran, after: std::time::Duration) -> String {
+    let longer = after.saturating_mul(2).min(crate::cli::MAX_TIMEOUT);
+    let timeout = crate::cli::format_duration(longer);
+    format!(
+        "the deltas keep building without this tool; to wait longer, run: {}",
+        ran.command(&["--wait", "--timeout", &timeout])
+    )
+}
+
 /// The hint for a failed delta: service, reason, and the command that asks
 /// again (or shows more, for a refusal, which asking again does not change).
 fn failed_delta(from: Option<u64>, service: &ServiceUpdate, others: usize, ran: &Ran) -> String {
@@ -391,6 +402,21 @@ mod tests {
         assert_eq!(shell_word("50 MB"), "'50 MB'");
         assert_eq!(shell_word("it's"), "'it'\\''s'");
         assert_eq!(shell_word(""), "''");
+    }
+
+    #[test]
+    fn a_wait_that_timed_out_is_suggested_again_with_twice_the_time() {
+        let run = ran(PAIR, Mode::Wait { timeout: None });
+        let hint = wait_longer(&run, Duration::from_secs(240));
+        assert!(
+            hint.ends_with(
+                "run: balena-release-update --from-release 84D3D8F --to-release 900835 --wait \
+                 --timeout 8m"
+            ),
+            "{hint}"
+        );
+        let hint = wait_longer(&run, Duration::from_secs(20 * 3600));
+        assert!(hint.ends_with("--wait --timeout 24h"), "{hint}");
     }
 
     #[test]

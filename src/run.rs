@@ -54,7 +54,22 @@ pub fn main(args: Args, typed: &Typed) -> ExitCode {
             {
                 let _ = print_report(report, args.output);
             }
-            fail(&failure)
+            let hint = match &failure {
+                // The wait ended, the builds did not: the same wait, longer.
+                Failure::TimedOut { after, error } if error.last_state().is_some() => {
+                    let ran = hints::Ran {
+                        target: typed.target.clone(),
+                        keep: typed.keep.clone(),
+                        mode: Mode::Wait {
+                            timeout: Some(*after),
+                        },
+                        no_deltas: false,
+                    };
+                    Some(hints::wait_longer(&ran, *after))
+                }
+                _ => hints::hint(&failure),
+            };
+            fail_with(&failure, hint.as_deref())
         }
     }
 }
@@ -218,12 +233,17 @@ fn ignored_at_start(number: libc::c_int) -> bool {
 /// `ERROR: <message>`, a `caused by:` line per cause and an optional `hint:`
 /// on stderr, and the failure's exit code.
 pub fn fail(failure: &Failure) -> ExitCode {
+    fail_with(failure, hints::hint(failure).as_deref())
+}
+
+/// [`fail`] with the hint given.
+fn fail_with(failure: &Failure, hint: Option<&str>) -> ExitCode {
     Printer::error(&failure.to_string());
     for cause in causes(failure) {
         Printer::detail("caused by", &cause);
     }
-    if let Some(hint) = hints::hint(failure) {
-        Printer::detail("hint", &hint);
+    if let Some(hint) = hint {
+        Printer::detail("hint", hint);
     }
     ExitCode::from(failure.exit_code())
 }

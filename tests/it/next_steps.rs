@@ -189,3 +189,27 @@ fn quiet_drops_the_hint_after_a_result_and_ready_results_have_none() {
     assert_eq!(ready.json()["overall_status"], "ready");
     assert_eq!(hint(&ready), None, "{}", ready.stderr);
 }
+
+#[test]
+fn a_wait_that_times_out_suggests_the_same_wait_for_longer() {
+    let world = World::with(main_delta(Scenario::demo(), vec![Outcome::stalled()]));
+    let run = world.run_words(&pair(
+        demo::RELEASE_1,
+        demo::RELEASE_2,
+        &["--timeout", "1", "--output", "table"],
+    ));
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stdout.contains("preparing"), "{}", run.stdout);
+    let line = crate::support::error_line(&run);
+    assert!(
+        line.ends_with(&format!(
+            "\n  hint: the deltas keep building without this tool; to wait longer, run: \
+             balena-release-update --from-release {} --to-release {} --output table --wait \
+             --timeout 2s",
+            demo::RELEASE_1,
+            demo::RELEASE_2
+        )),
+        "{line}"
+    );
+    assert_eq!(hint(&run), None, "the hint is under the error only");
+}
