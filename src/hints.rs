@@ -6,7 +6,7 @@
 
 use balena_release::{Error, Report, Server, ServiceUpdate, Status, TokenProblem};
 
-use crate::cli::Mode;
+use crate::cli::{Mode, Typed};
 use crate::failure::Failure;
 
 /// Deltas are built by the delta server, not by this process.
@@ -99,6 +99,16 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// The run of `typed` words in `mode`, on an API with or without deltas.
+    pub fn new(typed: &Typed, mode: Mode, no_deltas: bool) -> Ran {
+        Ran {
+            target: typed.target.clone(),
+            keep: typed.keep.clone(),
+            mode,
+            no_deltas,
+        }
+    }
+
     /// The command that repeats this run's target and output with `extra`.
     fn command(&self, extra: &[&str]) -> String {
         std::iter::once(PROGRAM)

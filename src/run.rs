@@ -35,12 +35,7 @@ pub fn main(args: Args, typed: &Typed) -> ExitCode {
         let bound = interval_knob(&env, env_vars::RUN_LIMIT)?.unwrap_or(RUN_LIMIT);
         let report = execute(&config, bound, &last_read)?;
         print_report(&report, config.output.format).map_err(Failure::Write)?;
-        let ran = hints::Ran {
-            target: typed.target.clone(),
-            keep: typed.keep.clone(),
-            mode: config.mode.clone(),
-            no_deltas: config.client.has_no_deltas(),
-        };
+        let ran = hints::Ran::new(typed, config.mode.clone(), config.client.has_no_deltas());
         after_result(&report, &ran, args.max_download, config.output.printer)
     });
     match outcome {
@@ -57,15 +52,13 @@ pub fn main(args: Args, typed: &Typed) -> ExitCode {
             let hint = match &failure {
                 // The wait ended, the builds did not: the same wait, longer.
                 Failure::TimedOut { after, error } if error.last_state().is_some() => {
-                    let ran = hints::Ran {
-                        target: typed.target.clone(),
-                        keep: typed.keep.clone(),
-                        mode: Mode::Wait {
-                            timeout: Some(*after),
-                        },
-                        no_deltas: false,
+                    let mode = Mode::Wait {
+                        timeout: Some(*after),
                     };
-                    Some(hints::wait_longer(&ran, *after))
+                    Some(hints::wait_longer(
+                        &hints::Ran::new(typed, mode, false),
+                        *after,
+                    ))
                 }
                 _ => hints::hint(&failure),
             };
