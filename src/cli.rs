@@ -5,75 +5,144 @@
 use std::time::Duration;
 
 use balena_release::{FleetRef, ReleaseRef};
-use clap::{ArgAction, Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum, ValueHint};
 
 /// The longest `--timeout` accepted: the npm tool's implicit deadline.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
-const EXAMPLES: &str = "\
-Examples:
-  Compare two releases of a fleet (ids or commit prefixes):
-    balena-release-update --from-release 900813 --to-release b2cf2db7
+/// Examples that run as shown on balena-sim's demo fleet (`scripts/demo.sh`);
+/// a test runs each of them. Lines that start with the program's name are the
+/// commands.
+macro_rules! examples {
+    () => {
+        "\
+Examples (on the demo fleet of balena-sim, which scripts/demo.sh starts):
+  What changes from release 900813 (named by a commit prefix) to 900835, and
+  is the update ready? (describes only: nothing is requested)
+    balena-release-update --from-release 84d3d8f --to-release 900835 --output table
 
-  Trigger the missing deltas and wait up to 10 minutes until all are ready:
+  Request the missing deltas, then wait up to 10 minutes until all are ready:
     balena-release-update --from-release 900813 --to-release 900835 --wait --timeout 10m
 
-  Every transition a fleet will make to its target release, as a table:
-    balena-release-update --fleet myorg/my-fleet --prepare --output table
+  Every transition the fleet's devices will make, each to its own target:
+    balena-release-update --fleet gh_demo/kiosk-fleet --output table
 
+  In CI: prepare them all, wait, and exit 3 if a device would download more
+  than 500 MB:
+    balena-release-update --fleet gh_demo/kiosk-fleet --wait --timeout 30m --max-download 500MB"
+    };
+}
+pub const EXAMPLES: &str = examples!();
+
+/// What follows the examples in `--help` and the man page.
+macro_rules! notes {
+    () => {
+        "\
 Settings come from balenarc.yml and BALENARC_* variables as for the balena CLI;
 the token from `balena login` (~/.balena/token) or BALENA_RELEASE_UPDATE_TOKEN.
-Without --wait a run gives up after 120s (exit 1) when the servers do not answer.
-Exit codes: 0 done, 1 error, 2 timeout, 130 Ctrl-C, 143 SIGTERM, 129 SIGHUP (after
-any of these, the last state read is still printed on stdout).";
+Without --wait a run gives up after 120s (exit 1) when the servers do not answer."
+    };
+}
+pub const NOTES: &str = notes!();
+
+/// The exit codes, in `--help`, the man page and the README.
+macro_rules! exit_codes {
+    () => {
+        "\
+Exit codes:
+  0    done (the result is on stdout)
+  1    error: one ERROR: line on stderr names the cause and the fix
+  2    --timeout reached before every delta was ready
+  3    over --max-download (the result is still printed; only replaces 0)
+  130  interrupted with Ctrl-C (SIGINT)
+  143  terminated (SIGTERM)
+  129  hung up (SIGHUP)
+After 2, 3 and the signals the last state read is still printed on stdout."
+    };
+}
+pub const EXIT_CODES: &str = exit_codes!();
 
 /// Inspect and prepare the update of balenaCloud devices from one release to another.
 ///
 /// Shows which services are new, changed, unchanged or removed, which image
-/// deltas exist, are building or are missing, and how much a device downloads.
+/// deltas exist, are building or are missing, and how much a device
+/// downloads. Without --prepare or --wait it only reads: nothing is
+/// requested from the delta server.
 #[derive(Debug, Parser)]
 #[command(
     name = "balena-release-update",
     version,
     disable_version_flag = true,
     allow_negative_numbers = true,
-    after_long_help = EXAMPLES,
-    after_help = "Run with --help for examples."
+    after_long_help = concat!(examples!(), "\n\n", notes!(), "\n\n", exit_codes!()),
+    after_help = "Run with --help for examples and exit codes."
 )]
 pub struct Args {
-    /// The release devices run now: a release id or a commit (6 to 40 hex characters)
-    #[arg(long, value_name = "ID|COMMIT", value_parser = parse_release)]
+    /// The release the devices run now: an id or a commit (6 to 40 hex characters)
+    ///
+    /// A commit is the full hash or a prefix that names one successful release.
+    #[arg(long, value_name = "ID|COMMIT", value_parser = parse_release, value_hint = ValueHint::Other)]
     pub from_release: Option<ReleaseRef>,
 
-    /// The release devices will run: a release id or a commit (6 to 40 hex characters)
-    #[arg(long, value_name = "ID|COMMIT", value_parser = parse_release)]
+    /// The release the devices will run: an id or a commit
+    ///
+    /// With --fleet: the target of the devices that follow the fleet, instead
+    /// of the fleet's own target release (pinned devices keep their pin).
+    #[arg(long, value_name = "ID|COMMIT", value_parser = parse_release, value_hint = ValueHint::Other)]
     pub to_release: Option<ReleaseRef>,
 
-    /// Prepare every transition of a fleet (slug or id) to its target release, or to --to-release
-    #[arg(long, value_name = "SLUG|ID", value_parser = parse_fleet, conflicts_with = "from_release")]
+    /// Every transition of a fleet's devices (slug or id); alone it only describes
+    ///
+    /// Each device goes to its own target: its pin, else the fleet's target.
+    /// With --prepare or --wait, every transition is prepared.
+    #[arg(long, value_name = "SLUG|ID", value_parser = parse_fleet, conflicts_with = "from_release", value_hint = ValueHint::Other)]
     pub fleet: Option<FleetRef>,
 
-    /// Trigger every missing delta, then show the state after triggering
+    /// Request every missing delta, then show the state (does not wait)
+    ///
+    /// The delta server builds them; the builds go on without this tool.
     #[arg(long)]
     pub prepare: bool,
 
-    /// Like --prepare, then wait until every delta is ready (implies --prepare)
+    /// Like --prepare, then wait until every delta is ready
+    ///
+    /// At most --timeout (24h without it); then exit 2 with the last state read.
     #[arg(long)]
     pub wait: bool,
 
-    /// Give up waiting after this long: seconds, or with units (90s, 10m, 1h30m); implies --wait
-    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    /// Stop waiting after this long (exit 2): 600, 90s, 10m, 1h30m; implies --wait
+    ///
+    /// Whole seconds (600) or units, largest first (90s, 10m, 1h30m), at most
+    /// 24h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, value_hint = ValueHint::Other)]
     pub timeout: Option<Duration>,
 
+    /// Exit 3 if a device would download more than SIZE: 50MB, 1.5GiB, bytes
+    ///
+    /// Checked after the run, per transition, for one device updating now: the
+    /// exact download from the registry when known, else the image sizes with
+    /// every delta that is not ready counted in full; a size not known at all
+    /// counts as more. The result is still printed. SIZE is bytes, or a number
+    /// and kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB (powers of
+    /// 1024).
+    // A negative size is read as a value, so that the error says what it is.
+    #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size, value_hint = ValueHint::Other, allow_hyphen_values = true)]
+    pub max_download: Option<u64>,
+
     /// How to print the result on stdout
-    #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
 
-    /// Print nothing on stderr but errors
+    /// Print nothing on stderr but errors and their hints
+    ///
+    /// No progress, no warnings, no hint after a result.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
 
     /// Print diagnostic logs on stderr (-vv for more)
+    ///
+    /// Each request and retry, and the delta server's answers. `-v` alone prints
+    /// the version, as the npm tool does.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
 
@@ -82,14 +151,22 @@ pub struct Args {
     pub allow_http: bool,
 
     /// Send no registry request (no exact download sizes)
+    ///
+    /// Sizes are then the API's image sizes, not the exact download.
     #[arg(long)]
     pub no_registry: bool,
 
     /// Print shell completions or the man page on stdout, then exit
-    #[arg(long, value_enum, value_name = "WHAT", hide_short_help = true)]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHAT",
+        hide_short_help = true,
+        long_help = "Print shell completions or the man page on stdout, then exit"
+    )]
     pub generate: Option<Generate>,
 
-    /// Print the version (also `-v` alone, as the npm tool does)
+    /// Print the version (also -v alone, as the npm tool does)
     #[arg(short = 'V', long, action = ArgAction::Version)]
     pub version: Option<bool>,
 }
@@ -97,26 +174,30 @@ pub struct Args {
 /// What `--generate` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Generate {
+    /// Completions for bash
     Bash,
+    /// Completions for zsh
     Zsh,
+    /// Completions for fish
     Fish,
+    /// Completions for elvish
     Elvish,
+    /// Completions for PowerShell
     Powershell,
     /// A man page (roff)
     Man,
 }
 
 /// Shell completions or the man page, generated from the flag definitions.
+/// Completions offer flags and fixed values only (never file names: every
+/// value that is not a fixed choice has `ValueHint::Other`).
 pub fn generate(what: Generate) -> std::io::Result<Vec<u8>> {
     use clap::CommandFactory;
     use clap_complete::Shell;
     let mut command = Args::command();
     let mut out = Vec::new();
     let shell = match what {
-        Generate::Man => {
-            clap_mangen::Man::new(command).render(&mut out)?;
-            return Ok(out);
-        }
+        Generate::Man => return man_page(command),
         Generate::Bash => Shell::Bash,
         Generate::Zsh => Shell::Zsh,
         Generate::Fish => Shell::Fish,
@@ -125,6 +206,116 @@ pub fn generate(what: Generate) -> std::io::Result<Vec<u8>> {
     };
     clap_complete::generate(shell, &mut command, "balena-release-update", &mut out);
     Ok(out)
+}
+
+/// The man page: clap_mangen's title, name, description and options, with
+/// a synopsis that shows each flag's value and the examples, notes and exit
+/// codes as preformatted text (not filled, not hyphenated).
+fn man_page(command: clap::Command) -> std::io::Result<Vec<u8>> {
+    let mut command = command;
+    command.build();
+    let synopsis = man_synopsis(&command);
+    let man = clap_mangen::Man::new(command);
+    let mut out = Vec::new();
+    man.render_title(&mut out)?;
+    // Flags and values are never broken across lines, nor spread out.
+    out.extend_from_slice(b".nh\n.ad l\n");
+    man.render_name_section(&mut out)?;
+    out.extend_from_slice(synopsis.as_bytes());
+    man.render_description_section(&mut out)?;
+    man.render_options_section(&mut out)?;
+    let (heading, examples) = EXAMPLES.split_once('\n').unwrap_or(("", EXAMPLES));
+    let heading = heading.trim_end_matches(':');
+    let (_, exit_codes) = EXIT_CODES.split_once('\n').unwrap_or(("", EXIT_CODES));
+    for (title, intro, text) in [
+        (
+            "EXAMPLES",
+            heading.strip_prefix("Examples ").unwrap_or(""),
+            examples,
+        ),
+        ("ENVIRONMENT", "", NOTES),
+        ("EXIT STATUS", "", exit_codes),
+    ] {
+        out.extend_from_slice(format!(".SH \"{title}\"\n").as_bytes());
+        if !intro.is_empty() {
+            let intro = intro.trim_start_matches('(').trim_end_matches(')');
+            let intro = format!("{}{}.", intro[..1].to_uppercase(), &intro[1..]);
+            out.extend_from_slice(format!("{}\n", roff_text(&intro)).as_bytes());
+        }
+        out.extend_from_slice(roff_preformatted(text).as_bytes());
+    }
+    man.render_version_section(&mut out)?;
+    Ok(out)
+}
+
+/// `.SH SYNOPSIS` with every flag and its value:
+/// `[--from-release ID|COMMIT] … [-q|--quiet] [-v|--verbose]...`.
+fn man_synopsis(command: &clap::Command) -> String {
+    let mut words = Vec::new();
+    for arg in command.get_arguments().filter(|a| !a.is_hide_set()) {
+        let mut word = match (arg.get_short(), arg.get_long()) {
+            (Some(short), Some(long)) => format!("\\fB\\-{short}\\fR|\\fB\\-\\-{long}\\fR"),
+            (None, Some(long)) => format!("\\fB\\-\\-{}\\fR", roff_text(long)),
+            (Some(short), None) => format!("\\fB\\-{short}\\fR"),
+            (None, None) => continue,
+        };
+        let takes_value = arg.get_num_args().is_some_and(|n| n.takes_values())
+            && !matches!(arg.get_action(), ArgAction::SetTrue | ArgAction::Count);
+        if takes_value {
+            let value = match arg.get_value_names() {
+                Some(names) => names
+                    .iter()
+                    .map(|n| n.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                None => arg.get_id().as_str().to_uppercase(),
+            };
+            let choices: Vec<String> = arg
+                .get_possible_values()
+                .iter()
+                .filter(|v| !v.is_hide_set())
+                .map(|v| v.get_name().to_owned())
+                .collect();
+            let value = if choices.is_empty() || arg.get_value_names().is_some() {
+                value
+            } else {
+                choices.join("|")
+            };
+            word.push_str(&format!(" \\fI{}\\fR", roff_text(&value)));
+        }
+        if matches!(arg.get_action(), ArgAction::Count) {
+            word.push_str("...");
+        }
+        words.push(format!("[{word}]"));
+    }
+    format!(
+        ".SH SYNOPSIS\n\\fB{}\\fR {}\n",
+        roff_text(command.get_name()),
+        words.join(" ")
+    )
+}
+
+/// Text for a roff text line: backslashes and hyphen-minus escaped (so that
+/// man shows an ASCII `-` that can be copied), no leading control character.
+fn roff_text(text: &str) -> String {
+    let escaped = text.replace('\\', "\\e").replace('-', "\\-");
+    if escaped.starts_with(['.', '\'']) {
+        format!("\\&{escaped}")
+    } else {
+        escaped
+    }
+}
+
+/// Lines kept as they are (not filled): the page is already set not to
+/// hyphenate.
+fn roff_preformatted(text: &str) -> String {
+    let mut out = String::from(".nf\n");
+    for line in text.lines() {
+        out.push_str(&roff_text(line));
+        out.push('\n');
+    }
+    out.push_str(".fi\n");
+    out
 }
 
 /// The result's format on stdout.
@@ -185,6 +376,59 @@ impl Args {
                 .to_owned()),
         }
     }
+}
+
+/// The words of this run that a suggested next command repeats, exactly as
+/// typed (parsing lower-cases commits and slugs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Typed {
+    /// `--from-release X --to-release Y`, or `--fleet F [--to-release Y]`.
+    pub target: Vec<String>,
+    /// `--output`, `--no-registry`, `--allow-http`, `--max-download`, when given.
+    pub keep: Vec<String>,
+}
+
+/// Parses the process's words, keeping the words of [`Typed`].
+pub fn parse(
+    words: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Result<(Args, Typed), clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = Args::command();
+    let matches = command.try_get_matches_from_mut(words)?;
+    let args = Args::from_arg_matches(&matches).map_err(|err| err.format(&mut command))?;
+    let raw = |id: &str| {
+        matches
+            .get_raw(id)
+            .and_then(|mut values| values.next())
+            .map(|value| value.to_string_lossy().into_owned())
+    };
+    let mut typed = Typed::default();
+    for (flag, id) in [
+        ("--fleet", "fleet"),
+        ("--from-release", "from_release"),
+        ("--to-release", "to_release"),
+    ] {
+        if let Some(value) = raw(id) {
+            typed.target.extend([flag.to_owned(), value]);
+        }
+    }
+    if args.output != OutputFormat::Json
+        && let Some(value) = args.output.to_possible_value()
+    {
+        typed
+            .keep
+            .extend(["--output".to_owned(), value.get_name().to_owned()]);
+    }
+    if args.no_registry {
+        typed.keep.push("--no-registry".to_owned());
+    }
+    if matches.value_source("allow_http") == Some(clap::parser::ValueSource::CommandLine) {
+        typed.keep.push("--allow-http".to_owned());
+    }
+    if let Some(value) = raw("max_download") {
+        typed.keep.extend(["--max-download".to_owned(), value]);
+    }
+    Ok((args, typed))
 }
 
 /// `-v` alone prints the version, as the npm tool does; elsewhere it means verbose.
@@ -424,6 +668,55 @@ mod tests {
         ] {
             assert!(bash.contains(flag), "bash completion lacks {flag}");
         }
+    }
+
+    #[test]
+    fn the_words_a_hint_repeats_are_kept_as_typed() {
+        let words = |a: &[&str]| {
+            std::iter::once("balena-release-update")
+                .chain(a.iter().copied())
+                .map(std::ffi::OsString::from)
+                .collect::<Vec<_>>()
+        };
+        let (args, typed) = super::parse(words(&[
+            "--to-release=B2CF2DB7A4",
+            "--from-release",
+            "900813",
+            "--output",
+            "table",
+            "--max-download",
+            "1.5GiB",
+            "-v",
+            "--no-registry",
+        ]))
+        .unwrap();
+        assert_eq!(
+            args.to_release,
+            Some(ReleaseRef::Commit("b2cf2db7a4".into()))
+        );
+        assert_eq!(args.max_download, Some(1_610_612_736));
+        assert_eq!(
+            typed.target,
+            ["--from-release", "900813", "--to-release", "B2CF2DB7A4"]
+        );
+        assert_eq!(
+            typed.keep,
+            [
+                "--output",
+                "table",
+                "--no-registry",
+                "--max-download",
+                "1.5GiB"
+            ]
+        );
+        let (_, typed) =
+            super::parse(words(&["--fleet", "MyOrg/Fleet", "--to-release", "7"])).unwrap();
+        assert_eq!(
+            typed.target,
+            ["--fleet", "MyOrg/Fleet", "--to-release", "7"]
+        );
+        assert!(typed.keep.is_empty(), "{typed:?}");
+        assert!(super::parse(words(&["--max-download", "50mb"])).is_err());
     }
 
     #[test]

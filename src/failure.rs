@@ -10,6 +10,8 @@ use balena_release::Report;
 
 /// Exit code of a run that hit `--timeout`.
 const EXIT_TIMEOUT: u8 = 2;
+/// Exit code of a run whose result is above `--max-download`.
+const EXIT_OVER_BUDGET: u8 = 3;
 
 /// A signal that stops a run the way Ctrl-C does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,14 @@ pub enum Failure {
     Runtime(std::io::Error),
     /// The result could not be written to stdout.
     Write(std::io::Error),
+    /// The result (already printed) downloads more than `--max-download`.
+    OverBudget {
+        /// Which transition, and the figure.
+        message: String,
+        /// What to run next, when the result is not final (ready deltas
+        /// make the download smaller).
+        next_step: Option<String>,
+    },
 }
 
 impl Failure {
@@ -74,6 +84,7 @@ impl Failure {
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::TimedOut { .. } => EXIT_TIMEOUT,
+            Failure::OverBudget { .. } => EXIT_OVER_BUDGET,
             Failure::Interrupted(signal) => signal.exit_code(),
             _ => 1,
         }
@@ -92,7 +103,9 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Config(message) | Failure::Usage { message, .. } => f.write_str(message),
+            Failure::Config(message)
+            | Failure::Usage { message, .. }
+            | Failure::OverBudget { message, .. } => f.write_str(message),
             Failure::Library(error) => write!(f, "{error}"),
             Failure::TimedOut { after, error } if error.last_state().is_none() => write!(
                 f,

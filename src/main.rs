@@ -3,6 +3,7 @@
 //! describe, prepare or wait, prints the result on stdout and everything else
 //! on stderr, and maps the outcome to an exit code.
 
+mod budget;
 mod cli;
 mod config;
 mod env_vars;
@@ -18,7 +19,6 @@ mod token;
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use clap::error::ErrorKind;
 
 use crate::cli::Args;
@@ -47,11 +47,11 @@ fn main() -> ExitCode {
             "nothing to do: give --from-release and --to-release, or --fleet".to_owned(),
         ));
     }
-    let args = match Args::try_parse() {
-        Ok(args) => args,
+    let (args, typed) = match cli::parse(std::env::args_os()) {
+        Ok(parsed) => parsed,
         Err(err) => return usage_error(err),
     };
-    run::main(args)
+    run::main(args, &typed)
 }
 
 /// clap's help and version go to stdout with exit 0; a usage mistake becomes

@@ -10,17 +10,18 @@ use std::time::Duration;
 
 use balena_release::{Event, Report};
 
-use crate::cli::{Args, Mode, OutputFormat, Target};
+use crate::budget;
+use crate::cli::{Args, Mode, OutputFormat, Target, Typed};
 use crate::config::{Config, interval_knob};
 use crate::env_vars;
 use crate::failure::{Failure, Signal};
 use crate::hints;
-use crate::printer::Printer;
+use crate::printer::{Printer, printable};
 use crate::progress::Progress;
 use crate::render;
 use crate::settings::Environment;
 
-pub fn main(args: Args) -> ExitCode {
+pub fn main(args: Args, typed: &Typed) -> ExitCode {
     if let Some(what) = args.generate {
         return match crate::cli::generate(what) {
             Ok(bytes) => print_text(&String::from_utf8_lossy(&bytes)),
@@ -34,21 +35,58 @@ pub fn main(args: Args) -> ExitCode {
     let outcome = Config::resolve(&args, &env).and_then(|config| {
         let bound = interval_knob(&env, env_vars::RUN_LIMIT)?.unwrap_or(RUN_LIMIT);
         let report = execute(&config, bound, &last_read)?;
-        print_report(&report, config.output.format, columns).map_err(Failure::Write)
+        print_report(&report, config.output.format, columns).map_err(Failure::Write)?;
+        let ran = hints::Ran::new(typed, config.mode.clone(), config.client.has_no_deltas());
+        after_result(&report, &ran, args.max_download, config.output.printer)
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             let read = last_read.into_inner().ok().flatten();
-            // A failed write of the result is not retried.
-            if !matches!(failure, Failure::Write(_))
+            // A failed write of the result is not retried, and a result over
+            // the budget is already printed.
+            if !matches!(failure, Failure::Write(_) | Failure::OverBudget { .. })
                 && let Some(report) = failure.last_state().or(read.as_ref())
             {
                 let _ = print_report(report, args.output, columns);
             }
-            fail(&failure)
+            let hint = match &failure {
+                // The wait ended, the builds did not: the same wait, longer.
+                Failure::TimedOut { after, error } if error.last_state().is_some() => {
+                    let mode = Mode::Wait {
+                        timeout: Some(*after),
+                    };
+                    Some(hints::wait_longer(
+                        &hints::Ran::new(typed, mode, false),
+                        *after,
+                    ))
+                }
+                _ => hints::hint(&failure),
+            };
+            fail_with(&failure, hint.as_deref())
         }
     }
+}
+
+/// What follows a printed result: the check against `--max-download`
+/// (a failure whose hint is the next step), else the next step as a `hint:`
+/// line on stderr unless `--quiet`.
+fn after_result(
+    report: &Report,
+    ran: &hints::Ran,
+    max_download: Option<u64>,
+    printer: Printer,
+) -> Result<(), Failure> {
+    let next_step = hints::next_step(report, ran);
+    if let Some(message) = max_download.and_then(|limit| budget::check(report, limit)) {
+        return Err(Failure::OverBudget { message, next_step });
+    }
+    if let Some(hint) = next_step
+        && !printer.quiet
+    {
+        Printer::stderr_text(&format!("hint: {}\n", printable(&hint)));
+    }
+    Ok(())
 }
 
 /// How long describe and `--prepare` may take in all (a wait ends at its
@@ -189,12 +227,17 @@ fn ignored_at_start(number: libc::c_int) -> bool {
 /// `ERROR: <message>`, a `caused by:` line per cause and an optional `hint:`
 /// on stderr, and the failure's exit code.
 pub fn fail(failure: &Failure) -> ExitCode {
+    fail_with(failure, hints::hint(failure).as_deref())
+}
+
+/// [`fail`] with the hint given.
+fn fail_with(failure: &Failure, hint: Option<&str>) -> ExitCode {
     Printer::error(&failure.to_string());
     for cause in causes(failure) {
         Printer::detail("caused by", &cause);
     }
-    if let Some(hint) = hints::hint(failure) {
-        Printer::detail("hint", &hint);
+    if let Some(hint) = hint {
+        Printer::detail("hint", hint);
     }
     ExitCode::from(failure.exit_code())
 }

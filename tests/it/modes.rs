@@ -9,9 +9,12 @@ fn describe_prints_the_npm_json_with_additive_keys() {
     let world = World::demo();
     let out = world.run_words(&pair(demo::RELEASE_1, demo::RELEASE_2, &[]));
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // On stderr only the next step: the delta of `main` failed before.
     assert!(
-        out.stderr.is_empty(),
-        "describe is silent on stderr: {}",
+        out.stderr
+            .starts_with("hint: the delta for service `main` failed")
+            && out.stderr.lines().count() == 1,
+        "describe says only what to run next on stderr: {}",
         out.stderr
     );
     insta::assert_snapshot!("describe_r1_r2", out.stdout);

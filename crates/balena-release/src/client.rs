@@ -319,6 +319,15 @@ impl Client {
         &self.inner.delta
     }
 
+    /// Whether the API turned out to have no deltas at all (openBalena):
+    /// every changed service stays pending and nothing can be prepared.
+    /// Known once a call has read deltas; `false` before.
+    pub fn has_no_deltas(&self) -> bool {
+        self.inner
+            .no_delta_resource
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Compares two releases: what each service of `to` needs, whether the
     /// deltas are ready, and what a device downloads. One round of at most
     /// two concurrent API requests; nothing is triggered.
