@@ -65,6 +65,10 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
+    /// Keep running: prepare every transition of the fleet to each new successful release (or new target) as it appears; one line per event on stdout
+    #[arg(long, requires = "fleet", conflicts_with_all = ["wait", "timeout", "from_release", "to_release"])]
+    pub watch: bool,
+
     /// How to print the result on stdout
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
@@ -141,7 +145,11 @@ pub enum OutputFormat {
 pub enum Mode {
     Describe,
     Prepare,
-    Wait { timeout: Option<Duration> },
+    Wait {
+        timeout: Option<Duration>,
+    },
+    /// `--watch`: until stopped (SIGTERM or SIGINT: exit 0).
+    Watch,
 }
 
 /// Which releases to look at.
@@ -160,7 +168,9 @@ pub enum Target {
 impl Args {
     /// `--timeout` implies `--wait`, which implies `--prepare`.
     pub fn mode(&self) -> Mode {
-        if self.wait || self.timeout.is_some() {
+        if self.watch {
+            Mode::Watch
+        } else if self.wait || self.timeout.is_some() {
             Mode::Wait {
                 timeout: self.timeout,
             }
@@ -338,6 +348,23 @@ mod tests {
         );
         assert!(parse(&["--from-release"]).is_err());
         assert!(parse(&["--foo"]).is_err());
+    }
+
+    #[test]
+    fn watch_needs_a_fleet_and_no_wait() {
+        let args = parse(&["--fleet", "org/f", "--watch"]).unwrap();
+        assert_eq!(args.mode(), Mode::Watch);
+        let args = parse(&["--fleet", "org/f", "--watch", "--prepare"]).unwrap();
+        assert_eq!(args.mode(), Mode::Watch);
+        for bad in [
+            &["--watch"][..],
+            &["--watch", "--fleet", "org/f", "--wait"],
+            &["--watch", "--fleet", "org/f", "--timeout", "10m"],
+            &["--watch", "--fleet", "org/f", "--to-release", "1"],
+            &["--watch", "--from-release", "1", "--to-release", "2"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

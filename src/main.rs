@@ -15,6 +15,7 @@ mod render;
 mod run;
 mod settings;
 mod token;
+mod watch;
 
 use std::process::ExitCode;
 
