@@ -65,7 +65,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
     pub timeout: Option<Duration>,
 
-    /// Keep running: prepare every transition of the fleet to each new successful release (or new target) as it appears; one line per event on stdout
+    /// Keep running: prepare every transition of the fleet to each new release (or new target) as it appears, one line per event; SIGTERM or Ctrl-C end it (exit 0)
     #[arg(long, requires = "fleet", conflicts_with_all = ["wait", "timeout", "from_release", "to_release"])]
     pub watch: bool,
 
