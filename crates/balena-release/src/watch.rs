@@ -176,9 +176,13 @@ impl DeltaLines {
         out
     }
 
-    /// Marks a delta as reported (failed).
+    /// Marks a delta as reported (failed); false when it was already.
     fn failed(&mut self, key: DeltaKey) -> bool {
         self.reported.insert(key)
+    }
+
+    fn is_reported(&self, key: &DeltaKey) -> bool {
+        self.reported.contains(key)
     }
 }
 
@@ -202,6 +206,40 @@ fn not_ready(info: &FleetUpdateInfo) -> Vec<DeltaKey> {
                 })
         })
         .collect()
+}
+
+/// The changed services of `info` whose delta is not ready and not being
+/// built either (pending: failed, refused or stale), each with why.
+fn stopped_deltas(info: &FleetUpdateInfo) -> Vec<(DeltaKey, String)> {
+    let mut out = Vec::new();
+    for transition in &info.transitions {
+        let update = &transition.update;
+        for service in &update.is_produced_by__service_update {
+            if service.change != Change::Changed || service.status != Status::Pending {
+                continue;
+            }
+            let reason = match &service.delta_failure {
+                Some(failure) => match (&failure.error_message, failure.http_status) {
+                    (Some(message), Some(status)) => {
+                        format!("the delta server refused it ({status}): {message}")
+                    }
+                    (None, Some(status)) => format!("the delta server refused it ({status})"),
+                    (Some(message), None) if !message.trim().is_empty() => {
+                        format!("the delta server reported `{message}`")
+                    }
+                    _ => "the delta build failed without a message".to_owned(),
+                },
+                None => "no delta is being built (it failed or went stale)".to_owned(),
+            };
+            let key = (
+                service.service_name.clone(),
+                update.originates_from__release.id,
+                update.produces__release.id,
+            );
+            out.push((key, reason));
+        }
+    }
+    out
 }
 
 /// Whether an error ends the watch: the token stopped working, or the fleet
@@ -346,6 +384,85 @@ impl Client {
         }
     }
 
+    /// After a delta was given up on (the prepare call ends there), follows
+    /// the other deltas of `release` without requesting them again: each
+    /// is reported ready when built, or failed when it is not being built
+    /// (failed, refused or stale). Reads the fleet's state (a describe
+    /// call) on the poll schedule until nothing is building. Returns the
+    /// last state and how many deltas failed.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow_rest(
+        &self,
+        fleet: &FleetRef,
+        release: &Head,
+        mut info: FleetUpdateInfo,
+        lines: &mut DeltaLines,
+        options: &WatchOptions,
+        streak: &mut Streak,
+        events: Sink<'_>,
+    ) -> Result<(FleetUpdateInfo, usize), Error> {
+        let since = Instant::now();
+        let mut failed = 0;
+        loop {
+            for (service_name, from_release, to_release) in lines.newly_ready(&info) {
+                events(Event::WatchDeltaReady {
+                    service_name,
+                    from_release,
+                    to_release,
+                });
+            }
+            for (key, reason) in stopped_deltas(&info) {
+                if lines.failed(key.clone()) {
+                    failed += 1;
+                    events(Event::WatchDeltaFailed {
+                        service_name: key.0,
+                        from_release: key.1,
+                        to_release: key.2,
+                        reason,
+                    });
+                }
+            }
+            if !not_ready(&info).iter().any(|key| !lines.is_reported(key)) {
+                return Ok((info, failed));
+            }
+            loop {
+                let pause = options
+                    .poll
+                    .delay(since.elapsed(), self.inner.http.random_unit());
+                tokio::time::sleep(pause).await;
+                match self
+                    .get_fleet_update_info(fleet, Some(&ReleaseRef::Id(release.id)))
+                    .await
+                {
+                    Ok(read) => {
+                        streak.succeeded(events);
+                        info = read;
+                        break;
+                    }
+                    Err(error) if ends_the_watch(&error) => return Err(error),
+                    Err(error) if error.is_transient() => {
+                        streak.failed("following the deltas", &error, pause, events);
+                    }
+                    // Anything else: what is left is reported failed.
+                    Err(error) => {
+                        for key in not_ready(&info) {
+                            if lines.failed(key.clone()) {
+                                failed += 1;
+                                events(Event::WatchDeltaFailed {
+                                    service_name: key.0,
+                                    from_release: key.1,
+                                    to_release: key.2,
+                                    reason: error.to_string(),
+                                });
+                            }
+                        }
+                        return Ok((info, failed));
+                    }
+                }
+            }
+        }
+    }
+
     /// Prepares every transition of the fleet to `release` and waits until
     /// each delta is ready or given up on, reporting each delta once.
     /// Returns `Ok(false)` when the preparation failed in a way worth
@@ -420,28 +537,28 @@ impl Client {
                         to_release: to,
                     });
                 }
-                // The delta given up on first, then the others left behind.
+                // The delta given up on first.
                 let mut failed = 0;
-                let mut left = not_ready(&info);
-                left.sort_by_key(|(s, f, _)| !(*s == service && Some(*f) == from_release));
-                for key in left {
-                    if !lines.failed(key.clone()) {
-                        continue;
-                    }
-                    let reason = if key.0 == service && Some(key.1) == from_release {
-                        message.clone()
-                    } else {
-                        format!("left with the failure of `{service}`")
-                    };
+                let given_up = not_ready(&info)
+                    .into_iter()
+                    .find(|(s, f, _)| *s == service && Some(*f) == from_release);
+                if let Some(key) = given_up
+                    && lines.failed(key.clone())
+                {
                     failed += 1;
                     events(Event::WatchDeltaFailed {
                         service_name: key.0,
                         from_release: key.1,
                         to_release: key.2,
-                        reason,
+                        reason: message,
                     });
                 }
-                (info, failed)
+                // The others were requested and may still be building:
+                // followed, not requested again.
+                let (info, more) = self
+                    .follow_rest(fleet, release, info, &mut lines, options, streak, events)
+                    .await?;
+                (info, failed + more)
             }
             Err(error) if ends_the_watch(&error) => return Err(error),
             Err(error) if error.is_transient() => {
@@ -480,7 +597,12 @@ impl Client {
     /// the missing deltas are requested, and each delta is reported ready
     /// ([`Event::WatchDeltaReady`]) or, after its last attempt,
     /// failed ([`Event::WatchDeltaFailed`]) and left until the next
-    /// release. A release seen while another is being prepared takes over.
+    /// release; the other deltas of that release are then followed (read,
+    /// not requested again) until each is built or fails. A release seen
+    /// while another is being prepared takes over.
+    ///
+    /// The future is not `Send` (as the prepare calls' are not): run it on
+    /// the caller's task, or with `tokio::task::spawn_local`.
     ///
     /// An idle poll is one API request on `options.poll`'s adaptive
     /// schedule, which starts again from its shortest pause after each
@@ -715,6 +837,33 @@ mod tests {
         assert_eq!(lines.newly_ready(&later), [("api".into(), 1, 2)]);
         assert_eq!(not_ready(&first), [("api".into(), 1, 2)]);
         assert!(not_ready(&later).is_empty());
+    }
+
+    #[test]
+    fn deltas_no_longer_built_are_named_with_the_reason() {
+        let mut state = info(
+            &[
+                ("api", Change::Changed, Status::Preparing),
+                ("main", Change::Changed, Status::Pending),
+                ("proxy", Change::Changed, Status::Pending),
+                ("new", Change::New, Status::Pending),
+            ],
+            1,
+            2,
+        );
+        let services = &mut state.transitions[0].update.is_produced_by__service_update;
+        services[1].delta_failure = Some(crate::model::DeltaFailure {
+            delta_id: Some(7),
+            error_message: Some("disk full".into()),
+            attempts: 1,
+            http_status: None,
+        });
+        services[2].delta_failure = None;
+        let stopped = stopped_deltas(&state);
+        assert_eq!(stopped.len(), 2, "{stopped:?}");
+        assert_eq!(stopped[0].0, ("main".into(), 1, 2));
+        assert!(stopped[0].1.contains("disk full"), "{}", stopped[0].1);
+        assert!(stopped[1].1.contains("stale"), "{}", stopped[1].1);
     }
 
     #[test]

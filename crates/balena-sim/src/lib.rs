@@ -227,6 +227,25 @@ impl Simulator {
         self.with_db(|db| live::add_release(db, from, &changed, now))
     }
 
+    /// Scripts the delta builds of one image pair from now on, as
+    /// [`Scenario::with_delta_outcome`] and [`Scenario::with_delta_duration`]
+    /// do at start: for pairs whose images do not exist yet (a release
+    /// added with [`Simulator::add_release`]).
+    pub fn script_delta(
+        &self,
+        src: i64,
+        dest: i64,
+        duration: Option<Duration>,
+        outcomes: Vec<Outcome>,
+    ) {
+        state::lock(&self.shared.deltas).script(spec::DeltaPair {
+            src,
+            dest,
+            duration_ms: duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            outcomes,
+        });
+    }
+
     /// Runs `f` on the tables (delta builds brought up to date first).
     pub fn with_db<R>(&self, f: impl FnOnce(&mut db::Db) -> R) -> R {
         self.shared.refresh();

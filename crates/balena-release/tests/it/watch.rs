@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use balena_release::{Client, Error, Event, FleetRef, WatchOptions, WatchReason};
-use balena_sim::{Clock, Faults, Scenario, Server, Simulator, demo};
+use balena_sim::{Clock, Faults, Outcome, Scenario, Server, Simulator, demo};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::task::JoinHandle;
 
@@ -242,4 +242,78 @@ async fn a_fleet_that_does_not_exist_ends_the_watch_at_once() {
         "{ended:?}"
     );
     assert_eq!(sim.count(Server::Api, None), 1);
+}
+
+#[tokio::test]
+async fn a_delta_that_keeps_failing_is_reported_and_the_others_are_followed() {
+    local(async {
+        let sim = fast_sim();
+        // The image of `main` in the release added below.
+        let next_image = sim.with_db(|db| db.max_id("image")) + 1;
+        let failure = || Outcome::Failed {
+            error_message: "no space left on device".into(),
+            duration_ms: Some(1000),
+        };
+        sim.script_delta(
+            demo::IMAGE_R2_MAIN,
+            next_image,
+            None,
+            vec![failure(), failure(), failure()],
+        );
+        // Still building when the other one is given up on.
+        sim.script_delta(
+            demo::IMAGE_R1_MAIN,
+            next_image,
+            Some(Duration::from_secs(3000)),
+            Vec::new(),
+        );
+        let (task, mut events) = spawn_watch(client(&sim), |_| {});
+        until(&mut events, prepared(u(demo::RELEASE_3))).await;
+        let new = u(sim.add_release(demo::RELEASE_3, &["main"]).unwrap());
+        let seen = until(&mut events, prepared(new)).await;
+        task.abort();
+        let position = |wanted: &dyn Fn(&Event) -> bool| seen.iter().position(wanted);
+        let failed = position(&|e| {
+            matches!(e, Event::WatchDeltaFailed { service_name, from_release, to_release, reason }
+                if service_name == "main" && *from_release == u(demo::RELEASE_2)
+                    && *to_release == new && reason.contains("no space left on device"))
+        })
+        .unwrap_or_else(|| panic!("{seen:#?}"));
+        let followed = position(&|e| {
+            matches!(e, Event::WatchDeltaReady { service_name, from_release, to_release }
+                if service_name == "main" && *from_release == u(demo::RELEASE_1) && *to_release == new)
+        })
+        .unwrap_or_else(|| panic!("{seen:#?}"));
+        assert!(failed < followed, "{seen:#?}");
+        let failures = seen
+            .iter()
+            .filter(|e| matches!(e, Event::WatchDeltaFailed { .. }))
+            .count();
+        assert_eq!(failures, 1, "{seen:#?}");
+        match seen.last() {
+            Some(Event::WatchPrepared {
+                transitions,
+                ready,
+                failed,
+                ..
+            }) => {
+                assert_eq!(*failed, 1);
+                assert_eq!(*ready, transitions - 1);
+            }
+            other => panic!("{other:?}"),
+        }
+        // The given-up delta was requested three times, then left.
+        let requested = sim
+            .journal()
+            .iter()
+            .filter(|e| {
+                e.server == Server::Delta
+                    && e.query
+                        .as_deref()
+                        .is_some_and(|q| q.contains(&format!("src={}&dest={next_image}", demo::IMAGE_R2_MAIN)))
+            })
+            .count();
+        assert_eq!(requested, 3);
+    })
+    .await;
 }
