@@ -587,31 +587,8 @@ impl Client {
         Ok(true)
     }
 
-    /// Watches a fleet until an error ends it (the future never completes
-    /// otherwise: drop it to stop).
-    ///
-    /// Whenever the fleet gets a new successful release created after its
-    /// target, or its target changes, every transition of the devices to
-    /// that release is prepared as by [`Client::prepare_fleet_update`] with
-    /// `wait`: the devices are read again (pinned devices keep their pin),
-    /// the missing deltas are requested, and each delta is reported ready
-    /// ([`Event::WatchDeltaReady`]) or, after its last attempt,
-    /// failed ([`Event::WatchDeltaFailed`]) and left until the next
-    /// release; the other deltas of that release are then followed (read,
-    /// not requested again) until each is built or fails. A release seen
-    /// while another is being prepared takes over.
-    ///
-    /// The future is not `Send` (as the prepare calls' are not): run it on
-    /// the caller's task, or with `tokio::task::spawn_local`.
-    ///
-    /// An idle poll is one API request on `options.poll`'s adaptive
-    /// schedule, which starts again from its shortest pause after each
-    /// change. Faults of the servers (no answer, 5xx, 429, an answer that
-    /// cannot be read) are reported once per streak
-    /// ([`Event::WatchRetrying`]) and tried again for ever; the watch ends
-    /// with [`Error::Unauthorized`] or [`Error::Forbidden`] when the token
-    /// stops working, and [`Error::FleetNotFound`] when the fleet is gone.
-    pub async fn watch_fleet(
+    /// The loop of [`Client::watch_fleet`].
+    pub(crate) async fn watch(
         &self,
         fleet: &FleetRef,
         options: &WatchOptions,
