@@ -608,8 +608,10 @@ impl Client {
                 on_event,
             )
             .await?;
+        // Since the last change: the retries of a failed preparation slow
+        // down on the poll schedule as an idle watch does.
+        since = Instant::now();
         loop {
-            since = Instant::now();
             let mut superseded = None;
             let mut retry = Vec::new();
             for (release, reason) in plan.drain(..) {
@@ -630,13 +632,18 @@ impl Client {
                         superseded = Some(next?);
                     }
                 }
+                // The polls made meanwhile count (their events were sent);
+                // what they saw counts only when it was a change.
+                polls = shadow_polls;
                 if superseded.is_some() {
                     state = shadow;
-                    polls = shadow_polls;
                 }
             }
             plan = match superseded {
-                Some(next) => next,
+                Some(next) => {
+                    since = Instant::now();
+                    next
+                }
                 None if !retry.is_empty() => {
                     let pause = options
                         .poll
@@ -646,15 +653,18 @@ impl Client {
                 }
                 None => {
                     since = Instant::now();
-                    self.next_plan(
-                        fleet,
-                        &mut state,
-                        &options.poll,
-                        since,
-                        &mut polls,
-                        on_event,
-                    )
-                    .await?
+                    let plan = self
+                        .next_plan(
+                            fleet,
+                            &mut state,
+                            &options.poll,
+                            since,
+                            &mut polls,
+                            on_event,
+                        )
+                        .await?;
+                    since = Instant::now();
+                    plan
                 }
             };
         }
