@@ -50,7 +50,7 @@ macro_rules! exit_codes {
     () => {
         "\
 Exit codes:
-  0    done (the result is on stdout)
+  0    done (the result is on stdout); --watch stopped by SIGTERM or Ctrl-C
   1    error: one ERROR: line on stderr names the cause and the fix
   2    --timeout reached before every delta was ready
   3    over --max-download (the result is still printed; only replaces 0)
@@ -128,6 +128,15 @@ pub struct Args {
     // A negative size is read as a value, so that the error says what it is.
     #[arg(long, value_name = "SIZE", value_parser = crate::budget::parse_size, value_hint = ValueHint::Other, allow_hyphen_values = true)]
     pub max_download: Option<u64>,
+
+    /// With --fleet: keep running, and prepare each new release as it appears
+    ///
+    /// Whenever the fleet gets a new successful release or a new target,
+    /// every transition to it is prepared and followed, one line per event
+    /// on stdout. An idle check costs one API request. SIGTERM or Ctrl-C end
+    /// it with exit 0.
+    #[arg(long, requires = "fleet", conflicts_with_all = ["wait", "timeout", "from_release", "to_release", "max_download"])]
+    pub watch: bool,
 
     /// How to print the result on stdout
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormat::Json)]
@@ -336,7 +345,11 @@ pub enum OutputFormat {
 pub enum Mode {
     Describe,
     Prepare,
-    Wait { timeout: Option<Duration> },
+    Wait {
+        timeout: Option<Duration>,
+    },
+    /// `--watch`: until stopped (SIGTERM or SIGINT: exit 0).
+    Watch,
 }
 
 /// Which releases to look at.
@@ -355,7 +368,9 @@ pub enum Target {
 impl Args {
     /// `--timeout` implies `--wait`, which implies `--prepare`.
     pub fn mode(&self) -> Mode {
-        if self.wait || self.timeout.is_some() {
+        if self.watch {
+            Mode::Watch
+        } else if self.wait || self.timeout.is_some() {
             Mode::Wait {
                 timeout: self.timeout,
             }
@@ -586,6 +601,23 @@ mod tests {
         );
         assert!(parse(&["--from-release"]).is_err());
         assert!(parse(&["--foo"]).is_err());
+    }
+
+    #[test]
+    fn watch_needs_a_fleet_and_no_wait() {
+        let args = parse(&["--fleet", "org/f", "--watch"]).unwrap();
+        assert_eq!(args.mode(), Mode::Watch);
+        let args = parse(&["--fleet", "org/f", "--watch", "--prepare"]).unwrap();
+        assert_eq!(args.mode(), Mode::Watch);
+        for bad in [
+            &["--watch"][..],
+            &["--watch", "--fleet", "org/f", "--wait"],
+            &["--watch", "--fleet", "org/f", "--timeout", "10m"],
+            &["--watch", "--fleet", "org/f", "--to-release", "1"],
+            &["--watch", "--from-release", "1", "--to-release", "2"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

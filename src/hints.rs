@@ -190,7 +190,7 @@ pub fn next_step(report: &Report, ran: &Ran) -> Option<String> {
              {}",
             ran.command(&["--prepare"])
         ),
-        Mode::Describe | Mode::Prepare | Mode::Wait { .. } => wait(),
+        Mode::Describe | Mode::Prepare | Mode::Wait { .. } | Mode::Watch => wait(),
     })
 }
 
@@ -227,7 +227,7 @@ fn failed_delta(from: Option<u64>, service: &ServiceUpdate, others: usize, ran: 
     };
     let mode = match ran.mode {
         Mode::Describe => "",
-        Mode::Prepare | Mode::Wait { .. } => "--prepare",
+        Mode::Prepare | Mode::Wait { .. } | Mode::Watch => "--prepare",
     };
     if failure.http_status.is_some() {
         let extra: Vec<&str> = [mode, "-v"].into_iter().filter(|w| !w.is_empty()).collect();

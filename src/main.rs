@@ -16,6 +16,7 @@ mod render;
 mod run;
 mod settings;
 mod token;
+mod watch;
 
 use std::process::ExitCode;
 

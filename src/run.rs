@@ -33,6 +33,9 @@ pub fn main(args: Args, typed: &Typed) -> ExitCode {
     // The newest state read, printed when the run fails after reading it.
     let last_read: Mutex<Option<Report>> = Mutex::new(None);
     let outcome = Config::resolve(&args, &env).and_then(|config| {
+        if config.mode == Mode::Watch {
+            return crate::watch::run(&config);
+        }
         let bound = interval_knob(&env, env_vars::RUN_LIMIT)?.unwrap_or(RUN_LIMIT);
         let report = execute(&config, bound, &last_read)?;
         print_report(&report, config.output.format, columns).map_err(Failure::Write)?;
@@ -148,7 +151,7 @@ fn execute(
         };
         let bounded = async {
             match config.mode {
-                Mode::Wait { .. } => Ok(work.await),
+                Mode::Wait { .. } | Mode::Watch => Ok(work.await),
                 Mode::Describe | Mode::Prepare => {
                     tokio::time::timeout_at(config.started + bound, work).await
                 }
@@ -171,7 +174,7 @@ fn execute(
 /// The first of Ctrl-C, SIGTERM and SIGHUP. A signal that was ignored when
 /// the process started (`nohup`, a background job of a script) stays
 /// ignored; one whose handler cannot be installed keeps its default action.
-async fn stop_signal() -> Signal {
+pub(crate) async fn stop_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -20,4 +20,5 @@ mod security;
 mod signals;
 mod stops;
 mod tables;
+mod watch;
 mod write_failures;

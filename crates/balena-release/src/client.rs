@@ -1,9 +1,9 @@
 //! The [`Client`] and its builder (validated URLs and token, HTTP clients
 //! with timeouts and a safe redirect policy), and every public entry point:
-//! describe or prepare one transition or a whole fleet. The work behind
-//! them is in [`crate::round`] (reading the API), [`crate::fleet`] (the
-//! fleet's first round), [`crate::prepare`] (later rounds and waiting) and
-//! [`crate::delta_server`].
+//! describe or prepare one transition or a whole fleet, or watch a fleet.
+//! The work behind them is in [`crate::round`] (reading the API),
+//! [`crate::fleet`] (the fleet's first round), [`crate::prepare`] (later
+//! rounds and waiting), [`crate::delta_server`] and [`crate::watch`].
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -22,6 +22,7 @@ use crate::reference::{FleetRef, ReleaseRef};
 use crate::registry::{DEFAULT_REGISTRY_TIMEOUT, Registry, Settings as RegistrySettings};
 use crate::round::DeltaRead;
 use crate::token::token_kind;
+use crate::watch::WatchOptions;
 
 /// The default API, balenaCloud's.
 pub const DEFAULT_API_URL: &str = "https://api.balena-cloud.com";
@@ -435,6 +436,39 @@ impl Client {
             on_event,
         )
         .await
+    }
+
+    /// Watches a fleet until an error ends it (the future never completes
+    /// otherwise: drop it to stop).
+    ///
+    /// Whenever the fleet gets a new successful release created after its
+    /// target, or its target changes, every transition of the devices to
+    /// that release is prepared as by [`Client::prepare_fleet_update`] with
+    /// `wait`: the devices are read again (pinned devices keep their pin),
+    /// the missing deltas are requested, and each delta is reported ready
+    /// ([`Event::WatchDeltaReady`]) or, after its last attempt,
+    /// failed ([`Event::WatchDeltaFailed`]) and left until the next
+    /// release; the other deltas of that release are then followed (read,
+    /// not requested again) until each is built or fails. A release seen
+    /// while another is being prepared takes over.
+    ///
+    /// The future is not `Send` (as the prepare calls' are not): run it on
+    /// the caller's task, or with `tokio::task::spawn_local`.
+    ///
+    /// An idle poll is one API request on `options.poll`'s adaptive
+    /// schedule, which starts again from its shortest pause after each
+    /// change. Faults of the servers (no answer, 5xx, 429, an answer that
+    /// cannot be read) are reported once per streak
+    /// ([`Event::WatchRetrying`]) and tried again for ever; the watch ends
+    /// with [`Error::Unauthorized`] or [`Error::Forbidden`] when the token
+    /// stops working, and [`Error::FleetNotFound`] when the fleet is gone.
+    pub async fn watch_fleet(
+        &self,
+        fleet: &FleetRef,
+        options: &WatchOptions,
+        on_event: &(dyn Fn(Event) + Send + Sync),
+    ) -> Result<std::convert::Infallible, Error> {
+        self.watch(fleet, options, on_event).await
     }
 
     /// Runs the rounds of a prepare call after `first` under the deadline;

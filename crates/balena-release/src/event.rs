@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::model::Report;
+use crate::model::{ReleaseSummary, Report};
 
 /// Something that happened while preparing an update.
 #[derive(Debug, Clone)]
@@ -51,6 +51,89 @@ pub enum Event {
         /// The HTTP status of the rejection, when there was an answer.
         status: Option<u16>,
     },
+    /// Watch: a release to prepare was found and the fleet's devices read.
+    WatchReleaseSeen {
+        /// The release.
+        release: ReleaseSummary,
+        /// Why it is prepared.
+        reason: WatchReason,
+        /// How many transitions lead to it (pinned devices keep their pin).
+        transitions: usize,
+        /// How many devices make one of them.
+        devices: u64,
+    },
+    /// Watch: every delta to a release is ready, or was given up on.
+    WatchPrepared {
+        /// The release.
+        release: ReleaseSummary,
+        /// How many transitions lead to it.
+        transitions: usize,
+        /// How many of them are ready.
+        ready: usize,
+        /// How many deltas failed (after their last attempt).
+        failed: usize,
+    },
+    /// Watch: a delta of one transition is ready (reported once per
+    /// release prepared, also when it was ready at the first read).
+    WatchDeltaReady {
+        /// The service.
+        service_name: String,
+        /// The release the devices run.
+        from_release: u64,
+        /// The release they go to.
+        to_release: u64,
+    },
+    /// Watch: a delta failed after its last attempt (or was left behind
+    /// with one that did); it is left until the next release.
+    WatchDeltaFailed {
+        /// The service.
+        service_name: String,
+        /// The release the devices run.
+        from_release: u64,
+        /// The release they go to.
+        to_release: u64,
+        /// Why (text from the servers, not escaped).
+        reason: String,
+    },
+    /// Watch: a release could not be prepared for a reason other than a
+    /// delta (its images are not all built, say); it is left until the next
+    /// change.
+    WatchReleaseFailed {
+        /// The release.
+        release: ReleaseSummary,
+        /// Why (text from the servers, not escaped).
+        reason: String,
+    },
+    /// Watch: a request failed and will be tried again; sent for the first
+    /// failure of a streak only.
+    WatchRetrying {
+        /// What failed.
+        what: String,
+        /// Why (text from the servers, not escaped).
+        reason: String,
+        /// The pause before the next try.
+        pause: Duration,
+    },
+    /// Watch: a poll succeeded after a streak of failures.
+    WatchRecovered {
+        /// How many failures the streak had.
+        failures: u32,
+    },
+    /// Watch: an idle poll found no change.
+    WatchIdle {
+        /// Idle polls so far.
+        polls: u64,
+    },
+}
+
+/// Why the watch prepares a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatchReason {
+    /// The fleet's newest successful release, created after its target.
+    NewRelease,
+    /// The fleet's target release (at start, or after it changed).
+    Target,
 }
 
 /// The delta server's answer to a delta request.

@@ -107,13 +107,14 @@ mod resolve;
 mod round;
 mod rules;
 mod token;
+mod watch;
 mod wire;
 
 pub use client::{
     Client, ClientBuilder, DEFAULT_API_URL, DEFAULT_DELTA_URL, DEFAULT_REQUEST_TIMEOUT,
 };
 pub use error::{Cause, Error, Server, TokenProblem};
-pub use event::{Event, TriggerOutcome};
+pub use event::{Event, TriggerOutcome, WatchReason};
 pub use http::RetryPolicy;
 pub use model::{
     Change, DeltaFailure, DeltaInfo, FleetSummary, FleetTransition, FleetUpdateInfo, ImageInfo,
@@ -124,3 +125,4 @@ pub use prepare::PrepareOptions;
 pub use redact::{REDACTED, redact_secrets, redact_url};
 pub use reference::{FleetRef, ParseReleaseError, ReleaseRef};
 pub use token::{TokenKind, token_kind};
+pub use watch::WatchOptions;

@@ -214,6 +214,30 @@ pub(crate) fn application_query(fleet: &FleetRef, count: bool) -> Query {
     }
 }
 
+/// The columns of a release that an idle poll of the watch reads.
+const HEAD_SELECT: &[&str] = &["id", "commit", "created_at"];
+
+/// A fleet's newest successful release, as an expansion of the application
+/// (pinejs takes `$filter`, `$orderby` and `$top` inside `$expand`).
+const NEWEST_SUCCESSFUL_RELEASE: &str = "owns__release($select=id,commit,created_at;\
+     $filter=status eq 'success';$orderby=created_at desc;$top=1)";
+
+/// The fleet named by `fleet` with its target release and its newest
+/// successful release: the one request of an idle poll of the watch.
+pub(crate) fn watch_query(fleet: &FleetRef) -> Query {
+    let filter = match fleet {
+        FleetRef::Id(id) => odata::eq("id", *id),
+        FleetRef::Slug(slug) => odata::eq_str("slug", slug),
+    };
+    Query::new()
+        .filter(filter)
+        .select(&["id", "slug"])
+        .expand(&[
+            Expand::new("should_be_running__release", HEAD_SELECT),
+            Expand::new(NEWEST_SUCCESSFUL_RELEASE, &[]),
+        ])
+}
+
 /// The device columns read: what each device runs and its pin.
 const DEVICE_SELECT: &[&str] = &["is_running__release", "is_pinned_on__release"];
 
@@ -333,6 +357,17 @@ mod tests {
             fleet
                 .render()
                 .contains("any(ri:ri/is_part_of__release in (1,2))")
+        );
+    }
+
+    #[test]
+    fn the_watch_reads_the_target_and_the_newest_successful_release_at_once() {
+        assert_eq!(
+            watch_query(&FleetRef::Id(7)).render(),
+            "$filter=id eq 7&$select=id,slug\
+             &$expand=should_be_running__release($select=id,commit,created_at),\
+             owns__release($select=id,commit,created_at;$filter=status eq 'success';\
+             $orderby=created_at desc;$top=1)"
         );
     }
 

@@ -43,6 +43,7 @@ pub(crate) async fn handle(
                     "DELETE /__sim/faults",
                     "GET /__sim/clock",
                     "POST /__sim/clock/advance?ms=N (or s=N)",
+                    "POST /__sim/release?from=ID&changed=a,b",
                 ],
             }),
         ),
@@ -106,9 +107,26 @@ pub(crate) async fn handle(
             }
             Err(e) => json_error(StatusCode::BAD_REQUEST, &e),
         },
+        ("/release", "POST") => match parse_new_release(query) {
+            Ok((from, changed)) => {
+                shared.refresh();
+                let now = shared.clock.now();
+                let added = crate::live::add_release(
+                    &mut crate::state::write(&shared.db),
+                    from,
+                    &changed,
+                    now,
+                );
+                match added {
+                    Ok(id) => json(StatusCode::OK, &serde_json::json!({ "id": id })),
+                    Err(e) => json_error(StatusCode::BAD_REQUEST, &e),
+                }
+            }
+            Err(e) => json_error(StatusCode::BAD_REQUEST, &e),
+        },
         (
             "" | "/health" | "/journal" | "/journal/clear" | "/counters" | "/faults" | "/clock"
-            | "/clock/advance",
+            | "/clock/advance" | "/release",
             _,
         ) => method_not_allowed(method, path),
         _ => not_found(method, path),
@@ -129,6 +147,37 @@ fn parse_advance(query: Option<&str>) -> Result<Duration, String> {
     }
 }
 
+/// `from=ID` and an optional `changed=a,b` (service names), in any order.
+fn parse_new_release(query: Option<&str>) -> Result<(i64, Vec<String>), String> {
+    let mut from = None;
+    let mut changed = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("from", value)) => {
+                from = Some(
+                    value
+                        .parse::<i64>()
+                        .map_err(|_| format!("`from` must be a release id, got `{value}`"))?,
+                );
+            }
+            Some(("changed", value)) => {
+                changed = value
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            _ => {
+                return Err(format!(
+                    "unknown parameter `{pair}`: expected `from` or `changed`"
+                ));
+            }
+        }
+    }
+    let from = from.ok_or("expected `?from=ID` (and optionally `&changed=a,b`)")?;
+    Ok((from, changed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,5 +192,17 @@ mod tests {
         assert!(parse_advance(Some("m=1")).is_err());
         assert!(parse_advance(Some("s=-1")).is_err());
         assert!(parse_advance(None).is_err());
+    }
+
+    #[test]
+    fn a_new_release_names_its_source_and_changed_services() {
+        assert_eq!(
+            parse_new_release(Some("from=900871&changed=main,api")),
+            Ok((900871, vec!["main".to_owned(), "api".to_owned()]))
+        );
+        assert_eq!(parse_new_release(Some("from=7")), Ok((7, Vec::new())));
+        assert!(parse_new_release(Some("changed=main")).is_err());
+        assert!(parse_new_release(Some("from=x")).is_err());
+        assert!(parse_new_release(Some("from=1&x=2")).is_err());
     }
 }

@@ -75,6 +75,12 @@ impl DeltaEngine {
         }
     }
 
+    /// Scripts the builds of one pair from now on (replacing its script;
+    /// attempts already made still count).
+    pub(crate) fn script(&mut self, pair: DeltaPair) {
+        self.scripts.insert((pair.src, pair.dest), pair);
+    }
+
     pub(crate) fn is_idle(&self) -> bool {
         self.active.is_empty()
     }

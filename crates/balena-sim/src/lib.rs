@@ -19,6 +19,7 @@ pub mod demo;
 pub mod faults;
 pub mod generated;
 pub mod journal;
+mod live;
 mod registry;
 mod respond;
 mod rng;
@@ -214,6 +215,35 @@ impl Simulator {
     /// The simulated now.
     pub fn now(&self) -> jiff::Timestamp {
         self.shared.clock.now()
+    }
+
+    /// Adds a successful release to the fleet of release `from`, created
+    /// now: the same services, with a new image for each service named in
+    /// `changed` (the others keep theirs). Returns its id. The fleet's
+    /// target does not move. Also `POST /__sim/release?from=ID&changed=a,b`.
+    pub fn add_release(&self, from: i64, changed: &[&str]) -> Result<i64, String> {
+        let changed: Vec<String> = changed.iter().map(|s| (*s).to_owned()).collect();
+        let now = self.now();
+        self.with_db(|db| live::add_release(db, from, &changed, now))
+    }
+
+    /// Scripts the delta builds of one image pair from now on, as
+    /// [`Scenario::with_delta_outcome`] and [`Scenario::with_delta_duration`]
+    /// do at start: for pairs whose images do not exist yet (a release
+    /// added with [`Simulator::add_release`]).
+    pub fn script_delta(
+        &self,
+        src: i64,
+        dest: i64,
+        duration: Option<Duration>,
+        outcomes: Vec<Outcome>,
+    ) {
+        state::lock(&self.shared.deltas).script(spec::DeltaPair {
+            src,
+            dest,
+            duration_ms: duration.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            outcomes,
+        });
     }
 
     /// Runs `f` on the tables (delta builds brought up to date first).

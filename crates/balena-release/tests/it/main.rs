@@ -12,3 +12,4 @@ mod props;
 mod proxy;
 mod registry;
 mod secrets;
+mod watch;

@@ -1,0 +1,871 @@
+//! Watching a fleet: a long-running loop that prepares every transition to
+//! a new release as soon as it is built, before anyone pins it. An idle poll
+//! is one API request (the fleet's target and its newest successful
+//! release, [`crate::queries::watch_query`]) on the adaptive schedule of the
+//! waits; a change starts a fleet prepare (devices read again, missing
+//! deltas requested, waited for). What a poll means is decided by pure
+//! functions ([`WatchState::observe`], [`DeltaLines`]), tested here.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+use jiff::Timestamp;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::client::Client;
+use crate::error::{Cause, Error, Server};
+use crate::event::{Event, WatchReason};
+use crate::http::{Effort, Sink};
+use crate::model::{Change, FleetUpdateInfo, ReleaseSummary, Report, Status};
+use crate::poll::PollPolicy;
+use crate::prepare::PrepareOptions;
+use crate::queries::watch_query;
+use crate::reference::{FleetRef, ReleaseRef};
+
+/// How [`Client::watch_fleet`] works.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchOptions {
+    /// The idle poll schedule, also used between the reads of a prepare.
+    /// It starts again from `initial` after every change.
+    pub poll: PollPolicy,
+    /// How many times one delta is requested before it is reported failed
+    /// and left until the next release (default 3).
+    pub max_attempts_per_delta: u32,
+    /// How many delta requests run at the same time (default 64).
+    pub trigger_concurrency: usize,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        let prepare = PrepareOptions::default();
+        WatchOptions {
+            poll: prepare.poll,
+            max_attempts_per_delta: prepare.max_attempts_per_delta,
+            trigger_concurrency: prepare.trigger_concurrency,
+        }
+    }
+}
+
+/// A release as one idle poll reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub(crate) struct Head {
+    pub(crate) id: u64,
+    pub(crate) commit: String,
+    pub(crate) created_at: Timestamp,
+}
+
+impl Head {
+    fn summary(&self) -> ReleaseSummary {
+        ReleaseSummary {
+            id: self.id,
+            commit: self.commit.clone(),
+        }
+    }
+
+    /// Created later (the id breaks ties).
+    fn is_newer_than(&self, other: &Head) -> bool {
+        (self.created_at, self.id) > (other.created_at, other.id)
+    }
+}
+
+/// One idle poll: the fleet's target and its newest successful release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FleetHead {
+    pub(crate) target: Option<Head>,
+    pub(crate) newest: Option<Head>,
+}
+
+impl FleetHead {
+    /// The release the watch keeps prepared: the newest successful release
+    /// when it was created after the target (so that it is prepared before
+    /// anyone pins it or moves the target), else the target.
+    pub(crate) fn watched(&self) -> Option<&Head> {
+        match (&self.target, &self.newest) {
+            (Some(target), Some(newest)) if newest.is_newer_than(target) => Some(newest),
+            (Some(target), _) => Some(target),
+            (None, newest) => newest.as_ref(),
+        }
+    }
+}
+
+/// What the watch has seen so far: the pure half of the loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct WatchState {
+    /// The watched release and the fleet's target at the last poll.
+    seen: Option<(Option<u64>, Option<u64>)>,
+}
+
+impl WatchState {
+    /// The releases to prepare after a poll, in order, each with why: the
+    /// watched release ([`FleetHead::watched`]) when it changed (or on the
+    /// first poll), then the fleet's target when it changed and is not the
+    /// watched release (a target moved back to an older release is prepared
+    /// too). Nothing when the poll shows no change.
+    pub(crate) fn observe(&mut self, head: &FleetHead) -> Vec<(Head, WatchReason)> {
+        let watched = head.watched();
+        let target = head.target.as_ref();
+        let now = (watched.map(|h| h.id), target.map(|h| h.id));
+        let before = self.seen.replace(now);
+        let mut plan = Vec::new();
+        match before {
+            None => {
+                if let Some(watched) = watched {
+                    let reason = if Some(watched.id) == now.1 {
+                        WatchReason::Target
+                    } else {
+                        WatchReason::NewRelease
+                    };
+                    plan.push((watched.clone(), reason));
+                }
+            }
+            Some((watched_before, target_before)) => {
+                if let Some(watched) = watched
+                    && watched_before != Some(watched.id)
+                {
+                    let reason = if Some(watched.id) != now.1 {
+                        WatchReason::NewRelease
+                    } else {
+                        WatchReason::Target
+                    };
+                    plan.push((watched.clone(), reason));
+                }
+                if let Some(target) = target
+                    && target_before != Some(target.id)
+                    && !plan.iter().any(|(h, _)| h.id == target.id)
+                {
+                    plan.push((target.clone(), WatchReason::Target));
+                }
+            }
+        }
+        plan
+    }
+}
+
+/// A delta of one transition: (service, source release, target release).
+type DeltaKey = (String, u64, u64);
+
+/// The deltas of one release's preparation reported so far, so that each is
+/// reported ready once.
+#[derive(Debug, Default)]
+pub(crate) struct DeltaLines {
+    reported: BTreeSet<DeltaKey>,
+}
+
+impl DeltaLines {
+    /// The deltas ready in `info` that were not reported yet: changed
+    /// services whose delta is ready.
+    pub(crate) fn newly_ready(&mut self, info: &FleetUpdateInfo) -> Vec<DeltaKey> {
+        let mut out = Vec::new();
+        for transition in &info.transitions {
+            let update = &transition.update;
+            for service in &update.is_produced_by__service_update {
+                if service.change != Change::Changed || service.status != Status::Ready {
+                    continue;
+                }
+                let key = (
+                    service.service_name.clone(),
+                    update.originates_from__release.id,
+                    update.produces__release.id,
+                );
+                if self.reported.insert(key.clone()) {
+                    out.push(key);
+                }
+            }
+        }
+        out
+    }
+
+    /// Marks a delta as reported (failed); false when it was already.
+    fn failed(&mut self, key: DeltaKey) -> bool {
+        self.reported.insert(key)
+    }
+
+    fn is_reported(&self, key: &DeltaKey) -> bool {
+        self.reported.contains(key)
+    }
+}
+
+/// The changed services of `info` not ready: the deltas left behind when
+/// the preparation of a release ends on a failure.
+fn not_ready(info: &FleetUpdateInfo) -> Vec<DeltaKey> {
+    info.transitions
+        .iter()
+        .flat_map(|t| {
+            let update = &t.update;
+            update
+                .is_produced_by__service_update
+                .iter()
+                .filter(|s| s.change == Change::Changed && s.status != Status::Ready)
+                .map(|s| {
+                    (
+                        s.service_name.clone(),
+                        update.originates_from__release.id,
+                        update.produces__release.id,
+                    )
+                })
+        })
+        .collect()
+}
+
+/// The changed services of `info` whose delta is not ready and not being
+/// built either (pending: failed, refused or stale), each with why.
+fn stopped_deltas(info: &FleetUpdateInfo) -> Vec<(DeltaKey, String)> {
+    let mut out = Vec::new();
+    for transition in &info.transitions {
+        let update = &transition.update;
+        for service in &update.is_produced_by__service_update {
+            if service.change != Change::Changed || service.status != Status::Pending {
+                continue;
+            }
+            let reason = match &service.delta_failure {
+                Some(failure) => match (&failure.error_message, failure.http_status) {
+                    (Some(message), Some(status)) => {
+                        format!("the delta server refused it ({status}): {message}")
+                    }
+                    (None, Some(status)) => format!("the delta server refused it ({status})"),
+                    (Some(message), None) if !message.trim().is_empty() => {
+                        format!("the delta server reported `{message}`")
+                    }
+                    _ => "the delta build failed without a message".to_owned(),
+                },
+                None => "no delta is being built (it failed or went stale)".to_owned(),
+            };
+            let key = (
+                service.service_name.clone(),
+                update.originates_from__release.id,
+                update.produces__release.id,
+            );
+            out.push((key, reason));
+        }
+    }
+    out
+}
+
+/// Whether an error ends the watch: the token stopped working, or the fleet
+/// is gone. Anything else is reported and tried again.
+fn ends_the_watch(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Unauthorized { .. }
+            | Error::Forbidden { .. }
+            | Error::FleetNotFound { .. }
+            | Error::InvalidToken { .. }
+            | Error::InsecureUrl { .. }
+            | Error::InvalidUrl { .. }
+            | Error::Setup { .. }
+    )
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    d: Vec<HeadRow>,
+}
+
+#[derive(Deserialize)]
+#[allow(non_snake_case)]
+struct HeadRow {
+    should_be_running__release: Vec<Head>,
+    owns__release: Vec<Head>,
+}
+
+/// Decodes the answer to [`watch_query`]; `None` when no fleet matched.
+pub(crate) fn decode_head(body: &[u8]) -> Result<Option<FleetHead>, Error> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let envelope: Envelope = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        Error::Decode {
+            server: Server::Api,
+            what: "application".to_owned(),
+            path,
+            cause: Cause(e.into_inner().to_string()),
+        }
+    })?;
+    if envelope.d.len() > 1 {
+        return Err(Error::Decode {
+            server: Server::Api,
+            what: "application".to_owned(),
+            path: "d".to_owned(),
+            cause: Cause(format!(
+                "expected at most one fleet, got {}",
+                envelope.d.len()
+            )),
+        });
+    }
+    Ok(envelope.d.into_iter().next().map(|row| FleetHead {
+        target: row.should_be_running__release.into_iter().next(),
+        newest: row.owns__release.into_iter().next(),
+    }))
+}
+
+/// Counts a streak of failures so that it is reported once, not per retry.
+#[derive(Debug, Default)]
+struct Streak {
+    failures: u32,
+}
+
+impl Streak {
+    /// Reports the first failure of a streak.
+    fn failed(&mut self, what: &str, error: &Error, pause: std::time::Duration, events: Sink<'_>) {
+        self.failures += 1;
+        tracing::debug!(%error, failures = self.failures, "watch: {what} failed; trying again");
+        if self.failures == 1 {
+            events(Event::WatchRetrying {
+                what: what.to_owned(),
+                reason: error.to_string(),
+                pause,
+            });
+        }
+    }
+
+    fn succeeded(&mut self, events: Sink<'_>) {
+        if self.failures > 0 {
+            events(Event::WatchRecovered {
+                failures: self.failures,
+            });
+        }
+        self.failures = 0;
+    }
+}
+
+impl Client {
+    /// Reads the fleet's target release and its newest successful release:
+    /// one API request.
+    pub(crate) async fn fleet_head(
+        &self,
+        fleet: &FleetRef,
+        events: Sink<'_>,
+    ) -> Result<FleetHead, Error> {
+        let answer = self
+            .api_json(
+                "application",
+                &watch_query(fleet),
+                "application",
+                Effort::Full,
+                events,
+            )
+            .await?;
+        decode_head(&answer.body)?.ok_or_else(|| Error::FleetNotFound {
+            fleet: fleet.clone(),
+        })
+    }
+
+    /// Polls until a poll shows a change; returns what to prepare. Faults
+    /// are reported once per streak and polled through.
+    async fn next_plan(
+        &self,
+        fleet: &FleetRef,
+        state: &mut WatchState,
+        poll: &PollPolicy,
+        since: Instant,
+        polls: &mut u64,
+        events: Sink<'_>,
+    ) -> Result<Vec<(Head, WatchReason)>, Error> {
+        let mut streak = Streak::default();
+        loop {
+            match self.fleet_head(fleet, &crate::http::no_events).await {
+                Ok(head) => {
+                    streak.succeeded(events);
+                    let plan = state.observe(&head);
+                    if !plan.is_empty() {
+                        return Ok(plan);
+                    }
+                    *polls += 1;
+                    events(Event::WatchIdle { polls: *polls });
+                }
+                Err(error) if ends_the_watch(&error) => return Err(error),
+                Err(error) => {
+                    let pause = poll.delay(since.elapsed(), self.inner.http.random_unit());
+                    streak.failed("reading the fleet", &error, pause, events);
+                }
+            }
+            let pause = poll.delay(since.elapsed(), self.inner.http.random_unit());
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// After a delta was given up on (the prepare call ends there), follows
+    /// the other deltas of `release` without requesting them again: each
+    /// is reported ready when built, or failed when it is not being built
+    /// (failed, refused or stale). Reads the fleet's state (a describe
+    /// call) on the poll schedule until nothing is building. Returns the
+    /// last state and how many deltas failed.
+    #[allow(clippy::too_many_arguments)]
+    async fn follow_rest(
+        &self,
+        fleet: &FleetRef,
+        release: &Head,
+        mut info: FleetUpdateInfo,
+        lines: &mut DeltaLines,
+        options: &WatchOptions,
+        streak: &mut Streak,
+        events: Sink<'_>,
+    ) -> Result<(FleetUpdateInfo, usize), Error> {
+        let since = Instant::now();
+        let mut failed = 0;
+        loop {
+            for (service_name, from_release, to_release) in lines.newly_ready(&info) {
+                events(Event::WatchDeltaReady {
+                    service_name,
+                    from_release,
+                    to_release,
+                });
+            }
+            for (key, reason) in stopped_deltas(&info) {
+                if lines.failed(key.clone()) {
+                    failed += 1;
+                    events(Event::WatchDeltaFailed {
+                        service_name: key.0,
+                        from_release: key.1,
+                        to_release: key.2,
+                        reason,
+                    });
+                }
+            }
+            if !not_ready(&info).iter().any(|key| !lines.is_reported(key)) {
+                return Ok((info, failed));
+            }
+            loop {
+                let pause = options
+                    .poll
+                    .delay(since.elapsed(), self.inner.http.random_unit());
+                tokio::time::sleep(pause).await;
+                match self
+                    .get_fleet_update_info(fleet, Some(&ReleaseRef::Id(release.id)))
+                    .await
+                {
+                    Ok(read) => {
+                        streak.succeeded(events);
+                        info = read;
+                        break;
+                    }
+                    Err(error) if ends_the_watch(&error) => return Err(error),
+                    Err(error) if error.is_transient() => {
+                        streak.failed("following the deltas", &error, pause, events);
+                    }
+                    // Anything else: what is left is reported failed.
+                    Err(error) => {
+                        for key in not_ready(&info) {
+                            if lines.failed(key.clone()) {
+                                failed += 1;
+                                events(Event::WatchDeltaFailed {
+                                    service_name: key.0,
+                                    from_release: key.1,
+                                    to_release: key.2,
+                                    reason: error.to_string(),
+                                });
+                            }
+                        }
+                        return Ok((info, failed));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Prepares every transition of the fleet to `release` and waits until
+    /// each delta is ready or given up on, reporting each delta once.
+    /// Returns `Ok(false)` when the preparation failed in a way worth
+    /// trying again (a transient fault before the deltas were requested).
+    async fn prepare_release(
+        &self,
+        fleet: &FleetRef,
+        release: &Head,
+        reason: WatchReason,
+        options: &WatchOptions,
+        streak: &mut Streak,
+        events: Sink<'_>,
+    ) -> Result<bool, Error> {
+        let lines = Mutex::new(DeltaLines::default());
+        let summary = release.summary();
+        let forward = |event: Event| {
+            if let Event::Round { report, attempt } = &event
+                && let Report::Fleet(info) = &**report
+            {
+                if *attempt == 1 {
+                    events(Event::WatchReleaseSeen {
+                        release: summary.clone(),
+                        reason,
+                        transitions: info.transitions.len(),
+                        devices: info.transitions.iter().map(|t| t.device_count).sum(),
+                    });
+                }
+                let ready = lines
+                    .lock()
+                    .map(|mut l| l.newly_ready(info))
+                    .unwrap_or_default();
+                for (service_name, from_release, to_release) in ready {
+                    events(Event::WatchDeltaReady {
+                        service_name,
+                        from_release,
+                        to_release,
+                    });
+                }
+            }
+            events(event);
+        };
+        let prepare = PrepareOptions {
+            wait: true,
+            deadline: None,
+            poll: options.poll,
+            max_attempts_per_delta: options.max_attempts_per_delta,
+            trigger_concurrency: options.trigger_concurrency,
+        };
+        let outcome = self
+            .prepare_fleet_update(fleet, Some(&ReleaseRef::Id(release.id)), &prepare, &forward)
+            .await;
+        let mut lines = lines.into_inner().unwrap_or_else(|e| e.into_inner());
+        if !matches!(&outcome, Err(error) if error.is_transient()) {
+            streak.succeeded(events);
+        }
+        let (info, failed) = match outcome {
+            Ok(info) => (info, 0),
+            Err(Error::DeltaFailed {
+                service,
+                from_release,
+                message,
+                last,
+                ..
+            }) => {
+                let Report::Fleet(info) = *last else {
+                    return Ok(true);
+                };
+                for (service_name, from, to) in lines.newly_ready(&info) {
+                    events(Event::WatchDeltaReady {
+                        service_name,
+                        from_release: from,
+                        to_release: to,
+                    });
+                }
+                // The delta given up on first.
+                let mut failed = 0;
+                let given_up = not_ready(&info)
+                    .into_iter()
+                    .find(|(s, f, _)| *s == service && Some(*f) == from_release);
+                if let Some(key) = given_up
+                    && lines.failed(key.clone())
+                {
+                    failed += 1;
+                    events(Event::WatchDeltaFailed {
+                        service_name: key.0,
+                        from_release: key.1,
+                        to_release: key.2,
+                        reason: message,
+                    });
+                }
+                // The others were requested and may still be building:
+                // followed, not requested again.
+                let (info, more) = self
+                    .follow_rest(fleet, release, info, &mut lines, options, streak, events)
+                    .await?;
+                (info, failed + more)
+            }
+            Err(error) if ends_the_watch(&error) => return Err(error),
+            Err(error) if error.is_transient() => {
+                let pause = options.poll.initial;
+                streak.failed("preparing the release", &error, pause, events);
+                return Ok(false);
+            }
+            Err(error) => {
+                events(Event::WatchReleaseFailed {
+                    release: release.summary(),
+                    reason: error.to_string(),
+                });
+                return Ok(true);
+            }
+        };
+        events(Event::WatchPrepared {
+            release: release.summary(),
+            transitions: info.transitions.len(),
+            ready: info
+                .transitions
+                .iter()
+                .filter(|t| t.update.overall_status == Status::Ready)
+                .count(),
+            failed,
+        });
+        Ok(true)
+    }
+
+    /// The loop of [`Client::watch_fleet`].
+    pub(crate) async fn watch(
+        &self,
+        fleet: &FleetRef,
+        options: &WatchOptions,
+        on_event: &(dyn Fn(Event) + Send + Sync),
+    ) -> Result<std::convert::Infallible, Error> {
+        let mut state = WatchState::default();
+        let mut polls = 0u64;
+        let mut since = Instant::now();
+        let mut streak = Streak::default();
+        let mut plan = self
+            .next_plan(
+                fleet,
+                &mut state,
+                &options.poll,
+                since,
+                &mut polls,
+                on_event,
+            )
+            .await?;
+        // Since the last change: the retries of a failed preparation slow
+        // down on the poll schedule as an idle watch does.
+        since = Instant::now();
+        loop {
+            let mut superseded = None;
+            let mut retry = Vec::new();
+            for (release, reason) in plan.drain(..) {
+                if superseded.is_some() {
+                    break;
+                }
+                // A later change takes over from this preparation.
+                let mut shadow = state.clone();
+                let mut shadow_polls = polls;
+                tokio::select! {
+                    done = self.prepare_release(fleet, &release, reason, options, &mut streak, on_event) => {
+                        if !done? {
+                            retry.push((release, reason));
+                        }
+                    }
+                    next = self.next_plan(fleet, &mut shadow, &options.poll, since, &mut shadow_polls, on_event) => {
+                        tracing::debug!(release = release.id, "watch: a newer change takes over");
+                        superseded = Some(next?);
+                    }
+                }
+                // The polls made meanwhile count (their events were sent);
+                // what they saw counts only when it was a change.
+                polls = shadow_polls;
+                if superseded.is_some() {
+                    state = shadow;
+                }
+            }
+            plan = match superseded {
+                Some(next) => {
+                    since = Instant::now();
+                    next
+                }
+                None if !retry.is_empty() => {
+                    let pause = options
+                        .poll
+                        .delay(since.elapsed(), self.inner.http.random_unit());
+                    tokio::time::sleep(pause).await;
+                    retry
+                }
+                None => {
+                    since = Instant::now();
+                    let plan = self
+                        .next_plan(
+                            fleet,
+                            &mut state,
+                            &options.poll,
+                            since,
+                            &mut polls,
+                            on_event,
+                        )
+                        .await?;
+                    since = Instant::now();
+                    plan
+                }
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(id: u64, hour: i64) -> Head {
+        Head {
+            id,
+            commit: format!("{id:x}0000000"),
+            created_at: Timestamp::from_second(1_800_000_000 + hour * 3600).unwrap(),
+        }
+    }
+
+    fn fleet(target: Option<Head>, newest: Option<Head>) -> FleetHead {
+        FleetHead { target, newest }
+    }
+
+    fn ids(plan: &[(Head, WatchReason)]) -> Vec<(u64, WatchReason)> {
+        plan.iter().map(|(h, r)| (h.id, *r)).collect()
+    }
+
+    #[test]
+    fn the_first_poll_prepares_the_newest_release_or_the_target() {
+        let mut state = WatchState::default();
+        let plan = state.observe(&fleet(Some(head(10, 0)), Some(head(12, 2))));
+        assert_eq!(ids(&plan), [(12, WatchReason::NewRelease)]);
+        let mut state = WatchState::default();
+        let plan = state.observe(&fleet(Some(head(10, 0)), Some(head(10, 0))));
+        assert_eq!(ids(&plan), [(10, WatchReason::Target)]);
+        // A target newer than every successful release (or none at all).
+        let mut state = WatchState::default();
+        let plan = state.observe(&fleet(Some(head(10, 5)), Some(head(9, 1))));
+        assert_eq!(ids(&plan), [(10, WatchReason::Target)]);
+        let mut state = WatchState::default();
+        assert!(state.observe(&fleet(None, None)).is_empty());
+        assert_eq!(
+            ids(&state.observe(&fleet(None, Some(head(3, 0))))),
+            [(3, WatchReason::NewRelease)]
+        );
+    }
+
+    #[test]
+    fn an_unchanged_poll_does_nothing() {
+        let mut state = WatchState::default();
+        let poll = fleet(Some(head(10, 0)), Some(head(12, 2)));
+        assert_eq!(state.observe(&poll).len(), 1);
+        for _ in 0..3 {
+            assert!(state.observe(&poll).is_empty());
+        }
+    }
+
+    #[test]
+    fn a_new_release_is_prepared_before_the_target_moves() {
+        let mut state = WatchState::default();
+        state.observe(&fleet(Some(head(10, 0)), Some(head(10, 0))));
+        let plan = state.observe(&fleet(Some(head(10, 0)), Some(head(11, 1))));
+        assert_eq!(ids(&plan), [(11, WatchReason::NewRelease)]);
+        // The target then moves to it: prepared again (devices may have
+        // changed since), as the target.
+        let plan = state.observe(&fleet(Some(head(11, 1)), Some(head(11, 1))));
+        assert_eq!(ids(&plan), [(11, WatchReason::Target)]);
+        assert!(
+            state
+                .observe(&fleet(Some(head(11, 1)), Some(head(11, 1))))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_target_moved_back_is_prepared_too() {
+        let mut state = WatchState::default();
+        state.observe(&fleet(Some(head(12, 2)), Some(head(12, 2))));
+        // Rolled back to 10 while 12 stays the newest: 12 is still the
+        // watched release (prepared already), 10 is prepared as the target.
+        let plan = state.observe(&fleet(Some(head(10, 0)), Some(head(12, 2))));
+        assert_eq!(ids(&plan), [(10, WatchReason::Target)]);
+        // A release older than the target is not watched.
+        let plan = state.observe(&fleet(Some(head(10, 0)), Some(head(12, 2))));
+        assert!(plan.is_empty());
+    }
+
+    #[test]
+    fn a_release_created_before_the_target_is_not_newer() {
+        let mut state = WatchState::default();
+        state.observe(&fleet(Some(head(20, 10)), Some(head(20, 10))));
+        // A newest successful release with a higher id but created earlier.
+        assert!(
+            state
+                .observe(&fleet(Some(head(20, 10)), Some(head(21, 9))))
+                .is_empty()
+        );
+    }
+
+    fn info(services: &[(&str, Change, Status)], from: u64, to: u64) -> FleetUpdateInfo {
+        let mut update = crate::rules::tests::example_info();
+        update.originates_from__release.id = from;
+        update.produces__release.id = to;
+        let template = update.is_produced_by__service_update[0].clone();
+        update.is_produced_by__service_update = services
+            .iter()
+            .map(|(name, change, status)| {
+                let mut s = template.clone();
+                s.service_name = (*name).to_owned();
+                s.change = *change;
+                s.status = *status;
+                s
+            })
+            .collect();
+        FleetUpdateInfo {
+            application: crate::model::FleetSummary {
+                id: 1,
+                slug: "o/f".into(),
+            },
+            produces__release: update.produces__release.clone(),
+            transitions: vec![crate::model::FleetTransition {
+                device_count: 2,
+                update,
+            }],
+            overall_status: Status::Pending,
+            estimated_fleet_payload_size: None,
+            payload_size_unknown: false,
+            devices_on_target: 0,
+            devices_without_release: 0,
+            estimated_fleet_download_size: None,
+            download_size_unknown: false,
+        }
+    }
+
+    #[test]
+    fn each_ready_delta_is_reported_once() {
+        let mut lines = DeltaLines::default();
+        let first = info(
+            &[
+                ("api", Change::Changed, Status::Preparing),
+                ("main", Change::Changed, Status::Ready),
+                ("new", Change::New, Status::Ready),
+                ("same", Change::Unchanged, Status::Ready),
+            ],
+            1,
+            2,
+        );
+        assert_eq!(lines.newly_ready(&first), [("main".into(), 1, 2)]);
+        assert!(lines.newly_ready(&first).is_empty());
+        let later = info(
+            &[
+                ("api", Change::Changed, Status::Ready),
+                ("main", Change::Changed, Status::Ready),
+            ],
+            1,
+            2,
+        );
+        assert_eq!(lines.newly_ready(&later), [("api".into(), 1, 2)]);
+        assert_eq!(not_ready(&first), [("api".into(), 1, 2)]);
+        assert!(not_ready(&later).is_empty());
+    }
+
+    #[test]
+    fn deltas_no_longer_built_are_named_with_the_reason() {
+        let mut state = info(
+            &[
+                ("api", Change::Changed, Status::Preparing),
+                ("main", Change::Changed, Status::Pending),
+                ("proxy", Change::Changed, Status::Pending),
+                ("new", Change::New, Status::Pending),
+            ],
+            1,
+            2,
+        );
+        let services = &mut state.transitions[0].update.is_produced_by__service_update;
+        services[1].delta_failure = Some(crate::model::DeltaFailure {
+            delta_id: Some(7),
+            error_message: Some("disk full".into()),
+            attempts: 1,
+            http_status: None,
+        });
+        services[2].delta_failure = None;
+        let stopped = stopped_deltas(&state);
+        assert_eq!(stopped.len(), 2, "{stopped:?}");
+        assert_eq!(stopped[0].0, ("main".into(), 1, 2));
+        assert!(stopped[0].1.contains("disk full"), "{}", stopped[0].1);
+        assert!(stopped[1].1.contains("stale"), "{}", stopped[1].1);
+    }
+
+    #[test]
+    fn the_poll_answer_is_decoded_strictly() {
+        let body = br#"{"d":[{"id":1,"slug":"o/f",
+            "should_be_running__release":[{"id":10,"commit":"abc","created_at":"2026-12-02T15:04:05.000Z"}],
+            "owns__release":[{"id":12,"commit":"def","created_at":"2026-12-02T16:04:05.000Z"}]}]}"#;
+        let head = decode_head(body).unwrap().unwrap();
+        assert_eq!(head.watched().unwrap().id, 12);
+        let empty = br#"{"d":[{"id":1,"should_be_running__release":[],"owns__release":[]}]}"#;
+        assert_eq!(decode_head(empty).unwrap().unwrap(), fleet(None, None));
+        assert_eq!(decode_head(br#"{"d":[]}"#).unwrap(), None);
+        let err =
+            decode_head(br#"{"d":[{"should_be_running__release":[{"id":"x"}]}]}"#).unwrap_err();
+        assert!(matches!(err, Error::Decode { .. }), "{err}");
+        assert!(!ends_the_watch(&err));
+    }
+}

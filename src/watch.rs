@@ -1,0 +1,392 @@
+//! `--watch`: the long-running mode. The library's watch events become one
+//! line each on stdout (plain text, or JSON lines with `--output json`);
+//! warnings go to stderr. SIGTERM and SIGINT end it with exit 0 and a last
+//! `stopped` line; a token that stops working ends it with exit 1.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use balena_release::{Event, ReleaseSummary, WatchOptions, WatchReason};
+use serde_json::{Value, json};
+
+use crate::cli::{OutputFormat, Target};
+use crate::config::Config;
+use crate::failure::{Failure, Signal};
+use crate::printer::{Printer, must_escape, printable};
+
+/// Watches the configured fleet until a signal (`Ok`) or an error that
+/// ends the watch.
+pub fn run(config: &Config) -> Result<(), Failure> {
+    let Target::Fleet { fleet, .. } = &config.target else {
+        return Err(Failure::Config("--watch needs --fleet".to_owned()));
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Failure::Runtime)?;
+    let format = config.output.format;
+    let printer = config.output.printer;
+    let options = WatchOptions {
+        poll: config.poll,
+        ..WatchOptions::default()
+    };
+    let on_event = |event: Event| {
+        if let Some(line) = line(&event, format, &now()) {
+            // A closed stdout is not a reason to stop preparing.
+            let _ = Printer::result(&line);
+        } else if let Some(warning) = warning(&event) {
+            printer.warning(&warning);
+        }
+    };
+    let client = &config.client;
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            ended = client.watch_fleet(fleet, &options, &on_event) => match ended {
+                Err(error) => Err(Failure::Library(error)),
+                Ok(never) => match never {},
+            },
+            signal = crate::run::stop_signal() => Ok(signal),
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match outcome? {
+        // SIGHUP keeps the rule of every other mode.
+        Signal::Hangup => Err(Failure::Interrupted(Signal::Hangup)),
+        _ => {
+            let _ = Printer::result(&stopped(format, &now()));
+            Ok(())
+        }
+    }
+}
+
+/// The current time in UTC, to the second: `2026-12-02T15:04:05Z`.
+fn now() -> String {
+    let seconds = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc(seconds)
+}
+
+/// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ` (proleptic Gregorian).
+fn utc(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let rest = seconds % 86_400;
+    // Days to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// `1 device`, `3 transitions`.
+fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A release as a line names it: `900900 (abc1234)`.
+fn release(r: &ReleaseSummary) -> String {
+    let short: String = r.commit.chars().take(7).collect();
+    format!("{} ({})", r.id, printable(&short))
+}
+
+fn release_json(r: &ReleaseSummary) -> Value {
+    json!({ "id": r.id, "commit": r.commit })
+}
+
+/// The stdout line of an event, if it has one (with its newline).
+fn line(event: &Event, format: OutputFormat, at: &str) -> Option<String> {
+    let (text, value) = match event {
+        Event::WatchReleaseSeen {
+            release: r,
+            reason,
+            transitions,
+            devices,
+        } => (
+            format!(
+                "release {} seen: {}, {}",
+                release(r),
+                count(*transitions as u64, "transition", "transitions"),
+                count(*devices, "device", "devices"),
+            ),
+            json!({
+                "event": "release_seen",
+                "at": at,
+                "release": release_json(r),
+                "reason": match reason {
+                    WatchReason::NewRelease => "new_release",
+                    _ => "target",
+                },
+                "transitions": transitions,
+                "devices": devices,
+            }),
+        ),
+        Event::WatchPrepared {
+            release: r,
+            transitions,
+            ready,
+            failed,
+        } => {
+            let state = if ready == transitions && *failed == 0 {
+                format!(
+                    "{} ready",
+                    count(*transitions as u64, "transition", "transitions")
+                )
+            } else {
+                format!(
+                    "{ready} of {} ready, {} failed",
+                    count(*transitions as u64, "transition", "transitions"),
+                    count(*failed as u64, "delta", "deltas"),
+                )
+            };
+            (
+                format!("release {} prepared: {state}", release(r)),
+                json!({
+                    "event": "prepared",
+                    "at": at,
+                    "release": release_json(r),
+                    "transitions": transitions,
+                    "ready": ready,
+                    "failed": failed,
+                }),
+            )
+        }
+        Event::WatchDeltaReady {
+            service_name,
+            from_release,
+            to_release,
+        } => (
+            format!(
+                "delta ready: {} {from_release}→{to_release}",
+                printable(service_name)
+            ),
+            json!({
+                "event": "delta_ready",
+                "at": at,
+                "service": service_name,
+                "from_release": from_release,
+                "to_release": to_release,
+            }),
+        ),
+        Event::WatchDeltaFailed {
+            service_name,
+            from_release,
+            to_release,
+            reason,
+        } => (
+            format!(
+                "delta failed: {} {from_release}→{to_release}: {}",
+                printable(service_name),
+                printable(reason)
+            ),
+            json!({
+                "event": "delta_failed",
+                "at": at,
+                "service": service_name,
+                "from_release": from_release,
+                "to_release": to_release,
+                "reason": reason,
+            }),
+        ),
+        _ => return None,
+    };
+    Some(match format {
+        OutputFormat::Json => format!("{}\n", json_line(&value)),
+        OutputFormat::Table | OutputFormat::Markdown => format!("{at} {text}\n"),
+    })
+}
+
+/// The last line, after SIGTERM or SIGINT.
+fn stopped(format: OutputFormat, at: &str) -> String {
+    match format {
+        OutputFormat::Json => format!("{}\n", json_line(&json!({ "event": "stopped", "at": at }))),
+        OutputFormat::Table | OutputFormat::Markdown => format!("{at} stopped\n"),
+    }
+}
+
+/// The stderr warning of an event, if it has one.
+fn warning(event: &Event) -> Option<String> {
+    match event {
+        Event::WatchRetrying {
+            what,
+            reason,
+            pause,
+        } => Some(format!(
+            "{what} failed, trying again (first pause {}ms; reported once until it works): \
+             {reason}",
+            pause.as_millis()
+        )),
+        Event::WatchRecovered { failures } => Some(format!(
+            "the servers answer again after {}",
+            count(*failures, "failure", "failures")
+        )),
+        Event::WatchReleaseFailed { release: r, reason } => Some(format!(
+            "release {} cannot be prepared, left until the next release: {reason}",
+            release(r)
+        )),
+        _ => None,
+    }
+}
+
+/// `value` as one line of JSON in which every character that `must_escape`
+/// names is written `\uXXXX` (serde_json escapes only U+0000 to U+001F):
+/// outside strings the compact form has only ASCII, so the escapes land
+/// inside strings, where a JSON parser reads them back.
+fn json_line(value: &Value) -> String {
+    let compact = value.to_string();
+    if !compact.chars().any(must_escape) {
+        return compact;
+    }
+    let mut out = String::with_capacity(compact.len() + 16);
+    for c in compact.chars() {
+        if must_escape(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(id: u64) -> ReleaseSummary {
+        ReleaseSummary {
+            id,
+            commit: "abc1234def".to_owned(),
+        }
+    }
+
+    #[test]
+    fn times_are_utc_to_the_second() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_796_223_845), "2026-12-02T15:04:05Z");
+    }
+
+    #[test]
+    fn plain_lines_name_the_release_and_its_counts() {
+        let at = "2026-12-02T15:04:05Z";
+        let seen = Event::WatchReleaseSeen {
+            release: r(900900),
+            reason: WatchReason::NewRelease,
+            transitions: 3,
+            devices: 57,
+        };
+        assert_eq!(
+            line(&seen, OutputFormat::Table, at).unwrap(),
+            "2026-12-02T15:04:05Z release 900900 (abc1234) seen: 3 transitions, 57 devices\n"
+        );
+        let prepared = Event::WatchPrepared {
+            release: r(900900),
+            transitions: 1,
+            ready: 1,
+            failed: 0,
+        };
+        assert_eq!(
+            line(&prepared, OutputFormat::Table, at).unwrap(),
+            "2026-12-02T15:04:05Z release 900900 (abc1234) prepared: 1 transition ready\n"
+        );
+        let partly = Event::WatchPrepared {
+            release: r(900900),
+            transitions: 3,
+            ready: 2,
+            failed: 1,
+        };
+        assert!(
+            line(&partly, OutputFormat::Table, at)
+                .unwrap()
+                .ends_with("prepared: 2 of 3 transitions ready, 1 delta failed\n")
+        );
+        let ready = Event::WatchDeltaReady {
+            service_name: "main".into(),
+            from_release: 900813,
+            to_release: 900900,
+        };
+        assert_eq!(
+            line(&ready, OutputFormat::Table, at).unwrap(),
+            "2026-12-02T15:04:05Z delta ready: main 900813→900900\n"
+        );
+        assert!(line(&Event::WatchIdle { polls: 1 }, OutputFormat::Table, at).is_none());
+    }
+
+    #[test]
+    fn server_text_cannot_break_a_line() {
+        let at = "2026-12-02T15:04:05Z";
+        let failed = Event::WatchDeltaFailed {
+            service_name: "ma\u{1b}[2Jin".into(),
+            from_release: 1,
+            to_release: 2,
+            reason: "boom\nERROR: fake\u{202e}\u{85}".into(),
+        };
+        let plain = line(&failed, OutputFormat::Table, at).unwrap();
+        assert_eq!(plain.matches('\n').count(), 1, "{plain}");
+        assert!(!plain.contains('\u{1b}') && !plain.contains('\u{202e}'));
+        let json = line(&failed, OutputFormat::Json, at).unwrap();
+        assert_eq!(json.matches('\n').count(), 1, "{json}");
+        assert!(!json.chars().any(|c| must_escape(c) && c != '\n'), "{json}");
+        let value: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(value["event"], "delta_failed");
+        assert_eq!(value["service"], "ma\u{1b}[2Jin");
+        assert_eq!(value["reason"], "boom\nERROR: fake\u{202e}\u{85}");
+        assert_eq!(value["from_release"], 1);
+    }
+
+    #[test]
+    fn json_lines_carry_the_same_facts() {
+        let at = "2026-12-02T15:04:05Z";
+        let seen = Event::WatchReleaseSeen {
+            release: r(900900),
+            reason: WatchReason::Target,
+            transitions: 3,
+            devices: 57,
+        };
+        let value: Value =
+            serde_json::from_str(&line(&seen, OutputFormat::Json, at).unwrap()).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "event": "release_seen", "at": at,
+                "release": { "id": 900900, "commit": "abc1234def" },
+                "reason": "target", "transitions": 3, "devices": 57,
+            })
+        );
+        let stop: Value = serde_json::from_str(&stopped(OutputFormat::Json, at)).unwrap();
+        assert_eq!(stop, json!({ "event": "stopped", "at": at }));
+        assert_eq!(
+            stopped(OutputFormat::Table, at),
+            "2026-12-02T15:04:05Z stopped\n"
+        );
+    }
+
+    #[test]
+    fn faults_and_releases_left_behind_are_warnings() {
+        let retry = Event::WatchRetrying {
+            what: "reading the fleet".into(),
+            reason: "status 503".into(),
+            pause: Duration::from_millis(1500),
+        };
+        assert!(warning(&retry).unwrap().contains("status 503"));
+        assert!(line(&retry, OutputFormat::Json, "t").is_none());
+        let left = Event::WatchReleaseFailed {
+            release: r(5),
+            reason: "images not built".into(),
+        };
+        assert!(warning(&left).unwrap().starts_with("release 5 (abc1234)"));
+    }
+}
