@@ -3,7 +3,7 @@
 //! warnings go to stderr. SIGTERM and SIGINT end it with exit 0 and a last
 //! `stopped` line; a token that stops working ends it with exit 1.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use balena_release::{Event, ReleaseSummary, WatchOptions, WatchReason};
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use crate::cli::{OutputFormat, Target};
 use crate::config::Config;
 use crate::failure::{Failure, Signal};
 use crate::printer::{Printer, must_escape, printable};
+use crate::render::count;
 
 /// Watches the configured fleet until a signal (`Ok`) or an error that
 /// ends the watch.
@@ -60,38 +61,11 @@ pub fn run(config: &Config) -> Result<(), Failure> {
 
 /// The current time in UTC, to the second: `2026-12-02T15:04:05Z`.
 fn now() -> String {
-    let seconds = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    utc(seconds)
+    utc(jiff::Timestamp::now())
 }
 
-/// Seconds since the epoch as `YYYY-MM-DDThh:mm:ssZ` (proleptic Gregorian).
-fn utc(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// `1 device`, `3 transitions`.
-fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
-    let n = n.into();
-    format!("{n} {}", if n == 1 { one } else { many })
+fn utc(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// A release as a line names it: `900900 (abc1234)`.
@@ -116,8 +90,8 @@ fn line(event: &Event, format: OutputFormat, at: &str) -> Option<String> {
             format!(
                 "release {} seen: {}, {}",
                 release(r),
-                count(*transitions as u64, "transition", "transitions"),
-                count(*devices, "device", "devices"),
+                count(*transitions as u64, "transition"),
+                count(*devices, "device"),
             ),
             json!({
                 "event": "release_seen",
@@ -138,15 +112,12 @@ fn line(event: &Event, format: OutputFormat, at: &str) -> Option<String> {
             failed,
         } => {
             let state = if ready == transitions && *failed == 0 {
-                format!(
-                    "{} ready",
-                    count(*transitions as u64, "transition", "transitions")
-                )
+                format!("{} ready", count(*transitions as u64, "transition"))
             } else {
                 format!(
                     "{ready} of {} ready, {} failed",
-                    count(*transitions as u64, "transition", "transitions"),
-                    count(*failed as u64, "delta", "deltas"),
+                    count(*transitions as u64, "transition"),
+                    count(*failed as u64, "delta"),
                 )
             };
             (
@@ -228,7 +199,7 @@ fn warning(event: &Event) -> Option<String> {
         )),
         Event::WatchRecovered { failures } => Some(format!(
             "the servers answer again after {}",
-            count(*failures, "failure", "failures")
+            count(u64::from(*failures), "failure")
         )),
         Event::WatchReleaseFailed { release: r, reason } => Some(format!(
             "release {} cannot be prepared, left until the next release: {reason}",
@@ -274,9 +245,10 @@ mod tests {
 
     #[test]
     fn times_are_utc_to_the_second() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_796_223_845), "2026-12-02T15:04:05Z");
+        let at = |seconds| utc(jiff::Timestamp::from_second(seconds).unwrap());
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_796_223_845), "2026-12-02T15:04:05Z");
     }
 
     #[test]
