@@ -17,7 +17,7 @@ use crate::client::Client;
 use crate::error::{Cause, Error, Server};
 use crate::event::{Event, WatchReason};
 use crate::http::{Effort, Sink};
-use crate::model::{Change, FleetUpdateInfo, ReleaseSummary, Report, Status};
+use crate::model::{Change, DeltaFailure, FleetUpdateInfo, ReleaseSummary, Report, Status};
 use crate::poll::PollPolicy;
 use crate::prepare::PrepareOptions;
 use crate::queries::watch_query;
@@ -150,6 +150,7 @@ type DeltaKey = (String, u64, u64);
 #[derive(Debug, Default)]
 pub(crate) struct DeltaLines {
     reported: BTreeSet<DeltaKey>,
+    failures: usize,
 }
 
 impl DeltaLines {
@@ -178,44 +179,55 @@ impl DeltaLines {
 
     /// Marks a delta as reported (failed); false when it was already.
     fn failed(&mut self, key: DeltaKey) -> bool {
-        self.reported.insert(key)
+        let new = self.reported.insert(key);
+        self.failures += usize::from(new);
+        new
     }
 
-    fn is_reported(&self, key: &DeltaKey) -> bool {
-        self.reported.contains(key)
+    /// Reports the deltas that became ready, and those given up on (see
+    /// [`stopped_deltas`]), each once.
+    fn report(
+        &mut self,
+        info: &FleetUpdateInfo,
+        given_up: impl Fn(Option<&DeltaFailure>) -> bool,
+        events: Sink<'_>,
+    ) {
+        for (service_name, from_release, to_release) in self.newly_ready(info) {
+            events(Event::WatchDeltaReady {
+                service_name,
+                from_release,
+                to_release,
+            });
+        }
+        for (key, reason) in stopped_deltas(info, &given_up) {
+            if self.failed(key.clone()) {
+                events(Event::WatchDeltaFailed {
+                    service_name: key.0,
+                    from_release: key.1,
+                    to_release: key.2,
+                    reason,
+                });
+            }
+        }
     }
-}
-
-/// The changed services of `info` not ready: the deltas left behind when
-/// the preparation of a release ends on a failure.
-fn not_ready(info: &FleetUpdateInfo) -> Vec<DeltaKey> {
-    info.transitions
-        .iter()
-        .flat_map(|t| {
-            let update = &t.update;
-            update
-                .is_produced_by__service_update
-                .iter()
-                .filter(|s| s.change == Change::Changed && s.status != Status::Ready)
-                .map(|s| {
-                    (
-                        s.service_name.clone(),
-                        update.originates_from__release.id,
-                        update.produces__release.id,
-                    )
-                })
-        })
-        .collect()
 }
 
 /// The changed services of `info` whose delta is not ready and not being
-/// built either (pending: failed, refused or stale), each with why.
-fn stopped_deltas(info: &FleetUpdateInfo) -> Vec<(DeltaKey, String)> {
+/// built either (pending: failed, refused or stale) and that `given_up`
+/// says will not be requested again (it sees the failure, `None` for a
+/// stale build), each with why.
+fn stopped_deltas(
+    info: &FleetUpdateInfo,
+    given_up: &dyn Fn(Option<&DeltaFailure>) -> bool,
+) -> Vec<(DeltaKey, String)> {
     let mut out = Vec::new();
     for transition in &info.transitions {
         let update = &transition.update;
         for service in &update.is_produced_by__service_update {
             if service.change != Change::Changed || service.status != Status::Pending {
+                continue;
+            }
+            if !given_up(service.delta_failure.as_ref()) {
                 continue;
             }
             let reason = match &service.delta_failure {
@@ -384,85 +396,6 @@ impl Client {
         }
     }
 
-    /// After a delta was given up on (the prepare call ends there), follows
-    /// the other deltas of `release` without requesting them again: each
-    /// is reported ready when built, or failed when it is not being built
-    /// (failed, refused or stale). Reads the fleet's state (a describe
-    /// call) on the poll schedule until nothing is building. Returns the
-    /// last state and how many deltas failed.
-    #[allow(clippy::too_many_arguments)]
-    async fn follow_rest(
-        &self,
-        fleet: &FleetRef,
-        release: &Head,
-        mut info: FleetUpdateInfo,
-        lines: &mut DeltaLines,
-        options: &WatchOptions,
-        streak: &mut Streak,
-        events: Sink<'_>,
-    ) -> Result<(FleetUpdateInfo, usize), Error> {
-        let since = Instant::now();
-        let mut failed = 0;
-        loop {
-            for (service_name, from_release, to_release) in lines.newly_ready(&info) {
-                events(Event::WatchDeltaReady {
-                    service_name,
-                    from_release,
-                    to_release,
-                });
-            }
-            for (key, reason) in stopped_deltas(&info) {
-                if lines.failed(key.clone()) {
-                    failed += 1;
-                    events(Event::WatchDeltaFailed {
-                        service_name: key.0,
-                        from_release: key.1,
-                        to_release: key.2,
-                        reason,
-                    });
-                }
-            }
-            if !not_ready(&info).iter().any(|key| !lines.is_reported(key)) {
-                return Ok((info, failed));
-            }
-            loop {
-                let pause = options
-                    .poll
-                    .delay(since.elapsed(), self.inner.http.random_unit());
-                tokio::time::sleep(pause).await;
-                match self
-                    .get_fleet_update_info(fleet, Some(&ReleaseRef::Id(release.id)))
-                    .await
-                {
-                    Ok(read) => {
-                        streak.succeeded(events);
-                        info = read;
-                        break;
-                    }
-                    Err(error) if ends_the_watch(&error) => return Err(error),
-                    Err(error) if error.is_transient() => {
-                        streak.failed("following the deltas", &error, pause, events);
-                    }
-                    // Anything else: what is left is reported failed.
-                    Err(error) => {
-                        for key in not_ready(&info) {
-                            if lines.failed(key.clone()) {
-                                failed += 1;
-                                events(Event::WatchDeltaFailed {
-                                    service_name: key.0,
-                                    from_release: key.1,
-                                    to_release: key.2,
-                                    reason: error.to_string(),
-                                });
-                            }
-                        }
-                        return Ok((info, failed));
-                    }
-                }
-            }
-        }
-    }
-
     /// Prepares every transition of the fleet to `release` and waits until
     /// each delta is ready or given up on, reporting each delta once.
     /// Returns `Ok(false)` when the preparation failed in a way worth
@@ -477,6 +410,7 @@ impl Client {
         events: Sink<'_>,
     ) -> Result<bool, Error> {
         let lines = Mutex::new(DeltaLines::default());
+        let max_attempts = options.max_attempts_per_delta.max(1);
         let summary = release.summary();
         let forward = |event: Event| {
             if let Event::Round { report, attempt } = &event
@@ -490,16 +424,16 @@ impl Client {
                         devices: info.transitions.iter().map(|t| t.device_count).sum(),
                     });
                 }
-                let ready = lines
-                    .lock()
-                    .map(|mut l| l.newly_ready(info))
-                    .unwrap_or_default();
-                for (service_name, from_release, to_release) in ready {
-                    events(Event::WatchDeltaReady {
-                        service_name,
-                        from_release,
-                        to_release,
-                    });
+                // A delta is given up on once refused, or once failed after
+                // its last request.
+                if let Ok(mut lines) = lines.lock() {
+                    lines.report(
+                        info,
+                        |f| {
+                            f.is_some_and(|f| f.http_status.is_some() || f.attempts >= max_attempts)
+                        },
+                        events,
+                    );
                 }
             }
             events(event);
@@ -519,46 +453,16 @@ impl Client {
             streak.succeeded(events);
         }
         let (info, failed) = match outcome {
-            Ok(info) => (info, 0),
-            Err(Error::DeltaFailed {
-                service,
-                from_release,
-                message,
-                last,
-                ..
-            }) => {
-                let Report::Fleet(info) = *last else {
+            Ok(info) => (info, lines.failures),
+            // Every other delta is ready or given up on too: whatever is
+            // not ready is reported failed.
+            Err(Error::DeltaFailed { last, .. }) => {
+                if let Report::Fleet(info) = *last {
+                    lines.report(&info, |_| true, events);
+                    (info, lines.failures)
+                } else {
                     return Ok(true);
-                };
-                for (service_name, from, to) in lines.newly_ready(&info) {
-                    events(Event::WatchDeltaReady {
-                        service_name,
-                        from_release: from,
-                        to_release: to,
-                    });
                 }
-                // The delta given up on first.
-                let mut failed = 0;
-                let given_up = not_ready(&info)
-                    .into_iter()
-                    .find(|(s, f, _)| *s == service && Some(*f) == from_release);
-                if let Some(key) = given_up
-                    && lines.failed(key.clone())
-                {
-                    failed += 1;
-                    events(Event::WatchDeltaFailed {
-                        service_name: key.0,
-                        from_release: key.1,
-                        to_release: key.2,
-                        reason: message,
-                    });
-                }
-                // The others were requested and may still be building:
-                // followed, not requested again.
-                let (info, more) = self
-                    .follow_rest(fleet, release, info, &mut lines, options, streak, events)
-                    .await?;
-                (info, failed + more)
             }
             Err(error) if ends_the_watch(&error) => return Err(error),
             Err(error) if error.is_transient() => {
@@ -822,8 +726,6 @@ mod tests {
             2,
         );
         assert_eq!(lines.newly_ready(&later), [("api".into(), 1, 2)]);
-        assert_eq!(not_ready(&first), [("api".into(), 1, 2)]);
-        assert!(not_ready(&later).is_empty());
     }
 
     #[test]
@@ -846,7 +748,14 @@ mod tests {
             http_status: None,
         });
         services[2].delta_failure = None;
-        let stopped = stopped_deltas(&state);
+        let stopped = stopped_deltas(&state, &|f| f.is_none_or(|f| f.attempts >= 3));
+        assert_eq!(
+            stopped.len(),
+            1,
+            "a failure with attempts left: {stopped:?}"
+        );
+        assert!(stopped[0].1.contains("stale"), "{}", stopped[0].1);
+        let stopped = stopped_deltas(&state, &|_| true);
         assert_eq!(stopped.len(), 2, "{stopped:?}");
         assert_eq!(stopped[0].0, ("main".into(), 1, 2));
         assert!(stopped[0].1.contains("disk full"), "{}", stopped[0].1);

@@ -216,32 +216,32 @@ pub(crate) fn pairs_to_request(
 }
 
 /// Decides, from a state read while waiting, which deltas to request again
-/// ([`pairs_to_request`]), or which one to give up on because it has
-/// already been requested `max_attempts` times.
+/// ([`pairs_to_request`]), or, once nothing else is left to wait for, which
+/// one to give up on. A delta already requested `max_attempts` times, like
+/// one the delta server refused, is final for its service; the others are
+/// still requested and waited for.
 pub(crate) fn next_step(
     tracker: &Tracker,
     info: &UpdateInfo,
     read: &DeltaRead,
     max_attempts: u32,
 ) -> NextStep {
-    let again = pairs_to_request(tracker, info, read);
-    let capped = again
-        .iter()
-        .find(|pair| tracker.requests.attempts(**pair) >= max_attempts);
-    match capped {
-        Some(pair) => NextStep::GiveUp(*pair),
-        None if again.is_empty() => match only_refusals_left(tracker, info) {
-            Some(pair) => NextStep::GiveUp(pair),
-            None => NextStep::Wait,
-        },
-        None => NextStep::Trigger(again),
+    let (capped, again): (Vec<Pair>, Vec<Pair>) = pairs_to_request(tracker, info, read)
+        .into_iter()
+        .partition(|pair| tracker.requests.attempts(*pair) >= max_attempts);
+    if !again.is_empty() {
+        return NextStep::Trigger(again);
+    }
+    match nothing_left_to_wait_for(tracker, info, &capped) {
+        Some(pair) => NextStep::GiveUp(pair),
+        None => NextStep::Wait,
     }
 }
 
-/// A refused pair, when every service not ready yet was refused by the
-/// delta server: nothing is left to wait for.
-fn only_refusals_left(tracker: &Tracker, info: &UpdateInfo) -> Option<Pair> {
-    let mut refused = None;
+/// The first pair given up on (`capped`, or refused by the delta server),
+/// when every service that is not ready has been given up on.
+fn nothing_left_to_wait_for(tracker: &Tracker, info: &UpdateInfo, capped: &[Pair]) -> Option<Pair> {
+    let mut first = None;
     for service in info
         .is_produced_by__service_update
         .iter()
@@ -253,12 +253,12 @@ fn only_refusals_left(tracker: &Tracker, info: &UpdateInfo) -> Option<Pair> {
             .iter()
             .find(|p| p.name == service.service_name)
             .and_then(|p| p.delta_pair())?;
-        if !tracker.requests.refused.contains_key(&pair) {
+        if !capped.contains(&pair) && !tracker.requests.refused.contains_key(&pair) {
             return None;
         }
-        refused.get_or_insert(pair);
+        first.get_or_insert(pair);
     }
-    refused
+    first
 }
 
 /// The delta requests for `pairs`: each with its service name.
@@ -393,31 +393,41 @@ impl Tracked for FleetTracker {
         max_attempts: u32,
     ) -> Result<Vec<(String, Pair)>, Error> {
         let mut out: Vec<(String, Pair)> = Vec::new();
+        // A transition that gave up on a delta ends the wait only when no
+        // other transition has a delta to request or to wait for.
+        let mut given_up = None;
+        let mut waiting = false;
         for ((_, tracker), transition) in self.transitions.iter().zip(&info.transitions) {
-            let jobs = tracker
-                .to_request(&transition.update, read, max_attempts)
-                .map_err(|error| match error {
-                    Error::DeltaFailed {
-                        service,
-                        attempts,
-                        message,
-                        ..
-                    } => Error::DeltaFailed {
+            match tracker.to_request(&transition.update, read, max_attempts) {
+                Ok(jobs) => {
+                    waiting |= jobs.is_empty() && transition.update.overall_status != Status::Ready;
+                    for job in jobs {
+                        if !out.iter().any(|(_, p)| *p == job.1) {
+                            out.push(job);
+                        }
+                    }
+                }
+                Err(Error::DeltaFailed {
+                    service,
+                    attempts,
+                    message,
+                    ..
+                }) => {
+                    given_up.get_or_insert_with(|| Error::DeltaFailed {
                         service,
                         from_release: Some(transition.update.originates_from__release.id),
                         attempts,
                         message,
                         last: Box::new(Report::Fleet(info.clone())),
-                    },
-                    other => other,
-                })?;
-            for job in jobs {
-                if !out.iter().any(|(_, p)| *p == job.1) {
-                    out.push(job);
+                    });
                 }
+                Err(other) => return Err(other),
             }
         }
-        Ok(out)
+        match given_up {
+            Some(error) if out.is_empty() && !waiting => Err(error),
+            _ => Ok(out),
+        }
     }
 
     fn requests_mut(&mut self) -> &mut Requests {
@@ -462,8 +472,12 @@ mod tests {
             NextStep::Trigger(vec![(11, 21)])
         );
         t.requests.attempts.insert((11, 21), 3);
+        // Given up on, but `a` is still building: wait for it.
+        assert_eq!(next_step(&t, &info, &read(&rows), 3), NextStep::Wait);
+        let a_ready = [delta(1, (10, 20), "success", now())];
+        let info = evaluate(&t.pairing, &a_ready, now(), &Requests::default());
         assert_eq!(
-            next_step(&t, &info, &read(&rows), 3),
+            next_step(&t, &info, &read(&a_ready), 3),
             NextStep::GiveUp((11, 21))
         );
         let all_running = [
@@ -641,11 +655,34 @@ mod tests {
     }
 
     #[test]
-    fn fleet_gives_up_after_the_cap() {
+    fn fleet_gives_up_after_the_cap_once_nothing_else_is_left() {
         let mut f = fleet();
         f.requests.attempts.insert((10, 30), 3);
         let read = DeltaRead {
             rows: vec![delta(5, (10, 30), "failed", now())],
+            now: now(),
+        };
+        let info = f.evaluate(&read);
+        // Another transition still needs its delta: that one is requested,
+        // the one given up on is not.
+        assert_eq!(
+            f.to_request(&info, &read, 3).unwrap(),
+            [("main".to_owned(), (20, 30))]
+        );
+        let building = DeltaRead {
+            rows: vec![
+                delta(5, (10, 30), "failed", now()),
+                delta(6, (20, 30), "running", now()),
+            ],
+            now: now(),
+        };
+        let info = f.evaluate(&building);
+        assert_eq!(f.to_request(&info, &building, 3).unwrap(), []);
+        let read = DeltaRead {
+            rows: vec![
+                delta(5, (10, 30), "failed", now()),
+                delta(6, (20, 30), "success", now()),
+            ],
             now: now(),
         };
         let info = f.evaluate(&read);
@@ -667,10 +704,11 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+        // Without the attempts of this run, it is requested again.
         let f = fleet();
         assert_eq!(
             f.to_request(&info, &read, 3).unwrap(),
-            [("main".to_owned(), (20, 30)), ("main".to_owned(), (10, 30))]
+            [("main".to_owned(), (10, 30))]
         );
     }
 }
