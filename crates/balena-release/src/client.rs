@@ -337,7 +337,23 @@ impl Client {
         from: &ReleaseRef,
         to: &ReleaseRef,
     ) -> Result<UpdateInfo, Error> {
-        let (tracker, read) = self.first_round(from, to, None, &http::no_events).await?;
+        self.get_update_info_with_events(from, to, &http::no_events)
+            .await
+    }
+
+    /// [`Client::get_update_info`], reporting to `on_event` what happens
+    /// before the answer: [`Event::Retrying`] before each pause of a retried
+    /// request (so that a front end can say at once that a server is
+    /// unreachable, instead of showing nothing until the retries run out) and
+    /// [`Event::DeltaQueryFallback`]. No [`Event::Round`] is sent: the one
+    /// state read is the return value.
+    pub async fn get_update_info_with_events(
+        &self,
+        from: &ReleaseRef,
+        to: &ReleaseRef,
+        on_event: &(dyn Fn(Event) + Send + Sync),
+    ) -> Result<UpdateInfo, Error> {
+        let (tracker, read) = self.first_round(from, to, None, on_event).await?;
         Ok(tracker.evaluate(&read))
     }
 
@@ -406,9 +422,20 @@ impl Client {
         fleet: &FleetRef,
         to: Option<&ReleaseRef>,
     ) -> Result<FleetUpdateInfo, Error> {
-        let (mut tracker, read) = self
-            .first_fleet_round(fleet, to, None, &http::no_events)
-            .await?;
+        self.get_fleet_update_info_with_events(fleet, to, &http::no_events)
+            .await
+    }
+
+    /// [`Client::get_fleet_update_info`], reporting to `on_event` what
+    /// happens before the answer, as [`Client::get_update_info_with_events`]
+    /// does.
+    pub async fn get_fleet_update_info_with_events(
+        &self,
+        fleet: &FleetRef,
+        to: Option<&ReleaseRef>,
+        on_event: &(dyn Fn(Event) + Send + Sync),
+    ) -> Result<FleetUpdateInfo, Error> {
+        let (mut tracker, read) = self.first_fleet_round(fleet, to, None, on_event).await?;
         Ok(tracker.evaluate(&read))
     }
 

@@ -33,9 +33,12 @@ pub enum Event {
         /// How long.
         for_: Duration,
     },
-    /// A request failed transiently and will be sent again.
+    /// A request failed transiently and will be sent again. Sent before the
+    /// pause, so a front end can say at once that a server does not answer.
     Retrying {
-        /// Which request.
+        /// Which request: for the API, the resource read (`release`,
+        /// `delta`, `application`, `device`, `device count`); for the delta server,
+        /// ``delta request for service `<name>` ``.
         what: String,
         /// The retry number, from 1.
         attempt: u32,

@@ -370,7 +370,13 @@ impl Http {
                     );
                     let delay = after.map_or(pause, |a| a.max(pause));
                     retries += 1;
-                    tracing::debug!(what, retries, ?delay, %reason, "retrying");
+                    tracing::debug!(
+                        what,
+                        retries,
+                        delay_ms = delay.as_millis() as u64,
+                        %reason,
+                        "retrying"
+                    );
                     events(Event::Retrying {
                         what: what.to_owned(),
                         attempt: retries,
