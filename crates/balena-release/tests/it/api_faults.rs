@@ -28,6 +28,76 @@ async fn transient_api_failures_are_retried() {
 }
 
 #[tokio::test]
+async fn describe_reports_its_retries() {
+    let sim = with_fault(
+        error(503, "Service Unavailable")
+            .scope(Scope::Api)
+            .path_prefix("/v7/release")
+            .limit(2),
+    );
+    let events = Events::default();
+    let info = client(&sim)
+        .get_update_info_with_events(&id(demo::RELEASE_1), &id(demo::RELEASE_2), &events.sink())
+        .await
+        .unwrap();
+    assert_eq!(info.produces__release.id, u(demo::RELEASE_2));
+    let retries: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Retrying {
+                what,
+                attempt,
+                reason,
+                ..
+            } => Some((what, attempt, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        retries,
+        [1, 2].map(|n| (
+            "release".to_owned(),
+            n,
+            "`503` Service Unavailable".to_owned()
+        ))
+    );
+    assert!(
+        events
+            .all()
+            .iter()
+            .all(|e| !matches!(e, Event::Round { .. })),
+        "describe sends no rounds"
+    );
+
+    // A fleet the same way (its device rows are read with retries).
+    let sim = with_fault(
+        error(503, "Service Unavailable")
+            .scope(Scope::Api)
+            .path_prefix("/v7/device")
+            .limit(1),
+    );
+    let events = Events::default();
+    client(&sim)
+        .get_fleet_update_info_with_events(
+            &balena_release::FleetRef::Id(u(demo::APP_ID)),
+            None,
+            &events.sink(),
+        )
+        .await
+        .unwrap();
+    let retried: Vec<_> = events
+        .all()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Retrying { what, .. } => Some(what),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(retried, ["device"]);
+}
+
+#[tokio::test]
 async fn retries_are_bounded() {
     let sim = with_fault(
         error(503, "Service Unavailable")
