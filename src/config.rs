@@ -59,6 +59,8 @@ pub struct Output {
     pub verbosity: u8,
     /// Logs are coloured.
     pub color_logs: bool,
+    /// The minimum gap between plain status lines (10 s; shorter in tests).
+    pub status_gap: Duration,
 }
 
 impl Output {
@@ -69,11 +71,21 @@ impl Output {
             .var(env_vars::CI)
             .is_some_and(|v| v != "false" && v != "0");
         let no_color = env.var(env_vars::NO_COLOR).is_some();
+        // A terminal that shows escape sequences instead of obeying them.
+        let dumb = env.var(env_vars::TERM).is_some_and(|term| term == "dumb");
         Output {
             format: args.output,
-            printer: Printer::new(args.quiet, args.verbose, stderr_is_terminal, ci, no_color),
+            printer: Printer::new(
+                args.quiet,
+                args.verbose,
+                stderr_is_terminal,
+                dumb,
+                ci,
+                no_color,
+            ),
             verbosity: args.verbose,
-            color_logs: stderr_is_terminal && !no_color,
+            color_logs: stderr_is_terminal && !dumb && !no_color,
+            status_gap: crate::progress::STATUS_GAP,
         }
     }
 }
@@ -84,7 +96,10 @@ impl Config {
     /// still shows when a later step fails.
     pub fn resolve(args: &Args, env: &Environment) -> Result<Config, Failure> {
         let started = Instant::now();
-        let output = Output::resolve(args, env, std::io::stderr().is_terminal());
+        let mut output = Output::resolve(args, env, std::io::stderr().is_terminal());
+        if let Some(gap) = interval_knob(env, env_vars::STATUS_INTERVAL)? {
+            output.status_gap = gap;
+        }
         init_logging(&output);
         let target = args.target().map_err(Failure::Config)?;
         let mode = args.mode();
@@ -451,7 +466,17 @@ mod tests {
         assert!(!verbose.printer.live, "logs replace live progress");
         assert_eq!(verbose.verbosity, 1);
         let quiet = Output::resolve(&args(&[&pair[..], &["-q"]].concat()), &env(&[]), true);
-        assert!(quiet.printer.quiet && !quiet.printer.live);
+        assert!(quiet.printer.quiet && !quiet.printer.live && !quiet.printer.lines);
+        assert!(!plain.printer.lines && ci.printer.lines && piped.printer.lines);
+        assert!(!verbose.printer.lines, "-v logs report every change");
+        let dumb = Output::resolve(&args(&pair), &env(&[(env_vars::TERM, "dumb")]), true);
+        assert!(!dumb.printer.live && dumb.printer.lines);
+        assert!(
+            !dumb.printer.color && !dumb.color_logs,
+            "no bold, no colour"
+        );
+        let xterm = Output::resolve(&args(&pair), &env(&[(env_vars::TERM, "xterm")]), true);
+        assert!(xterm.printer.live && xterm.printer.color);
     }
 
     #[test]

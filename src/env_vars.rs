@@ -30,6 +30,11 @@ pub const RETRY_INTERVAL: &str = "BALENA_RELEASE_UPDATE_RETRY_INTERVAL";
 /// tests of a stalled server. Not shown in `--help`.
 pub const RUN_LIMIT: &str = "BALENA_RELEASE_UPDATE_RUN_LIMIT";
 
+/// Overrides the 10 s minimum gap between plain status lines (written when
+/// stderr is not a terminal, or `TERM=dumb`; e.g. `200ms`); for tests. The
+/// state is repeated after six gaps without a change. Not shown in `--help`.
+pub const STATUS_INTERVAL: &str = "BALENA_RELEASE_UPDATE_STATUS_INTERVAL";
+
 /// The balena CLI's settings variables named in messages (any `BALENARC_<NAME>`
 /// or `RESINRC_<NAME>` is read; see `settings`).
 pub const BALENARC_API_URL: &str = "BALENARC_API_URL";
@@ -44,6 +49,10 @@ pub const CI: &str = "CI";
 /// The width tables are laid out for, as shells and terminals set it;
 /// overrides the terminal's own width.
 pub const COLUMNS: &str = "COLUMNS";
+
+/// `dumb`: a terminal that gets plain status lines, no cursor moves and no
+/// bold or colour.
+pub const TERM: &str = "TERM";
 
 /// Proxies for remote hosts, read by the HTTP client (upper- or lower-case;
 /// loopback hosts never use one). Checked here so that a malformed value is

@@ -15,20 +15,35 @@ use crate::files::{plain_io_error, without_os_error_code};
 pub struct Printer {
     /// Errors only.
     pub quiet: bool,
-    /// Live progress redrawn in place: stderr is a terminal, not quiet, not CI.
+    /// Live progress redrawn in place: stderr is a terminal that obeys
+    /// escape sequences, not quiet, not CI, no `-v` logs.
     pub live: bool,
+    /// Plain status lines instead of the live block: stderr is not such a
+    /// terminal (a pipe, a file, CI, `TERM=dumb`), not quiet, no `-v` logs
+    /// (which report every change themselves).
+    pub lines: bool,
     /// ANSI colour on stderr.
     pub color: bool,
 }
 
 impl Printer {
-    /// `terminal`: stderr is a terminal; `ci` and `no_color`: what `CI` and
+    /// `terminal`: stderr is a terminal; `dumb`: one that must get no escape
+    /// sequences (`TERM=dumb`); `ci` and `no_color`: what `CI` and
     /// `NO_COLOR` say (read by `config`).
-    pub fn new(quiet: bool, verbose: u8, terminal: bool, ci: bool, no_color: bool) -> Printer {
+    pub fn new(
+        quiet: bool,
+        verbose: u8,
+        terminal: bool,
+        dumb: bool,
+        ci: bool,
+        no_color: bool,
+    ) -> Printer {
+        let live = terminal && !dumb && !quiet && !ci && verbose == 0;
         Printer {
             quiet,
-            live: terminal && !quiet && !ci && verbose == 0,
-            color: terminal && !no_color,
+            live,
+            lines: !live && !quiet && verbose == 0,
+            color: terminal && !dumb && !no_color,
         }
     }
 
@@ -299,6 +314,7 @@ pub fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
     use tracing_subscriber::field::MakeExt;
     tracing_subscriber::fmt::format::debug_fn(|writer, field, value| {
         let text = format!("{value:?}");
+        let text = rounded(&text);
         let text = balena_release::redact_secrets(&text, None);
         let text = printable(&text);
         if field.name() == "message" {
@@ -310,9 +326,46 @@ pub fn log_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> {
     .delimited(" ")
 }
 
+/// A log value that is a number or a duration with more than three
+/// decimals (`1.5144341159999999`, `1.514434116s`) rounded to three
+/// (`1.514`, `1.514s`); any other text as it is.
+fn rounded(text: &str) -> std::borrow::Cow<'_, str> {
+    let number_end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(number_end);
+    let decimals = number.split_once('.').map_or(0, |(_, d)| d.len());
+    let is_unit = matches!(unit, "" | "s" | "ms" | "µs" | "ns");
+    match number.parse::<f64>() {
+        Ok(value) if decimals > 3 && is_unit && value.is_finite() => {
+            format!("{value:.3}{unit}").into()
+        }
+        _ => std::borrow::Cow::Borrowed(text),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_numbers_are_rounded() {
+        assert_eq!(rounded("1.5144341159999999"), "1.514");
+        assert_eq!(rounded("1.514434116s"), "1.514s");
+        assert_eq!(rounded("20.000123ms"), "20.000ms");
+        assert_eq!(rounded("-0.12345"), "-0.123");
+        for kept in [
+            "1.5",
+            "12",
+            "1.514s",
+            "v1.2.3456",
+            "1.23456 apples",
+            "abc",
+            "",
+        ] {
+            assert_eq!(rounded(kept), kept);
+        }
+    }
 
     #[test]
     fn control_characters_are_escaped() {

@@ -1,57 +1,156 @@
-//! The live progress block redrawn on stderr while preparing and waiting,
-//! fitted to the terminal's width and height; also the source of the `-v`
-//! log lines when stderr is not a terminal.
+//! What stderr shows while the tool works, so that a run never looks frozen:
+//! on a terminal, a live block redrawn in place every second (elapsed time,
+//! a countdown to the next check, a spinner, how to stop), fitted to the
+//! terminal's width and height; on `TERM=dumb` or without a terminal, plain
+//! status lines, paced so that a 24-hour wait in CI neither floods the log
+//! nor goes silent. The `-v` log lines of events come from here too.
+//!
+//! The shaping is pure (`Progress::block`, `Pacer`, `rows_taken`,
+//! `retry_text`) and tested with fixed times; `run::execute` drives it from
+//! a one-second ticker and the library's events.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use balena_release::{Event, FleetUpdateInfo, Report, Status, UpdateInfo};
+use balena_release::{Event, FleetUpdateInfo, Report, ServiceUpdate, Status, UpdateInfo};
 use tokio::time::Instant;
 
 use crate::printer::{Printer, printable};
 
-/// The block of lines redrawn on stderr while preparing and waiting; also the
-/// source of `-v` log lines when stderr is not a terminal.
+/// What the run does, named in the block's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Task {
+    /// Reads the state once (nothing is built on the run's behalf).
+    Describe,
+    /// Requests the missing deltas.
+    Prepare,
+    /// Requests them and waits until they are ready.
+    Wait,
+}
+
+/// The minimum gap between two plain status lines (without a terminal);
+/// while nothing changes, the state is repeated every `HEARTBEAT_GAPS`
+/// gaps (a minute).
+pub const STATUS_GAP: Duration = Duration::from_secs(10);
+const HEARTBEAT_GAPS: u32 = 6;
+
+/// The times a frame of the block shows, measured by the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    /// Since the run started.
+    pub elapsed: Duration,
+    /// Until the deadline, when there is one.
+    pub remaining: Option<Duration>,
+    /// Until the next check of the server, while sleeping before it.
+    pub next_check: Option<Duration>,
+}
+
+/// The block of lines redrawn on stderr while preparing and waiting, or the
+/// plain status lines that replace it; also the source of `-v` log lines.
 pub struct Progress {
     printer: Printer,
+    task: Task,
     started: Instant,
     deadline: Option<Instant>,
-    lines_drawn: usize,
+    /// One row per service (or per fleet transition): name and state.
     services: Vec<(String, String)>,
+    /// The state in one line, for plain status lines.
+    summary: Option<String>,
+    /// The latest trigger or retry, under the header.
     note: String,
+    /// Whether `note` announces a retry (which a new state read ends).
+    note_is_retry: bool,
+    next_check: Option<Instant>,
+    /// Something happened that the block shows.
+    anything: bool,
+    /// The character counts of the lines on screen, and the width they were
+    /// drawn at.
+    drawn: Vec<usize>,
+    pacer: Pacer,
 }
 
 impl Progress {
-    pub fn new(printer: Printer, started: Instant, deadline: Option<Instant>) -> Progress {
+    /// `status_gap`: the minimum gap between plain status lines
+    /// (`STATUS_GAP` but in tests).
+    pub fn new(
+        printer: Printer,
+        task: Task,
+        started: Instant,
+        deadline: Option<Instant>,
+        status_gap: Duration,
+    ) -> Progress {
         Progress {
             printer,
+            task,
             started,
             deadline,
-            lines_drawn: 0,
             services: Vec::new(),
+            summary: None,
             note: String::new(),
+            note_is_retry: false,
+            next_check: None,
+            anything: false,
+            drawn: Vec::new(),
+            pacer: Pacer::new(status_gap),
+        }
+    }
+
+    /// How often `tick` should run: every second for the live block (the
+    /// clock and spinner move), often enough for plain lines to leave on
+    /// time, never when nothing is shown.
+    pub fn tick_period(&self) -> Option<Duration> {
+        if self.printer.live {
+            Some(Duration::from_secs(1))
+        } else if self.printer.lines {
+            Some((self.pacer.gap / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)))
+        } else {
+            None
         }
     }
 
     pub fn event(&mut self, event: &Event) {
+        let Some(urgent) = self.apply(event) else {
+            return;
+        };
+        if self.printer.live {
+            self.redraw();
+        } else if self.printer.lines {
+            let at = self.started.elapsed();
+            if let Some(line) = self.offer_line(at, urgent) {
+                self.status_line(at, &line);
+            }
+        }
+    }
+
+    /// Takes in what `event` says; `None` when it changes nothing shown,
+    /// else whether it is urgent (a retry, announced at once).
+    fn apply(&mut self, event: &Event) -> Option<bool> {
+        let mut urgent = false;
         match event {
-            Event::Round { report, .. } => match &**report {
-                Report::Transition(info) => self.transition_round(info),
-                Report::Fleet(info) => self.fleet_round(info),
-            },
+            Event::Round { report, .. } => {
+                match &**report {
+                    Report::Transition(info) => self.transition_round(info),
+                    Report::Fleet(info) => self.fleet_round(info),
+                }
+                if self.note_is_retry {
+                    self.note.clear();
+                    self.note_is_retry = false;
+                }
+            }
             Event::Triggered {
                 service_name,
                 source_image,
                 target_image,
                 outcome,
             } => {
-                self.note = format!("triggered the delta for {service_name}");
+                self.note = format!("triggered the delta for {}", printable(service_name));
+                self.note_is_retry = false;
                 tracing::info!(service = %service_name, source_image, target_image, ?outcome, "delta triggered");
             }
             Event::Sleeping { for_ } => {
-                self.note = format!("next check in {}", clock(*for_));
+                self.next_check = Some(Instant::now() + *for_);
                 tracing::debug!(
-                    seconds = for_.as_secs_f64(),
+                    seconds = %format_args!("{:.3}", for_.as_secs_f64()),
                     "sleeping before the next check"
                 );
             }
@@ -61,17 +160,56 @@ impl Progress {
                 delay,
                 reason,
             } => {
-                self.note = format!("retrying {what} (attempt {attempt}): {reason}");
+                self.note = retry_text(what, *attempt, *delay, reason);
+                self.note_is_retry = true;
+                urgent = true;
                 tracing::info!(%what, attempt, delay_ms = delay.as_millis() as u64, %reason, "retrying");
             }
-            _ => {}
+            _ => return None,
         }
-        self.redraw();
+        self.anything = true;
+        Some(urgent)
+    }
+
+    /// The plain status line to send at `at` after an event, if the pace
+    /// allows one: the retry just announced, or the state.
+    fn offer_line(&mut self, at: Duration, urgent: bool) -> Option<String> {
+        let text = if urgent {
+            self.note.clone()
+        } else {
+            self.summary.clone()?
+        };
+        self.pacer.offer(at, text, urgent)
+    }
+
+    /// Called every `tick_period`: moves the live block's clock and
+    /// spinner, or sends a plain status line that is due.
+    pub fn tick(&mut self) {
+        if self.printer.live {
+            // Something to say after a second even before the first answer.
+            if self.anything || self.started.elapsed() >= Duration::from_secs(1) {
+                self.redraw();
+            }
+        } else if self.printer.lines {
+            let at = self.started.elapsed();
+            if let Some(line) = self.pacer.tick(at) {
+                self.status_line(at, &line);
+            }
+        }
+    }
+
+    fn status_line(&self, at: Duration, text: &str) {
+        self.printer
+            .progress(&format!("{}\n", status_line(at, text)));
     }
 
     fn transition_round(&mut self, info: &UpdateInfo) {
-        self.services = info
-            .is_produced_by__service_update
+        let services = &info.is_produced_by__service_update;
+        let mut rows: Vec<&ServiceUpdate> = services.iter().collect();
+        // Unfinished services first: they are what the wait is for, and a
+        // capped block must not hide them.
+        rows.sort_by_key(|service| service.status == Status::Ready);
+        self.services = rows
             .iter()
             .map(|service| {
                 let mut state = format!("{:<9} {}", service.change, service.status);
@@ -88,6 +226,29 @@ impl Progress {
                 )
             })
             .collect();
+        let ready = services
+            .iter()
+            .filter(|s| s.status == Status::Ready)
+            .count();
+        let waiting: Vec<String> = rows
+            .iter()
+            .filter(|s| s.status != Status::Ready)
+            .map(|s| {
+                let failed = if s.delta_failure.is_some() {
+                    " (delta failed)"
+                } else {
+                    ""
+                };
+                format!("{}: {}{failed}", printable(&s.service_name), s.status)
+            })
+            .collect();
+        self.summary = Some(summary(
+            info.overall_status,
+            ready,
+            services.len(),
+            "service",
+            &waiting,
+        ));
         tracing::info!(status = %info.overall_status, "status read");
     }
 
@@ -95,8 +256,14 @@ impl Progress {
         let mut transitions: Vec<_> = info.transitions.iter().collect();
         // Unfinished transitions first: they are what the wait is for.
         transitions.sort_by_key(|t| t.update.overall_status == Status::Ready);
+        let name = |update: &UpdateInfo| {
+            format!(
+                "{} to {}",
+                update.originates_from__release.id, update.produces__release.id
+            )
+        };
         self.services = transitions
-            .into_iter()
+            .iter()
             .map(|transition| {
                 let update = &transition.update;
                 let services = &update.is_produced_by__service_update;
@@ -105,10 +272,7 @@ impl Progress {
                     .filter(|s| s.status == Status::Ready)
                     .count();
                 (
-                    format!(
-                        "{} to {}",
-                        update.originates_from__release.id, update.produces__release.id
-                    ),
+                    name(update),
                     format!(
                         "{:<9} {ready} of {} services ready, {}",
                         update.overall_status,
@@ -118,6 +282,22 @@ impl Progress {
                 )
             })
             .collect();
+        let ready = transitions
+            .iter()
+            .filter(|t| t.update.overall_status == Status::Ready)
+            .count();
+        let waiting: Vec<String> = transitions
+            .iter()
+            .filter(|t| t.update.overall_status != Status::Ready)
+            .map(|t| format!("{}: {}", name(&t.update), t.update.overall_status))
+            .collect();
+        self.summary = Some(summary(
+            info.overall_status,
+            ready,
+            transitions.len(),
+            "transition",
+            &waiting,
+        ));
         tracing::info!(
             status = %info.overall_status,
             "fleet status read"
@@ -126,70 +306,100 @@ impl Progress {
 
     /// Removes the block so the result and errors start on a clean line.
     pub fn finish(&mut self) {
-        if self.lines_drawn > 0 {
+        if !self.drawn.is_empty() {
+            let columns = terminal_columns();
             self.printer
-                .progress(&format!("\x1b[{}F\x1b[J", self.lines_drawn));
-            self.lines_drawn = 0;
+                .progress(&format!("\x1b[{}F\x1b[J", rows_taken(&self.drawn, columns)));
+            self.drawn.clear();
         }
     }
 
     fn redraw(&mut self) {
-        if !self.printer.live {
-            return;
-        }
         // Measured at every redraw: the terminal may be resized meanwhile.
         let (columns, rows) = terminal_size::terminal_size_of(std::io::stderr())
             .map_or((80, 24), |(w, h)| (usize::from(w.0), usize::from(h.0)));
-        let remaining = self
-            .deadline
-            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
-        let mut block = String::new();
-        if self.lines_drawn > 0 {
-            let _ = write!(block, "\x1b[{}F\x1b[J", self.lines_drawn);
+        let now = Instant::now();
+        let moment = Moment {
+            elapsed: now.saturating_duration_since(self.started),
+            remaining: self
+                .deadline
+                .map(|deadline| deadline.saturating_duration_since(now)),
+            next_check: self
+                .next_check
+                .map(|at| at.saturating_duration_since(now))
+                .filter(|left| !left.is_zero()),
+        };
+        let mut frame = String::new();
+        if !self.drawn.is_empty() {
+            // Back to the first line drawn, however many rows the old lines
+            // take now (see `rows_taken`), and clear to the end of the screen.
+            let _ = write!(frame, "\x1b[{}F\x1b[J", rows_taken(&self.drawn, columns));
         }
-        let lines = self.block(columns, rows, self.started.elapsed(), remaining);
-        self.lines_drawn = lines.len();
+        let lines = self.block(columns, rows, moment);
+        self.drawn = lines.iter().map(|line| visible_width(line)).collect();
         for line in lines {
-            block.push_str(&line);
-            block.push('\n');
+            frame.push_str(&line);
+            frame.push('\n');
         }
-        self.printer.progress(&block);
+        // One write per frame: no flicker.
+        self.printer.progress(&frame);
     }
 
-    /// The lines of the block for a terminal of `columns` x `rows`, `elapsed`
-    /// into the run with `remaining` left before the deadline.
-    pub fn block(
-        &self,
-        columns: usize,
-        rows: usize,
-        elapsed: Duration,
-        remaining: Option<Duration>,
-    ) -> Vec<String> {
-        let deadline = remaining
-            .map(|left| format!(", deadline in {}", clock(left)))
-            .unwrap_or_default();
-        let (bold, reset) = if self.printer.color {
-            ("\x1b[1m", "\x1b[0m")
-        } else {
-            ("", "")
+    /// The lines of the block for a terminal of `columns` x `rows` at
+    /// `moment`. Every line is shorter than `columns` and there are fewer
+    /// lines than `rows`, so the block can be redrawn in place.
+    pub fn block(&self, columns: usize, rows: usize, moment: Moment) -> Vec<String> {
+        let verb = match self.task {
+            Task::Describe => "reading",
+            Task::Prepare => "preparing",
+            Task::Wait => "waiting",
         };
-        let header = format!(
-            "preparing {} elapsed{deadline}  {}",
-            clock(elapsed),
-            printable(&self.note)
+        let mut header = format!(
+            "{} {verb} {} elapsed",
+            spinner(moment.elapsed),
+            clock(moment.elapsed)
         );
+        match moment.next_check {
+            Some(left) => {
+                let _ = write!(header, ", next check in {}", clock(left));
+            }
+            None if self.task == Task::Wait && !self.services.is_empty() => {
+                header.push_str(", checking");
+            }
+            None => {}
+        }
+        if let Some(left) = moment.remaining {
+            let _ = write!(header, ", deadline in {}", clock(left));
+        }
         let header = clip(&header, columns);
-        let mut lines = vec![header.replacen("preparing", &format!("{bold}preparing{reset}"), 1)];
+        let header = if self.printer.color {
+            header.replacen(verb, &format!("\x1b[1m{verb}\x1b[0m"), 1)
+        } else {
+            header
+        };
+        let mut lines = vec![header];
+        // A block taller than the screen cannot be redrawn in place: one row
+        // stays for the cursor.
+        let mut room = rows.saturating_sub(1).max(1) - 1;
+        let stop = match self.task {
+            Task::Describe => "  Ctrl+C to stop",
+            Task::Prepare | Task::Wait => "  Ctrl+C to stop (the builds go on)",
+        };
+        let stop = (room > 0).then(|| clip(stop, columns));
+        room -= usize::from(stop.is_some());
+        if !self.note.is_empty() && room > 0 {
+            lines.push(clip(&format!("  {}", self.note), columns));
+            room -= 1;
+        }
+        let room = room.min(12);
         let width = self
             .services
             .iter()
             .map(|(name, _)| name.chars().count())
             .max()
             .unwrap_or(0);
-        // A block taller than the screen cannot be redrawn in place.
-        let max_rows = 12.min(rows.saturating_sub(3)).max(1);
-        let shown = if self.services.len() > max_rows {
-            max_rows - 1
+        let shown = if self.services.len() > room {
+            room.saturating_sub(1)
         } else {
             self.services.len()
         };
@@ -197,10 +407,197 @@ impl Progress {
             lines.push(clip(&format!("  {name:<width$}  {state}"), columns));
         }
         let hidden = self.services.len() - shown;
-        if hidden > 0 {
-            lines.push(format!("  … and {hidden} more"));
+        if hidden > 0 && room > 0 {
+            lines.push(clip(&format!("  … and {hidden} more"), columns));
         }
+        lines.extend(stop);
         lines
+    }
+}
+
+fn terminal_columns() -> usize {
+    terminal_size::terminal_size_of(std::io::stderr()).map_or(80, |(w, _)| usize::from(w.0))
+}
+
+/// The characters of `line` a terminal shows (escape sequences left out).
+fn visible_width(line: &str) -> usize {
+    let mut width = 0;
+    let mut in_escape = false;
+    for c in line.chars() {
+        match (in_escape, c) {
+            (false, '\x1b') => in_escape = true,
+            (false, _) => width += 1,
+            (true, c) if c.is_ascii_alphabetic() => in_escape = false,
+            (true, _) => {}
+        }
+    }
+    width
+}
+
+/// How many terminal rows lines of `widths` characters take on a terminal
+/// `columns` wide, each ended by a newline.
+///
+/// Why this is how a redraw finds the top of the old block: every line is
+/// drawn shorter than the width of the time, so it takes one row until the
+/// terminal narrows. Then a terminal that reflows (tmux, VTE, kitty, iTerm2)
+/// wraps each old line over `ceil(width / columns)` rows, and moving up only
+/// one row per line would leave the top of the old block behind as a stale
+/// line. Saving and restoring the cursor position is no help: the position
+/// is a screen row, which moves when the block scrolls the screen or the
+/// terminal reflows. A terminal that truncates instead of reflowing keeps one
+/// row per line, so on a narrowing this may clear a few rows above the block
+/// as well, which loses nothing that matters, unlike a stale line that stays.
+pub fn rows_taken(widths: &[usize], columns: usize) -> usize {
+    let columns = columns.max(1);
+    widths.iter().map(|w| w.div_ceil(columns).max(1)).sum()
+}
+
+/// `-\|/`, one step a second: the block is alive even when nothing changes.
+fn spinner(elapsed: Duration) -> char {
+    ['-', '\\', '|', '/'][(elapsed.as_secs() % 4) as usize]
+}
+
+/// The state in one line: `pending: 3 of 5 services ready (main: preparing,
+/// web: pending, and 1 more)`.
+fn summary(status: Status, ready: usize, total: usize, unit: &str, waiting: &[String]) -> String {
+    let mut text = format!(
+        "{status}: {ready} of {}",
+        crate::render::count(total as u64, unit)
+    );
+    text.push_str(" ready");
+    if !waiting.is_empty() {
+        let shown = waiting.len().min(2);
+        let _ = write!(text, " ({}", waiting[..shown].join(", "));
+        if waiting.len() > shown {
+            let _ = write!(text, ", and {} more", waiting.len() - shown);
+        }
+        text.push(')');
+    }
+    text
+}
+
+/// A plain status line: `0:12 pending: 3 of 5 services ready (…)`. The
+/// clock first, so that such lines are easy to tell from the rest (and to
+/// leave out of a comparison: they match `^\d+:\d\d(:\d\d)? `).
+pub fn status_line(at: Duration, text: &str) -> String {
+    format!("{} {text}", clock(at))
+}
+
+/// What a retry means for a person: `API unreachable, retrying in 1 s
+/// (attempt 2)`. `attempt` is the library's retry number (the first retry
+/// is the second attempt).
+pub fn retry_text(what: &str, attempt: u32, delay: Duration, reason: &str) -> String {
+    let server = if what.starts_with("delta request") {
+        "delta server"
+    } else {
+        "API"
+    };
+    let problem = if reason.starts_with('`') {
+        // An answer with an error status: "`503` Service Unavailable".
+        let reason: String = reason.chars().take(48).collect();
+        format!("answered {}", printable(&reason))
+    } else if reason.to_ascii_lowercase().contains("timed out") {
+        "did not answer in time".to_owned()
+    } else {
+        "unreachable".to_owned()
+    };
+    format!(
+        "{server} {problem}, retrying in {} (attempt {})",
+        pause(delay),
+        attempt.saturating_add(1)
+    )
+}
+
+/// A short pause in words: `20 ms`, `1.5 s`, `12 s`.
+fn pause(delay: Duration) -> String {
+    if delay < Duration::from_secs(1) {
+        format!("{} ms", delay.as_millis())
+    } else if delay < Duration::from_secs(10) {
+        let tenths = (delay.as_millis() + 50) / 100;
+        if tenths.is_multiple_of(10) {
+            format!("{} s", tenths / 10)
+        } else {
+            format!("{}.{} s", tenths / 10, tenths % 10)
+        }
+    } else {
+        format!("{} s", (delay.as_millis() + 500) / 1000)
+    }
+}
+
+/// Paces plain status lines: a new state at most once per `gap` after the
+/// previous line (a later one waits for the gap to pass, and only the newest
+/// is sent); a retry at once unless another was announced within the gap
+/// (then not at all: said late, it would be stale, and the error that ends
+/// the retries says the rest); the unchanged state again after
+/// `HEARTBEAT_GAPS` gaps of silence. Times are the run's elapsed time.
+#[derive(Debug)]
+pub struct Pacer {
+    gap: Duration,
+    /// When the last line (of any kind) was sent.
+    last_sent: Option<Duration>,
+    /// The last state sent.
+    said: Option<String>,
+    /// A newer state waiting for the gap to pass.
+    pending: Option<String>,
+    /// When the last retry was announced.
+    last_urgent: Option<Duration>,
+}
+
+impl Pacer {
+    pub fn new(gap: Duration) -> Pacer {
+        Pacer {
+            gap,
+            last_sent: None,
+            said: None,
+            pending: None,
+            last_urgent: None,
+        }
+    }
+
+    /// `text` is the state at `at`, or with `urgent` a retry; returns the
+    /// line to send now, if any.
+    pub fn offer(&mut self, at: Duration, text: String, urgent: bool) -> Option<String> {
+        if urgent {
+            if self.last_urgent.is_some_and(|when| at < when + self.gap) {
+                return None;
+            }
+            self.last_urgent = Some(at);
+            self.last_sent = Some(at);
+            return Some(text);
+        }
+        if self.said.as_ref() == Some(&text) {
+            // Back to what was said last: nothing new to say.
+            self.pending = None;
+            return None;
+        }
+        if self.last_sent.is_none_or(|when| at >= when + self.gap) {
+            self.pending = None;
+            self.last_sent = Some(at);
+            self.said = Some(text.clone());
+            Some(text)
+        } else {
+            self.pending = Some(text);
+            None
+        }
+    }
+
+    /// Returns the line due at `at`: a waiting state once the gap has
+    /// passed, or the state again after a minute of silence.
+    pub fn tick(&mut self, at: Duration) -> Option<String> {
+        let since = self.last_sent?;
+        let text = if self.pending.is_some() {
+            if at < since + self.gap {
+                return None;
+            }
+            self.pending.take()?
+        } else if at >= since + self.gap * HEARTBEAT_GAPS {
+            self.said.clone()?
+        } else {
+            return None;
+        };
+        self.last_sent = Some(at);
+        self.said = Some(text.clone());
+        Some(text)
     }
 }
 
@@ -217,10 +614,19 @@ fn clip(line: &str, columns: usize) -> String {
     cut
 }
 
-/// `m:ss` for progress lines.
+/// `m:ss`, or `h:mm:ss` from an hour on, for progress lines.
 fn clock(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    format!("{}:{:02}", seconds / 60, seconds % 60)
+    if seconds >= 3600 {
+        format!(
+            "{}:{:02}:{:02}",
+            seconds / 3600,
+            seconds / 60 % 60,
+            seconds % 60
+        )
+    } else {
+        format!("{}:{:02}", seconds / 60, seconds % 60)
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +638,8 @@ mod tests {
     #[test]
     fn clock_and_clip() {
         assert_eq!(clock(Duration::from_secs(125)), "2:05");
+        assert_eq!(clock(Duration::from_secs(3599)), "59:59");
+        assert_eq!(clock(Duration::from_secs(86_398)), "23:59:58");
         assert_eq!(clip("short", 80), "short");
         assert_eq!(clip("0123456789", 6), "0123…");
         assert_eq!(clip("0123456789", 0), "0…");
@@ -314,28 +722,41 @@ mod tests {
         }
     }
 
-    fn live_progress(events: &[Event]) -> Progress {
-        let printer = Printer {
-            quiet: false,
-            // Not live: the events must not draw on the test's stderr.
-            live: false,
-            color: false,
-        };
-        let mut progress = Progress::new(printer, Instant::now(), None);
+    /// Neither live nor lines: the events must not draw on the test's
+    /// stderr.
+    const SILENT: Printer = Printer {
+        quiet: false,
+        live: false,
+        lines: false,
+        color: false,
+    };
+
+    fn progress_of(task: Task, events: &[Event]) -> Progress {
+        let mut progress = Progress::new(SILENT, task, Instant::now(), None, STATUS_GAP);
         for event in events {
             progress.event(event);
         }
         progress
     }
 
+    fn live_progress(events: &[Event]) -> Progress {
+        progress_of(Task::Prepare, events)
+    }
+
+    /// 1:35 into the run, 8:25 before the deadline, 0:17 before the next check.
+    const MOMENT: Moment = Moment {
+        elapsed: Duration::from_secs(95),
+        remaining: Some(Duration::from_secs(505)),
+        next_check: Some(Duration::from_secs(17)),
+    };
+
     /// The block as a terminal of `columns` x `rows` shows it.
     fn screen(progress: &Progress, columns: usize, rows: usize) -> String {
-        let lines = progress.block(
-            columns,
-            rows,
-            Duration::from_secs(95),
-            Some(Duration::from_secs(505)),
-        );
+        screen_at(progress, columns, rows, MOMENT)
+    }
+
+    fn screen_at(progress: &Progress, columns: usize, rows: usize, moment: Moment) -> String {
+        let lines = progress.block(columns, rows, moment);
         assert!(
             lines.len() < rows.max(2),
             "{} lines on a screen of {rows}",
@@ -413,5 +834,276 @@ mod tests {
             text.contains(r"x\u{1b}]0;title\u{202e}\u{85}\u{9b}2J\u{7f}"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_block_ticks_between_checks() {
+        let progress = progress_of(Task::Wait, &[round(5)]);
+        let at = |elapsed: u64, next: Option<u64>| Moment {
+            elapsed: Duration::from_secs(elapsed),
+            remaining: None,
+            next_check: next.map(Duration::from_secs),
+        };
+        let first = screen_at(&progress, 80, 24, at(95, Some(17)));
+        let second = screen_at(&progress, 80, 24, at(96, Some(16)));
+        let header = |screen: &str| screen.lines().next().unwrap().to_owned();
+        assert_eq!(header(&first), "/ waiting 1:35 elapsed, next check in 0:17");
+        assert_eq!(
+            header(&second),
+            "- waiting 1:36 elapsed, next check in 0:16"
+        );
+        assert_eq!(
+            header(&screen_at(&progress, 80, 24, at(97, None))),
+            "\\ waiting 1:37 elapsed, checking"
+        );
+        assert!(
+            first.ends_with("\n  Ctrl+C to stop (the builds go on)"),
+            "{first}"
+        );
+        let describe = progress_of(Task::Describe, &[]);
+        assert_eq!(
+            screen_at(&describe, 80, 24, at(1, None)),
+            "\\ reading 0:01 elapsed\n  Ctrl+C to stop"
+        );
+    }
+
+    #[test]
+    fn the_live_block_at_80_and_120_columns() {
+        let retry = Event::Retrying {
+            what: "delta".into(),
+            attempt: 1,
+            delay: Duration::from_millis(1000),
+            reason: "error sending request (Connection refused)".into(),
+        };
+        let progress = progress_of(Task::Wait, &[round(6), retry]);
+        insta::assert_snapshot!("live_block_6_services_80x24", screen(&progress, 80, 24));
+        let progress = progress_of(Task::Wait, &[round(30)]);
+        insta::assert_snapshot!("live_block_30_services_120x40", screen(&progress, 120, 40));
+        let progress = progress_of(Task::Wait, &[fleet_round(20)]);
+        insta::assert_snapshot!(
+            "live_block_fleet_20_transitions_120x40",
+            screen(&progress, 120, 40)
+        );
+    }
+
+    #[test]
+    fn a_capped_block_lists_unfinished_services_first() {
+        // Of 30 services, 15 are ready (every other one); 12 rows, the
+        // last of them saying how many more there are.
+        let progress = live_progress(&[round(30)]);
+        let text = screen(&progress, 120, 40);
+        let rows: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("  service-"))
+            .collect();
+        assert_eq!(rows.len(), 11, "{text}");
+        assert!(
+            rows.iter().all(|row| !row.contains(" ready")),
+            "a ready service shown before an unfinished one:\n{text}"
+        );
+        assert!(text.contains("  … and 19 more"), "{text}");
+        // Within each group, the order of the release is kept.
+        assert!(rows[0].starts_with("  service-01") && rows[1].starts_with("  service-03"));
+        // When everything fits, the ready ones follow.
+        let small = screen(&live_progress(&[round(4)]), 80, 24);
+        let names: Vec<&str> = small
+            .lines()
+            .filter_map(|l| l.strip_prefix("  service-"))
+            .map(|l| &l[..2])
+            .collect();
+        assert_eq!(names, ["01", "03", "00", "02"], "{small}");
+    }
+
+    #[test]
+    fn rows_taken_counts_wrapped_lines_at_the_new_width() {
+        // Drawn at 80 columns: every line at most 79 characters.
+        let drawn = [79, 40, 79, 2];
+        assert_eq!(rows_taken(&drawn, 80), 4, "same width: one row each");
+        assert_eq!(rows_taken(&drawn, 120), 4, "wider: one row each");
+        // Narrowed to 40: a 79-character line wraps over two rows, a
+        // 40-character one fills one row exactly.
+        assert_eq!(rows_taken(&drawn, 40), 2 + 1 + 2 + 1);
+        assert_eq!(rows_taken(&drawn, 20), 4 + 2 + 4 + 1);
+        assert_eq!(rows_taken(&[0, 0], 10), 2, "an empty line is a row");
+        assert_eq!(rows_taken(&[5], 0), 5, "no width: one character a row");
+        assert_eq!(rows_taken(&[], 80), 0);
+        // Bold in the header takes no room.
+        assert_eq!(visible_width("\x1b[1mwaiting\x1b[0m 1:00"), 12);
+    }
+
+    #[test]
+    fn retries_read_as_a_person_would_say_them() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            retry_text(
+                "release",
+                1,
+                second,
+                "error sending request (Connection refused)"
+            ),
+            "API unreachable, retrying in 1 s (attempt 2)"
+        );
+        assert_eq!(
+            retry_text(
+                "device count",
+                3,
+                Duration::from_millis(4400),
+                "`503` Service Unavailable"
+            ),
+            "API answered `503` Service Unavailable, retrying in 4.4 s (attempt 4)"
+        );
+        assert_eq!(
+            retry_text(
+                "delta request for service `main`",
+                2,
+                Duration::from_secs(17),
+                "operation timed out"
+            ),
+            "delta server did not answer in time, retrying in 17 s (attempt 3)"
+        );
+        assert_eq!(
+            retry_text("delta", 1, Duration::from_millis(20), "`429` \u{1b}[2J"),
+            "API answered `429` \\u{1b}[2J, retrying in 20 ms (attempt 2)"
+        );
+    }
+
+    #[test]
+    fn status_lines_are_paced() {
+        let gap = Duration::from_secs(10);
+        let s = Duration::from_secs;
+        let mut pacer = Pacer::new(gap);
+        let text = |t: &str| t.to_owned();
+        // The first state at once; a change 3 s later waits for the gap.
+        assert_eq!(pacer.offer(s(0), text("a"), false), Some(text("a")));
+        assert_eq!(pacer.offer(s(3), text("b"), false), None);
+        // A newer state replaces the waiting one.
+        assert_eq!(pacer.offer(s(8), text("c"), false), None);
+        assert_eq!(pacer.tick(s(9)), None);
+        assert_eq!(pacer.tick(s(10)), Some(text("c")));
+        // The same state again is nothing new.
+        assert_eq!(pacer.offer(s(11), text("c"), false), None);
+        assert_eq!(pacer.tick(s(15)), None);
+        // A retry at once, even within the gap; a second one within the
+        // gap after it is dropped, not said late.
+        assert_eq!(
+            pacer.offer(s(16), text("retry 1"), true),
+            Some(text("retry 1"))
+        );
+        assert_eq!(pacer.offer(s(17), text("retry 2"), true), None);
+        assert_eq!(pacer.tick(s(26)), None);
+        // Nothing changes: the state (not the retry) again after a minute of
+        // silence, and a minute later.
+        assert_eq!(pacer.tick(s(75)), None);
+        assert_eq!(pacer.tick(s(76)), Some(text("c")));
+        assert_eq!(pacer.tick(s(135)), None);
+        assert_eq!(pacer.tick(s(136)), Some(text("c")));
+        // A retry a gap after the last one is said again.
+        assert_eq!(
+            pacer.offer(s(137), text("retry 3"), true),
+            Some(text("retry 3"))
+        );
+        // Going back to the last state said drops a waiting change.
+        assert_eq!(pacer.offer(s(140), text("d"), false), None);
+        assert_eq!(pacer.offer(s(141), text("c"), false), None);
+        assert_eq!(pacer.tick(s(150)), None);
+    }
+
+    #[test]
+    fn at_most_one_status_line_per_gap() {
+        // Any sequence of offers and ticks: two lines that are not both
+        // retries are at least a gap apart.
+        let gap = Duration::from_secs(10);
+        let mut pacer = Pacer::new(gap);
+        let mut sent: Vec<(u64, bool)> = Vec::new();
+        for t in 0..600u64 {
+            let at = Duration::from_secs(t);
+            let urgent = t % 37 == 5;
+            let text = if urgent {
+                format!("retry {t}")
+            } else {
+                format!("state {}", t / 3)
+            };
+            if pacer.offer(at, text, urgent).is_some() {
+                sent.push((t, urgent));
+            }
+            if pacer.tick(at).is_some() {
+                sent.push((t, false));
+            }
+        }
+        assert!(sent.len() > 30, "{sent:?}");
+        let plain: Vec<u64> = sent.iter().filter(|(_, u)| !u).map(|(t, _)| *t).collect();
+        let urgent: Vec<u64> = sent.iter().filter(|(_, u)| *u).map(|(t, _)| *t).collect();
+        for times in [&plain, &urgent] {
+            for pair in times.windows(2) {
+                assert!(pair[1] - pair[0] >= 10, "{pair:?} in {sent:?}");
+            }
+        }
+        for t in &plain {
+            assert!(
+                urgent.iter().all(|u| t < u || *t >= u + 10),
+                "a state line {t} within the gap after a retry line: {sent:?}"
+            );
+        }
+    }
+
+    /// The plain lines a run shows (on `TERM=dumb` and without a terminal)
+    /// for events at the given seconds.
+    fn plain_lines(task: Task, timeline: &[(u64, Event)], until: u64) -> String {
+        let mut progress = progress_of(task, &[]);
+        let mut lines = Vec::new();
+        let mut events = timeline.iter().peekable();
+        for t in 0..=until {
+            let at = Duration::from_secs(t);
+            while let Some((_, event)) = events.next_if(|(when, _)| *when == t) {
+                if let Some(urgent) = progress.apply(event)
+                    && let Some(line) = progress.offer_line(at, urgent)
+                {
+                    lines.push(status_line(at, &line));
+                }
+            }
+            if let Some(line) = progress.pacer.tick(at) {
+                lines.push(status_line(at, &line));
+            }
+        }
+        lines.join("\n")
+    }
+
+    #[test]
+    fn plain_status_lines() {
+        let with_ready = |count: usize, ready: usize| {
+            let mut info = update(count, 800);
+            for (i, service) in info.is_produced_by__service_update.iter_mut().enumerate() {
+                service.status = if i < ready {
+                    Status::Ready
+                } else {
+                    Status::Preparing
+                };
+            }
+            if ready == count {
+                info.overall_status = Status::Ready;
+            }
+            Event::Round {
+                report: std::sync::Arc::new(Report::Transition(info)),
+                attempt: 1,
+            }
+        };
+        let retry = |attempt| Event::Retrying {
+            what: "release".into(),
+            attempt,
+            delay: Duration::from_secs(2),
+            reason: "error sending request (Connection refused)".into(),
+        };
+        let timeline = [
+            (0, with_ready(5, 0)),
+            (3, with_ready(5, 1)),
+            (4, with_ready(5, 2)),
+            (20, retry(1)),
+            (22, retry(2)),
+            (40, with_ready(5, 4)),
+            (200, with_ready(5, 5)),
+        ];
+        insta::assert_snapshot!("plain_lines_pair", plain_lines(Task::Wait, &timeline, 200));
+        let fleet = [(0, fleet_round(5)), (7, fleet_round(2))];
+        insta::assert_snapshot!("plain_lines_fleet", plain_lines(Task::Wait, &fleet, 75));
     }
 }

@@ -17,7 +17,7 @@ use crate::env_vars;
 use crate::failure::{Failure, Signal};
 use crate::hints;
 use crate::printer::{Printer, printable};
-use crate::progress::Progress;
+use crate::progress::{Progress, Task};
 use crate::render;
 use crate::settings::Environment;
 
@@ -109,10 +109,18 @@ fn execute(
         .build()
         .map_err(Failure::Runtime)?;
     let options = config.prepare_options();
+    let task = match config.mode {
+        Mode::Describe => Task::Describe,
+        Mode::Prepare => Task::Prepare,
+        // `--watch` runs in `watch::run`, with its own lines.
+        Mode::Wait { .. } | Mode::Watch => Task::Wait,
+    };
     let progress = Mutex::new(Progress::new(
         config.output.printer,
+        task,
         config.started,
         config.deadline,
+        config.output.status_gap,
     ));
     let on_event = |event: Event| {
         let read = match &event {
@@ -132,7 +140,7 @@ fn execute(
         let work = async {
             match (&config.target, &config.mode) {
                 (Target::Pair { from, to }, Mode::Describe) => client
-                    .get_update_info(from, to)
+                    .get_update_info_with_events(from, to, &on_event)
                     .await
                     .map(Report::Transition),
                 (Target::Pair { from, to }, _) => client
@@ -140,7 +148,7 @@ fn execute(
                     .await
                     .map(Report::Transition),
                 (Target::Fleet { fleet, to }, Mode::Describe) => client
-                    .get_fleet_update_info(fleet, to.as_ref())
+                    .get_fleet_update_info_with_events(fleet, to.as_ref(), &on_event)
                     .await
                     .map(Report::Fleet),
                 (Target::Fleet { fleet, to }, _) => client
@@ -157,10 +165,19 @@ fn execute(
                 }
             }
         };
-        tokio::select! {
-            result = bounded => result.map_err(|_| Failure::GaveUp { after: bound }),
-            signal = stop_signal() => Err(Failure::Interrupted(signal)),
-        }
+        let stopped = async {
+            tokio::select! {
+                result = bounded => result.map_err(|_| Failure::GaveUp { after: bound }),
+                signal = stop_signal() => Err(Failure::Interrupted(signal)),
+            }
+        };
+        let period = progress.lock().ok().and_then(|p| p.tick_period());
+        tick_until(stopped, period, || {
+            if let Ok(mut progress) = progress.lock() {
+                progress.tick();
+            }
+        })
+        .await
     });
     // A DNS lookup runs on a blocking thread that cannot be cancelled: do not
     // let it hold the exit past the deadline.
@@ -169,6 +186,28 @@ fn execute(
         progress.finish();
     }
     outcome?.map_err(|error| Failure::from_library(error, config.timeout()))
+}
+
+/// Runs `work` to its end, calling `tick` every `period` meanwhile (the
+/// progress shown moves between the library's events: elapsed time,
+/// countdown, spinner, paced status lines); with no period, just `work`.
+async fn tick_until<T>(
+    work: impl Future<Output = T>,
+    period: Option<Duration>,
+    mut tick: impl FnMut(),
+) -> T {
+    let Some(period) = period else {
+        return work.await;
+    };
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            _ = ticker.tick() => tick(),
+        }
+    }
 }
 
 /// The first of Ctrl-C, SIGTERM and SIGHUP. A signal that was ignored when

@@ -15,6 +15,7 @@ mod markdown;
 mod max_download;
 mod modes;
 mod next_steps;
+mod progress;
 mod scenario_file;
 mod security;
 mod signals;

@@ -221,7 +221,8 @@ pub fn failure_text(run: &Run) -> String {
 }
 
 /// insta settings that hide what changes from run to run or between
-/// systems: loopback ports, timestamps, measured durations, OS error numbers. Bind them for the snapshots of a test:
+/// systems: loopback ports, timestamps, measured durations, OS error numbers,
+/// the clock of status lines and retry pauses. Bind them for the snapshots of a test:
 /// `let _filters = support::snapshot_filters().bind_to_scope();`
 pub fn snapshot_filters() -> insta::Settings {
     let mut settings = insta::Settings::clone_current();
@@ -232,5 +233,9 @@ pub fn snapshot_filters() -> insta::Settings {
     );
     settings.add_filter(r"\b\d+(\.\d+)?(ms|µs|ns)\b|\b\d+\.\d+s\b", "[duration]");
     settings.add_filter(r"\(os error \d+\)", "(os error [n])");
+    // Status lines (without a terminal) start with the elapsed time, and
+    // announce retries with their jittered pause.
+    settings.add_filter(r"(?m)^\d+:\d\d(:\d\d)? ", "[clock] ");
+    settings.add_filter(r"retrying in \d+(\.\d+)? (ms|s) ", "retrying in [pause] ");
     settings
 }
