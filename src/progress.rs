@@ -43,6 +43,8 @@ pub struct Moment {
     pub remaining: Option<Duration>,
     /// Until the next check of the server, while sleeping before it.
     pub next_check: Option<Duration>,
+    /// Until the retry announced, while pausing before it.
+    pub retry_in: Option<Duration>,
 }
 
 /// The block of lines redrawn on stderr while preparing and waiting, or the
@@ -60,6 +62,8 @@ pub struct Progress {
     note: String,
     /// Whether `note` announces a retry (which a new state read ends).
     note_is_retry: bool,
+    /// The retry announced (what, retry number, reason) and when it is sent.
+    retry: Option<(String, u32, String, Instant)>,
     next_check: Option<Instant>,
     /// Something happened that the block shows.
     anything: bool,
@@ -88,6 +92,7 @@ impl Progress {
             summary: None,
             note: String::new(),
             note_is_retry: false,
+            retry: None,
             next_check: None,
             anything: false,
             drawn: Vec::new(),
@@ -162,6 +167,12 @@ impl Progress {
             } => {
                 self.note = retry_text(what, *attempt, *delay, reason);
                 self.note_is_retry = true;
+                self.retry = Some((
+                    what.clone(),
+                    *attempt,
+                    reason.clone(),
+                    Instant::now() + *delay,
+                ));
                 urgent = true;
                 tracing::info!(%what, attempt, delay_ms = delay.as_millis() as u64, %reason, "retrying");
             }
@@ -328,6 +339,10 @@ impl Progress {
                 .next_check
                 .map(|at| at.saturating_duration_since(now))
                 .filter(|left| !left.is_zero()),
+            retry_in: self
+                .retry
+                .as_ref()
+                .map(|(.., at)| at.saturating_duration_since(now)),
         };
         let mut frame = String::new();
         if !self.drawn.is_empty() {
@@ -361,7 +376,7 @@ impl Progress {
         );
         match moment.next_check {
             Some(left) => {
-                let _ = write!(header, ", next check in {}", clock(left));
+                let _ = write!(header, ", next check in {}", clock(whole_seconds_up(left)));
             }
             None if self.task == Task::Wait && !self.services.is_empty() => {
                 header.push_str(", checking");
@@ -369,7 +384,7 @@ impl Progress {
             None => {}
         }
         if let Some(left) = moment.remaining {
-            let _ = write!(header, ", deadline in {}", clock(left));
+            let _ = write!(header, ", deadline in {}", clock(whole_seconds_up(left)));
         }
         let header = clip(&header, columns);
         let header = if self.printer.color {
@@ -388,7 +403,14 @@ impl Progress {
         let stop = (room > 0).then(|| clip(stop, columns));
         room -= usize::from(stop.is_some());
         if !self.note.is_empty() && room > 0 {
-            lines.push(clip(&format!("  {}", self.note), columns));
+            // A retry counts down its pause.
+            let note = match (&self.retry, moment.retry_in) {
+                (Some((what, attempt, reason, _)), Some(left)) if self.note_is_retry => {
+                    retry_text(what, *attempt, left, reason)
+                }
+                _ => self.note.clone(),
+            };
+            lines.push(clip(&format!("  {note}"), columns));
             room -= 1;
         }
         let room = room.min(12);
@@ -501,9 +523,13 @@ pub fn retry_text(what: &str, attempt: u32, delay: Duration, reason: &str) -> St
     } else {
         "unreachable".to_owned()
     };
+    let when = if delay.is_zero() {
+        "now".to_owned()
+    } else {
+        format!("in {}", pause(delay))
+    };
     format!(
-        "{server} {problem}, retrying in {} (attempt {})",
-        pause(delay),
+        "{server} {problem}, retrying {when} (attempt {})",
         attempt.saturating_add(1)
     )
 }
@@ -612,6 +638,12 @@ fn clip(line: &str, columns: usize) -> String {
     let mut cut: String = line.chars().take(width - 1).collect();
     cut.push('…');
     cut
+}
+
+/// A countdown shows the seconds begun, not those completed: `0:01` until
+/// the moment itself, never `0:00` while there is time left.
+fn whole_seconds_up(left: Duration) -> Duration {
+    Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0))
 }
 
 /// `m:ss`, or `h:mm:ss` from an hour on, for progress lines.
@@ -748,6 +780,7 @@ mod tests {
         elapsed: Duration::from_secs(95),
         remaining: Some(Duration::from_secs(505)),
         next_check: Some(Duration::from_secs(17)),
+        retry_in: None,
     };
 
     /// The block as a terminal of `columns` x `rows` shows it.
@@ -843,6 +876,7 @@ mod tests {
             elapsed: Duration::from_secs(elapsed),
             remaining: None,
             next_check: next.map(Duration::from_secs),
+            retry_in: None,
         };
         let first = screen_at(&progress, 80, 24, at(95, Some(17)));
         let second = screen_at(&progress, 80, 24, at(96, Some(16)));
@@ -851,6 +885,16 @@ mod tests {
         assert_eq!(
             header(&second),
             "- waiting 1:36 elapsed, next check in 0:16"
+        );
+        let almost = Moment {
+            next_check: Some(Duration::from_millis(300)),
+            remaining: Some(Duration::from_millis(59_001)),
+            ..at(96, None)
+        };
+        assert_eq!(
+            header(&screen_at(&progress, 80, 24, almost)),
+            "- waiting 1:36 elapsed, next check in 0:01, deadline in 1:00",
+            "a countdown rounds up"
         );
         assert_eq!(
             header(&screen_at(&progress, 80, 24, at(97, None))),
@@ -877,6 +921,21 @@ mod tests {
         };
         let progress = progress_of(Task::Wait, &[round(6), retry]);
         insta::assert_snapshot!("live_block_6_services_80x24", screen(&progress, 80, 24));
+        // The retry counts down its pause.
+        for (left, said) in [
+            (Duration::from_millis(400), "retrying in 400 ms (attempt 2)"),
+            (Duration::ZERO, "retrying now (attempt 2)"),
+        ] {
+            let moment = Moment {
+                retry_in: Some(left),
+                ..MOMENT
+            };
+            let text = screen_at(&progress, 80, 24, moment);
+            assert!(
+                text.contains(&format!("\n  API unreachable, {said}\n")),
+                "{text}"
+            );
+        }
         let progress = progress_of(Task::Wait, &[round(30)]);
         insta::assert_snapshot!("live_block_30_services_120x40", screen(&progress, 120, 40));
         let progress = progress_of(Task::Wait, &[fleet_round(20)]);
