@@ -245,12 +245,12 @@ impl Progress {
             .iter()
             .filter(|s| s.status != Status::Ready)
             .map(|s| {
-                let failed = if s.delta_failure.is_some() {
-                    " (delta failed)"
+                let name = printable(&s.service_name);
+                if s.delta_failure.is_some() {
+                    format!("{name}: delta failed")
                 } else {
-                    ""
-                };
-                format!("{}: {}{failed}", printable(&s.service_name), s.status)
+                    format!("{name}: {}", s.status)
+                }
             })
             .collect();
         self.summary = Some(summary(
@@ -479,8 +479,8 @@ fn spinner(elapsed: Duration) -> char {
     ['-', '\\', '|', '/'][(elapsed.as_secs() % 4) as usize]
 }
 
-/// The state in one line: `pending: 3 of 5 services ready (main: preparing,
-/// web: pending, and 1 more)`.
+/// The state in one line: `pending: 3 of 6 services ready (main: preparing,
+/// web: delta failed, and 1 more)`.
 fn summary(status: Status, ready: usize, total: usize, unit: &str, waiting: &[String]) -> String {
     let mut text = format!(
         "{status}: {ready} of {}",
