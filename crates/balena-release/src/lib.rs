@@ -9,6 +9,12 @@
 //! serialises to exactly the JSON of the npm tool `@balena/release-update`,
 //! plus a few additive keys.
 //!
+//! The library never prints: what happens meanwhile is reported as
+//! [`Event`]s to a callback. The prepare calls take one; the describe calls
+//! have `_with_events` variants ([`Client::get_update_info_with_events`],
+//! [`Client::get_fleet_update_info_with_events`]) that report retries, so a
+//! front end can say at once that a server does not answer.
+//!
 //! ```
 //! use std::time::Duration;
 //!
