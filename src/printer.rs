@@ -87,12 +87,12 @@ impl Printer {
 
     /// `ERROR: <message>`, the npm tool's failure line, always shown.
     pub fn error(message: &str) {
-        write_stderr(&format!("ERROR: {}\n", terminal_text(message)));
+        write_stderr(&labelled("ERROR: ", &terminal_text(message)));
     }
 
     /// A follow-up line under an error: `caused by:` or `hint:`.
     pub fn detail(label: &str, message: &str) {
-        write_stderr(&format!("  {label}: {}\n", terminal_text(message)));
+        write_stderr(&labelled(&format!("  {label}: "), &terminal_text(message)));
     }
 
     pub fn warning(&self, message: &str) {
@@ -123,6 +123,146 @@ fn write_stderr(text: &str) {
     let mut err = std::io::stderr().lock();
     let _ = err.write_all(text.as_bytes());
     let _ = err.flush();
+}
+
+/// `label` and `text` as one line, or, when stderr is a terminal, wrapped
+/// to its width (see [`fit_message`]).
+fn labelled(label: &str, text: &str) -> String {
+    match terminal_size::terminal_size_of(std::io::stderr()) {
+        Some((width, _)) => fit_message(label, text, usize::from(width.0)),
+        None => format!("{label}{text}\n"),
+    }
+}
+
+/// What ends a message whose last part is a command to run.
+const COMMAND_FOLLOWS: &str = ", run: ";
+
+/// `label` and `text` wrapped at word boundaries to `columns`, the lines
+/// after the first indented under the text. A command that ends the text
+/// (after `, run: `) starts a line of its own, and when it is wider than a
+/// line, it goes on over several, each but the last ending in ` \`, so
+/// that it can still be copied into a shell as it is.
+pub fn fit_message(label: &str, text: &str, columns: usize) -> String {
+    let indent = " ".repeat(label.chars().count());
+    let room = columns.saturating_sub(indent.len()).max(20);
+    let (prose, command) = match text.rsplit_once(COMMAND_FOLLOWS) {
+        Some((prose, command)) => (format!("{prose}, run:"), Some(command)),
+        None => (text.to_owned(), None),
+    };
+    let mut lines = wrap(&prose, room, "");
+    if let Some(command) = command {
+        lines.extend(command_lines(command, room));
+    }
+    let mut out = String::new();
+    for (n, line) in lines.iter().enumerate() {
+        out.push_str(if n == 0 { label } else { &indent });
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// A shell command over lines of at most `width` characters, broken
+/// between words (never inside a quoted one) with ` \` line ends.
+fn command_lines(command: &str, width: usize) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    let mut quoted = false;
+    let mut word = String::new();
+    for c in command.chars() {
+        match c {
+            '\'' => {
+                quoted = !quoted;
+                word.push(c);
+            }
+            ' ' if !quoted => words.push(std::mem::take(&mut word)),
+            _ => word.push(c),
+        }
+    }
+    words.push(word);
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for word in words.into_iter().filter(|w| !w.is_empty()) {
+        // Room for ` \` at the end of every line but the last.
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() + 2 > width {
+            line.push_str(" \\");
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    lines.push(line);
+    lines
+}
+
+/// `text` as lines of at most `width` characters, broken at spaces, the
+/// lines after the first indented by `indent` (within `width`). A size's
+/// number and unit stay together (`447 MB`); a word longer than a line is
+/// cut, so that no line is ever wider than `width`.
+pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    let mut length = 0;
+    for word in words(text) {
+        let mut word: Vec<char> = word.chars().collect();
+        loop {
+            let prefix = if lines.is_empty() { 0 } else { indent.len() };
+            let room = width.saturating_sub(prefix).max(1);
+            let needed = if length == 0 {
+                word.len()
+            } else {
+                length + 1 + word.len()
+            };
+            if needed <= room {
+                if length > 0 {
+                    line.push(' ');
+                }
+                line.extend(word.iter());
+                length = needed;
+                break;
+            }
+            if length > 0 {
+                lines.push(std::mem::take(&mut line));
+                length = 0;
+                continue;
+            }
+            // A word wider than a whole line.
+            let rest = word.split_off(room);
+            line.extend(word.iter());
+            lines.push(std::mem::take(&mut line));
+            word = rest;
+            if word.is_empty() {
+                break;
+            }
+        }
+    }
+    if length > 0 || lines.is_empty() {
+        lines.push(line);
+    }
+    for line in lines.iter_mut().skip(1) {
+        line.insert_str(0, indent);
+    }
+    lines
+}
+
+/// The words of `text`, a size's number and unit kept together (`447 MB`).
+fn words(text: &str) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        let unit = word.trim_end_matches(|c: char| c.is_ascii_punctuation());
+        let after_number = words
+            .last()
+            .is_some_and(|last| last.ends_with(|c: char| c.is_ascii_digit()));
+        match words.last_mut() {
+            Some(last) if after_number && ["B", "kB", "MB", "GB", "TB"].contains(&unit) => {
+                last.push(' ');
+                last.push_str(word);
+            }
+            _ => words.push(word.to_owned()),
+        }
+    }
+    words
 }
 
 fn terminal_text(message: &str) -> String {
@@ -347,6 +487,36 @@ fn rounded(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn messages_wrap_on_a_terminal_and_commands_stay_copyable() {
+        let hint = "the deltas are being built; to wait until they are ready, run: \
+                    balena-release-update --fleet 'my org/kiosk fleet' --to-release 900871 \
+                    --wait --timeout 10m";
+        let text = fit_message("  hint: ", hint, 60);
+        assert_eq!(
+            text,
+            "  hint: the deltas are being built; to wait until they are\n\
+             \x20       ready, run:\n\
+             \x20       balena-release-update --fleet 'my org/kiosk fleet' \\\n\
+             \x20       --to-release 900871 --wait --timeout 10m\n"
+        );
+        assert!(text.lines().all(|l| l.chars().count() <= 60), "{text}");
+        // Joined again as a shell joins continued lines: the same command.
+        let command: String = text
+            .lines()
+            .skip(2)
+            .map(|l| l.trim().trim_end_matches('\\'))
+            .collect();
+        assert_eq!(
+            command.split_whitespace().collect::<Vec<_>>().join(" "),
+            hint.split_once(", run: ").unwrap().1
+        );
+        assert_eq!(
+            fit_message("ERROR: ", "interrupted", 80),
+            "ERROR: interrupted\n"
+        );
+    }
 
     #[test]
     fn log_numbers_are_rounded() {

@@ -5,7 +5,7 @@
 //! for East Asian wide characters in service names.
 
 use super::sheet::{Cell, Col, Sheet, View};
-use crate::printer::printable;
+use crate::printer::{printable, wrap};
 
 /// A failed delta's reason in STATUS is cut to this width however wide the
 /// terminal (its footnote has the whole text).
@@ -221,79 +221,12 @@ fn push_sheet(out: &mut String, sheet: &Sheet, layout: &Layout, width: usize) {
     }
 }
 
-/// `text` as lines of at most `width` characters, broken at spaces, the
-/// lines after the first indented by `indent`. A word longer than a line is
-/// cut, so that no line is ever wider than `width`.
+/// Appends `text` wrapped to `width` (see [`wrap`]).
 fn push_wrapped(out: &mut String, text: &str, width: usize, indent: &str) {
     for line in wrap(&printable(text), width, indent) {
         out.push_str(&line);
         out.push('\n');
     }
-}
-
-pub fn wrap(text: &str, width: usize, indent: &str) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    let mut length = 0;
-    for word in words(text) {
-        let mut word: Vec<char> = word.chars().collect();
-        loop {
-            let prefix = if lines.is_empty() { 0 } else { indent.len() };
-            let room = width.saturating_sub(prefix).max(1);
-            let needed = if length == 0 {
-                word.len()
-            } else {
-                length + 1 + word.len()
-            };
-            if needed <= room {
-                if length > 0 {
-                    line.push(' ');
-                }
-                line.extend(word.iter());
-                length = needed;
-                break;
-            }
-            if length > 0 {
-                lines.push(std::mem::take(&mut line));
-                length = 0;
-                continue;
-            }
-            // A word wider than a whole line.
-            let rest = word.split_off(room);
-            line.extend(word.iter());
-            lines.push(std::mem::take(&mut line));
-            word = rest;
-            if word.is_empty() {
-                break;
-            }
-        }
-    }
-    if length > 0 || lines.is_empty() {
-        lines.push(line);
-    }
-    for line in lines.iter_mut().skip(1) {
-        line.insert_str(0, indent);
-    }
-    lines
-}
-
-/// The words of `text`, a size's number and unit kept together (`447 MB`).
-fn words(text: &str) -> Vec<String> {
-    let mut words: Vec<String> = Vec::new();
-    for word in text.split(' ').filter(|w| !w.is_empty()) {
-        let unit = word.trim_end_matches(|c: char| c.is_ascii_punctuation());
-        let after_number = words
-            .last()
-            .is_some_and(|last| last.ends_with(|c: char| c.is_ascii_digit()));
-        match words.last_mut() {
-            Some(last) if after_number && ["B", "kB", "MB", "GB", "TB"].contains(&unit) => {
-                last.push(' ');
-                last.push_str(word);
-            }
-            _ => words.push(word.to_owned()),
-        }
-    }
-    words
 }
 
 #[cfg(test)]
