@@ -95,6 +95,11 @@ impl Printer {
         write_stderr(&labelled(&format!("  {label}: "), &terminal_text(message)));
     }
 
+    /// The next step after a result that is not final: `hint: …`.
+    pub fn hint(message: &str) {
+        write_stderr(&labelled("hint: ", &terminal_text(message)));
+    }
+
     pub fn warning(&self, message: &str) {
         if !self.quiet {
             let label = if self.color {

@@ -16,7 +16,7 @@ use crate::config::{Config, interval_knob};
 use crate::env_vars;
 use crate::failure::{Failure, Signal};
 use crate::hints;
-use crate::printer::{Printer, printable};
+use crate::printer::Printer;
 use crate::progress::{Progress, Task};
 use crate::render;
 use crate::settings::Environment;
@@ -87,7 +87,7 @@ fn after_result(
     if let Some(hint) = next_step
         && !printer.quiet
     {
-        Printer::stderr_text(&format!("hint: {}\n", printable(&hint)));
+        Printer::hint(&hint);
     }
     Ok(())
 }
