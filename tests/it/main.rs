@@ -17,6 +17,7 @@ mod modes;
 mod next_steps;
 mod progress;
 mod scenario_file;
+mod screens;
 mod security;
 mod signals;
 mod stops;
