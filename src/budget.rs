@@ -6,7 +6,7 @@
 
 use balena_release::{Change, ReleaseSummary, Report, UpdateInfo};
 
-use crate::render::{count, size};
+use crate::render::{count, distinguishing_length, size};
 
 /// How to write a size, for error messages.
 const SIZE_FORMS: &str = "use bytes (`50000000`) or a number and a unit (`50MB`, `1.5GiB`): kB, \
@@ -197,9 +197,18 @@ pub fn check(report: &Report, limit: u64) -> Option<String> {
 }
 
 /// `release 900813 (84d3d8f) to 900835 (b2cf2db)`, and `, 3 devices` in a
-/// fleet (as the table's heading names a transition).
+/// fleet (as the table's heading names a transition; commits as long as it
+/// takes to tell them apart).
 fn transition_name(info: &UpdateInfo, devices: Option<u64>) -> String {
-    let release = |r: &ReleaseSummary| format!("{} ({})", r.id, short(&r.commit));
+    let commits = [
+        info.originates_from__release.commit.as_str(),
+        info.produces__release.commit.as_str(),
+    ];
+    let length = distinguishing_length(&commits, 7);
+    let release = |r: &ReleaseSummary| {
+        let short: String = r.commit.chars().take(length).collect();
+        format!("{} ({short})", r.id)
+    };
     let mut name = format!(
         "release {} to {}",
         release(&info.originates_from__release),
@@ -209,10 +218,6 @@ fn transition_name(info: &UpdateInfo, devices: Option<u64>) -> String {
         name.push_str(&format!(", {}", count(devices, "device")));
     }
     name
-}
-
-fn short(commit: &str) -> &str {
-    commit.get(..7).unwrap_or(commit)
 }
 
 #[cfg(test)]
@@ -385,6 +390,17 @@ mod tests {
             delta.size_unknown = true;
         }
         assert_eq!(download(&info), Download::Unknown);
+    }
+
+    #[test]
+    fn commits_that_share_seven_characters_are_named_apart() {
+        let mut info = update(1, 2, Vec::new());
+        info.originates_from__release.commit = "b2cf2db7a3f4".into();
+        info.produces__release.commit = "b2cf2db7e8a1".into();
+        assert_eq!(
+            transition_name(&info, None),
+            "release 1 (b2cf2db7a) to 2 (b2cf2db7e)"
+        );
     }
 
     #[test]

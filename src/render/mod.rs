@@ -11,6 +11,8 @@ use balena_release::Report;
 
 use crate::printer::json_pretty;
 
+pub use sheet::distinguishing_length;
+
 /// `JSON.stringify(result, null, 2)` plus a newline, as the npm tool prints.
 pub fn json(report: &Report) -> String {
     let text = match report {

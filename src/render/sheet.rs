@@ -222,16 +222,14 @@ pub struct DeviceDownload {
 }
 
 impl DeviceDownload {
+    /// The figure `--max-download` checks ([`crate::budget::download`]).
     pub fn of(info: &UpdateInfo) -> DeviceDownload {
-        match info.estimated_download_size {
-            Some(bytes) => DeviceDownload {
-                bytes: Some(bytes),
-                exact: true,
+        DeviceDownload {
+            bytes: match crate::budget::download(info) {
+                crate::budget::Download::Known(bytes) => Some(bytes),
+                crate::budget::Download::Unknown => None,
             },
-            None => DeviceDownload {
-                bytes: Some(info.download_now()),
-                exact: false,
-            },
+            exact: info.estimated_download_size.is_some(),
         }
     }
 }
