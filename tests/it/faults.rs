@@ -1,10 +1,10 @@
 //! Runs that meet trouble: failing or silent servers, failed or stalled builds, deadlines, Ctrl-C.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use balena_sim::{Clock, Fault, FaultRule, Faults, Outcome, Scenario, Scope, demo};
 
-use crate::support::{Run, World, error_line, main_delta, pair, service};
+use crate::support::{Run, World, error_line, main_delta, pair, service, stop, wait_until};
 
 /// Builds finish in a few milliseconds of real time.
 fn fast_demo() -> Scenario {
@@ -251,22 +251,12 @@ fn an_interrupted_wait_prints_the_last_state_and_exits_130() {
         .spawn()
         .unwrap();
     // Wait until the first round has been read (the trigger reached the delta server).
-    let started = Instant::now();
-    while world.delta_requests() == 0 && started.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("the delta is requested", || world.delta_requests() > 0);
     std::thread::sleep(Duration::from_millis(200));
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    let (code, stdout, stderr) = stop(child, "INT");
+    assert_eq!(code, 130, "{stderr}");
     assert!(stderr.contains("ERROR: interrupted"), "{stderr}");
     assert!(stderr.contains("hint: delta builds"), "{stderr}");
-    let json: serde_json::Value =
-        serde_json::from_slice(&output.stdout).expect("the last state is printed");
+    let json: serde_json::Value = serde_json::from_str(&stdout).expect("the last state is printed");
     assert_ne!(json["overall_status"], "ready");
 }

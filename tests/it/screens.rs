@@ -1,10 +1,10 @@
 //! What a person sees, stdout then stderr, when a wait ends on its timeout or on Ctrl-C, at 80 and 120 columns, as snapshots.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use balena_sim::{Outcome, Scenario, demo};
 
-use crate::support::{World, main_delta, pair, run_checked, snapshot_filters};
+use crate::support::{World, main_delta, pair, run_checked, snapshot_filters, stop, wait_until};
 
 /// stdout and stderr as one screen, for a snapshot.
 fn screen(code: i32, stdout: &str, stderr: &str) -> String {
@@ -56,20 +56,9 @@ fn a_wait_interrupted_with_ctrl_c() {
             .spawn()
             .unwrap();
         // Once the delta has been requested, the state has been read.
-        let started = Instant::now();
-        while world.delta_requests() == 0 && started.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_until("the delta is requested", || world.delta_requests() > 0);
         std::thread::sleep(Duration::from_millis(200));
-        let killed = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        let output = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let code = output.status.code().unwrap_or(-1);
+        let (code, stdout, stderr) = stop(child, "INT");
         assert_eq!(code, 130, "{stderr}");
         assert!(stdout.lines().all(|l| l.chars().count() <= columns));
         insta::assert_snapshot!(

@@ -2,11 +2,10 @@
 #![cfg(unix)]
 
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
 use balena_sim::{Clock, FaultRule, Faults, Scenario, Scope, demo};
 
-use crate::support::{CANARY, World, pair};
+use crate::support::{World, pair, stop, wait_until};
 
 /// The binary running `words` against `world`, its output captured.
 fn spawn(world: &World, words: &[String]) -> Child {
@@ -18,37 +17,6 @@ fn spawn(world: &World, words: &[String]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("the binary starts")
-}
-
-/// Waits (at most 10 s) until `ready` holds.
-fn wait_until(what: &str, ready: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "never happened: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Sends `signal` (`TERM`, `HUP`, `INT`) to `child` and collects what it printed.
-fn stop(child: Child, signal: &str) -> (i32, String, String) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{signal} failed");
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    for text in [&stdout, &stderr] {
-        assert!(!text.contains(CANARY), "the token leaked:\n{text}");
-        assert!(!text.contains("panicked"), "panic:\n{text}");
-    }
-    // Killed by the signal, a process has no exit code.
-    let code = output.status.code().unwrap_or(-1);
-    (code, stdout, stderr)
 }
 
 /// The signals, their exit codes and the start of their `ERROR:` lines.

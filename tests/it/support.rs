@@ -239,3 +239,35 @@ pub fn snapshot_filters() -> insta::Settings {
     settings.add_filter(r"retrying in \d+(\.\d+)? (ms|s) ", "retrying in [pause] ");
     settings
 }
+
+/// Waits (at most 10 s) until `ready` holds.
+pub fn wait_until(what: &str, ready: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never happened: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` (`TERM`, `HUP`, `INT`) to `child` and collects what it printed.
+#[cfg(unix)]
+pub fn stop(child: std::process::Child, signal: &str) -> (i32, String, String) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{signal} failed");
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(CANARY), "the token leaked:\n{text}");
+        assert!(!text.contains("panicked"), "panic:\n{text}");
+    }
+    // Killed by the signal, a process has no exit code.
+    let code = output.status.code().unwrap_or(-1);
+    (code, stdout, stderr)
+}
