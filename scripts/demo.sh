@@ -6,12 +6,27 @@ cd "$(dirname "$0")/.."
 
 source scripts/sim-env.sh --scenario demo
 
+# Shows the command as typed, continued with ' \' to fit 80 columns, then
+# runs it.
 run() {
-  printf '\n$ balena-release-update %s\n' "$*"
+  local line='$ balena-release-update' word
+  echo
+  for word in "$@"; do
+    if (( ${#line} + ${#word} + 3 > 80 )); then
+      printf '%s \\\n' "$line"
+      line="    $word"
+    else
+      line+=" $word"
+    fi
+  done
+  printf '%s\n' "$line"
   "$bin/balena-release-update" "$@"
 }
 
-echo "simulator: API $BALENARC_API_URL, delta server $BALENARC_DELTA_URL, registry $(sim_field registry_url) (demo fleet gh_demo/kiosk-fleet)"
+echo "simulator (demo fleet gh_demo/kiosk-fleet):"
+echo "  API $BALENARC_API_URL"
+echo "  delta server $BALENARC_DELTA_URL"
+echo "  registry $(sim_field registry_url)"
 run --fleet gh_demo/kiosk-fleet --output table
 run --from-release 900813 --to-release 900835 --wait --timeout 2m --output table
 run --from-release 84d3d8 --to-release 900835
