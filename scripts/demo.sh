@@ -29,4 +29,10 @@ echo "  delta server $BALENARC_DELTA_URL"
 echo "  registry $(sim_field registry_url)"
 run --fleet gh_demo/kiosk-fleet --output table
 run --from-release 900813 --to-release 900835 --wait --timeout 2m --output table
-run --from-release 84d3d8 --to-release 900835
+# The JSON for scripts, named by a commit prefix; its summary keys only
+# (the whole document has lines wider than a terminal).
+echo
+echo '$ balena-release-update --from-release 84d3d8 --to-release 900835 \'
+echo "    | grep -E '^  \"(overall_status|estimated_[a-z_]+)\"'"
+"$bin/balena-release-update" --from-release 84d3d8 --to-release 900835 |
+  grep -E '^  "(overall_status|estimated_[a-z_]+)"'
