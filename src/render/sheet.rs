@@ -202,7 +202,11 @@ fn summary_row(
         bytes.map_or_else(|| "unknown".to_owned(), |b| format!("{tilde}{}", size(b)))
     };
     vec![
-        Cell::new(format!("{} ({})", source.id, commits.short(&source.commit))),
+        // On a narrow terminal the commit may go; the id stays.
+        Cell {
+            keep: source.id.to_string().len(),
+            ..Cell::new(format!("{} ({})", source.id, commits.short(&source.commit)))
+        },
         Cell::new(update.produces__release.id.to_string()),
         Cell::new(transition.device_count.to_string()),
         Cell::new(update.overall_status.to_string()),

@@ -51,7 +51,7 @@ pub fn render(view: &View, width: usize) -> String {
     let width = width.max(20);
     let mut out = String::new();
     for line in &view.heading {
-        push_wrapped(&mut out, line, width, "");
+        push_wrapped(&mut out, line, width, "  ");
     }
     if let Some(summary) = &view.summary {
         out.push('\n');
@@ -71,7 +71,7 @@ pub fn render(view: &View, width: usize) -> String {
         out.push('\n');
     }
     for line in &view.closing {
-        push_wrapped(&mut out, line, width, "");
+        push_wrapped(&mut out, line, width, "  ");
     }
     out
 }
@@ -178,7 +178,7 @@ fn cut(cell: &Cell, width: usize) -> String {
 
 fn push_sheet(out: &mut String, sheet: &Sheet, layout: &Layout, width: usize) {
     if let Some(title) = &sheet.title {
-        push_wrapped(out, title, width, "");
+        push_wrapped(out, title, width, "  ");
     }
     let headers: Vec<Cell> = sheet
         .columns

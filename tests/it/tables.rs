@@ -106,7 +106,7 @@ fn fleet() {
     let _filters = snapshot_filters().bind_to_scope();
     let world = World::demo();
     let words = vec!["--fleet".to_owned(), demo::APP_ID.to_string()];
-    for columns in [80, 120] {
+    for columns in [40, 80, 120] {
         let out = table_at(&world, &words, columns);
         assert_eq!(out.code, 0, "{}", out.stderr);
         assert_fits(&out, columns);
