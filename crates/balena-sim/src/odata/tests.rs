@@ -418,7 +418,7 @@ fn batched_delta_query_through_release_membership() {
             "update_timestamp": "2026-11-25T18:59:00.000Z", "error_message": null,
         })
     );
-    // The brief's example form, with the commit prefix on the source side.
+    // The one-query lookup with the commit prefix on the source side.
     let url = format!(
         "/v7/delta?$filter=version eq 3 and originates_from__image/release_image/any(ri:ri/is_part_of__release eq 900813) and produces__image/release_image/any(ri:ri/is_part_of__release/any(r:startswith(r/commit,'84d3d8')))&{select}"
     );
