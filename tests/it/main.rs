@@ -11,6 +11,7 @@ mod fleet;
 mod help;
 mod hostile_servers;
 mod hostile_text;
+mod live_terminal;
 mod markdown;
 mod max_download;
 mod modes;

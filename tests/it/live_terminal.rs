@@ -1,0 +1,109 @@
+//! The live block on a real pseudo-terminal (through util-linux `script`): it ticks every second, says how to stop, and is cleared before the result.
+#![cfg(target_os = "linux")]
+
+use balena_sim::{Outcome, Scenario, demo};
+
+use crate::support::{World, main_delta, pair};
+
+/// A word as a shell reads it back.
+fn quoted(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// Runs the binary with `words` on an 80×24 pseudo-terminal and returns
+/// its exit code and everything the terminal received.
+fn on_a_terminal(world: &World, words: &[String]) -> (i32, String) {
+    let binary = world.std_cmd();
+    let mut command = format!(
+        "stty cols 80 rows 24; exec {}",
+        quoted(&binary.get_program().to_string_lossy())
+    );
+    for word in words {
+        command.push(' ');
+        command.push_str(&quoted(word));
+    }
+    let mut script = std::process::Command::new("script");
+    script.env_clear();
+    for (key, value) in binary.get_envs() {
+        if let Some(value) = value {
+            script.env(key, value);
+        }
+    }
+    let output = script
+        .env("TERM", "xterm-256color")
+        .current_dir(world.home.path())
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("util-linux `script` runs (Debian: bsdutils)");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_block_ticks_says_how_to_stop_and_is_cleared_before_the_result() {
+    let world = World::with(main_delta(Scenario::demo(), vec![Outcome::stalled()]));
+    let (code, screen) = on_a_terminal(
+        &world,
+        &pair(
+            demo::RELEASE_1,
+            demo::RELEASE_2,
+            &["--timeout", "3s", "--output", "table"],
+        ),
+    );
+    assert_eq!(code, 2, "{}", screen.escape_debug());
+    assert!(
+        screen.contains("Ctrl+C to stop (the builds go on)"),
+        "{}",
+        screen.escape_debug()
+    );
+    // Redrawn each second while nothing else happens.
+    for elapsed in ["0:01 elapsed", "0:02 elapsed"] {
+        assert!(
+            screen.contains(elapsed),
+            "no `{elapsed}`: {}",
+            screen.escape_debug()
+        );
+    }
+    // The last frame is erased (cursor up, clear to the end) before the
+    // result is written.
+    let last_frame = screen.rfind("Ctrl+C to stop").unwrap();
+    let result = screen
+        .find("release 900813 (84d3d8f) to 900835 (b2cf2db): preparing")
+        .unwrap_or_else(|| panic!("no result: {}", screen.escape_debug()));
+    assert!(last_frame < result, "{}", screen.escape_debug());
+    assert!(
+        screen[last_frame..result].contains("F\x1b[J"),
+        "the block is not cleared: {}",
+        screen[last_frame..result].escape_debug()
+    );
+    // No frame line reaches the last column, where a terminal would wrap.
+    for line in screen.split("\r\n") {
+        let visible: String = strip_escapes(line);
+        assert!(
+            visible.chars().count() < 80 || !line.contains("elapsed"),
+            "{visible}"
+        );
+    }
+}
+
+/// `text` without its CSI escape sequences (`ESC [ … final byte`).
+fn strip_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
