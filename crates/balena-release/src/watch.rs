@@ -515,6 +515,13 @@ impl Client {
         // Since the last change: the retries of a failed preparation slow
         // down on the poll schedule as an idle watch does.
         since = Instant::now();
+        // While a preparation reads the deltas on its own schedule, the
+        // fleet is checked for a newer change at the longest pause, so that
+        // the two together cost little more than the preparation alone.
+        let while_preparing = PollPolicy {
+            initial: options.poll.max,
+            ..options.poll
+        };
         loop {
             let mut superseded = None;
             let mut retry = Vec::new();
@@ -531,7 +538,7 @@ impl Client {
                             retry.push((release, reason));
                         }
                     }
-                    next = self.next_plan(fleet, &mut shadow, &options.poll, since, &mut shadow_polls, on_event) => {
+                    next = self.next_plan(fleet, &mut shadow, &while_preparing, since, &mut shadow_polls, on_event) => {
                         tracing::debug!(release = release.id, "watch: a newer change takes over");
                         superseded = Some(next?);
                     }
