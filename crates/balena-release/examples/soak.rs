@@ -20,21 +20,9 @@ use balena_release::{Client, ReleaseRef};
 use balena_sim::{Clock, Scenario, Simulator, demo};
 use secrecy::SecretString;
 
-/// Resident memory in KiB, from `/proc/self/status`.
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn open_fds() -> Option<usize> {
-    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
-}
+#[path = "support/process.rs"]
+mod process;
+use process::{open_fds, rss_kib};
 
 fn report(round: usize, started: Instant) -> (u64, usize) {
     let rss = rss_kib().unwrap_or(0);

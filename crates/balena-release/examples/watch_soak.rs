@@ -24,27 +24,16 @@ use balena_release::{Client, Event, FleetRef, PollPolicy, WatchOptions};
 use balena_sim::{Clock, Scenario, Simulator, demo};
 use secrecy::SecretString;
 
+#[path = "support/process.rs"]
+mod process;
+use process::{open_fds, rss_kib};
+
 /// The most memory may grow, in KiB.
 const RSS_MARGIN_KIB: u64 = 8 * 1024;
 /// The most descriptors may grow (a connection the pool replaces).
 const FD_MARGIN: usize = 2;
 /// The idle poll after which the first figures are taken.
 const WARM_UP: u64 = 100;
-
-fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
-fn open_fds() -> Option<usize> {
-    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
-}
 
 fn main() -> ExitCode {
     let rounds: u64 = match std::env::args().nth(1).map(|a| a.parse()) {
