@@ -16,13 +16,19 @@ const BUILDS_GO_ON: &str = "delta builds already requested go on without this to
 const FULL_IMAGE: &str = "devices can still update: without this delta they download the \
                           service's whole image; -v shows the delta server's answers";
 
-pub fn hint(failure: &Failure) -> Option<String> {
+/// The hint under `failure`; `typed` are the words of the run, which a
+/// suggested command repeats (empty when the failure came before them).
+pub fn hint(failure: &Failure, typed: &Typed) -> Option<String> {
     let text = match failure {
         Failure::TimedOut { error, .. } if error.last_state().is_none() => {
             "check the network and the API URL; -v shows each request as it is sent"
         }
-        Failure::TimedOut { .. } => {
-            "the deltas keep building: run again later, or give a longer --timeout"
+        // The wait ended, the builds did not: the same wait, longer.
+        Failure::TimedOut { after, .. } => {
+            let mode = Mode::Wait {
+                timeout: Some(*after),
+            };
+            return Some(wait_longer(&Ran::new(typed, mode, false), *after));
         }
         Failure::Interrupted(_) => BUILDS_GO_ON,
         Failure::GaveUp { .. } => {
@@ -269,7 +275,11 @@ mod tests {
     #[test]
     fn kinds_without_advice_get_a_hint() {
         let silent = Failure::from_library(Error::Timeout { last: None }, Duration::from_secs(5));
-        assert!(hint(&silent).unwrap().contains("API URL"));
+        assert!(
+            hint(&silent, &Typed::default())
+                .unwrap()
+                .contains("API URL")
+        );
         let last = Box::new(Report::Transition(
             serde_json::from_value(serde_json::json!({
                 "originates_from__release": { "id": 1, "commit": "a" },
@@ -281,21 +291,38 @@ mod tests {
         ));
         let waiting =
             Failure::from_library(Error::Timeout { last: Some(last) }, Duration::from_secs(5));
-        assert!(hint(&waiting).unwrap().contains("--timeout"));
+        assert!(
+            hint(&waiting, &Typed::default())
+                .unwrap()
+                .contains("--timeout")
+        );
         for signal in [Signal::Interrupt, Signal::Terminate, Signal::Hangup] {
             let interrupted = Failure::Interrupted(signal);
-            assert!(hint(&interrupted).unwrap().contains("go on"), "{signal:?}");
+            assert!(
+                hint(&interrupted, &Typed::default())
+                    .unwrap()
+                    .contains("go on"),
+                "{signal:?}"
+            );
         }
         let gave_up = Failure::GaveUp {
             after: Duration::from_secs(120),
         };
-        assert!(hint(&gave_up).unwrap().contains("--wait --timeout"));
+        assert!(
+            hint(&gave_up, &Typed::default())
+                .unwrap()
+                .contains("--wait --timeout")
+        );
         let refused = Failure::Library(Error::Delta {
             service: "main".into(),
             status: Some(400),
             message: "no".into(),
         });
-        assert!(hint(&refused).unwrap().contains("whole image"));
+        assert!(
+            hint(&refused, &Typed::default())
+                .unwrap()
+                .contains("whole image")
+        );
     }
 
     #[test]
@@ -304,7 +331,11 @@ mod tests {
             server: Server::Api,
             with_token: true,
         });
-        assert!(hint(&unauthorized).unwrap().contains("balena login"));
+        assert!(
+            hint(&unauthorized, &Typed::default())
+                .unwrap()
+                .contains("balena login")
+        );
     }
 
     #[test]
@@ -312,8 +343,11 @@ mod tests {
         let ambiguous = Failure::Library(Error::ReleaseNotFound {
             reference: balena_release::ReleaseRef::Id(1),
         });
-        assert_eq!(hint(&ambiguous), None);
-        assert_eq!(hint(&Failure::Config("bad flag".into())), None);
+        assert_eq!(hint(&ambiguous, &Typed::default()), None);
+        assert_eq!(
+            hint(&Failure::Config("bad flag".into()), &Typed::default()),
+            None
+        );
     }
 
     /// A transition from release 1 to release 2 whose services have these

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 
 use clap::error::ErrorKind;
 
-use crate::cli::Args;
+use crate::cli::{Args, Typed};
 use crate::failure::Failure;
 use crate::printer::Printer;
 
@@ -44,9 +44,12 @@ fn main() -> ExitCode {
     if words.len() == 1 {
         use clap::CommandFactory;
         Printer::stderr_text(&format!("{}\n", Args::command().render_help()));
-        return run::fail(&Failure::Config(
-            "nothing to do: give --from-release and --to-release, or --fleet".to_owned(),
-        ));
+        return run::fail(
+            &Failure::Config(
+                "nothing to do: give --from-release and --to-release, or --fleet".to_owned(),
+            ),
+            &Typed::default(),
+        );
     }
     let (args, typed) = match cli::parse(std::env::args_os()) {
         Ok(parsed) => parsed,
@@ -77,10 +80,13 @@ fn usage_error(err: clap::Error) -> ExitCode {
                 .map(str::trim)
                 .find_map(|line| line.strip_prefix("tip: "))
                 .map(str::to_owned);
-            run::fail(&Failure::Usage {
-                message: format!("{message} (run with --help for usage)"),
-                tip,
-            })
+            run::fail(
+                &Failure::Usage {
+                    message: format!("{message} (run with --help for usage)"),
+                    tip,
+                },
+                &Typed::default(),
+            )
         }
     }
 }

@@ -25,7 +25,10 @@ pub fn main(args: Args, typed: &Typed) -> ExitCode {
     if let Some(what) = args.generate {
         return match crate::cli::generate(what) {
             Ok(bytes) => print_text(&String::from_utf8_lossy(&bytes)),
-            Err(err) => fail(&Failure::Config(format!("cannot generate {what:?}: {err}"))),
+            Err(err) => fail(
+                &Failure::Config(format!("cannot generate {what:?}: {err}")),
+                typed,
+            ),
         };
     }
     let env = Environment::from_process();
@@ -53,20 +56,7 @@ pub fn main(args: Args, typed: &Typed) -> ExitCode {
             {
                 let _ = print_report(report, args.output, columns);
             }
-            let hint = match &failure {
-                // The wait ended, the builds did not: the same wait, longer.
-                Failure::TimedOut { after, error } if error.last_state().is_some() => {
-                    let mode = Mode::Wait {
-                        timeout: Some(*after),
-                    };
-                    Some(hints::wait_longer(
-                        &hints::Ran::new(typed, mode, false),
-                        *after,
-                    ))
-                }
-                _ => hints::hint(&failure),
-            };
-            fail_with(&failure, hint.as_deref())
+            fail(&failure, typed)
         }
     }
 }
@@ -268,18 +258,13 @@ fn ignored_at_start(number: libc::c_int) -> bool {
 /// read, if the failure carries one, so that nothing is lost on stdout):
 /// `ERROR: <message>`, a `caused by:` line per cause and an optional `hint:`
 /// on stderr, and the failure's exit code.
-pub fn fail(failure: &Failure) -> ExitCode {
-    fail_with(failure, hints::hint(failure).as_deref())
-}
-
-/// [`fail`] with the hint given.
-fn fail_with(failure: &Failure, hint: Option<&str>) -> ExitCode {
+pub fn fail(failure: &Failure, typed: &Typed) -> ExitCode {
     Printer::error(&failure.to_string());
     for cause in causes(failure) {
         Printer::detail("caused by", &cause);
     }
-    if let Some(hint) = hint {
-        Printer::detail("hint", hint);
+    if let Some(hint) = hints::hint(failure, typed) {
+        Printer::detail("hint", &hint);
     }
     ExitCode::from(failure.exit_code())
 }
@@ -315,7 +300,7 @@ fn stdout_columns(env: &Environment) -> usize {
 fn print_text(text: &str) -> ExitCode {
     match Printer::result(text) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&Failure::Write(err)),
+        Err(err) => fail(&Failure::Write(err), &Typed::default()),
     }
 }
 
