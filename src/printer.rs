@@ -385,10 +385,21 @@ pub fn json_pretty<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Resul
     Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
 }
 
-/// serde_json's pretty layout, with the extra escapes of `json_pretty`.
-struct SafeJson<'a>(serde_json::ser::PrettyFormatter<'a>);
+/// `value` as one line of JSON (a JSON-lines record), with the escapes of
+/// [`json_pretty`].
+pub fn json_line<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    let formatter = SafeJson(serde_json::ser::CompactFormatter);
+    let mut serializer = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut serializer)?;
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
 
-impl serde_json::ser::Formatter for SafeJson<'_> {
+/// A serde_json layout (pretty or compact), with the extra escapes of
+/// `json_pretty`.
+struct SafeJson<F>(F);
+
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for SafeJson<F> {
     fn write_string_fragment<W: ?Sized + Write>(
         &mut self,
         writer: &mut W,

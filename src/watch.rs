@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::cli::{OutputFormat, Target};
 use crate::config::Config;
 use crate::failure::{Failure, Signal};
-use crate::printer::{Printer, must_escape, printable};
+use crate::printer::{Printer, json_line, printable};
 use crate::render::count;
 
 /// Watches the configured fleet until a signal (`Ok`) or an error that
@@ -172,7 +172,7 @@ fn line(event: &Event, format: OutputFormat, at: &str) -> Option<String> {
         _ => return None,
     };
     Some(match format {
-        OutputFormat::Json => format!("{}\n", json_line(&value)),
+        OutputFormat::Json => format!("{}\n", json_text(&value)),
         OutputFormat::Table | OutputFormat::Markdown => format!("{at} {text}\n"),
     })
 }
@@ -180,7 +180,7 @@ fn line(event: &Event, format: OutputFormat, at: &str) -> Option<String> {
 /// The last line, after SIGTERM or SIGINT.
 fn stopped(format: OutputFormat, at: &str) -> String {
     match format {
-        OutputFormat::Json => format!("{}\n", json_line(&json!({ "event": "stopped", "at": at }))),
+        OutputFormat::Json => format!("{}\n", json_text(&json!({ "event": "stopped", "at": at }))),
         OutputFormat::Table | OutputFormat::Markdown => format!("{at} stopped\n"),
     }
 }
@@ -209,32 +209,16 @@ fn warning(event: &Event) -> Option<String> {
     }
 }
 
-/// `value` as one line of JSON in which every character that `must_escape`
-/// names is written `\uXXXX` (serde_json escapes only U+0000 to U+001F):
-/// outside strings the compact form has only ASCII, so the escapes land
-/// inside strings, where a JSON parser reads them back.
-fn json_line(value: &Value) -> String {
-    let compact = value.to_string();
-    if !compact.chars().any(must_escape) {
-        return compact;
-    }
-    let mut out = String::with_capacity(compact.len() + 16);
-    for c in compact.chars() {
-        if must_escape(c) {
-            let mut units = [0u16; 2];
-            for unit in c.encode_utf16(&mut units) {
-                out.push_str(&format!("\\u{unit:04x}"));
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+/// A JSON-lines record of this mode.
+fn json_text(value: &Value) -> String {
+    // A `Value` always serialises.
+    json_line(value).expect("a JSON value serialises")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::printer::must_escape;
 
     fn r(id: u64) -> ReleaseSummary {
         ReleaseSummary {
