@@ -363,8 +363,10 @@ impl Client {
     /// delta server for the delta of every pending changed service, reads
     /// the state again and returns it — or, with `options.wait`, polls on
     /// `options.poll` until everything is ready, requesting a delta again
-    /// when it fails or goes stale (at most `max_attempts_per_delta` times,
-    /// then [`Error::DeltaFailed`]). A request the delta server refuses (a
+    /// when it fails or goes stale (at most `max_attempts_per_delta` times;
+    /// then it is given up on while the other deltas are still waited for,
+    /// and [`Error::DeltaFailed`] ends the call once nothing else is left to
+    /// wait for). A request the delta server refuses (a
     /// 4xx other than 401 and 429) is reported on that service's
     /// `delta_failure` and counts as an attempt; the other services go on.
     /// At `options.deadline` every request is cancelled and

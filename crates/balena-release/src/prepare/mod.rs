@@ -114,7 +114,8 @@ impl Client {
 
     /// The rounds of a prepare call after the first read: request the
     /// deltas, read again, and with `options.wait` repeat on the poll
-    /// schedule until the state is ready or a delta is given up on.
+    /// schedule until the state is ready, or until every delta that is not
+    /// ready has been given up on.
     pub(crate) async fn prepare_rounds<T: Tracked>(
         &self,
         mut tracker: T,
