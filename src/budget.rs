@@ -6,7 +6,7 @@
 
 use balena_release::{Change, ReleaseSummary, Report, UpdateInfo};
 
-use crate::render::{count, distinguishing_length, size};
+use crate::wording::{count, distinguishing_length, size};
 
 /// How to write a size, for error messages.
 const SIZE_FORMS: &str = "use bytes (`50000000`) or a number and a unit (`50MB`, `1.5GiB`): kB, \

@@ -8,32 +8,12 @@ use std::time::Duration;
 
 use balena_release::Report;
 
+use crate::signals::Signal;
+
 /// Exit code of a run that hit `--timeout`.
 const EXIT_TIMEOUT: u8 = 2;
 /// Exit code of a run whose result is above `--max-download`.
 const EXIT_OVER_BUDGET: u8 = 3;
-
-/// A signal that stops a run the way Ctrl-C does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// SIGINT: Ctrl-C.
-    Interrupt,
-    /// SIGTERM: `kill`, `timeout(1)`, `docker stop`, a cancelled CI job.
-    Terminate,
-    /// SIGHUP: the terminal went away.
-    Hangup,
-}
-
-impl Signal {
-    /// 128 + the signal's number, as shells report a process it ended.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Signal::Interrupt => 130,
-            Signal::Terminate => 143,
-            Signal::Hangup => 129,
-        }
-    }
-}
 
 #[derive(Debug)]
 pub enum Failure {

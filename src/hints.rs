@@ -270,7 +270,7 @@ mod tests {
     use balena_release::Report;
 
     use super::*;
-    use crate::failure::Signal;
+    use crate::signals::Signal;
 
     #[test]
     fn kinds_without_advice_get_a_hint() {

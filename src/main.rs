@@ -15,8 +15,10 @@ mod progress;
 mod render;
 mod run;
 mod settings;
+mod signals;
 mod token;
 mod watch;
+mod wording;
 
 use std::process::ExitCode;
 

@@ -288,7 +288,7 @@ impl Progress {
                         "{:<9} {ready} of {} services ready, {}",
                         update.overall_status,
                         services.len(),
-                        crate::render::count(transition.device_count, "device")
+                        crate::wording::count(transition.device_count, "device")
                     ),
                 )
             })
@@ -484,7 +484,7 @@ fn spinner(elapsed: Duration) -> char {
 fn summary(status: Status, ready: usize, total: usize, unit: &str, waiting: &[String]) -> String {
     let mut text = format!(
         "{status}: {ready} of {}",
-        crate::render::count(total as u64, unit)
+        crate::wording::count(total as u64, unit)
     );
     text.push_str(" ready");
     if !waiting.is_empty() {

@@ -10,9 +10,10 @@ use serde_json::{Value, json};
 
 use crate::cli::{OutputFormat, Target};
 use crate::config::Config;
-use crate::failure::{Failure, Signal};
+use crate::failure::Failure;
 use crate::printer::{Printer, json_line, printable};
-use crate::render::count;
+use crate::signals::{Signal, stop_signal};
+use crate::wording::count;
 
 /// Watches the configured fleet until a signal (`Ok`) or an error that
 /// ends the watch.
@@ -45,7 +46,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
                 Err(error) => Err(Failure::Library(error)),
                 Ok(never) => match never {},
             },
-            signal = crate::run::stop_signal() => Ok(signal),
+            signal = stop_signal() => Ok(signal),
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(100));

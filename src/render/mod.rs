@@ -11,8 +11,6 @@ use balena_release::Report;
 
 use crate::printer::json_pretty;
 
-pub use sheet::distinguishing_length;
-
 /// `JSON.stringify(result, null, 2)` plus a newline, as the npm tool prints.
 pub fn json(report: &Report) -> String {
     let text = match report {
@@ -36,40 +34,6 @@ pub fn markdown(report: &Report) -> String {
     markdown::render(&sheet::view(report))
 }
 
-/// A size in decimal units (B, kB, MB, GB, TB; 1 kB = 1000 bytes, as
-/// registries and balenaCloud count) with three significant digits:
-/// `0 B`, `812 B`, `48.2 MB`, `131 MB`, `1.51 GB`.
-pub fn size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    // Round first, so that 999.96 MB reads 1.00 GB and not 1000 MB.
-    while unit + 1 < UNITS.len() && format!("{value:.0}").len() > 3 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        return format!("{bytes} B");
-    }
-    let digits = if value >= 99.95 {
-        0
-    } else if value >= 9.995 {
-        1
-    } else {
-        2
-    };
-    format!("{value:.digits$} {}", UNITS[unit])
-}
-
-/// `1 device`, `3 devices`.
-pub fn count(n: u64, noun: &str) -> String {
-    if n == 1 {
-        format!("1 {noun}")
-    } else {
-        format!("{n} {noun}s")
-    }
-}
-
 /// The share of the full size that is not downloaded; `-` when there is
 /// nothing to compare or nothing is saved.
 fn saving(download: u64, full: u64) -> String {
@@ -87,21 +51,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sizes_and_savings() {
-        for (bytes, shown) in [
-            (0, "0 B"),
-            (812, "812 B"),
-            (999, "999 B"),
-            (1_000, "1.00 kB"),
-            (48_234_496, "48.2 MB"),
-            (131_203_072, "131 MB"),
-            (999_960_000, "1.00 GB"),
-            (1_507_000_000, "1.51 GB"),
-            (2_258_063_500_000, "2.26 TB"),
-            (u64::MAX, "18446744 TB"),
-        ] {
-            assert_eq!(size(bytes), shown, "{bytes}");
-        }
+    fn savings() {
         assert_eq!(saving(484_575, 310_954_877), "99.8%");
         assert_eq!(saving(0, 0), "-");
         assert_eq!(saving(10, 10), "-");

@@ -8,7 +8,9 @@ use balena_release::{
     Change, FleetTransition, FleetUpdateInfo, ImageInfo, Report, ServiceUpdate, UpdateInfo,
 };
 
-use super::{count, saving, size};
+use super::saving;
+use crate::budget;
+use crate::wording::{count, distinguishing_length, size};
 
 /// A column of a sheet: its header, its alignment and how it may give way
 /// when the table is too wide (see `text::FIT_STEPS`).
@@ -229,9 +231,9 @@ impl DeviceDownload {
     /// The figure `--max-download` checks ([`crate::budget::download`]).
     pub fn of(info: &UpdateInfo) -> DeviceDownload {
         DeviceDownload {
-            bytes: match crate::budget::download(info) {
-                crate::budget::Download::Known(bytes) => Some(bytes),
-                crate::budget::Download::Unknown => None,
+            bytes: match budget::download(info) {
+                budget::Download::Known(bytes) => Some(bytes),
+                budget::Download::Unknown => None,
             },
             exact: info.estimated_download_size.is_some(),
         }
@@ -522,49 +524,5 @@ impl Commits {
 
     fn short(&self, commit: &str) -> String {
         commit.chars().take(self.length).collect()
-    }
-}
-
-/// The shortest prefix length, at least `least`, at which the different
-/// strings of `all` have different prefixes.
-pub fn distinguishing_length(all: &[&str], least: usize) -> usize {
-    let mut distinct: Vec<&str> = all.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let shared = distinct
-        .windows(2)
-        .map(|pair| {
-            pair[0]
-                .chars()
-                .zip(pair[1].chars())
-                .take_while(|(a, b)| a == b)
-                .count()
-        })
-        .max()
-        .unwrap_or(0);
-    least.max(shared + 1)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commits_are_as_short_as_tells_them_apart() {
-        assert_eq!(distinguishing_length(&[], 7), 7);
-        assert_eq!(distinguishing_length(&["84d3d8f43e", "b2cf2db7fe"], 7), 7);
-        // The same commit twice is one commit.
-        assert_eq!(distinguishing_length(&["b2cf2db7fe", "b2cf2db7fe"], 7), 7);
-        assert_eq!(
-            distinguishing_length(&["b2cf2db7fe", "84d3d8f43e", "b2cf2db4aa"], 7),
-            8
-        );
-        assert_eq!(
-            distinguishing_length(&["b2cf2db7fe01", "b2cf2db7fe02"], 7),
-            12
-        );
-        // A commit that is a prefix of another needs one character more
-        // than itself, and cannot have it: the whole commit is shown.
-        assert_eq!(distinguishing_length(&["abc", "abcdef"], 2), 4);
     }
 }

@@ -255,19 +255,73 @@ pub fn wait_until(what: &str, ready: impl Fn() -> bool) {
 /// Sends `signal` (`TERM`, `HUP`, `INT`) to `child` and collects what it printed.
 #[cfg(unix)]
 pub fn stop(child: std::process::Child, signal: &str) -> (i32, String, String) {
+    send_signal(&child, signal);
+    let (code, stdout, stderr) = finish(child, PROCESS_PATIENCE);
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(CANARY), "the token leaked:\n{text}");
+        assert!(!text.contains("panicked"), "panic:\n{text}");
+    }
+    (code, stdout, stderr)
+}
+
+/// How long a child may take to end once told to; generous, for a busy machine.
+pub const PROCESS_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Sends `signal` (`TERM`, `HUP`, `INT`, ...) to `child` with `kill`.
+#[cfg(unix)]
+pub fn send_signal(child: &std::process::Child, signal: &str) {
     let status = std::process::Command::new("kill")
         .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(status.success(), "kill -{signal} failed");
-    let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    for text in [&stdout, &stderr] {
-        assert!(!text.contains(CANARY), "the token leaked:\n{text}");
-        assert!(!text.contains("panicked"), "panic:\n{text}");
+}
+
+/// Waits at most `limit` for `child` to end, reading its piped stdout and
+/// stderr to their ends meanwhile (a pipe already taken reads as empty).
+/// A child still running then is killed and the test fails with what it
+/// printed. Returns the exit code (-1 when a signal ended it), stdout and
+/// stderr, each complete: the readers are joined, not sampled.
+pub fn finish(mut child: std::process::Child, limit: Duration) -> (i32, String, String) {
+    use std::io::Read;
+    fn read_all(pipe: Option<impl Read + Send + 'static>) -> std::sync::mpsc::Receiver<String> {
+        let (send, receive) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            let _ = send.send(String::from_utf8_lossy(&bytes).into_owned());
+        });
+        receive
     }
-    // Killed by the signal, a process has no exit code.
-    let code = output.status.code().unwrap_or(-1);
-    (code, stdout, stderr)
+    let stdout = read_all(child.stdout.take());
+    let stderr = read_all(child.stderr.take());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            break status;
+        }
+        if started.elapsed() >= limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
+            panic!("the child did not end within {limit:?}; its stderr:\n{stderr}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let left = || {
+        limit
+            .saturating_sub(started.elapsed())
+            .max(Duration::from_secs(5))
+    };
+    let stdout = stdout
+        .recv_timeout(left())
+        .expect("stdout is read to its end once the child has ended");
+    let stderr = stderr
+        .recv_timeout(left())
+        .expect("stderr is read to its end once the child has ended");
+    (status.code().unwrap_or(-1), stdout, stderr)
 }

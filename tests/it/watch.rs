@@ -3,12 +3,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::Duration;
 
 use balena_sim::{Clock, FaultRule, Faults, Scenario, Scope, demo};
 
-use crate::support::{CANARY, World};
+use crate::support::{self, CANARY, World};
 
 /// How long any awaited line may take (the builds run 1000 times faster).
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -80,26 +80,24 @@ fn add_release(api_url: &str, query: &str) -> u64 {
 }
 
 /// Sends `signal` and collects the exit code, the rest of stdout and stderr.
-fn stop(mut child: Child, lines: &Receiver<String>, signal: &str) -> (i32, Vec<String>, String) {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr is piped")
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let status = child.wait().unwrap();
-    let rest: Vec<String> = lines.try_iter().collect();
+/// The rest of stdout is read until the reader thread has passed on its
+/// last line (the channel closes when the pipe does), not at a fixed moment.
+fn stop(child: Child, lines: &Receiver<String>, signal: &str) -> (i32, Vec<String>, String) {
+    support::send_signal(&child, signal);
+    let (code, _, stderr) = support::finish(child, PATIENCE);
+    let mut rest = Vec::new();
+    loop {
+        match lines.recv_timeout(PATIENCE) {
+            Ok(line) => rest.push(line),
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => panic!("stdout never closed; read:\n{rest:#?}"),
+        }
+    }
     for text in rest.iter().chain([&stderr]) {
         assert!(!text.contains(CANARY), "the token leaked:\n{text}");
         assert!(!text.contains("panicked"), "panic:\n{text}");
     }
-    (status.code().unwrap_or(-1), rest, stderr)
+    (code, rest, stderr)
 }
 
 fn fast_world() -> World {
@@ -185,7 +183,7 @@ fn json_lines_and_sigint() {
 #[test]
 fn a_token_that_stops_working_ends_the_watch_with_exit_1() {
     let world = fast_world();
-    let (mut child, lines) = spawn(&world, &["--output", "table"]);
+    let (child, lines) = spawn(&world, &["--output", "table"]);
     until(&lines, |l| l.contains(" prepared: "));
     world.sim.set_faults(
         Faults::none().with(
@@ -196,22 +194,8 @@ fn a_token_that_stops_working_ends_the_watch_with_exit_1() {
             .scope(Scope::Api),
         ),
     );
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(started.elapsed() < PATIENCE, "the watch did not end");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    assert_eq!(status.code(), Some(1), "{stderr}");
+    let (code, _, stderr) = support::finish(child, PATIENCE);
+    assert_eq!(code, 1, "{stderr}");
     let errors: Vec<&str> = stderr
         .lines()
         .filter(|l| l.starts_with("ERROR: "))

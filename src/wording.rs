@@ -1,0 +1,98 @@
+//! How figures read in text: sizes, counts and commit prefixes, shared by
+//! the tables, the budget, the live block and the watch lines.
+
+/// A size in decimal units (B, kB, MB, GB, TB; 1 kB = 1000 bytes, as
+/// registries and balenaCloud count) with three significant digits:
+/// `0 B`, `812 B`, `48.2 MB`, `131 MB`, `1.51 GB`.
+pub fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    // Round first, so that 999.96 MB reads 1.00 GB and not 1000 MB.
+    while unit + 1 < UNITS.len() && format!("{value:.0}").len() > 3 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        return format!("{bytes} B");
+    }
+    let digits = if value >= 99.95 {
+        0
+    } else if value >= 9.995 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.digits$} {}", UNITS[unit])
+}
+
+/// `1 device`, `3 devices`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The shortest prefix length, at least `least`, at which the different
+/// strings of `all` have different prefixes.
+pub fn distinguishing_length(all: &[&str], least: usize) -> usize {
+    let mut distinct: Vec<&str> = all.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let shared = distinct
+        .windows(2)
+        .map(|pair| {
+            pair[0]
+                .chars()
+                .zip(pair[1].chars())
+                .take_while(|(a, b)| a == b)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    least.max(shared + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        for (bytes, shown) in [
+            (0, "0 B"),
+            (812, "812 B"),
+            (999, "999 B"),
+            (1_000, "1.00 kB"),
+            (48_234_496, "48.2 MB"),
+            (131_203_072, "131 MB"),
+            (999_960_000, "1.00 GB"),
+            (1_507_000_000, "1.51 GB"),
+            (2_258_063_500_000, "2.26 TB"),
+            (u64::MAX, "18446744 TB"),
+        ] {
+            assert_eq!(size(bytes), shown, "{bytes}");
+        }
+    }
+
+    #[test]
+    fn commits_are_as_short_as_tells_them_apart() {
+        assert_eq!(distinguishing_length(&[], 7), 7);
+        assert_eq!(distinguishing_length(&["84d3d8f43e", "b2cf2db7fe"], 7), 7);
+        // The same commit twice is one commit.
+        assert_eq!(distinguishing_length(&["b2cf2db7fe", "b2cf2db7fe"], 7), 7);
+        assert_eq!(
+            distinguishing_length(&["b2cf2db7fe", "84d3d8f43e", "b2cf2db4aa"], 7),
+            8
+        );
+        assert_eq!(
+            distinguishing_length(&["b2cf2db7fe01", "b2cf2db7fe02"], 7),
+            12
+        );
+        // A commit that is a prefix of another needs one character more
+        // than itself, and cannot have it: the whole commit is shown.
+        assert_eq!(distinguishing_length(&["abc", "abcdef"], 2), 4);
+    }
+}
