@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use balena_sim::{Clock, Fault, FaultRule, Faults, Outcome, Scenario, Scope, demo};
 
-use crate::support::{Run, World, error_line, main_delta, pair, service, stop, wait_until};
+use crate::support::{
+    Run, World, error_line, main_delta, pair, service, stop, wait_for_the_wait_loop,
+};
 
 /// Builds finish in a few milliseconds of real time.
 fn fast_demo() -> Scenario {
@@ -250,9 +252,7 @@ fn an_interrupted_wait_prints_the_last_state_and_exits_130() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until the first round has been read (the trigger reached the delta server).
-    wait_until("the delta is requested", || world.delta_requests() > 0);
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_the_wait_loop(&world);
     let (code, stdout, stderr) = stop(child, "INT");
     assert_eq!(code, 130, "{stderr}");
     assert!(stderr.contains("ERROR: interrupted"), "{stderr}");

@@ -1,10 +1,10 @@
 //! What a person sees, stdout then stderr, when a wait ends on its timeout or on Ctrl-C, at 80 and 120 columns, as snapshots.
 
-use std::time::Duration;
-
 use balena_sim::{Outcome, Scenario, demo};
 
-use crate::support::{World, main_delta, pair, run_checked, snapshot_filters, stop, wait_until};
+use crate::support::{
+    World, main_delta, pair, run_checked, snapshot_filters, stop, wait_for_the_wait_loop,
+};
 
 /// stdout and stderr as one screen, for a snapshot.
 fn screen(code: i32, stdout: &str, stderr: &str) -> String {
@@ -55,9 +55,7 @@ fn a_wait_interrupted_with_ctrl_c() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        // Once the delta has been requested, the state has been read.
-        wait_until("the delta is requested", || world.delta_requests() > 0);
-        std::thread::sleep(Duration::from_millis(200));
+        wait_for_the_wait_loop(&world);
         let (code, stdout, stderr) = stop(child, "INT");
         assert_eq!(code, 130, "{stderr}");
         assert!(stdout.lines().all(|l| l.chars().count() <= columns));

@@ -252,6 +252,17 @@ pub fn wait_until(what: &str, ready: impl Fn() -> bool) {
     }
 }
 
+/// Waits until a `--wait` run has requested its missing deltas and then
+/// read the API again: its first state is known and it is in its wait
+/// loop. (A fixed pause instead is too short on a busy machine.)
+pub fn wait_for_the_wait_loop(world: &World) {
+    wait_until("the delta is requested", || world.delta_requests() > 0);
+    let read = world.api_requests();
+    wait_until("the wait loop reads the API again", || {
+        world.api_requests() > read
+    });
+}
+
 /// Sends `signal` (`TERM`, `HUP`, `INT`) to `child` and collects what it printed.
 #[cfg(unix)]
 pub fn stop(child: std::process::Child, signal: &str) -> (i32, String, String) {

@@ -1,6 +1,6 @@
 //! The `--output table` text for a pair and a fleet, before and after the wait, at 80 and 120 columns, as snapshots.
 
-use balena_sim::{Clock, Outcome, Scenario, demo};
+use balena_sim::{Clock, Fault, FaultRule, Faults, Outcome, Scenario, Scope, demo};
 
 use crate::support::{Run, World, main_delta, pair, snapshot_filters};
 
@@ -106,10 +106,48 @@ fn fleet() {
     let _filters = snapshot_filters().bind_to_scope();
     let world = World::demo();
     let words = vec!["--fleet".to_owned(), demo::APP_ID.to_string()];
-    for columns in [40, 80, 120] {
+    // 55 and 60: where the summary's last two columns give way.
+    for columns in [40, 55, 60, 80, 120] {
         let out = table_at(&world, &words, columns);
         assert_eq!(out.code, 0, "{}", out.stderr);
         assert_fits(&out, columns);
         insta::assert_snapshot!(format!("fleet_describe_{columns}"), out.stdout);
     }
+}
+
+/// A delta the server refused (a 4xx on the request) reads `refused`, not
+/// `failed`, in its cell and its footnote, with the server's reason.
+#[test]
+fn a_refused_delta_says_refused() {
+    let world = World::with(
+        Scenario::demo().with_faults(
+            Faults::none().with(
+                FaultRule::new(Fault::Error {
+                    status: 400,
+                    body: Some("\"Malformed url\"".into()),
+                })
+                .scope(Scope::Delta),
+            ),
+        ),
+    );
+    let out = table_at(
+        &world,
+        &pair(demo::RELEASE_1, demo::RELEASE_2, &["--prepare"]),
+        120,
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("main "))
+        .unwrap_or_else(|| panic!("no row for main:\n{}", out.stdout));
+    assert!(row.contains("refused"), "{row}");
+    assert!(!out.stdout.contains("failed"), "{}", out.stdout);
+    let joined = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        joined.contains("main: the delta server refused the delta (HTTP 400)")
+            && joined.contains("Malformed url"),
+        "{}",
+        out.stdout
+    );
 }

@@ -174,6 +174,15 @@ fn json_lines_and_sigint() {
     assert_eq!(seen["event"], "release_seen");
     assert_eq!(seen["release"]["id"], demo::RELEASE_3);
     assert_eq!(seen["reason"], "target");
+    let new = add_release(
+        &world.sim.api_url(),
+        &format!("from={}&changed=main", demo::RELEASE_3),
+    );
+    let read = until(&lines, |l| {
+        l.contains(r#""event":"release_seen""#) && l.contains(&format!(r#""id":{new}"#))
+    });
+    let seen: serde_json::Value = serde_json::from_str(read.last().unwrap()).unwrap();
+    assert_eq!(seen["reason"], "new_release", "{seen}");
     let (code, rest, stderr) = stop(child, &lines, "INT");
     assert_eq!(code, 0, "{stderr}");
     let last: serde_json::Value = serde_json::from_str(rest.last().expect("a last line")).unwrap();
