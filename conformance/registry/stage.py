@@ -9,7 +9,9 @@ Standard library only (Python 3.11). Subcommands, all driven by run.sh:
   write DIR                  the blobs, manifests, scenario and plan into DIR
   push DIR URL               push everything the plan says to the registry at URL
   check-real DIR URL         read it all back from the registry at URL
-  check-sim DIR SIM_LINE     read every image through balena-sim's API and registry
+  check-sim DIR SIM_LINE [--same-bytes]
+                             read every image through balena-sim's API and registry
+                             (--same-bytes: its manifests must be the pushed bytes)
   compare OUTPUTS            compare the CLI's JSON against both registries
 """
 
@@ -61,7 +63,8 @@ LAYERS = {
     "api-top-2": 1792,
     "api-top-3": 1920,
     "cache-top": 1152,
-    "delta-main-1-2": 1280,  # the ready delta main R1 -> R2
+    "delta-main-1-2": 1280,  # the ready delta main R1 -> R2 (its top layer)
+    "delta-main-2-1": 1200,  # the delta main R2 -> R1 the renewal run waits for
 }
 
 APP = 10
@@ -83,6 +86,9 @@ IMAGES = {
     38: (24, ["base", "api-mid", "cache-top"], "docker", 33_000, True),
 }
 MISSING_IMAGES = [i for i, spec in IMAGES.items() if not spec[4]]
+# A rebuild with the same content: the same manifest bytes (config included),
+# so the same content_hash, under a new image id and repository.
+SAME_CONTENT = {34: 32}
 
 RELEASES = {
     100: ("a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4", [30, 31, 32]),
@@ -94,9 +100,43 @@ TARGET = 102
 # on the real registry: the size of a source image is never in question).
 DEVICES = {7001: 100, 7002: 100, 7003: 101}
 
-# The ready delta: row id, source image, destination image, uncompressed size, layers.
-DELTA = (5001, 30, 33, 4_000, ["delta-main-1-2"])
+# The ready delta: row id, source image, destination image, uncompressed size,
+# layers. As many layers as its target, the two bottom ones the target's own:
+# at those positions the target's chain is held by the source (the download
+# rule of compare.py skips them).
+DELTA = (5001, 30, 33, 4_000, ["base", "main-mid", "delta-main-1-2"])
 DELTA_TAG = "delta-" + hashlib.sha256(b"delta main R1 R2").hexdigest()[:16]
+
+# The delta the renewal run (`--prepare --wait`, R2 -> R1) has the simulator
+# build: source, destination, build time, size. Its row is the next delta id
+# and its tag is the simulator's `delta_location` of that row (ported below),
+# so that the real registry can hold a manifest under that tag beforehand: one
+# layer, 60 % of the size (the simulator's own delta manifest has the same
+# sizes, other digests). One layer against the target's three: every layer
+# counts.
+RENEWAL_DELTA = (33, 30, 8_000, 2_000, ["delta-main-2-1"])
+RENEWAL_FROM, RENEWAL_TO = 101, 100
+
+
+def _mix(x: int) -> int:
+    """balena-sim's `rng::mix` (splitmix64)."""
+    m = (1 << 64) - 1
+    x = (x + 0x9E3779B97F4A7C15) & m
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & m
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & m
+    return x ^ (x >> 31)
+
+
+def sim_delta_tag(row: int, src: int, dest: int) -> str:
+    """balena-sim's `spec::delta_location` tag: `delta-<16 hex>` for a row."""
+    key = _mix(row) ^ _mix((src << 1) & ((1 << 64) - 1)) ^ dest
+    # `rng::hex_of(key, 16)` = `SplitMix::new(mix(key)).hex(16)`: one
+    # splitmix64 step from that state, which is `mix` of it.
+    return f"delta-{_mix(_mix(key)):016x}"
+
+
+RENEWAL_ROW = DELTA[0] + 1
+RENEWAL_TAG = sim_delta_tag(RENEWAL_ROW, RENEWAL_DELTA[0], RENEWAL_DELTA[1])
 
 
 def layer_bytes(name: str) -> bytes:
@@ -143,6 +183,18 @@ def build_manifest(fmt: str, layers: list[str], label: str) -> tuple[bytes, str,
     return json.dumps(manifest, indent=3).encode(), manifest_type, config
 
 
+def image_manifest(image: int) -> tuple[bytes, str, bytes]:
+    """The manifest of a fixture image, as pushed and given to the simulator."""
+    service, layers, fmt, _, _ = IMAGES[image]
+    image = SAME_CONTENT.get(image, image)
+    return build_manifest(fmt, layers, f"{SERVICES[service]} image {image}")
+
+
+def delta_manifest(src: int, dest: int, layers: list[str]) -> tuple[bytes, str, bytes]:
+    """The manifest of a delta image: its destination's format."""
+    return build_manifest(IMAGES[dest][2], layers, f"delta {src} to {dest}")
+
+
 def layer_specs(layers: list[str]) -> list[dict]:
     return [{"digest": digest_of(layer_bytes(n)), "size": LAYERS[n]} for n in layers]
 
@@ -160,7 +212,7 @@ def write(out: Path) -> None:
     plan = {"repositories": {}, "images": {}, "delta": None}
     images = []
     for image, (service, layers, fmt, image_size, pushed) in IMAGES.items():
-        manifest, media_type, config = build_manifest(fmt, layers, f"{SERVICES[service]} image {image}")
+        manifest, media_type, config = image_manifest(image)
         repo = repository(image)
         manifest_digest = keep(manifest)
         entry = plan["repositories"].setdefault(repo, {"blobs": [], "manifests": []})
@@ -189,12 +241,14 @@ def write(out: Path) -> None:
                 "is_stored_at__image_location": location(image),
                 "layers": layer_specs(layers),
                 **({"manifest_format": "oci"} if fmt == "oci" else {}),
+                # The verbatim bytes pushed to the real registry: the
+                # simulator serves them instead of a manifest of its own.
+                "manifest": manifest.decode(),
             }
         )
 
     delta_id, src, dest, delta_size, delta_layers = DELTA
-    dest_fmt = IMAGES[dest][2]
-    manifest, media_type, config = build_manifest(dest_fmt, delta_layers, f"delta {src} to {dest}")
+    manifest, media_type, config = delta_manifest(src, dest, delta_layers)
     repo = repository(dest)
     entry = plan["repositories"][repo]
     for blob in [keep(layer_bytes(n)) for n in delta_layers] + [keep(config)]:
@@ -207,6 +261,24 @@ def write(out: Path) -> None:
         "location": f"{location(dest)}:{DELTA_TAG}",
         "media_type": media_type,
         "layers": layer_specs(delta_layers),
+        "manifest": manifest.decode(),
+    }
+
+    # The renewal run's delta, under the tag the simulator will give it.
+    r_src, r_dest, _, _, r_layers = RENEWAL_DELTA
+    r_manifest, r_type, r_config = delta_manifest(r_src, r_dest, r_layers)
+    r_repo = repository(r_dest)
+    entry = plan["repositories"][r_repo]
+    for blob in [keep(layer_bytes(n)) for n in r_layers] + [keep(r_config)]:
+        if blob not in entry["blobs"]:
+            entry["blobs"].append(blob)
+    entry["manifests"].append({"reference": RENEWAL_TAG, "digest": keep(r_manifest), "media_type": r_type})
+    plan["renewal_delta"] = {
+        "row": RENEWAL_ROW,
+        "repository": r_repo,
+        "tag": RENEWAL_TAG,
+        "location": f"{location(r_dest)}:{RENEWAL_TAG}",
+        "layers": layer_specs(r_layers),
     }
 
     scenario = {
@@ -223,6 +295,16 @@ def write(out: Path) -> None:
         "devices": [
             {"id": did, "belongs_to__application": APP, "is_running__release": rel} for did, rel in DEVICES.items()
         ],
+        "delta": {
+            "pairs": [
+                {
+                    "src": r_src,
+                    "dest": r_dest,
+                    "duration_ms": RENEWAL_DELTA[2],
+                    "outcomes": [{"result": "success", "size": RENEWAL_DELTA[3]}],
+                }
+            ]
+        },
         "deltas": [
             {
                 "id": delta_id,
@@ -232,16 +314,22 @@ def write(out: Path) -> None:
                 "size": delta_size,
                 "is_stored_at__location": plan["delta"]["location"],
                 "layers": layer_specs(delta_layers),
+                "manifest": plan["delta"]["manifest"],
             }
         ],
     }
     (out / "plan.json").write_text(json.dumps(plan, indent=2) + "\n")
     (out / "scenario.json").write_text(json.dumps(scenario, indent=2) + "\n")
+    # The same without the `manifest` fields, for a simulator that does not
+    # know them yet (it refuses unknown fields): run.sh falls back to it.
+    for row in scenario["images"] + scenario["deltas"]:
+        row.pop("manifest")
+    (out / "scenario-without-manifests.json").write_text(json.dumps(scenario, indent=2) + "\n")
     blob_count = sum(len(r["blobs"]) for r in plan["repositories"].values())
     manifest_count = sum(len(r["manifests"]) for r in plan["repositories"].values())
     print(
         f"fixture: {len(IMAGES)} images ({len(MISSING_IMAGES)} without a manifest on the real registry), "
-        f"1 ready delta, {len(plan['repositories'])} repositories, {blob_count} blob pushes, {manifest_count} manifests"
+        f"1 ready delta (+1 for the renewal run), {len(plan['repositories'])} repositories, {blob_count} blob pushes, {manifest_count} manifests"
     )
 
 
@@ -386,6 +474,11 @@ def check_real(out: Path, url: str) -> None:
         for blob in d["layers"]:
             h = request("HEAD", f"{url}/v2/{d['repository']}/blobs/{blob['digest']}")
             c.check(h.headers.get("Content-Length") == str(blob["size"]), f"delta blob {blob['digest']} size")
+    rd = plan["renewal_delta"]
+    a = request("GET", f"{url}/v2/{rd['repository']}/manifests/{rd['tag']}", headers={"Accept": ACCEPT})
+    c.check(a.status == 200, f"renewal delta tag {rd['tag']} answers {a.status}")
+    if a.status == 200:
+        c.check(manifest_layers(a.body) == rd["layers"], "renewal delta manifest layers differ from the plan")
     c.finish()
 
 
@@ -420,7 +513,9 @@ def sim_get(sim: dict, path: str, method: str = "GET") -> Answer:
     return request(method, url, headers={"Accept": ACCEPT, "Authorization": f"Bearer {token}"})
 
 
-def check_sim(out: Path, sim_line: str) -> None:
+def check_sim(out: Path, sim_line: str, same_bytes: bool) -> None:
+    """`same_bytes`: the simulator was given the manifests' bytes (the
+    scenario's `manifest` fields) and must serve exactly those."""
     plan = load_plan(out)
     sim = json.loads(sim_line)
     c = Checks("balena-sim serves the same images")
@@ -448,6 +543,11 @@ def check_sim(out: Path, sim_line: str) -> None:
         c.check(a.headers.get("Docker-Content-Digest") == info["content_hash"], f"image {image}: Docker-Content-Digest")
         c.check(a.headers.get("Content-Type") == info["media_type"], f"image {image}: Content-Type {a.headers.get('Content-Type')}")
         c.check(manifest_layers(a.body) == info["layers"], f"image {image}: layers {manifest_layers(a.body)} differ from the real registry's")
+        if same_bytes:
+            c.check(
+                a.body == blob_path(out, info["content_hash"]).read_bytes(),
+                f"image {image}: the manifest's bytes (sha256 {digest_of(a.body)}) are not the scenario's",
+            )
         for blob in info["layers"]:
             h = sim_get(sim, f"/v2/{info['repository']}/blobs/{blob['digest']}", method="HEAD")
             c.check(
@@ -460,6 +560,8 @@ def check_sim(out: Path, sim_line: str) -> None:
     if a.status == 200:
         c.check(a.headers.get("Content-Type") == d["media_type"], "delta manifest Content-Type")
         c.check(manifest_layers(a.body) == d["layers"], "delta manifest layers differ from the real registry's")
+        if same_bytes:
+            c.check(a.body.decode() == d["manifest"], "delta manifest: the bytes are not the scenario's")
     c.finish()
 
 
@@ -472,8 +574,8 @@ if __name__ == "__main__":
             push(Path(args[1]), args[2])
         elif args[:1] == ["check-real"] and len(args) == 3:
             check_real(Path(args[1]), args[2])
-        elif args[:1] == ["check-sim"] and len(args) == 3:
-            check_sim(Path(args[1]), args[2])
+        elif args[:1] == ["check-sim"] and len(args) in (3, 4):
+            check_sim(Path(args[1]), args[2], args[3:] == ["--same-bytes"])
         elif args[:1] == ["compare"] and len(args) == 2:
             import compare
 

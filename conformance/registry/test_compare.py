@@ -12,7 +12,18 @@ import unittest
 from pathlib import Path
 
 import compare
-from stage import DEVICES, IMAGES, MISSING_IMAGES, RELEASES, SERVICES
+from stage import (
+    DEVICES,
+    IMAGES,
+    MISSING_IMAGES,
+    RELEASES,
+    RENEWAL_DELTA,
+    RENEWAL_FROM,
+    RENEWAL_TO,
+    SERVICES,
+    delta_manifest,
+    image_manifest,
+)
 
 
 def transition(src: int, dest: int, registry: str) -> dict:
@@ -95,6 +106,35 @@ def service(doc: dict, name: str) -> dict:
     return next(s for s in doc["is_produced_by__service_update"] if s["service_name"] == name)
 
 
+# README.md's table, worked by hand: (download_size, pull_size).
+HAND = {
+    (100, 101): {"api": (7220, 7220), "cache": (2520, 2520), "main": (2648, 3927), "proxy": (0, 0), "worker": (0, 0)},
+    (101, 102): {"api": (2969, 2969), "cache": (0, 0), "main": (0, 0), "proxy": (0, 0), "worker": (2744, 2744)},
+    (100, 102): {"api": (2969, 2969), "cache": (6616, 6616), "main": (2648, 3927), "proxy": (0, 0), "worker": (2744, 2744)},
+}
+
+
+class Model(unittest.TestCase):
+    def test_the_model_gives_the_hand_worked_figures(self):
+        self.assertEqual(compare.EXPECTED, HAND)
+
+    def test_the_renewal_delta_counts_every_layer_of_its_own(self):
+        # R2 -> R1: main's delta has one layer against the target's three.
+        src, dest, _, _, layers = RENEWAL_DELTA
+        got = compare.model(RENEWAL_FROM, RENEWAL_TO, {(src, dest): delta_manifest(src, dest, layers)[0]})
+        self.assertEqual(got, {"main": (1990, 3415), "proxy": (0, 0), "worker": (0, 0)})
+
+    def test_a_chain_pulled_earlier_in_the_update_is_held(self):
+        # cache after api in R1 -> R2: api-mid came with api.
+        cache = compare.Manifest(image_manifest(38)[0])
+        self.assertEqual(compare.held_prefix(cache.digests, [compare.Manifest(image_manifest(30)[0]).digests]), 1)
+        self.assertEqual(compare.held_prefix(cache.digests, [compare.Manifest(image_manifest(35)[0]).digests]), 2)
+
+    def test_a_prefix_is_held_only_from_the_bottom(self):
+        self.assertEqual(compare.held_prefix(["a", "b", "c"], [["x", "b", "c"]]), 0)
+        self.assertEqual(compare.held_prefix(["a", "b", "c"], [["a", "x", "c"], ["a", "b"]]), 2)
+
+
 class Compare(unittest.TestCase):
     def test_outputs_as_specified_pass(self):
         code, text = run(good_outputs())
@@ -137,7 +177,7 @@ class Compare(unittest.TestCase):
             service(docs["release-r1-r2", registry], "main")["download_size"] = 2560
         code, text = run(docs)
         self.assertEqual(code, 1)
-        self.assertIn("worked out (1280, 2560)", text)
+        self.assertIn("worked out (2648, 3927)", text)
 
     def test_a_failed_run_fails(self):
         code, text = run(good_outputs(), exits={("fleet", "real"): 1})

@@ -12,9 +12,10 @@
 
 use crate::clock::Clock;
 use crate::faults::Faults;
+use crate::registry::content::{base_layer, named_layer};
 use crate::spec::{
     ApplicationSpec, DeltaSettings, DeltaSpec, DeviceSpec, ImageSpec, ManifestFormat, ReleaseSpec,
-    Scenario, ServiceSpec, UserSpec, default_content_hash,
+    Scenario, ServiceSpec, UserSpec,
 };
 
 /// The accepted bearer token.
@@ -70,10 +71,6 @@ pub const IMAGE_R3_MAIN: i64 = 1115320;
 pub const IMAGE_R3_API: i64 = 1115321;
 pub const IMAGE_OTHER_MAIN: i64 = 1115400;
 
-/// The content hash shared by IMAGE_R1_PROXY and IMAGE_R2_PROXY.
-pub const PROXY_CONTENT_HASH: &str =
-    "sha256:3c9d0f5e1a7b2c4d6e8f0a1b3c5d7e9f1a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d";
-
 pub const SIZE_R1_MAIN: u64 = 310_905_195;
 pub const SIZE_WORKER: u64 = 95_436_288;
 pub const SIZE_PROXY: u64 = 41_873_408;
@@ -126,6 +123,7 @@ fn image(id: i64, service: i64, size: Option<u64>, created: &str) -> ImageSpec {
         layers: None,
         manifest_format: ManifestFormat::Docker,
         platforms: Vec::new(),
+        manifest: Default::default(),
     }
 }
 
@@ -148,6 +146,7 @@ fn release(
         is_final: true,
         images: images.to_vec(),
         created_at: t(created),
+        composition: Default::default(),
     }
 }
 
@@ -168,6 +167,7 @@ fn device(
         is_pinned_on__release: pinned,
         is_online: online,
         created_at: t("2025-11-04T12:00:00.000Z"),
+        config_variables: Default::default(),
     }
 }
 
@@ -250,21 +250,27 @@ pub(crate) fn scenario() -> Scenario {
     ];
     for im in &mut images {
         match im.id {
-            IMAGE_R1_PROXY | IMAGE_R2_PROXY => im.content_hash = Some(PROXY_CONTENT_HASH.into()),
+            // The same layers, so the same manifest and content hash.
+            IMAGE_R1_PROXY | IMAGE_R2_PROXY => {
+                im.layers = Some(vec![
+                    base_layer(APP_ID),
+                    named_layer("proxy: nginx", 9_614_822),
+                    named_layer("proxy: configuration", 6_134_550),
+                ]);
+            }
             IMAGE_FAILED_MAIN => im.status = "failed".into(),
             IMAGE_R2_API | IMAGE_FAILED_API | IMAGE_R3_API => {
                 im.manifest_format = ManifestFormat::Oci;
             }
             IMAGE_OTHER_MAIN => {
-                // A two-platform OCI index, under the hash the image always had.
+                // A two-platform OCI index.
                 im.manifest_format = ManifestFormat::Oci;
                 im.platforms = vec!["linux/amd64".into(), "linux/arm64/v8".into()];
-                im.content_hash = Some(default_content_hash(IMAGE_OTHER_MAIN));
             }
             _ => {}
         }
     }
-    Scenario {
+    let mut scenario = Scenario {
         name: "demo".into(),
         tokens: vec![TOKEN.into()],
         openbalena: false,
@@ -289,6 +295,7 @@ pub(crate) fn scenario() -> Scenario {
                 is_public: false,
                 should_track_latest_release: true,
                 created_at: t("2025-11-01T09:00:00.000Z"),
+                config_variables: Default::default(),
             },
             ApplicationSpec {
                 id: OTHER_APP_ID,
@@ -298,6 +305,7 @@ pub(crate) fn scenario() -> Scenario {
                 is_public: false,
                 should_track_latest_release: true,
                 created_at: t("2025-11-02T09:00:00.000Z"),
+                config_variables: Default::default(),
             },
         ],
         services: vec![
@@ -372,7 +380,11 @@ pub(crate) fn scenario() -> Scenario {
                 Some(RELEASE_2),
                 true,
             ),
-            device(DEVICE_WEST, APP_ID, "kiosk-west", RELEASE_1, None, true),
+            DeviceSpec {
+                // Image deltas turned off on this device: it pulls.
+                config_variables: [("BALENA_SUPERVISOR_DELTA".into(), "0".into())].into(),
+                ..device(DEVICE_WEST, APP_ID, "kiosk-west", RELEASE_1, None, true)
+            },
             device(
                 OTHER_DEVICE,
                 OTHER_APP_ID,
@@ -396,6 +408,7 @@ pub(crate) fn scenario() -> Scenario {
                 ),
                 created_at: t("2025-11-10T15:44:12.301Z"),
                 layers: None,
+                manifest: Default::default(),
             },
             DeltaSpec {
                 id: DELTA_R2_R3_MAIN,
@@ -408,9 +421,33 @@ pub(crate) fn scenario() -> Scenario {
                 error_message: None,
                 created_at: t("2025-11-12T09:09:40.018Z"),
                 layers: None,
+                manifest: Default::default(),
             },
         ],
+    };
+    // `worker` (removed in RELEASE_3) is labelled `kill-then-download`: a
+    // device drops its image before the other services download.
+    for r in &mut scenario.releases {
+        if r.id == RELEASE_1 || r.id == RELEASE_2 {
+            let services: serde_json::Map<String, serde_json::Value> = [
+                "main", "api", "worker", "proxy",
+            ]
+            .into_iter()
+            .filter(|name| *name != "api" || r.id == RELEASE_2)
+            .map(|name| {
+                let mut service =
+                    serde_json::json!({ "build": { "context": format!("./{name}") } });
+                if name == "worker" {
+                    service["labels"] =
+                        serde_json::json!({ "io.balena.update.strategy": "kill-then-download" });
+                }
+                (name.to_owned(), service)
+            })
+            .collect();
+            r.composition = Some(serde_json::json!({ "version": "2.1", "services": services }));
+        }
     }
+    scenario
 }
 
 #[cfg(test)]
@@ -444,7 +481,6 @@ mod tests {
                 .count(),
             2
         );
-        assert_eq!(PROXY_CONTENT_HASH.len(), 71);
         for sv in &s.services {
             assert!(
                 sv.service_name

@@ -181,6 +181,7 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
                     layers: Some(image_layers),
                     manifest_format: ManifestFormat::Docker,
                     platforms: Vec::new(),
+                    manifest: Default::default(),
                 });
             }
             release_images.push(id);
@@ -200,6 +201,7 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
             is_final: true,
             images: release_images,
             created_at: None,
+            composition: Default::default(),
         });
     }
     let devices = (0..options.devices)
@@ -212,6 +214,7 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
             is_pinned_on__release: None,
             is_online: d % 10 != 9,
             created_at: None,
+            config_variables: Default::default(),
         })
         .collect();
     Scenario {
@@ -243,6 +246,7 @@ pub(crate) fn scenario(options: &GeneratedOptions) -> Scenario {
             is_public: false,
             should_track_latest_release: true,
             created_at: None,
+            config_variables: Default::default(),
         }],
         services,
         images,

@@ -128,7 +128,36 @@ const APPLICATION: Resource = Resource {
         rev("owns__release", "release", "belongs_to__application"),
         rev("service", "service", "application"),
         rev("owns__device", "device", "belongs_to__application"),
+        rev(
+            "application_config_variable",
+            "application_config_variable",
+            "application",
+        ),
     ],
+};
+
+const APPLICATION_CONFIG_VARIABLE: Resource = Resource {
+    name: "application_config_variable",
+    fields: &[
+        f("id", Integer),
+        f("created_at", DateTime),
+        f("application", ForeignKey("application")),
+        f("name", Text),
+        f("value", Text),
+    ],
+    reverse: &[],
+};
+
+const DEVICE_CONFIG_VARIABLE: Resource = Resource {
+    name: "device_config_variable",
+    fields: &[
+        f("id", Integer),
+        f("created_at", DateTime),
+        f("device", ForeignKey("device")),
+        f("name", Text),
+        f("value", Text),
+    ],
+    reverse: &[],
 };
 
 const USER: Resource = Resource {
@@ -272,7 +301,11 @@ const DEVICE: Resource = Resource {
         f("is_online", Boolean),
         f("api_heartbeat_state", Text),
     ],
-    reverse: &[],
+    reverse: &[rev(
+        "device_config_variable",
+        "device_config_variable",
+        "device",
+    )],
 };
 
 /// `image` on openBalena: no navigations to `delta`.
@@ -309,6 +342,8 @@ pub fn schema() -> &'static [Resource] {
         RELEASE_IMAGE,
         DELTA,
         DEVICE,
+        APPLICATION_CONFIG_VARIABLE,
+        DEVICE_CONFIG_VARIABLE,
     ];
     SCHEMA
 }
@@ -321,4 +356,6 @@ static OPENBALENA: &[Resource] = &[
     IMAGE_WITHOUT_DELTA,
     RELEASE_IMAGE,
     DEVICE,
+    APPLICATION_CONFIG_VARIABLE,
+    DEVICE_CONFIG_VARIABLE,
 ];

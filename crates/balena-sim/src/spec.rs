@@ -3,6 +3,7 @@
 //! and the values derived for fields a file leaves out. Loaders, checks and
 //! the built-in scenarios build on these types.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -105,6 +106,10 @@ pub struct ApplicationSpec {
     pub should_track_latest_release: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    /// Fleet configuration variables (`application_config_variable` rows),
+    /// e.g. `BALENA_SUPERVISOR_DELTA: "0"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_variables: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +158,11 @@ pub struct ImageSpec {
     /// first entry is the image itself.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub platforms: Vec<String>,
+    /// The manifest's exact bytes (JSON text), served as they are instead of
+    /// one built from `layers`; `content_hash` defaults to their SHA-256.
+    /// For fixtures pushed to a real registry as well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
 /// One layer of an image manifest: a blob digest and its compressed size.
@@ -204,6 +214,11 @@ pub struct ReleaseSpec {
     pub images: Vec<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    /// The compose document stored with the release (service labels such as
+    /// `io.balena.update.strategy`). Default: one entry per service with a
+    /// build context and no labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composition: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -235,6 +250,10 @@ pub struct DeviceSpec {
     pub is_online: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
+    /// Device configuration variables (`device_config_variable` rows); they
+    /// win over the fleet's of the same name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_variables: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -260,9 +279,13 @@ pub struct DeltaSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     /// The layers of the delta image a `success` row stores at its location.
-    /// Default: derived from the row (one or two layers, 60 % of `size`).
+    /// Default: derived from the row (one layer per target layer, the
+    /// source's own ones empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layers: Option<Vec<LayerSpec>>,
+    /// The delta image's manifest, exact bytes, served as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
 }
 
 fn default_delta_version() -> i64 {

@@ -73,6 +73,7 @@ impl Scenario {
             .and_then(|()| tables.releases())
             .and_then(|()| tables.devices())
             .and_then(|()| tables.deltas())
+            .and_then(|()| tables.config_variables())
             .map_err(|e| ScenarioError(e.to_string()))?;
         let db = tables.db;
         Ok((db, registry))
@@ -249,7 +250,9 @@ impl Tables<'_> {
                     ("commit", Value::Text(r.commit.clone())),
                     (
                         "composition",
-                        Value::Json(serde_json::json!({ "version": "2.1", "services": services })),
+                        Value::Json(r.composition.clone().unwrap_or_else(
+                            || serde_json::json!({ "version": "2.1", "services": services }),
+                        )),
                     ),
                     ("status", Value::Text(r.status.clone())),
                     ("source", Value::Text("cloud".to_owned())),
@@ -339,6 +342,45 @@ impl Tables<'_> {
                         "api_heartbeat_state",
                         Value::Text(if d.is_online { "online" } else { "offline" }.to_owned()),
                     ),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `application_config_variable` and `device_config_variable` rows, ids
+    /// counted from 1 in each.
+    fn config_variables(&mut self) -> Result<(), SchemaError> {
+        let scenario = self.scenario;
+        let fleets = scenario
+            .applications
+            .iter()
+            .flat_map(|a| a.config_variables.iter().map(move |v| (a.id, v)));
+        for (n, (application, (name, value))) in fleets.enumerate() {
+            self.insert(
+                "application_config_variable",
+                &[
+                    ("id", Value::Integer(n as i64 + 1)),
+                    ("created_at", Value::DateTime(scenario.epoch)),
+                    ("application", Value::Integer(application)),
+                    ("name", Value::Text(name.clone())),
+                    ("value", Value::Text(value.clone())),
+                ],
+            )?;
+        }
+        let devices = scenario
+            .devices
+            .iter()
+            .flat_map(|d| d.config_variables.iter().map(move |v| (d.id, v)));
+        for (n, (device, (name, value))) in devices.enumerate() {
+            self.insert(
+                "device_config_variable",
+                &[
+                    ("id", Value::Integer(n as i64 + 1)),
+                    ("created_at", Value::DateTime(scenario.epoch)),
+                    ("device", Value::Integer(device)),
+                    ("name", Value::Text(name.clone())),
+                    ("value", Value::Text(value.clone())),
                 ],
             )?;
         }

@@ -43,6 +43,41 @@ impl Manifest {
         }
     }
 
+    /// A manifest given as exact bytes: its media type is the one it names
+    /// (Docker schema 2 when it names none the registry knows), and its
+    /// layers and config are the blobs it references.
+    fn verbatim(text: &str) -> Result<(Manifest, Vec<LayerSpec>, Option<LayerSpec>), String> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("a manifest is not JSON: {e}"))?;
+        let media_type = [DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX]
+            .into_iter()
+            .find(|t| value["mediaType"] == *t)
+            .unwrap_or(DOCKER_MANIFEST);
+        let blob = |v: &serde_json::Value| -> Option<LayerSpec> {
+            Some(LayerSpec {
+                digest: v["digest"].as_str()?.to_owned(),
+                size: v["size"].as_u64()?,
+            })
+        };
+        let layers = value["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| blob(l).ok_or("a manifest layer lacks its digest or size".to_owned()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = blob(&value["config"]);
+        let bytes: Arc<[u8]> = text.as_bytes().into();
+        Ok((
+            Manifest {
+                media_type,
+                digest: digest_string(&bytes),
+                bytes,
+            },
+            layers,
+            config,
+        ))
+    }
+
     /// The platforms (`os/architecture[/variant]`) a list or index names.
     pub fn platforms(&self) -> Vec<String> {
         let value: serde_json::Value = serde_json::from_slice(&self.bytes).unwrap_or_default();
@@ -180,10 +215,7 @@ impl LayerDeriver {
     ) -> Vec<LayerSpec> {
         let hash = identity;
         let compressed = (image_size.unwrap_or(100_000_000) / 5 * 2).max(3);
-        let base = LayerSpec {
-            digest: synthetic_digest(&format!("base layer of application {app}")),
-            size: 5_000_000 + rng::mix(app as u64 ^ 0xba5e) % 7_000_000,
-        };
+        let base = base_layer(app);
         let seen = self.contents.entry(service).or_default();
         let index = match seen.iter().position(|h| h == hash) {
             Some(index) => index,
@@ -212,6 +244,22 @@ impl LayerDeriver {
     }
 }
 
+/// The base layer every derived image of application `app` starts with.
+pub(crate) fn base_layer(app: i64) -> LayerSpec {
+    LayerSpec {
+        digest: synthetic_digest(&format!("base layer of application {app}")),
+        size: 5_000_000 + rng::mix(app as u64 ^ 0xba5e) % 7_000_000,
+    }
+}
+
+/// A layer of `size` bytes whose digest is derived from `description`.
+pub(crate) fn named_layer(description: &str, size: u64) -> LayerSpec {
+    LayerSpec {
+        digest: synthetic_digest(description),
+        size,
+    }
+}
+
 /// The layers of the image built for another platform: same sizes, other blobs.
 fn platform_variant(layers: &[LayerSpec], platform: &str) -> Vec<LayerSpec> {
     layers
@@ -229,6 +277,8 @@ pub(crate) struct ImageEntry {
     /// The digest the API reports (`image.content_hash`).
     pub content_hash: String,
     pub format: ManifestFormat,
+    /// The layers of its (first platform's) manifest, base first.
+    pub layers: Vec<LayerSpec>,
 }
 
 /// Every manifest and blob the registry serves for the scenario's images.
@@ -241,6 +291,9 @@ pub(crate) struct Content {
     images: HashMap<i64, ImageEntry>,
     /// Layers the scenario gives for delta rows (by row id).
     delta_layers: HashMap<i64, Vec<LayerSpec>>,
+    /// Exact manifests the scenario gives for delta rows (by row id), with
+    /// their blobs.
+    delta_manifests: HashMap<i64, (Manifest, Vec<LayerSpec>)>,
     /// The registry host (the `service` of the token flow).
     pub host: String,
 }
@@ -268,6 +321,30 @@ impl Content {
                 .content_hash
                 .clone()
                 .unwrap_or_else(|| default_content_hash(im.id));
+            if let Some(text) = &im.manifest {
+                let (manifest, layers, config) = Manifest::verbatim(text)
+                    .map_err(|e| ScenarioError(format!("image {}: {e}", im.id)))?;
+                for blob in layers.iter().chain(&config) {
+                    content
+                        .blobs
+                        .insert((repo.to_owned(), blob.digest.clone()), blob.size);
+                }
+                let content_hash = im.content_hash.clone().unwrap_or(manifest.digest.clone());
+                for key in [manifest.digest.clone(), content_hash.clone()] {
+                    content
+                        .manifests
+                        .insert((repo.to_owned(), key), manifest.clone());
+                }
+                content.images.insert(
+                    im.id,
+                    ImageEntry {
+                        content_hash,
+                        format: im.manifest_format,
+                        layers,
+                    },
+                );
+                continue;
+            }
             let service = im.is_a_build_of__service;
             let layers = match &im.layers {
                 Some(layers) => layers.clone(),
@@ -279,11 +356,9 @@ impl Content {
                 ),
             };
             let top = content.add_image(repo, im.manifest_format, &layers, &im.platforms);
-            let content_hash = match &im.content_hash {
-                Some(hash) => hash.clone(),
-                None if im.layers.is_some() || !im.platforms.is_empty() => top.digest.clone(),
-                None => identity,
-            };
+            // A hash the file gives is served as it is; otherwise the
+            // manifest's real digest.
+            let content_hash = im.content_hash.clone().unwrap_or(top.digest.clone());
             if content_hash != top.digest {
                 content
                     .manifests
@@ -294,12 +369,19 @@ impl Content {
                 ImageEntry {
                     content_hash,
                     format: im.manifest_format,
+                    layers,
                 },
             );
         }
         for delta in &scenario.deltas {
             if let Some(layers) = &delta.layers {
                 content.delta_layers.insert(delta.id, layers.clone());
+            }
+            if let Some(text) = &delta.manifest {
+                let (manifest, layers, config) = Manifest::verbatim(text)
+                    .map_err(|e| ScenarioError(format!("delta {}: {e}", delta.id)))?;
+                let blobs = layers.into_iter().chain(config).collect();
+                content.delta_manifests.insert(delta.id, (manifest, blobs));
             }
         }
         if content.host.is_empty() {
@@ -376,10 +458,7 @@ impl Content {
         }
         self.delta_images(db, repo)
             .into_iter()
-            .flat_map(|(_, _, layers)| {
-                let config = config_of(&layers);
-                layers.into_iter().chain([config])
-            })
+            .flat_map(|(_, _, blobs)| blobs)
             .find(|blob| blob.digest == digest)
             .map(|blob| blob.size)
     }
@@ -390,7 +469,7 @@ impl Content {
     }
 
     /// The delta images stored in `repo` by `success` delta rows:
-    /// (tag, manifest, layers).
+    /// (tag, manifest, every blob it references).
     fn delta_images(&self, db: &Db, repo: &str) -> Vec<(String, Manifest, Vec<LayerSpec>)> {
         let mut found = Vec::new();
         for (id, _) in db.rows("delta") {
@@ -406,39 +485,84 @@ impl Content {
             if status != "success" || delta_repo != repo {
                 continue;
             }
+            if let Some((manifest, blobs)) = self.delta_manifests.get(&id) {
+                found.push((tag.to_owned(), manifest.clone(), blobs.clone()));
+                continue;
+            }
             let size = match db.get("delta", id, "size") {
                 Some(Value::BigInteger(size)) => *size,
                 _ => 1_000_000,
             };
-            let format = match db.get("delta", id, "produces__image") {
-                Some(Value::Integer(dest)) => self.images.get(dest).map(|e| e.format),
+            let image = |field| match db.get("delta", id, field) {
+                Some(Value::Integer(image)) => self.images.get(image),
                 _ => None,
-            }
-            .unwrap_or_default();
-            let layers = self
-                .delta_layers
-                .get(&id)
-                .cloned()
-                .unwrap_or_else(|| derived_delta_layers(id, location, size));
-            found.push((tag.to_owned(), image_manifest(format, &layers), layers));
+            };
+            let (source, target) = (image("originates_from__image"), image("produces__image"));
+            let format = target.map(|e| e.format).unwrap_or_default();
+            let layers = self.delta_layers.get(&id).cloned().unwrap_or_else(|| {
+                derived_delta_layers(
+                    id,
+                    location,
+                    size,
+                    source.map_or(&[][..], |e| &e.layers),
+                    target.map_or(&[][..], |e| &e.layers),
+                )
+            });
+            let manifest = image_manifest(format, &layers);
+            let config = config_of(&layers);
+            let blobs = layers.into_iter().chain([config]).collect();
+            found.push((tag.to_owned(), manifest, blobs));
         }
         found
     }
 }
 
-/// A delta image's layers: 60 % of the row's (uncompressed) size, in one
-/// layer for even row ids and two (90 % and 10 %) for odd ones.
-fn derived_delta_layers(row: i64, location: &str, size: u64) -> Vec<LayerSpec> {
+/// A delta image's layers as balena's engine builds them: one per target
+/// layer, an empty layer where the source image already has the target's
+/// chain up to it, and otherwise a share of 60 % of the row's size (the
+/// compressed delta) in proportion to the target layer's size. Without the
+/// images' layers, one layer of that size.
+fn derived_delta_layers(
+    row: i64,
+    location: &str,
+    size: u64,
+    source: &[LayerSpec],
+    target: &[LayerSpec],
+) -> Vec<LayerSpec> {
     let compressed = (size / 5 * 3).max(1);
     let layer = |index: usize, size: u64| LayerSpec {
         digest: synthetic_digest(&format!("delta {row} at {location}, layer {index}")),
         size,
     };
-    if row % 2 == 0 || compressed < 10 {
-        vec![layer(0, compressed)]
-    } else {
-        let first = compressed / 10 * 9;
-        vec![layer(0, first), layer(1, compressed - first)]
+    if target.is_empty() {
+        return vec![layer(0, compressed)];
+    }
+    let held = source
+        .iter()
+        .zip(target)
+        .take_while(|(s, t)| s.digest == t.digest)
+        .count();
+    let changed: u64 = target[held..].iter().map(|l| l.size.max(1)).sum();
+    target
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            if i < held {
+                empty_layer()
+            } else {
+                let share = (u128::from(compressed) * u128::from(t.size.max(1))
+                    / u128::from(changed.max(1))) as u64;
+                layer(i, share.max(1))
+            }
+        })
+        .collect()
+}
+
+/// The empty layer of a delta where nothing changes: a gzipped empty tar.
+fn empty_layer() -> LayerSpec {
+    LayerSpec {
+        digest: "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8c7c22955b46d4".into(),
+        size: 32,
     }
 }
 

@@ -254,10 +254,14 @@ async fn oci_and_docker_manifests_follow_accept_and_a_ready_delta_is_an_image() 
         .unwrap()
         .to_owned();
     let body: serde_json::Value = r.json().await.unwrap();
+    // One layer per target layer; the base the source shares is empty, the
+    // changed middle and top share the compressed delta (each rounded down).
     let layers = layer_sizes(&body);
-    assert!((1..=2).contains(&layers.len()));
-    let compressed: u64 = layers.iter().map(|(_, s)| s).sum();
-    assert_eq!(compressed, demo::DELTA_R2_R3_MAIN_SIZE / 5 * 3);
+    assert_eq!(layers.len(), 3, "{body}");
+    assert_eq!(layers[0].1, 32, "{body}");
+    let compressed: u64 = layers[1..].iter().map(|(_, s)| s).sum();
+    let expected = demo::DELTA_R2_R3_MAIN_SIZE / 5 * 3;
+    assert!((expected - 1..=expected).contains(&compressed), "{body}");
     let by_digest = manifest(&sim, delta_repo, &digest, &token, ALL).await;
     assert_eq!(by_digest.status(), 200, "by digest as well as by tag");
     let head = client()
@@ -370,6 +374,9 @@ async fn a_delta_built_while_running_gets_its_image_once_it_succeeds() {
             other => panic!("{other:?}"),
         }
     });
-    let compressed: u64 = layer_sizes(&body).iter().map(|(_, s)| s).sum();
+    let layers = layer_sizes(&body);
+    let empty = layers.iter().filter(|(_, s)| *s == 32).count();
+    let compressed: u64 = layers.iter().filter(|(_, s)| *s != 32).map(|(_, s)| s).sum();
+    assert_eq!((layers.len(), empty), (3, 2), "{body}");
     assert_eq!(compressed, size / 5 * 3);
 }
