@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use reqwest::StatusCode;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, DATE, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, DATE, HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -62,16 +64,16 @@ pub(crate) struct Answer {
 }
 
 /// The outcome of one attempt.
-pub(crate) enum Attempt<T> {
+pub(crate) enum Attempt<T, E = Error> {
     Done(T),
     /// Transient: try again after at least `after` (from `Retry-After`);
     /// `error` is returned when no retry is left.
     Retry {
         reason: String,
         after: Option<Duration>,
-        error: Error,
+        error: E,
     },
-    Fail(Error),
+    Fail(E),
 }
 
 /// The raw result of one GET.
@@ -83,6 +85,11 @@ pub(crate) enum Sent {
         date: Option<Timestamp>,
         retry_after: Option<Duration>,
         location: Option<String>,
+        /// `WWW-Authenticate`, as sent (a registry's token challenge).
+        challenge: Option<String>,
+        /// The share of a [`LargeBodies`] budget the body holds; released
+        /// when dropped with it.
+        held: Option<tokio::sync::OwnedSemaphorePermit>,
     },
     NoAnswer(NoAnswer),
     /// The answer was longer than the limit; reading stopped there.
@@ -117,13 +124,63 @@ impl Limit {
         truncate: true,
         timeout: None,
     };
-    /// Registry answers (manifests and tokens): a manifest of hundreds of
-    /// layers is a few hundred KiB.
-    pub(crate) const REGISTRY: Limit = Limit {
-        bytes: 4 << 20,
-        truncate: false,
-        timeout: None,
-    };
+}
+
+/// Whose credentials a request carries in `Authorization`.
+#[derive(Clone, Copy)]
+pub(crate) enum Auth<'a> {
+    /// The balena token (API and delta server, a token realm on the API's
+    /// own origin).
+    Balena,
+    /// Another bearer token (a registry's).
+    Bearer(&'a SecretString),
+    Anonymous,
+}
+
+/// One GET: its URL, how much of the answer is read, what it accepts and
+/// whose credentials it carries.
+#[derive(Clone, Copy)]
+pub(crate) struct Get<'a> {
+    pub(crate) url: &'a Url,
+    pub(crate) limit: Limit,
+    pub(crate) accept: Option<&'static str>,
+    pub(crate) auth: Auth<'a>,
+    /// Shared by the bodies of many requests in flight.
+    pub(crate) budget: Option<&'a LargeBodies>,
+}
+
+impl<'a> Get<'a> {
+    /// A GET with the balena token, accepting anything.
+    pub(crate) fn new(url: &'a Url, limit: Limit) -> Get<'a> {
+        Get {
+            url,
+            limit,
+            accept: None,
+            auth: Auth::Balena,
+            budget: None,
+        }
+    }
+}
+
+/// A memory budget for answers read at the same time: a body may grow to
+/// [`LargeBodies::SMALL`] bytes freely (many small answers go out in one
+/// wave); past that it waits for one of a fixed number of slots, each as
+/// large as the answer's cap, and keeps it until the body is dropped. A body
+/// that holds a slot can always finish, so the wait cannot deadlock.
+#[derive(Clone)]
+pub(crate) struct LargeBodies {
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl LargeBodies {
+    /// The bytes a body may hold without a slot.
+    pub(crate) const SMALL: usize = 64 << 10;
+
+    pub(crate) fn new(slots: usize) -> LargeBodies {
+        LargeBodies {
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(slots.max(1))),
+        }
+    }
 }
 
 /// How hard to try one API request.
@@ -138,13 +195,24 @@ pub(crate) enum Effort {
 
 /// Reads the body of `response` up to `limit` bytes after decompression;
 /// `None` when it is longer and `limit` does not truncate. What a server
-/// announces in `Content-Length` is not trusted either way.
-pub(crate) async fn read_capped(
+/// announces in `Content-Length` is not trusted either way. With a
+/// `budget`, a body growing past [`LargeBodies::SMALL`] holds one of its
+/// slots, returned with it.
+async fn read_capped(
     mut response: reqwest::Response,
     limit: Limit,
-) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    budget: Option<&LargeBodies>,
+) -> Result<Option<(Vec<u8>, Option<tokio::sync::OwnedSemaphorePermit>)>, reqwest::Error> {
     let mut body: Vec<u8> = Vec::new();
+    let mut held = None;
     while let Some(chunk) = response.chunk().await? {
+        if let Some(budget) = budget
+            && held.is_none()
+            && body.len() + chunk.len() > LargeBodies::SMALL
+        {
+            // The semaphore is never closed.
+            held = budget.slots.clone().acquire_owned().await.ok();
+        }
         let room = limit.bytes - body.len();
         let (take, full) = if chunk.len() > room {
             if !limit.truncate {
@@ -166,7 +234,7 @@ pub(crate) async fn read_capped(
             break;
         }
     }
-    Ok(Some(body))
+    Ok(Some((body, held)))
 }
 
 /// The host (and port, when not the scheme's default) of a URL, for
@@ -271,16 +339,38 @@ impl Http {
         self.jitter_unit()
     }
 
-    /// Sends one GET with the Bearer token, reading at most `limit.bytes` of
-    /// the answer (counted after decompression).
+    /// Sends one GET with the balena token, reading at most `limit.bytes`
+    /// of the answer (counted after decompression).
     pub(crate) async fn send(&self, url: &Url, limit: Limit) -> Sent {
+        self.get(Get::new(url, limit)).await
+    }
+
+    /// Sends one GET as `get` says: every request of this library is built
+    /// here. The answer's text is cleaned of the balena token and of the
+    /// bearer token sent.
+    pub(crate) async fn get(&self, get: Get<'_>) -> Sent {
+        let Get {
+            url,
+            limit,
+            accept,
+            auth,
+            budget,
+        } = get;
         let mut request = self.clients.for_url(url).get(url.clone());
         if let Some(timeout) = limit.timeout {
             request = request.timeout(timeout);
         }
-        if let Some(token) = &self.token {
-            // token_kind() accepted only printable ASCII, which is always a
-            // valid header value.
+        if let Some(accept) = accept {
+            request = request.header(ACCEPT, accept);
+        }
+        let bearer = match auth {
+            Auth::Balena => self.token.as_ref(),
+            Auth::Bearer(token) => Some(token),
+            Auth::Anonymous => None,
+        };
+        if let Some(token) = bearer {
+            // token_kind() accepted only printable ASCII, and a registry's
+            // token is checked likewise: always a valid header value.
             if let Ok(mut value) =
                 HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
             {
@@ -288,6 +378,10 @@ impl Http {
                 request = request.header(AUTHORIZATION, value);
             }
         }
+        let other = match auth {
+            Auth::Bearer(token) => Some(token.expose_secret()),
+            _ => None,
+        };
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) => return transport_failure(e),
@@ -303,16 +397,19 @@ impl Http {
         let content_type = header(CONTENT_TYPE);
         let date = header(DATE).and_then(|d| parse_http_date(&d));
         let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, date));
-        let location = header(LOCATION).map(|l| self.redact(l.as_bytes()));
+        let location = header(LOCATION).map(|l| self.redact(l.as_bytes(), other));
         let location = location.map(|l| String::from_utf8_lossy(&l).into_owned());
-        match read_capped(response, limit).await {
-            Ok(Some(body)) => Sent::Answer {
+        let challenge = header(WWW_AUTHENTICATE);
+        match read_capped(response, limit, budget).await {
+            Ok(Some((body, held))) => Sent::Answer {
                 status,
-                body: self.redact(&body),
+                body: self.redact(&body, other),
                 content_type,
                 date,
                 retry_after,
                 location,
+                challenge,
+                held,
             },
             Ok(None) => Sent::TooLarge { limit: limit.bytes },
             Err(e) => transport_failure(e),
@@ -322,27 +419,41 @@ impl Http {
     /// Text from a server, with every secret in it replaced (a server may
     /// echo the request, token included). Bytes that are not UTF-8 are not
     /// JSON either: they are only ever shown, so they are read lossily.
-    fn redact(&self, bytes: &[u8]) -> Vec<u8> {
+    fn redact(&self, bytes: &[u8], other: Option<&str>) -> Vec<u8> {
         let token = self.token.as_ref().map(|t| t.expose_secret());
         let text = String::from_utf8_lossy(bytes);
-        match redact_secrets(&text, token) {
-            Cow::Borrowed(_) if matches!(text, Cow::Borrowed(_)) => bytes.to_vec(),
-            redacted => redacted.into_owned().into_bytes(),
+        let text = match redact_secrets(&text, token) {
+            Cow::Borrowed(_) if matches!(text, Cow::Borrowed(_)) => {
+                return self.redact_other(bytes.to_vec(), other);
+            }
+            redacted => redacted.into_owned(),
+        };
+        self.redact_other(text.into_bytes(), other)
+    }
+
+    /// `bytes` without `other` (a registry's token), when given.
+    fn redact_other(&self, bytes: Vec<u8>, other: Option<&str>) -> Vec<u8> {
+        match other.filter(|o| !o.is_empty()) {
+            Some(other) => match redact_secrets(&String::from_utf8_lossy(&bytes), Some(other)) {
+                Cow::Borrowed(_) => bytes,
+                redacted => redacted.into_owned().into_bytes(),
+            },
+            None => bytes,
         }
     }
 
     /// Runs `attempt` until it is done, fails, or runs out of retries,
     /// pausing with jittered exponential backoff (never shorter than a
     /// server's `Retry-After`).
-    pub(crate) async fn retrying<T, F, Fut>(
+    pub(crate) async fn retrying<T, E, F, Fut>(
         &self,
         what: &str,
         events: Sink<'_>,
         mut attempt: F,
-    ) -> Result<T, Error>
+    ) -> Result<T, E>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Attempt<T>>,
+        Fut: Future<Output = Attempt<T, E>>,
     {
         let mut retries = 0;
         loop {
@@ -434,6 +545,7 @@ impl Http {
                 date,
                 retry_after,
                 location,
+                ..
             } => {
                 if status.is_success() {
                     return Attempt::Done(Answer {

@@ -107,6 +107,11 @@ pub struct UpdateInfo {
     /// unknown (then `estimated_download_size` is absent); absent otherwise.
     #[serde(default, skip_serializing_if = "is_false")]
     pub download_size_unknown: bool,
+    /// `true` when a service's `download_size` is an upper bound (its delta
+    /// is not ready); `estimated_download_size` is then one too. Absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub download_size_is_upper_bound: bool,
 }
 
 impl UpdateInfo {
@@ -180,6 +185,66 @@ pub struct ServiceUpdate {
     /// `pull_size` and `download_size` are absent); absent otherwise.
     #[serde(default, skip_serializing_if = "is_false")]
     pub download_size_unknown: bool,
+    /// `true` when `download_size` is the pull of a changed service whose
+    /// delta is not ready yet: a device updating now asks for the delta,
+    /// waits while it is built and downloads it instead, pulling only when
+    /// that fails. Absent otherwise.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub download_size_is_upper_bound: bool,
+    /// The service's update strategy (the target release's
+    /// `io.balena.update.strategy` label); absent for the default,
+    /// `download-then-kill`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_strategy: Option<UpdateStrategy>,
+}
+
+/// How the supervisor replaces a service's container, from the
+/// `io.balena.update.strategy` label. Only what differs from the default
+/// (`download-then-kill`) is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpdateStrategy {
+    /// Stops the old container before downloading; the old image stays
+    /// (a delta source) until the downloads are done.
+    KillThenDownload,
+    /// Deletes the old image before downloading: the new image is pulled
+    /// whole, without a delta.
+    DeleteThenDownload,
+    /// Starts the new container beside the old one; images as the default.
+    HandOver,
+}
+
+impl UpdateStrategy {
+    /// The strategy a label value names; `None` for the default
+    /// (`download-then-kill`) and for values the supervisor does not know
+    /// (it falls back to the default too).
+    pub fn from_label(value: &str) -> Option<UpdateStrategy> {
+        match value.trim() {
+            "kill-then-download" => Some(UpdateStrategy::KillThenDownload),
+            "delete-then-download" => Some(UpdateStrategy::DeleteThenDownload),
+            "hand-over" => Some(UpdateStrategy::HandOver),
+            _ => None,
+        }
+    }
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateStrategy::KillThenDownload => "kill-then-download",
+            UpdateStrategy::DeleteThenDownload => "delete-then-download",
+            UpdateStrategy::HandOver => "hand-over",
+        }
+    }
+
+    /// Whether the service's old image is gone before the other services
+    /// download (for a removed service) or before its own pull.
+    pub fn drops_old_image(strategy: Option<UpdateStrategy>, removed: bool) -> bool {
+        match strategy {
+            Some(UpdateStrategy::DeleteThenDownload) => true,
+            Some(UpdateStrategy::KillThenDownload) => removed,
+            _ => false,
+        }
+    }
 }
 
 impl ServiceUpdate {
@@ -262,6 +327,11 @@ pub struct RemovedService {
     pub service_name: String,
     /// The service's image in the source release.
     pub originates_from__image: ImageInfo,
+    /// The service's update strategy in the source release; absent for the
+    /// default. `kill-then-download` and `delete-then-download` remove its
+    /// image before the other services download.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_strategy: Option<UpdateStrategy>,
 }
 
 /// A fleet (balena application).
@@ -490,6 +560,8 @@ pub(crate) mod tests {
                     pull_size: None,
                     download_size: None,
                     download_size_unknown: false,
+                    download_size_is_upper_bound: Default::default(),
+                    update_strategy: Default::default(),
                 },
                 ServiceUpdate {
                     service_name: "main".into(),
@@ -506,6 +578,8 @@ pub(crate) mod tests {
                     pull_size: None,
                     download_size: None,
                     download_size_unknown: false,
+                    download_size_is_upper_bound: Default::default(),
+                    update_strategy: Default::default(),
                 },
             ],
             overall_status: Status::Ready,
@@ -514,9 +588,11 @@ pub(crate) mod tests {
             removed_services: vec![RemovedService {
                 service_name: "worker".into(),
                 originates_from__image: image(1115250, "0b4e3c1f7d2a9e8b6c5d4f3a2b1c0d9e", None, 0),
+                update_strategy: Default::default(),
             }],
             estimated_download_size: None,
             download_size_unknown: false,
+            download_size_is_upper_bound: Default::default(),
         }
     }
 

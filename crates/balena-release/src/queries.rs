@@ -8,7 +8,13 @@ use crate::reference::{FleetRef, ReleaseRef};
 use crate::rules::{DELTA_VERSION, Pair};
 
 /// The release columns read.
-const RELEASE_SELECT: &[&str] = &["id", "commit", "status", "belongs_to__application"];
+const RELEASE_SELECT: &[&str] = &[
+    "id",
+    "commit",
+    "status",
+    "belongs_to__application",
+    "composition",
+];
 /// The image columns read.
 const IMAGE_SELECT: &[&str] = &[
     "id",
@@ -313,7 +319,7 @@ mod tests {
         let q = release_query(&[&ReleaseRef::Id(900813), &ReleaseRef::Id(900835)]);
         assert_eq!(
             q.render(),
-            "$filter=id in (900813,900835)&$select=id,commit,status,belongs_to__application\
+            "$filter=id in (900813,900835)&$select=id,commit,status,belongs_to__application,composition\
              &$expand=release_image($select=id;$expand=image($select=id,status,content_hash,\
              image_size,is_stored_at__image_location;$expand=is_a_build_of__service(\
              $select=service_name)))"

@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::model::{
     Change, DeltaFailure, DeltaInfo, ImageInfo, ReleaseSummary, RemovedService, ServiceUpdate,
-    Status, UpdateInfo,
+    Status, UpdateInfo, UpdateStrategy,
 };
 use crate::wire::{DeltaRow, Release};
 
@@ -90,6 +90,9 @@ pub(crate) struct ServicePair {
     pub(crate) source: Option<ImageInfo>,
     pub(crate) target: ImageInfo,
     pub(crate) change: Change,
+    /// The target release's strategy label (the supervisor follows the
+    /// target's).
+    pub(crate) strategy: Option<UpdateStrategy>,
 }
 
 impl ServicePair {
@@ -157,6 +160,7 @@ pub(crate) fn pair(source: &Release, target: &Release) -> Pairing {
                 change: classify(source, &t.info),
                 source: source.cloned(),
                 target: t.info.clone(),
+                strategy: target.strategies.get(&t.service_name).copied(),
             }
         })
         .collect();
@@ -172,6 +176,7 @@ pub(crate) fn pair(source: &Release, target: &Release) -> Pairing {
         .map(|s| RemovedService {
             service_name: s.service_name.clone(),
             originates_from__image: s.info.clone(),
+            update_strategy: source.strategies.get(&s.service_name).copied(),
         })
         .collect();
     Pairing {
@@ -306,6 +311,8 @@ pub(crate) fn evaluate(
                 pull_size: None,
                 download_size: None,
                 download_size_unknown: false,
+                download_size_is_upper_bound: false,
+                update_strategy: s.strategy,
             }
         })
         .collect();
@@ -320,6 +327,7 @@ pub(crate) fn evaluate(
         removed_services: pairing.removed.clone(),
         estimated_download_size: None,
         download_size_unknown: false,
+        download_size_is_upper_bound: false,
     }
 }
 
@@ -357,6 +365,7 @@ pub(crate) mod tests {
             status: "success".into(),
             application: 1,
             images,
+            strategies: Default::default(),
         }
     }
 

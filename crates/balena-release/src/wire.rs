@@ -5,15 +5,16 @@
 // The field names are the balena API's own.
 #![allow(non_snake_case)]
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use jiff::Timestamp;
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use crate::bigint;
 use crate::error::{Cause, Error, Server};
-use crate::model::{ImageInfo, ReleaseSummary};
+use crate::model::{ImageInfo, ReleaseSummary, UpdateStrategy};
 
 #[derive(Deserialize)]
 struct Envelope<T> {
@@ -33,6 +34,9 @@ struct ReleaseRow {
     status: String,
     belongs_to__application: ForeignKey,
     release_image: Vec<ReleaseImageRow>,
+    /// The compose document; read loosely (see [`strategies`]).
+    #[serde(default)]
+    composition: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +119,8 @@ pub(crate) struct Release {
     pub(crate) application: u64,
     /// Sorted by service name (byte order), one per service.
     pub(crate) images: Vec<ReleaseImage>,
+    /// Services whose `io.balena.update.strategy` label is not the default.
+    pub(crate) strategies: BTreeMap<String, UpdateStrategy>,
 }
 
 /// The image of one service in a release.
@@ -263,7 +269,56 @@ fn release(i: usize, row: ReleaseRow, source: &Source<'_>) -> Result<Release, Er
         status: row.status,
         application: row.belongs_to__application.__id,
         images,
+        strategies: strategies(row.id, row.composition.as_ref()),
     })
+}
+
+/// The update strategy labels of a release's composition. A composition
+/// that is not the expected shape, or a label value the supervisor does not
+/// know, means the default (as on a device), noted at `info` (`-v`).
+pub(crate) fn strategies(
+    release: u64,
+    composition: Option<&serde_json::Value>,
+) -> BTreeMap<String, UpdateStrategy> {
+    const LABEL: &str = "io.balena.update.strategy";
+    let mut found = BTreeMap::new();
+    let Some(composition) = composition.filter(|c| !c.is_null()) else {
+        return found;
+    };
+    let Some(services) = composition.get("services").and_then(|s| s.as_object()) else {
+        tracing::info!(
+            release,
+            "the composition lists no services; update strategies are the default"
+        );
+        return found;
+    };
+    for (name, service) in services {
+        // Labels are a map, or a list of `key=value` in compose files.
+        let value = match service.get("labels") {
+            Some(serde_json::Value::Object(map)) => map.get(LABEL).and_then(|v| v.as_str()),
+            Some(serde_json::Value::Array(list)) => list.iter().find_map(|item| {
+                item.as_str()?
+                    .split_once('=')
+                    .filter(|(key, _)| key.trim() == LABEL)
+                    .map(|(_, value)| value)
+            }),
+            _ => None,
+        };
+        let Some(value) = value else { continue };
+        match UpdateStrategy::from_label(value) {
+            Some(strategy) => {
+                found.insert(name.clone(), strategy);
+            }
+            None if value.trim() == "download-then-kill" => {}
+            None => tracing::info!(
+                release,
+                service = %crate::redact::redact_secrets(name, None),
+                "unknown update strategy `{}`; the default applies",
+                crate::redact::redact_secrets(value, None)
+            ),
+        }
+    }
+    found
 }
 
 /// Decodes the answer to a delta query.

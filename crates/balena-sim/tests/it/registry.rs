@@ -376,7 +376,11 @@ async fn a_delta_built_while_running_gets_its_image_once_it_succeeds() {
     });
     let layers = layer_sizes(&body);
     let empty = layers.iter().filter(|(_, s)| *s == 32).count();
-    let compressed: u64 = layers.iter().filter(|(_, s)| *s != 32).map(|(_, s)| s).sum();
+    let compressed: u64 = layers
+        .iter()
+        .filter(|(_, s)| *s != 32)
+        .map(|(_, s)| s)
+        .sum();
     assert_eq!((layers.len(), empty), (3, 2), "{body}");
     assert_eq!(compressed, size / 5 * 3);
 }
