@@ -321,6 +321,8 @@ mod tests {
             pull_size: None,
             download_size: None,
             download_size_unknown: false,
+            download_size_is_upper_bound: Default::default(),
+            update_strategy: Default::default(),
         }
     }
 
@@ -345,6 +347,7 @@ mod tests {
             removed_services: Vec::new(),
             estimated_download_size: None,
             download_size_unknown: false,
+            download_size_is_upper_bound: Default::default(),
         }
     }
 

@@ -580,10 +580,16 @@ def run_case(out: Path, name: str, proxy_url: str) -> None:
             result.setdefault("full_pull", {})[service] = sum(r["bytes"] for r in proxy.records() if r["counted"])
             proxy.reset()
     result["engine"] = engine
+    result["services"] = dict(sorted(result["services"].items()))
     result["total"] = sum(result["services"].values()) if engine else None
     save(out, f"engine-{name}.json", result)
-    shown = ", ".join(f"{s} {b}" for s, b in result["services"].items())
-    print(f"  {name}: engine fetched {result['total']} bytes ({shown}) in {time.monotonic() - t0:.1f} s")
+    took = f"{time.monotonic() - t0:.1f} s"
+    if engine:
+        shown = ", ".join(f"{s} {b}" for s, b in result["services"].items())
+        print(f"  {name}: engine fetched {result['total']} bytes ({shown}) in {took}")
+    else:
+        shown = ", ".join(f"{s} {b}" for s, b in result["full_pull"].items())
+        print(f"  {name}: a delta decides (no engine applies one); a full pull instead fetched {shown} bytes, in {took}")
 
 
 # --- the model, the old figure, the comparison ----------------------------------------------
@@ -599,6 +605,7 @@ class Image:
         self.config_digest = doc["config"]["digest"]
         self.layers = [(l["digest"], l["size"]) for l in doc["layers"]]
         self.chains = chains([d for d, _ in self.layers])
+        self.digest = digest_of(manifest)
 
 
 def read_images(out: Path, registry: str) -> tuple[dict, dict]:
@@ -628,6 +635,7 @@ def model(case: dict, images: dict, deltas: dict) -> dict:
         if key not in removed:
             held.update(images[key].chains)
     services = {name: 0 for name, _ in plan["unchanged"]}
+    fetched = {name: [] for name, _ in plan["unchanged"]}
     detail = {}
     for name, key in plan["pulls"]:
         image = images[key]
@@ -636,14 +644,16 @@ def model(case: dict, images: dict, deltas: dict) -> dict:
             delta = deltas[case["name"]]
             fetch = [i for i, chain in enumerate(image.chains) if chain not in held]
             cost = delta.manifest_bytes + delta.config_size + sum(delta.layers[i][1] for i in fetch)
+            fetched[name] = sorted([delta.digest, delta.config_digest] + [delta.layers[i][0] for i in fetch])
             detail[name] = f"delta: manifest {delta.manifest_bytes} + config {delta.config_size} + layers at {fetch}"
         else:
             depth = max((i + 1 for i, chain in enumerate(image.chains) if chain in held), default=0)
             cost = image.manifest_bytes + image.config_size + sum(size for _, size in image.layers[depth:])
+            fetched[name] = sorted([image.digest, image.config_digest] + [d for d, _ in image.layers[depth:]])
             detail[name] = f"pull: manifest {image.manifest_bytes} + config {image.config_size} + {len(image.layers) - depth} layers"
         services[name] = cost
         held.update(image.chains)
-    return {"services": services, "total": sum(services.values()), "detail": detail}
+    return {"services": services, "total": sum(services.values()), "detail": detail, "fetched": fetched}
 
 
 def old_figure(case: dict, images: dict, deltas: dict) -> dict:
@@ -777,6 +787,15 @@ def report(out: Path, registry: str, proxy_url: str) -> None:
                 m["services"] == engine["services"],
                 f"{name}: model = engine per service {json.dumps(engine['services'], sort_keys=True)}",
                 f"model {json.dumps(m['services'], sort_keys=True)}",
+            )
+            got = {
+                service: sorted(r["path"].rsplit("/", 1)[1] for r in engine["records"].get(service, []) if r["counted"])
+                for service in engine["services"]
+            }
+            c.check(
+                m["fetched"] == got,
+                f"{name}: model = engine, the same manifests and blobs fetched, each once",
+                f"model {json.dumps(m['fetched'])}, engine {json.dumps(got)}",
             )
             truth = engine["total"]
             truth_services = engine["services"]

@@ -19,8 +19,10 @@ and the signatures. Subcommands, all driven by run.sh:
   keys DIR                              key.pem, cert.pem and kid in DIR
   front DIR API_URL BALENA_TOKEN LOG    serve the front; prints {"url": …}
   proxy REGISTRY_URL LOG [--hostile]    serve the proxy; prints {"url": …}
-  mint DIR REPOSITORY...                print a token (for the stage's own checks)
-  check DIR OUTPUTS                     the checks of the token runs (PASS/FAIL lines)
+  mint DIR REPOSITORY...                print a token good for pull on those repositories
+  selfcheck KEYS FIXTURE FRONT PROXY REGISTRY BALENA_TOKEN
+                                        the flow by hand, before the CLI runs
+  check FIXTURE OUTPUTS BALENA_TOKEN    the checks of the token runs (PASS/FAIL lines)
 """
 
 from __future__ import annotations
@@ -48,6 +50,12 @@ TOKEN_LIFETIME_S = 3600
 # The query the hostile proxy adds to the challenge's realm.
 HOSTILE_QUERY = "scope=repository:*:*&scope=repository:v2/other:pull,push"
 SCOPE_RE = re.compile(r"^repository:v2/[0-9a-f]{32}:pull$")
+
+# The runs of the CLI against the hostile proxy (cases of compare.CASES).
+HOSTILE_CASES = ["fleet"]
+# The renewal run: R2 -> R1 on one device, main's delta to be built by the
+# simulator in stage.RENEWAL_DELTA's 8 s, read when it is ready.
+RENEWAL_ARGS = ["--from-release", "101", "--to-release", "100", "--prepare", "--wait", "--timeout", "60"]
 
 
 # --- keys and tokens -----------------------------------------------------------
@@ -307,6 +315,71 @@ def serve(handler, line_extra: dict | None = None) -> None:
         pass
 
 
+# --- the token registry, read back ----------------------------------------------
+
+
+def selfcheck(keydir: Path, fixture: Path, front: str, proxy: str, registry: str, balena_token: str) -> None:
+    """The flow by hand, before any CLI run: the registry's challenge through
+    the proxy, the front's token, a manifest read with it, and what is refused."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from stage import ACCEPT, Checks, digest_of, parse_challenge, request
+
+    plan = json.loads((fixture / "plan.json").read_text())
+    image = next(i for i in plan["images"].values() if i["pushed"])
+    other = next(i for i in plan["images"].values() if i["pushed"] and i["repository"] != image["repository"])
+    repo, digest = image["repository"], image["content_hash"]
+    path = f"/v2/{repo}/manifests/{digest}"
+    c = Checks("token-auth registry, front and proxy")
+
+    a = request("GET", proxy + path, headers={"Accept": ACCEPT})
+    ch = parse_challenge(a.headers.get("WWW-Authenticate", "") if a.status == 401 else "")
+    c.check(a.status == 401, f"a manifest without a token answers {a.status}, expected 401")
+    c.check(
+        ch.get("scheme") == "Bearer" and ch.get("realm") == f"{front}/auth/v1/token" and ch.get("service") == SERVICE
+        and ch.get("scope") == f"repository:{repo}:pull",
+        f"the challenge is {a.headers.get('WWW-Authenticate')!r}",
+    )
+    query = urllib.parse.urlencode({"service": SERVICE, "scope": f"repository:{repo}:pull"})
+    for auth, what in ((None, "no Authorization"), ("Bearer wrong-token", "another token")):
+        t = request("GET", f"{front}/auth/v1/token?{query}", headers={"Authorization": auth} if auth else {})
+        c.check(t.status == 401, f"the front answers {t.status} to a token request with {what}, expected 401")
+    t = request("GET", f"{front}/auth/v1/token?{query}", headers={"Authorization": f"Bearer {balena_token}"})
+    c.check(t.status == 200, f"the front answers {t.status} to the balena token, expected 200")
+    token = json.loads(t.body).get("token", "") if t.status == 200 else ""
+    claims = jwt_claims(token) or {}
+    c.check(
+        claims.get("access") == [{"type": "repository", "name": repo, "actions": ["pull"]}]
+        and claims.get("aud") == SERVICE and claims.get("iss") == ISSUER,
+        f"the token's claims {claims}",
+    )
+    a = request("GET", proxy + path, headers={"Accept": ACCEPT, "Authorization": f"Bearer {token}"})
+    c.check(a.status == 200 and digest_of(a.body) == digest, f"the manifest with the token: {a.status}, sha256 {digest_of(a.body)}")
+    a = request("GET", registry + path, headers={"Accept": ACCEPT, "Authorization": f"Bearer {token}"})
+    c.check(a.status == 200, f"the registry itself accepts the front's token: {a.status}")
+    a = request("GET", f"{proxy}/v2/{other['repository']}/manifests/{other['content_hash']}", headers={"Accept": ACCEPT, "Authorization": f"Bearer {token}"})
+    c.check(a.status == 401, f"the token read another repository: {a.status}, expected 401")
+    signer = Signer(keydir)
+    stale = signer.token([repo], now=int(time.time()) - MAX_AGE_S - 2)
+    a = request("GET", registry + path, headers={"Accept": ACCEPT, "Authorization": f"Bearer {stale}"})
+    c.check(a.status == 200, f"the registry itself accepts a token {MAX_AGE_S + 2} s old: {a.status}")
+    a = request("GET", proxy + path, headers={"Accept": ACCEPT, "Authorization": f"Bearer {stale}"})
+    c.check(
+        a.status == 401 and a.headers.get("WWW-Authenticate", "").startswith(f'Bearer realm="{front}/auth/v1/token"'),
+        f"the proxy answers {a.status} ({a.headers.get('WWW-Authenticate')!r}) to a token {MAX_AGE_S + 2} s old, expected the challenge",
+    )
+    x5c = Signer(keydir, "x5c").token([repo])
+    a = request("GET", registry + path, headers={"Accept": ACCEPT, "Authorization": f"Bearer {x5c}"})
+    c.check(a.status == 200, f"the registry accepts a token with an x5c header instead of kid: {a.status}")
+    a = request(
+        "GET", registry + path,
+        headers={"Accept": ACCEPT, "Authorization": f"Bearer {signer.token([repo], audience=[SERVICE])}"},
+    )
+    c.check(a.status == 401, f"Distribution 2.8 refuses an `aud` list: {a.status}, expected 401")
+    api = request("GET", front + "/v7/application?$select=id", headers={"Authorization": f"Bearer {balena_token}"})
+    c.check(api.status == 200 and b'"d"' in api.body, f"the front forwards the API: {api.status}")
+    c.finish()
+
+
 # --- the checks -------------------------------------------------------------------
 
 
@@ -326,12 +399,22 @@ def repositories_read(proxy_records: list[dict]) -> set[str]:
     return found
 
 
-def token_request_problems(tokens: list[dict], proxy_records: list[dict], service: str = SERVICE) -> list[str]:
+def challenge_service(proxy_records: list[dict]) -> str:
+    """The `service` of the challenges a run was given (the registry's)."""
+    for r in proxy_records:
+        m = re.search(r'service="([^"]*)"', r.get("challenge") or "")
+        if m:
+            return m.group(1)
+    return SERVICE
+
+
+def token_request_problems(tokens: list[dict], proxy_records: list[dict]) -> list[str]:
     """What is wrong with the token requests of one run (empty: nothing)."""
     problems = []
     if not tokens:
         return ["the front saw no token request"]
     read = repositories_read(proxy_records)
+    service = challenge_service(proxy_records)
     for i, t in enumerate(tokens, 1):
         keys = [k for k, _ in t["query"]]
         services = [v for k, v in t["query"] if k == "service"]
@@ -417,7 +500,26 @@ def run_files(outputs: Path, stem: str):
     return code, doc, read_log(outputs / f"{stem}.tokens.jsonl"), read_log(outputs / f"{stem}.proxy.jsonl")
 
 
-def check(outputs: Path, balena_token: str, cases: list[str], hostile_cases: list[str], renewal: str | None, renewal_expected=None) -> Result:
+def check(fixture: Path, outputs: Path, balena_token: str) -> Result:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import compare
+    from stage import RENEWAL_DELTA, RENEWAL_FROM, RENEWAL_TO, delta_manifest
+
+    src, dest, _, _, layers = RENEWAL_DELTA
+    plan = json.loads((fixture / "plan.json").read_text())
+    return checks(
+        outputs,
+        balena_token,
+        list(compare.CASES),
+        HOSTILE_CASES,
+        "renewal",
+        compare.model(RENEWAL_FROM, RENEWAL_TO, {(src, dest): delta_manifest(src, dest, layers)[0]}),
+        plan["renewal_delta"],
+    )
+
+
+def checks(outputs: Path, balena_token: str, cases: list[str], hostile_cases: list[str], renewal: str | None,
+           renewal_expected=None, renewal_delta=None) -> Result:
     r = Result()
     every_proxy: list[dict] = []
     for case in cases:
@@ -480,9 +582,25 @@ def check(outputs: Path, balena_token: str, cases: list[str], hostile_cases: lis
         )
         r.check(len(tokens) >= 2, f"renewal: a new token after the first one went stale ({len(tokens)} token request(s))",
                 f"{len(stale)} registry request(s) answered 401 for a token older than {MAX_AGE_S} s, and no new token was asked for")
+        if renewal_delta is not None:
+            try:
+                rows = json.loads((outputs / "renewal.deltas.json").read_text())["d"]
+            except (OSError, ValueError, KeyError):
+                rows = []
+            row = next((d for d in rows if d.get("id") == renewal_delta["row"]), {})
+            r.check(
+                row.get("is_stored_at__location") == renewal_delta["location"],
+                "renewal: the simulator built the delta where the real registry holds it",
+                f"delta row {renewal_delta['row']}: {row or 'absent'}, expected at {renewal_delta['location']}",
+            )
         if renewal_expected is not None and doc is not None and ok:
-            got = {s["service_name"]: (s.get("download_size"), s.get("pull_size")) for s in doc.get("is_produced_by__service_update", [])}
-            r.check(got == renewal_expected, "renewal: the figures of the model", f"{got} vs {renewal_expected}")
+            got = {
+                s["service_name"]: (s.get("download_size"), s.get("pull_size"))
+                for t in doc.get("transitions", [doc])
+                for s in t.get("is_produced_by__service_update", [])
+                if s["service_name"] in renewal_expected
+            }
+            r.check(got == renewal_expected, "renewal: (download_size, pull_size) as the download rule has them", f"{got} vs {renewal_expected}")
     leaked = [p for p in every_proxy if p.get("authorization") and balena_token in p["authorization"]]
     r.check(
         bool(every_proxy) and not leaked,
@@ -490,6 +608,7 @@ def check(outputs: Path, balena_token: str, cases: list[str], hostile_cases: lis
         f"{sum(1 for p in every_proxy if p.get('authorization'))} with Authorization)",
         f"{len(leaked)} request(s) carried it, e.g. {leaked[0]['method']} {leaked[0]['path']}" if leaked else "no request recorded",
     )
+    print(f"{'PASS' if not r.failed else 'FAIL'} token auth: {r.passed} checks passed, {r.failed} failed")
     return r
 
 
@@ -510,5 +629,9 @@ if __name__ == "__main__":
         serve(Proxy)
     elif args[:1] == ["mint"] and len(args) >= 2:
         print(Signer(Path(args[1])).token(args[2:]))
+    elif args[:1] == ["selfcheck"] and len(args) == 7:
+        selfcheck(Path(args[1]), Path(args[2]), args[3].rstrip("/"), args[4].rstrip("/"), args[5].rstrip("/"), args[6])
+    elif args[:1] == ["check"] and len(args) == 4:
+        sys.exit(1 if check(Path(args[1]), Path(args[2]), args[3]).failed else 0)
     else:
         sys.exit(__doc__)

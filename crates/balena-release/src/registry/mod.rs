@@ -679,7 +679,11 @@ mod tests {
     use super::*;
 
     fn registry(map: &[(&str, &str)], allow_insecure_http: bool) -> Registry {
-        Registry::new(Settings {
+        Registry::new(settings(map, allow_insecure_http))
+    }
+
+    fn settings(map: &[(&str, &str)], allow_insecure_http: bool) -> Settings {
+        Settings {
             clients: Clients {
                 proxied: reqwest::Client::new(),
                 direct: reqwest::Client::new(),
@@ -693,7 +697,49 @@ mod tests {
             allow_insecure_http,
             request_timeout: Duration::from_secs(1),
             budget: Duration::from_secs(1),
-        })
+        }
+    }
+
+    /// The balena token goes to a realm on the API's scheme, host and port
+    /// only: the same host and port over http while the API is https gets
+    /// no `Authorization`.
+    #[tokio::test]
+    async fn the_balena_token_goes_only_to_a_realm_on_the_apis_origin() {
+        let realm = balena_sim::canned::Canned::start();
+        realm.route(
+            "/token",
+            balena_sim::canned::Answer::json(r#"{"token":"registry-token"}"#),
+        );
+        let port = Url::parse(&realm.url).unwrap().port().unwrap();
+        let challenge = Challenge {
+            realm: Url::parse(&format!("{}/token", realm.url)).unwrap(),
+            service: Some("registry".into()),
+        };
+        let repositories: BTreeSet<String> = ["v2/a".to_owned()].into();
+        for (api, sent) in [
+            (format!("https://127.0.0.1:{port}"), false),
+            (format!("http://127.0.0.1:{}", port.wrapping_add(1)), false),
+            (format!("http://127.0.0.1:{port}"), true),
+        ] {
+            realm.reset();
+            realm.route(
+                "/token",
+                balena_sim::canned::Answer::json(r#"{"token":"registry-token"}"#),
+            );
+            let registry = Registry::new(Settings {
+                api: Url::parse(&api).unwrap(),
+                token: Some(SecretString::from("balena-token-0123456789")),
+                ..settings(&[], false)
+            });
+            registry.token_for(&challenge, &repositories).await.unwrap();
+            let seen = realm.seen();
+            assert_eq!(seen.len(), 1, "{api}");
+            assert_eq!(
+                seen[0].header("authorization"),
+                sent.then_some("Bearer balena-token-0123456789"),
+                "{api}"
+            );
+        }
     }
 
     fn at(location: &str, reference: &str) -> ManifestRef {

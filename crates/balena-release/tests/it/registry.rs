@@ -24,12 +24,16 @@ struct Seen {
 }
 
 /// A registry on loopback: manifests behind a Bearer challenge whose realm
-/// is `realm` (the path `*` stands for every manifest: a shared base layer
-/// and one layer of 10 bytes of its own, a delta only the latter); `silent` holds every connection
-/// open without answering.
+/// is `realm`; `silent` holds every connection open without answering.
 struct FakeRegistry {
     host: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// The manifests it serves, by path; tests may change them.
+    content: Arc<Mutex<Vec<(String, String)>>>,
+    /// The one token it accepts.
+    accepted: Arc<Mutex<String>>,
+    /// How many of the next requests get a 503.
+    failing: Arc<Mutex<u32>>,
 }
 
 impl FakeRegistry {
@@ -37,15 +41,29 @@ impl FakeRegistry {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let host = listener.local_addr().unwrap().to_string();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        let manifests = Arc::new(manifests);
+        let content = Arc::new(Mutex::new(manifests));
+        let accepted = Arc::new(Mutex::new(REGISTRY_TOKEN.to_owned()));
+        let failing = Arc::new(Mutex::new(0u32));
+        let (log, shared, token, failures) = (
+            seen.clone(),
+            content.clone(),
+            accepted.clone(),
+            failing.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     return;
                 };
                 let log = log.clone();
-                let manifests = manifests.clone();
+                let manifests = shared.lock().unwrap().clone();
+                let accepted = token.lock().unwrap().clone();
+                let fail = {
+                    let mut left = failures.lock().unwrap();
+                    let fail = *left > 0;
+                    *left = (*left).saturating_sub(1);
+                    fail
+                };
                 let realm = realm.clone();
                 tokio::spawn(async move {
                     let mut head = Vec::new();
@@ -79,9 +97,9 @@ impl FakeRegistry {
                         .and_then(|t| t.split_once("/manifests/"))
                         .map(|(r, _)| r.to_owned())
                         .unwrap_or_default();
-                    let (status, extra, body) = if authorization.as_deref()
-                        != Some(&format!("Bearer {REGISTRY_TOKEN}"))
-                    {
+                    let (status, extra, body) = if fail {
+                        (503, String::new(), "maintenance".to_owned())
+                    } else if authorization.as_deref() != Some(&format!("Bearer {accepted}")) {
                         (
                             401,
                             format!(
@@ -90,23 +108,7 @@ impl FakeRegistry {
                             r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#.to_owned(),
                         )
                     } else {
-                        match manifests
-                            .iter()
-                            .find(|(path, _)| *path == target || path == "*")
-                        {
-                            // Any image: a base layer every image has, and
-                            // one of its own of 10 bytes; a delta image only
-                            // its own layer.
-                            Some((path, _)) if path == "*" => {
-                                let own = target.replace(['/', ':'], "-");
-                                let layers: &[(&str, u64)] = if target.contains("/manifests/delta-")
-                                {
-                                    &[(&own, 10)]
-                                } else {
-                                    &[("base", 1000), (&own, 10)]
-                                };
-                                (200, String::new(), manifest(layers))
-                            }
+                        match manifests.iter().find(|(path, _)| *path == target) {
                             Some((_, body)) => (200, String::new(), body.clone()),
                             None => (404, String::new(), r#"{"errors":[]}"#.to_owned()),
                         }
@@ -119,11 +121,51 @@ impl FakeRegistry {
                 });
             }
         });
-        FakeRegistry { host, seen }
+        FakeRegistry {
+            host,
+            seen,
+            content,
+            accepted,
+            failing,
+        }
     }
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The `sha256:<hex>` digest of a manifest's bytes.
+fn digest(manifest: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let hash = Sha256::digest(manifest.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// What pulling a manifest costs besides its layers: its own bytes and its
+/// 9-byte config blob.
+fn overhead(manifest: &str) -> u64 {
+    manifest.len() as u64 + 9
+}
+
+/// The fixture's manifests: main 1 and 2, api (the same in both releases),
+/// web, and main's delta.
+struct Book {
+    main_1: String,
+    main_2: String,
+    api: String,
+    web: String,
+    delta: String,
+}
+
+fn book() -> Book {
+    Book {
+        main_1: manifest(&[("base", 1000), ("m1", 100)]),
+        main_2: manifest(&[("base", 1000), ("m2", 200)]),
+        api: manifest(&[("base", 1000), ("a", 50)]),
+        web: manifest(&[("base", 1000), ("a", 50), ("w", 70)]),
+        delta: manifest(&[("d", 30)]),
     }
 }
 
@@ -141,9 +183,11 @@ fn manifest(layers: &[(&str, u64)]) -> String {
 /// Release 1 (main 11, api 12) → release 2 (main 21, api 22 with the same
 /// content, new service web 23), every image in the registry at `host`.
 fn releases(host: &str) -> String {
-    let image = |id: u64, hash: &str, repo: &str, service: &str| {
+    let b = book();
+    let image = |id: u64, manifest: &str, repo: &str, service: &str| {
+        let hash = digest(manifest);
         format!(
-            r#"{{"id":{id},"image":[{{"id":{id},"status":"success","content_hash":"sha256:{hash}","image_size":"100000","is_stored_at__image_location":"{host}/v2/{repo}","is_a_build_of__service":[{{"service_name":"{service}"}}]}}]}}"#
+            r#"{{"id":{id},"image":[{{"id":{id},"status":"success","content_hash":"{hash}","image_size":"100000","is_stored_at__image_location":"{host}/v2/{repo}","is_a_build_of__service":[{{"service_name":"{service}"}}]}}]}}"#
         )
     };
     format!(
@@ -152,11 +196,11 @@ fn releases(host: &str) -> String {
  "release_image":[{},{}]}},
 {{"id":2,"commit":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","status":"success","belongs_to__application":{{"__id":7}},
  "release_image":[{},{},{}]}}]}}"#,
-        image(11, "m1", "main", "main"),
-        image(12, "same", "api", "api"),
-        image(21, "m2", "main", "main"),
-        image(22, "same", "api", "api"),
-        image(23, "w", "web", "web"),
+        image(11, &b.main_1, "main", "main"),
+        image(12, &b.api, "api", "api"),
+        image(21, &b.main_2, "main", "main"),
+        image(22, &b.api, "api", "api"),
+        image(23, &b.web, "web", "web"),
     )
 }
 
@@ -171,31 +215,37 @@ fn deltas(host: &str) -> String {
 /// Every manifest of the two releases and the delta; `web` only with
 /// `with_web`.
 fn registry_content(with_web: bool) -> Vec<(String, String)> {
+    let b = book();
+    let at = |repo: &str, manifest: &str| {
+        (
+            format!("/v2/v2/{repo}/manifests/{}", digest(manifest)),
+            manifest.to_owned(),
+        )
+    };
     let mut content = vec![
-        (
-            "/v2/v2/main/manifests/sha256:m1".to_owned(),
-            manifest(&[("base", 1000), ("m1", 100)]),
-        ),
-        (
-            "/v2/v2/api/manifests/sha256:same".to_owned(),
-            manifest(&[("base", 1000), ("a", 50)]),
-        ),
-        (
-            "/v2/v2/main/manifests/sha256:m2".to_owned(),
-            manifest(&[("base", 1000), ("m2", 200)]),
-        ),
+        at("main", &b.main_1),
+        at("api", &b.api),
+        at("main", &b.main_2),
         (
             "/v2/v2/main/manifests/delta-0123456789abcdef".to_owned(),
-            manifest(&[("d", 30)]),
+            b.delta.clone(),
         ),
     ];
     if with_web {
-        content.push((
-            "/v2/v2/web/manifests/sha256:w".to_owned(),
-            manifest(&[("base", 1000), ("a", 50), ("w", 70)]),
-        ));
+        content.push(at("web", &b.web));
     }
     content
+}
+
+/// The figures of release 1 → 2: main downloads its delta (one layer for
+/// the target's two: every delta layer), api nothing, web its top layer
+/// above the held chain [base, a].
+fn delta_download() -> u64 {
+    30 + overhead(&book().delta)
+}
+
+fn web_download() -> u64 {
+    70 + overhead(&book().web)
 }
 
 /// An API (canned) whose token realm is `/auth/v1/token`, serving the
@@ -247,16 +297,25 @@ async fn sizes_come_from_the_manifests_through_the_token_flow() {
     let info = compare(&c).await;
 
     let main = info.service("main").unwrap();
-    assert_eq!((main.pull_size, main.download_size), (Some(200), Some(30)));
+    assert_eq!(
+        (main.pull_size, main.download_size),
+        (Some(200 + overhead(&book().main_2)), Some(delta_download()))
+    );
     let api_service = info.service("api").unwrap();
     assert_eq!(
         (api_service.pull_size, api_service.download_size),
         (Some(0), Some(0))
     );
-    // web: base and a are in the source release.
+    // web: the chain [base, a] is api's, in the source release.
     let web = info.service("web").unwrap();
-    assert_eq!((web.pull_size, web.download_size), (Some(70), Some(70)));
-    assert_eq!(info.estimated_download_size, Some(100));
+    assert_eq!(
+        (web.pull_size, web.download_size),
+        (Some(web_download()), Some(web_download()))
+    );
+    assert_eq!(
+        info.estimated_download_size,
+        Some(delta_download() + web_download())
+    );
     assert!(!info.download_size_unknown);
 
     // One token request for every repository, with the balena token, to
@@ -293,23 +352,18 @@ async fn sizes_come_from_the_manifests_through_the_token_flow() {
     );
     let without: Vec<_> = seen.iter().filter(|s| s.authorization.is_none()).collect();
     assert_eq!(without.len(), 1, "one challenge: {seen:?}");
-    let mut with: Vec<&str> = seen
+    let mut with: Vec<String> = seen
         .iter()
         .filter(|s| s.authorization.is_some())
-        .map(|s| s.target.as_str())
+        .map(|s| s.target.clone())
         .collect();
     with.sort_unstable();
-    assert_eq!(
-        with,
-        [
-            "/v2/v2/api/manifests/sha256:same",
-            "/v2/v2/main/manifests/delta-0123456789abcdef",
-            "/v2/v2/main/manifests/sha256:m1",
-            "/v2/v2/main/manifests/sha256:m2",
-            "/v2/v2/web/manifests/sha256:w",
-        ],
-        "{seen:?}"
-    );
+    let mut expected: Vec<String> = registry_content(true)
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(with, expected, "{seen:?}");
     // The registry's token went nowhere else.
     assert!(realm_api.seen().iter().all(|s| {
         !s.header("authorization")
@@ -344,7 +398,10 @@ async fn a_realm_on_another_host_gets_no_balena_token() {
     .await;
     let api = api(&registry.host);
     let info = compare(&client(&api).build().unwrap()).await;
-    assert_eq!(info.estimated_download_size, Some(100));
+    assert_eq!(
+        info.estimated_download_size,
+        Some(delta_download() + web_download())
+    );
     let asked = realm.seen();
     assert_eq!(asked.len(), 1, "{asked:?}");
     assert_eq!(asked[0].header("authorization"), None);
@@ -376,7 +433,10 @@ async fn a_missing_manifest_makes_that_service_unknown() {
     let web = info.service("web").unwrap();
     assert!(web.download_size_unknown);
     assert_eq!((web.pull_size, web.download_size), (None, None));
-    assert_eq!(info.service("main").unwrap().download_size, Some(30));
+    assert_eq!(
+        info.service("main").unwrap().download_size,
+        Some(delta_download())
+    );
     assert_eq!(info.estimated_download_size, None);
     assert!(info.download_size_unknown);
     let json = serde_json::to_string(&info).unwrap();
@@ -389,12 +449,15 @@ async fn a_missing_manifest_makes_that_service_unknown() {
 async fn an_oversized_manifest_is_not_read_past_its_cap() {
     let api_server = Canned::start();
     let mut content = registry_content(false);
-    // A manifest of 5 MiB: above the 4 MiB cap.
+    // Just over the 1 MiB cap, served under the digest the API names.
     let huge = format!(
         r#"{{"layers":[{{"digest":"sha256:w","size":1}}],"pad":"{}"}}"#,
-        "x".repeat(5 << 20)
+        "x".repeat(1 << 20)
     );
-    content.push(("/v2/v2/web/manifests/sha256:w".to_owned(), huge));
+    content.push((
+        format!("/v2/v2/web/manifests/{}", digest(&book().web)),
+        huge,
+    ));
     let registry =
         FakeRegistry::start(format!("{}/auth/v1/token", api_server.url), content, false).await;
     api_server
@@ -406,7 +469,10 @@ async fn an_oversized_manifest_is_not_read_past_its_cap() {
         );
     let info = compare(&client(&api_server).build().unwrap()).await;
     assert!(info.service("web").unwrap().download_size_unknown);
-    assert_eq!(info.service("main").unwrap().download_size, Some(30));
+    assert_eq!(
+        info.service("main").unwrap().download_size,
+        Some(delta_download())
+    );
 }
 
 #[tokio::test]
@@ -493,7 +559,10 @@ async fn a_mapped_host_reaches_the_local_registry() {
         .build()
         .unwrap();
     let info = compare(&c).await;
-    assert_eq!(info.estimated_download_size, Some(100));
+    assert_eq!(
+        info.estimated_download_size,
+        Some(delta_download() + web_download())
+    );
     // The location in the JSON stays the API's.
     assert!(
         info.service("web")
@@ -532,31 +601,34 @@ async fn a_silent_registry_never_turns_a_prepare_into_a_timeout() {
     assert!(info.download_size_unknown);
 }
 
-#[tokio::test]
-async fn a_fleet_sums_devices_times_each_transitions_download() {
-    let sim = crate::support::start(crate::support::manual_demo());
-    let realm = Canned::start();
-    realm.route(
-        "/token",
-        Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
-    );
-    let registry = FakeRegistry::start(
-        format!("{}/token", realm.url),
-        vec![("*".to_owned(), String::new())],
-        false,
-    )
-    .await;
-    let c = Client::builder()
+/// A client of `sim` whose registry host is mapped to the simulator's.
+fn sim_client(sim: &balena_sim::Simulator) -> Client {
+    Client::builder()
         .api_url(sim.api_url().parse().unwrap())
         .delta_url(sim.delta_url().parse().unwrap())
         .token(Some(SecretString::from(sim.token())))
         .retry_policy(fast_retries())
         .registry_map([(
             "registry2.balena-cloud.com".to_owned(),
-            format!("http://{}", registry.host).parse().unwrap(),
+            sim.registry_url().parse().unwrap(),
         )])
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+/// Registry requests the simulator saw whose path contains `part`.
+fn registry_requests(sim: &balena_sim::Simulator, part: &str) -> Vec<String> {
+    sim.journal()
+        .into_iter()
+        .filter(|e| e.server == balena_sim::Server::Registry && e.path.contains(part))
+        .map(|e| e.path)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_fleet_sums_devices_times_each_transitions_download() {
+    let sim = crate::support::start(crate::support::manual_demo());
+    let c = sim_client(&sim);
     let fleet: balena_release::FleetRef = format!("{}/kiosk-fleet", balena_sim::demo::USERNAME)
         .parse()
         .unwrap();
@@ -564,52 +636,29 @@ async fn a_fleet_sums_devices_times_each_transitions_download() {
     assert!(!info.transitions.is_empty());
     let mut expected_fleet = 0;
     for t in &info.transitions {
-        // Every image has the base layer, so each service that is not
-        // unchanged downloads its own 10-byte layer (or its delta's).
-        let fetching = t
+        let each = t
             .update
-            .is_produced_by__service_update
-            .iter()
-            .filter(|s| s.change != balena_release::Change::Unchanged)
-            .count() as u64;
-        assert_eq!(t.update.estimated_download_size, Some(10 * fetching));
-        expected_fleet += t.device_count * 10 * fetching;
+            .estimated_download_size
+            .expect("every size is known");
+        assert!(each > 0);
+        expected_fleet += t.device_count * each;
     }
-    assert!(expected_fleet > 0);
     assert_eq!(info.estimated_fleet_download_size, Some(expected_fleet));
     assert!(!info.download_size_unknown);
-    // One token request for the whole fleet, without the balena token.
-    let asked = realm.seen();
-    assert_eq!(asked.len(), 1, "{asked:?}");
-    assert_eq!(asked[0].header("authorization"), None);
+    // One token request for the whole fleet.
+    let tokens = sim
+        .journal()
+        .iter()
+        .filter(|e| e.resource.as_deref() == Some("token"))
+        .count();
+    assert_eq!(tokens, 1);
 }
 
 #[tokio::test]
 async fn deltas_that_become_ready_while_waiting_are_read_once() {
     use balena_sim::{Clock, Scenario, demo};
     let sim = crate::support::start(Scenario::demo().with_clock(Clock::scaled(1000.0)));
-    let realm = Canned::start();
-    realm.route(
-        "/token",
-        Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
-    );
-    let registry = FakeRegistry::start(
-        format!("{}/token", realm.url),
-        vec![("*".to_owned(), String::new())],
-        false,
-    )
-    .await;
-    let c = Client::builder()
-        .api_url(sim.api_url().parse().unwrap())
-        .delta_url(sim.delta_url().parse().unwrap())
-        .token(Some(SecretString::from(sim.token())))
-        .retry_policy(fast_retries())
-        .registry_map([(
-            "registry2.balena-cloud.com".to_owned(),
-            format!("http://{}", registry.host).parse().unwrap(),
-        )])
-        .build()
-        .unwrap();
+    let c = sim_client(&sim);
     let options = balena_release::PrepareOptions {
         deadline: Some(tokio::time::Instant::now() + Duration::from_secs(60)),
         ..crate::support::prepare(true)
@@ -630,15 +679,17 @@ async fn deltas_that_become_ready_while_waiting_are_read_once() {
         .collect();
     assert!(!with_delta.is_empty(), "{info:?}");
     for service in &with_delta {
-        // The delta image's own layer, not the pull.
-        assert_eq!(service.download_size, Some(10), "{}", service.service_name);
+        // The delta, not the pull.
+        let (pull, download) = (service.pull_size.unwrap(), service.download_size.unwrap());
+        assert!(
+            download < pull,
+            "{}: {download} of {pull}",
+            service.service_name
+        );
+        assert!(!service.download_size_is_upper_bound);
     }
-    let mut delta_fetches: Vec<String> = registry
-        .seen()
-        .into_iter()
-        .filter(|s| s.authorization.is_some() && s.target.contains("/manifests/delta-"))
-        .map(|s| s.target)
-        .collect();
+    assert!(!info.download_size_is_upper_bound);
+    let mut delta_fetches = registry_requests(&sim, "/manifests/delta-");
     assert_eq!(delta_fetches.len(), with_delta.len(), "{delta_fetches:?}");
     delta_fetches.sort_unstable();
     delta_fetches.dedup();
@@ -694,4 +745,151 @@ async fn a_round_with_many_repositories_asks_for_tokens_in_short_batches() {
             query.len()
         );
     }
+}
+
+/// A registry whose challenge names `realm_suffix` on the API `api` (set up
+/// once the registry's host is known), and that API.
+async fn registry_and_api(
+    realm_suffix: &str,
+    content: Vec<(String, String)>,
+) -> (FakeRegistry, Canned) {
+    let api = Canned::start();
+    let registry = FakeRegistry::start(format!("{}{realm_suffix}", api.url), content, false).await;
+    api.route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)))
+        .route(
+            "/auth/v1/token",
+            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
+        );
+    (registry, api)
+}
+
+fn token_requests(api: &Canned) -> Vec<String> {
+    api.seen()
+        .into_iter()
+        .filter(|s| s.target.starts_with("/auth/v1/token"))
+        .map(|s| s.target)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_challenge_cannot_widen_what_the_token_is_asked_for() {
+    let (_registry, api) = registry_and_api(
+        "/auth/v1/token?scope=repository:*:*&scope=repository:v2/other:pull,push&service=evil",
+        registry_content(true),
+    )
+    .await;
+    let info = compare(&client(&api).build().unwrap()).await;
+    assert!(!info.download_size_unknown);
+    let asked = token_requests(&api);
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    let query = asked[0].split_once('?').unwrap().1;
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let services: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "service")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(services, ["fake"], "{query}");
+    let mut scopes: Vec<&str> = pairs
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    scopes.sort_unstable();
+    assert_eq!(
+        scopes,
+        [
+            "repository:v2/api:pull",
+            "repository:v2/main:pull",
+            "repository:v2/web:pull"
+        ],
+        "{query}"
+    );
+    assert!(
+        pairs.iter().all(|(k, _)| k == "service" || k == "scope"),
+        "{query}"
+    );
+}
+
+#[tokio::test]
+async fn a_manifest_that_does_not_hash_to_its_digest_has_no_size() {
+    // web's manifest, served under its digest with every layer size 0.
+    let mut content = registry_content(false);
+    let forged = manifest(&[("base", 0), ("a", 0), ("w", 0)]);
+    content.push((
+        format!("/v2/v2/web/manifests/{}", digest(&book().web)),
+        forged,
+    ));
+    let (_registry, api) = registry_and_api("/auth/v1/token", content).await;
+    let info = compare(&client(&api).build().unwrap()).await;
+    let web = info.service("web").unwrap();
+    assert!(web.download_size_unknown, "{web:?}");
+    assert_eq!(web.download_size, None);
+    assert_eq!(info.estimated_download_size, None);
+    assert_eq!(
+        info.service("main").unwrap().download_size,
+        Some(delta_download())
+    );
+}
+
+#[tokio::test]
+async fn a_refused_token_is_renewed_once_and_the_next_round_asks_again() {
+    // Round 1: web's manifest is missing, the rest is read with token 1.
+    let (registry, api) = registry_and_api("/auth/v1/token", registry_content(false)).await;
+    let c = client(&api).build().unwrap();
+    let first = compare(&c).await;
+    assert!(first.service("web").unwrap().download_size_unknown);
+    assert_eq!(token_requests(&api).len(), 1);
+    // The token expires: the registry takes only token 2, which the realm
+    // now gives; web's manifest is there.
+    *registry.content.lock().unwrap() = registry_content(true);
+    *registry.accepted.lock().unwrap() = "registry-token-2".to_owned();
+    api.route(
+        "/auth/v1/token",
+        Answer::json(r#"{"token":"registry-token-2"}"#),
+    );
+    let second = compare(&c).await;
+    // What was unknown was asked again, and a new token was asked for once.
+    assert_eq!(
+        second.service("web").unwrap().download_size,
+        Some(web_download())
+    );
+    assert_eq!(
+        second.estimated_download_size,
+        Some(delta_download() + web_download())
+    );
+    assert_eq!(token_requests(&api).len(), 2);
+}
+
+#[tokio::test]
+async fn a_failing_first_answer_is_retried_and_never_makes_the_registry_open() {
+    let (registry, api) = registry_and_api("/auth/v1/token", registry_content(true)).await;
+    *registry.failing.lock().unwrap() = 2;
+    let info = compare(&client(&api).build().unwrap()).await;
+    assert!(!info.download_size_unknown, "{info:?}");
+    // Every manifest was read with a token: the registry was not taken
+    // for an open one.
+    let seen = registry.seen();
+    let read = seen.iter().filter(|s| s.authorization.is_some()).count();
+    assert_eq!(read, registry_content(true).len(), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_registry_that_fails_after_a_good_round_keeps_what_was_learnt() {
+    let (registry, api) = registry_and_api("/auth/v1/token", registry_content(true)).await;
+    let c = client(&api)
+        .registry_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let first = compare(&c).await;
+    assert!(!first.download_size_unknown);
+    *registry.failing.lock().unwrap() = u32::MAX;
+    let second = compare(&c).await;
+    assert_eq!(
+        second.estimated_download_size,
+        first.estimated_download_size
+    );
 }
