@@ -324,7 +324,10 @@ fn transition_sheet(info: &UpdateInfo, devices: Option<u64>, commits: &Commits) 
             Cell::new(image_size(target)),
         ];
         if exact {
-            row.push(Cell::new(exact_size(service.download_size)));
+            row.push(Cell::new(bounded_size(
+                service.download_size,
+                service.download_size_is_upper_bound,
+            )));
         }
         row.push(Cell::new(estimate_cell(service)));
         row.push(Cell::new(
@@ -358,7 +361,10 @@ fn transition_sheet(info: &UpdateInfo, devices: Option<u64>, commits: &Commits) 
         Cell::new(size(full)),
     ];
     if exact {
-        total.push(Cell::new(exact_size(info.estimated_download_size)));
+        total.push(Cell::new(bounded_size(
+            info.estimated_download_size,
+            info.download_size_is_upper_bound,
+        )));
     }
     total.push(Cell::new(size(payload_now)));
     total.push(Cell::new(saving(payload_now, full)));
@@ -372,9 +378,15 @@ fn transition_sheet(info: &UpdateInfo, devices: Option<u64>, commits: &Commits) 
     }
     if exact {
         notes.push(match info.estimated_download_size {
+            Some(bytes) if info.download_size_is_upper_bound => format!(
+                "download per device: at most {} (DOWNLOAD; ≤: a delta not ready yet, counted as \
+                 the pull: a device updating now waits for it to be built and downloads it \
+                 instead)",
+                size(bytes)
+            ),
             Some(bytes) => format!(
-                "download per device: {} (DOWNLOAD: compressed layers, from the registry's \
-                 manifests)",
+                "download per device: {} (DOWNLOAD: compressed layers, manifests and configs, \
+                 from the registry's manifests)",
                 size(bytes)
             ),
             None => {
@@ -480,8 +492,13 @@ fn estimate_cell(service: &ServiceUpdate) -> String {
     }
 }
 
-fn exact_size(bytes: Option<u64>) -> String {
-    bytes.map_or_else(|| "unknown".into(), size)
+/// A registry figure, marked `≤` when it is an upper bound.
+fn bounded_size(bytes: Option<u64>, upper_bound: bool) -> String {
+    match bytes {
+        Some(bytes) if upper_bound => format!("≤ {}", size(bytes)),
+        Some(bytes) => size(bytes),
+        None => "unknown".into(),
+    }
 }
 
 fn image_size(image: &ImageInfo) -> String {
