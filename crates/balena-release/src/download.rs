@@ -359,30 +359,39 @@ pub(crate) fn annotate(
     without.estimated
 }
 
-/// The fleet's download: Σ device count × transition download, with the
-/// flag set when a transition's is unknown. `(None, false)` when no
-/// transition has download figures (the registry was not asked).
-pub(crate) fn fleet_total(transitions: &[FleetTransition]) -> (Option<u64>, bool) {
-    if transitions.iter().any(|t| t.update.download_size_unknown) {
-        return (None, true);
+/// The fleet's download: per transition, its devices with deltas × its
+/// download and those without × their pull figure, plus the devices
+/// running no release × the whole target release (`from_nothing`); with
+/// the flag set when a figure that counts is unknown. `(None, false)` when
+/// the registry was not asked or there is nothing to download.
+pub(crate) fn fleet_total(
+    transitions: &[FleetTransition],
+    without_release: u64,
+    from_nothing: Option<u64>,
+    registry_asked: bool,
+) -> (Option<u64>, bool) {
+    if !registry_asked || (transitions.is_empty() && without_release == 0) {
+        return (None, false);
     }
-    let mut total = Some(0u64);
-    for t in transitions {
-        total = match (total, t.update.estimated_download_size) {
-            (Some(sum), Some(each)) => {
-                Some(sum.saturating_add(each.saturating_mul(t.device_count)))
-            }
-            _ => None,
-        };
-    }
-    let asked = transitions
+    let groups = transitions
         .iter()
-        .all(|t| t.update.estimated_download_size.is_some());
-    if asked && !transitions.is_empty() {
-        (total, false)
-    } else {
-        (None, false)
+        .flat_map(|t| {
+            let without = t.devices_without_deltas.min(t.device_count);
+            [
+                (t.device_count - without, t.update.estimated_download_size),
+                (without, t.download_size_without_deltas),
+            ]
+        })
+        .chain([(without_release, from_nothing)])
+        .filter(|(devices, _)| *devices > 0);
+    let mut total = 0u64;
+    for (devices, each) in groups {
+        let Some(each) = each else {
+            return (None, true);
+        };
+        total = total.saturating_add(each.saturating_mul(devices));
     }
+    (Some(total), false)
 }
 
 #[cfg(test)]
@@ -782,28 +791,57 @@ mod tests {
     }
 
     #[test]
-    fn the_fleet_multiplies_by_devices() {
-        let transition = |count, size: Option<u64>, unknown| {
+    fn the_fleet_multiplies_each_group_by_its_own_figure() {
+        let transition = |count, size: Option<u64>, without: u64, pull: Option<u64>| {
             let mut update = crate::model::tests::reference_example();
             update.estimated_download_size = size;
-            update.download_size_unknown = unknown;
+            update.download_size_unknown = size.is_none();
             FleetTransition {
                 device_count: count,
                 update,
+                devices_without_deltas: without,
+                download_size_without_deltas: pull,
             }
         };
+        let two = [
+            transition(3, Some(100), 0, None),
+            transition(2, Some(7), 0, None),
+        ];
+        assert_eq!(fleet_total(&two, 0, None, true), (Some(314), false));
+        // One device of the first transition has deltas off: it pulls 900.
+        let mixed = [
+            transition(3, Some(100), 1, Some(900)),
+            transition(2, Some(7), 0, None),
+        ];
+        assert_eq!(fleet_total(&mixed, 0, None, true), (Some(1114), false));
+        // Four devices run no release: 4 × 5000 more.
         assert_eq!(
-            fleet_total(&[
-                transition(3, Some(100), false),
-                transition(2, Some(7), false)
-            ]),
-            (Some(314), false)
+            fleet_total(&mixed, 4, Some(5000), true),
+            (Some(21_114), false)
         );
+        assert_eq!(fleet_total(&mixed, 4, None, true), (None, true));
         assert_eq!(
-            fleet_total(&[transition(3, Some(100), false), transition(2, None, true)]),
+            fleet_total(&[transition(3, Some(100), 1, None)], 0, None, true),
             (None, true)
         );
-        assert_eq!(fleet_total(&[transition(3, None, false)]), (None, false));
-        assert_eq!(fleet_total(&[]), (None, false));
+        assert_eq!(
+            fleet_total(
+                &[
+                    transition(3, Some(100), 0, None),
+                    transition(2, None, 0, None)
+                ],
+                0,
+                None,
+                true
+            ),
+            (None, true)
+        );
+        assert_eq!(fleet_total(&two, 0, None, false), (None, false));
+        assert_eq!(fleet_total(&[], 0, None, true), (None, false));
+        // Counts at the limit saturate instead of wrapping.
+        assert_eq!(
+            fleet_total(&[transition(u64::MAX, Some(2), 0, None)], 0, None, true),
+            (Some(u64::MAX), false)
+        );
     }
 }

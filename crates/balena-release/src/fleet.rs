@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 use crate::client::Client;
+use crate::delta_settings::{self, DeviceSetting};
 use crate::download::ManifestRef;
 use crate::error::{Error, Server};
 use crate::http::Effort;
@@ -18,8 +19,8 @@ use crate::http::Sink;
 use crate::model::{FleetSummary, FleetUpdateInfo, UpdateInfo};
 use crate::prepare::{FleetTracker, Tracker};
 use crate::queries::{
-    application_query, device_count_query, device_query, fleet_delta_queries, pinned_device_query,
-    release_queries,
+    application_query, device_count_query, device_query, device_variables_query,
+    fleet_delta_queries, fleet_variables_query, pinned_device_query, release_queries,
 };
 use crate::reference::{FleetRef, ReleaseRef};
 use crate::resolve::{check_images, resolve};
@@ -174,6 +175,69 @@ const DEVICE_SOURCE: Source<'static> = Source {
 };
 
 impl Client {
+    /// The delta settings of fleet `application` (its own, then its
+    /// devices' with their releases): two requests, whatever the number of
+    /// devices. A server that cannot tell means balenaCloud's default (deltas
+    /// on), noted at `-v`.
+    async fn read_delta_settings(
+        &self,
+        application: u64,
+        events: Sink<'_>,
+    ) -> (bool, Vec<DeviceSetting>) {
+        let source = |what| Source {
+            server: Server::Api,
+            what,
+        };
+        let (fleet_query, device_query) = (
+            fleet_variables_query(application),
+            device_variables_query(application),
+        );
+        let (fleet, devices) = tokio::join!(
+            self.api_json(
+                "application_config_variable",
+                &fleet_query,
+                "fleet configuration",
+                self.probe(),
+                events,
+            ),
+            self.api_json(
+                "device_config_variable",
+                &device_query,
+                "device configuration",
+                self.probe(),
+                events,
+            ),
+        );
+        let fleet = fleet.and_then(|a| wire::variables(&a.body, &source("fleet configuration")));
+        let devices =
+            devices.and_then(|a| wire::device_variables(&a.body, &source("device configuration")));
+        let fleet = fleet.unwrap_or_else(|error| {
+            tracing::info!(%error, "the fleet's delta settings are unknown; deltas count as on");
+            Vec::new()
+        });
+        let devices = devices.unwrap_or_else(|error| {
+            tracing::info!(%error, "the devices' delta settings are unknown; deltas count as on");
+            Vec::new()
+        });
+        let mut own: BTreeMap<u64, (Option<u64>, Option<u64>, Vec<delta_settings::Variable>)> =
+            BTreeMap::new();
+        for v in devices {
+            own.entry(v.device)
+                .or_insert((v.running, v.pinned, Vec::new()))
+                .2
+                .push(v.variable);
+        }
+        let settings = own
+            .into_values()
+            .map(|(running, pinned, variables)| DeviceSetting {
+                running,
+                pinned,
+                deltas_on: delta_settings::deltas_on(&variables, &fleet),
+            })
+            .collect();
+        (delta_settings::deltas_on(&[], &fleet), settings)
+    }
+
     /// Reads the fleet named by `fleet`; with `count`, also the number of
     /// its devices without a release.
     async fn fetch_application(
@@ -323,17 +387,20 @@ impl Client {
         let mut refs: Vec<&ReleaseRef> = known.iter().collect();
         refs.push(&target_ref);
         let (sources, targets) = devices.delta_releases(&target_ref);
-        let (releases, nested) = self
-            .releases_with_deltas(
-                &release_queries(&refs),
+        let release_queries = release_queries(&refs);
+        let (read, (fleet_deltas_on, device_settings)) = tokio::join!(
+            self.releases_with_deltas(
+                &release_queries,
                 || {
                     let sources: Vec<&ReleaseRef> = sources.iter().collect();
                     let targets: Vec<&ReleaseRef> = targets.iter().collect();
                     fleet_delta_queries(&sources, &targets)
                 },
                 events,
-            )
-            .await?;
+            ),
+            self.read_delta_settings(application.id, events),
+        );
+        let (releases, nested) = read?;
         let target = resolve(&releases, &target_ref, Some(application.id))?;
         if target.application != application.id {
             return Err(Error::ReleaseNotInFleet {
@@ -345,6 +412,7 @@ impl Client {
         check_images(target)?;
         let grouping = group_devices(&devices, target.summary.id);
         let find = |id: u64| releases.iter().find(|r| r.summary.id == id);
+        let mut without_deltas = Vec::new();
         let transitions: Vec<(u64, Tracker)> = grouping
             .transitions
             .iter()
@@ -365,6 +433,14 @@ impl Client {
                     tracing::warn!(%error, devices = count, "devices are pinned to an unfinished release");
                     return None;
                 }
+                without_deltas.push(delta_settings::without_deltas(
+                    count,
+                    from,
+                    to,
+                    target.summary.id,
+                    fleet_deltas_on,
+                    &device_settings,
+                ));
                 Some((
                     count,
                     Tracker::new(rules::pair(source, pin))
@@ -372,9 +448,16 @@ impl Client {
                 ))
             })
             .collect();
+        // Devices running no release download the whole target release.
+        let from_nothing = (grouping.without_release > 0).then(|| {
+            Tracker::new(rules::pair(&target.without_images(), target))
+                .with_registry(self.inner.registry.clone())
+        });
         let mut images: Vec<ManifestRef> = transitions
             .iter()
-            .flat_map(|(_, t)| image_manifests(&t.pairing))
+            .map(|(_, t)| t)
+            .chain(&from_nothing)
+            .flat_map(|t| image_manifests(&t.pairing))
             .collect();
         images.sort_unstable();
         images.dedup();
@@ -386,7 +469,9 @@ impl Client {
             target.summary.clone(),
             transitions,
         )
-        .with_idle_devices(grouping.on_target, grouping.without_release);
+        .with_idle_devices(grouping.on_target, grouping.without_release)
+        .with_devices_without_deltas(without_deltas)
+        .with_download_from_nothing(from_nothing);
         let read = self
             .deltas_and_registry(nested, &tracker.delta_pairs(), &images, deadline, events)
             .await?;

@@ -96,6 +96,7 @@ pub mod bench_support;
 mod bigint;
 mod client;
 mod delta_server;
+mod delta_settings;
 mod download;
 mod error;
 mod event;

@@ -9,6 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::bigint;
 
 /// For `skip_serializing_if`: additive flags are written only when set.
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 fn is_false(flag: &bool) -> bool {
     !*flag
 }
@@ -378,9 +382,11 @@ pub struct FleetUpdateInfo {
     /// written.
     #[serde(default)]
     pub devices_without_release: u64,
-    /// Σ device count × transition `estimated_download_size`, in compressed
-    /// bytes; absent when the registry was not asked or a transition's
-    /// download is unknown.
+    /// What every device downloads, in compressed bytes: Σ over transitions
+    /// of the devices with deltas × `estimated_download_size` and the
+    /// devices without × `download_size_without_deltas`, plus the devices
+    /// without a release × `devices_without_release_download_size`; absent
+    /// when the registry was not asked or a figure is unknown.
     #[serde(
         default,
         skip_serializing_if = "Option::is_none",
@@ -391,6 +397,16 @@ pub struct FleetUpdateInfo {
     /// unknown; absent otherwise.
     #[serde(default, skip_serializing_if = "is_false")]
     pub download_size_unknown: bool,
+    /// What one device running no release downloads: the whole target
+    /// release, a layer chain shared by several images once. Absent when no
+    /// device runs no release, or the registry was not asked or could not
+    /// tell.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "bigint::option"
+    )]
+    pub devices_without_release_download_size: Option<u64>,
 }
 
 /// The devices of a fleet that run one release and should run another,
@@ -402,6 +418,33 @@ pub struct FleetTransition {
     /// The update from the release they run to their target.
     #[serde(flatten)]
     pub update: UpdateInfo,
+    /// How many of these devices do not use image deltas (a configuration
+    /// variable `BALENA_SUPERVISOR_DELTA=0`, or a delta version other than
+    /// 3, on the device or its fleet); omitted when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub devices_without_deltas: u64,
+    /// What one of them downloads: every changed image pulled, ready delta
+    /// or not. Omitted when no device lacks deltas or the registry was not
+    /// asked.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "bigint::option"
+    )]
+    pub download_size_without_deltas: Option<u64>,
+}
+
+impl FleetTransition {
+    /// The most one device of this transition downloads: with deltas off,
+    /// the pull figure; `None` when that figure is unknown.
+    pub fn largest_download(&self) -> Option<u64> {
+        if self.devices_without_deltas > 0 {
+            self.download_size_without_deltas
+                .max(self.update.estimated_download_size)
+        } else {
+            self.update.estimated_download_size
+        }
+    }
 }
 
 /// The result of a run: one transition, or every transition of a fleet.
@@ -801,6 +844,8 @@ pub(crate) mod tests {
             transitions: vec![FleetTransition {
                 device_count: 3,
                 update: reference_example(),
+                devices_without_deltas: Default::default(),
+                download_size_without_deltas: Default::default(),
             }],
             overall_status: Status::Ready,
             estimated_fleet_payload_size: Some(3 * 45496920),
@@ -809,6 +854,7 @@ pub(crate) mod tests {
             devices_without_release: 1,
             estimated_fleet_download_size: None,
             download_size_unknown: false,
+            devices_without_release_download_size: Default::default(),
         };
         let json = serde_json::to_string(&fleet).unwrap();
         let transition = &json[json.find("\"transitions\"").unwrap()..];

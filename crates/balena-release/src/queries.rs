@@ -247,6 +247,41 @@ pub(crate) fn watch_query(fleet: &FleetRef) -> Query {
 /// The device columns read: what each device runs and its pin.
 const DEVICE_SELECT: &[&str] = &["is_running__release", "is_pinned_on__release"];
 
+/// `name in ('A','B',…)` for the delta settings' variables.
+fn delta_variable_names() -> String {
+    let names: Vec<String> = crate::delta_settings::NAMES
+        .iter()
+        .map(|n| odata::string_literal(n))
+        .collect();
+    format!("name in ({})", names.join(","))
+}
+
+/// The delta settings among fleet `application`'s configuration variables.
+pub(crate) fn fleet_variables_query(application: u64) -> Query {
+    Query::new()
+        .filter(odata::and(&[
+            odata::eq("application", application),
+            delta_variable_names(),
+        ]))
+        .select(&["name", "value"])
+}
+
+/// The delta settings among the configuration variables of fleet
+/// `application`'s devices, with each device's releases: one answer
+/// whatever the number of devices, as long as few set them.
+pub(crate) fn device_variables_query(application: u64) -> Query {
+    Query::new()
+        .filter(odata::and(&[
+            odata::eq("device/belongs_to__application", application),
+            delta_variable_names(),
+        ]))
+        .select(&["name", "value"])
+        .expand(&[Expand::new(
+            "device",
+            &["id", "is_running__release", "is_pinned_on__release"],
+        )])
+}
+
 /// Every device of fleet `application`: the release it runs and its pin.
 /// Its answer grows with the fleet; [`device_count_query`] and
 /// [`pinned_device_query`] do not.

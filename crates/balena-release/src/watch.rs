@@ -698,6 +698,8 @@ mod tests {
             transitions: vec![crate::model::FleetTransition {
                 device_count: 2,
                 update,
+                devices_without_deltas: Default::default(),
+                download_size_without_deltas: Default::default(),
             }],
             overall_status: Status::Pending,
             estimated_fleet_payload_size: None,
@@ -706,6 +708,7 @@ mod tests {
             devices_without_release: 0,
             estimated_fleet_download_size: None,
             download_size_unknown: false,
+            devices_without_release_download_size: Default::default(),
         }
     }
 

@@ -103,6 +103,58 @@ struct DeviceRow {
     is_pinned_on__release: Option<ForeignKey>,
 }
 
+/// A configuration variable, with its device's releases when expanded.
+#[derive(Debug, Deserialize)]
+struct VariableRow {
+    name: String,
+    value: String,
+    #[serde(default)]
+    device: Vec<VariableDeviceRow>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VariableDeviceRow {
+    id: u64,
+    is_running__release: Option<ForeignKey>,
+    #[serde(default)]
+    is_pinned_on__release: Option<ForeignKey>,
+}
+
+/// A device's configuration variable and the device's releases.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DeviceVariable {
+    pub(crate) device: u64,
+    pub(crate) running: Option<u64>,
+    pub(crate) pinned: Option<u64>,
+    pub(crate) variable: (String, String),
+}
+
+/// Decodes configuration variables (name, value).
+pub(crate) fn variables(body: &[u8], source: &Source<'_>) -> Result<Vec<(String, String)>, Error> {
+    let rows: Vec<VariableRow> = envelope(body, source)?;
+    Ok(rows.into_iter().map(|r| (r.name, r.value)).collect())
+}
+
+/// Decodes device configuration variables with their expanded device.
+pub(crate) fn device_variables(
+    body: &[u8],
+    source: &Source<'_>,
+) -> Result<Vec<DeviceVariable>, Error> {
+    let rows: Vec<VariableRow> = envelope(body, source)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let device = r.device.into_iter().next()?;
+            Some(DeviceVariable {
+                device: device.id,
+                running: device.is_running__release.map(|fk| fk.__id),
+                pinned: device.is_pinned_on__release.map(|fk| fk.__id),
+                variable: (r.name, r.value),
+            })
+        })
+        .collect())
+}
+
 /// A release with the count of some of the devices that run it.
 #[derive(Debug, Deserialize)]
 struct ReleaseCountRow {
@@ -121,6 +173,22 @@ pub(crate) struct Release {
     pub(crate) images: Vec<ReleaseImage>,
     /// Services whose `io.balena.update.strategy` label is not the default.
     pub(crate) strategies: BTreeMap<String, UpdateStrategy>,
+}
+
+impl Release {
+    /// The same release without services: where a device running no
+    /// release starts from.
+    pub(crate) fn without_images(&self) -> Release {
+        Release {
+            summary: ReleaseSummary {
+                id: 0,
+                commit: String::new(),
+            },
+            images: Vec::new(),
+            strategies: BTreeMap::new(),
+            ..self.clone()
+        }
+    }
 }
 
 /// The image of one service in a release.

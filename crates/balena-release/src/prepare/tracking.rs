@@ -78,11 +78,17 @@ impl Tracker {
     }
 
     pub(crate) fn evaluate(&self, read: &DeltaRead) -> UpdateInfo {
+        self.evaluate_both(read).0
+    }
+
+    /// The report, and what a device with deltas off downloads.
+    fn evaluate_both(&self, read: &DeltaRead) -> (UpdateInfo, Option<u64>) {
         let mut info = rules::evaluate(&self.pairing, &read.rows, read.now, &self.requests);
-        if let Some(registry) = &self.registry {
-            download::annotate(&mut info, |r| registry.known(r));
-        }
-        info
+        let without_deltas = self
+            .registry
+            .as_ref()
+            .and_then(|registry| download::annotate(&mut info, |r| registry.known(r)));
+        (info, without_deltas)
     }
 }
 
@@ -97,6 +103,10 @@ pub(crate) struct FleetTracker {
     transitions: Vec<(u64, Tracker)>,
     devices_on_target: u64,
     devices_without_release: u64,
+    /// Per transition, its devices with deltas off.
+    without_deltas: Vec<u64>,
+    /// From no release to the target, when devices run none.
+    from_nothing: Option<Tracker>,
     requests: Requests,
 }
 
@@ -112,8 +122,22 @@ impl FleetTracker {
             transitions,
             devices_on_target: 0,
             devices_without_release: 0,
+            without_deltas: Vec::new(),
+            from_nothing: None,
             requests: Requests::default(),
         }
+    }
+
+    /// Sets, per transition, how many of its devices have deltas off.
+    pub(crate) fn with_devices_without_deltas(mut self, counts: Vec<u64>) -> Self {
+        self.without_deltas = counts;
+        self
+    }
+
+    /// Sets the update of devices that run no release.
+    pub(crate) fn with_download_from_nothing(mut self, tracker: Option<Tracker>) -> Self {
+        self.from_nothing = tracker;
+        self
     }
 
     /// Sets the devices that are not in a transition: those already on
@@ -147,9 +171,16 @@ impl FleetTracker {
         let transitions: Vec<FleetTransition> = self
             .transitions
             .iter()
-            .map(|(count, t)| FleetTransition {
-                device_count: *count,
-                update: t.evaluate(read),
+            .enumerate()
+            .map(|(i, (count, t))| {
+                let (update, pull_figure) = t.evaluate_both(read);
+                let without = self.without_deltas.get(i).copied().unwrap_or(0).min(*count);
+                FleetTransition {
+                    device_count: *count,
+                    update,
+                    devices_without_deltas: without,
+                    download_size_without_deltas: pull_figure.filter(|_| without > 0),
+                }
             })
             .collect();
         let overall = transitions
@@ -162,7 +193,17 @@ impl FleetTracker {
             sum.saturating_add(each.saturating_mul(t.device_count))
         });
         let payload_size_unknown = transitions.iter().any(|t| t.update.payload_size_unknown);
-        let (download, download_size_unknown) = download::fleet_total(&transitions);
+        let from_nothing = self
+            .from_nothing
+            .as_ref()
+            .map(|t| t.evaluate(read).estimated_download_size);
+        let registry_asked = self.transitions.iter().any(|(_, t)| t.registry.is_some());
+        let (download, download_size_unknown) = download::fleet_total(
+            &transitions,
+            self.devices_without_release,
+            from_nothing.flatten(),
+            registry_asked,
+        );
         FleetUpdateInfo {
             application: self.application.clone(),
             produces__release: self.target.clone(),
@@ -174,6 +215,7 @@ impl FleetTracker {
             devices_without_release: self.devices_without_release,
             estimated_fleet_download_size: download,
             download_size_unknown,
+            devices_without_release_download_size: from_nothing.flatten(),
         }
     }
 }

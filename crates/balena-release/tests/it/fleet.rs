@@ -133,8 +133,11 @@ async fn the_demo_fleet_moves_only_the_devices_off_their_target() {
     assert_eq!(info.overall_status, Status::Pending);
     assert_eq!(info.estimated_fleet_payload_size, None);
     // Application (with the devices without a release), counts per
-    // release, pinned devices, releases, deltas.
-    assert_eq!(f.requests(), 5, "{:?}", f.seen());
+    // release, pinned devices, releases, deltas, and the fleet's and its
+    // devices' delta settings.
+    assert_eq!(f.requests(), 7, "{:?}", f.seen());
+    assert_eq!(f.requests_to("/v7/application_config_variable").len(), 1);
+    assert_eq!(f.requests_to("/v7/device_config_variable").len(), 1);
     let devices = f.requests_to("/v7/device");
     assert_eq!(devices.len(), 1);
     assert!(
@@ -166,7 +169,7 @@ async fn an_explicit_target_moves_the_unpinned_devices_and_keeps_the_pins() {
         info.transition(u(demo::RELEASE_2), u(demo::RELEASE_2))
             .is_none()
     );
-    assert_eq!(f.requests(), 5);
+    assert_eq!(f.requests(), 7);
 }
 
 /// The demo fleet with west (on release 1) pinned to release 2 and a new
@@ -213,8 +216,9 @@ async fn a_pinned_device_goes_to_its_pin() {
         .unwrap();
     assert_eq!(to_pin.service("main").unwrap().change, Change::Changed);
     assert_eq!(to_pin.service("proxy").unwrap().change, Change::Unchanged);
-    // One delta query for both targets, sent with the release query.
-    assert_eq!(f.requests(), 5, "{:?}", f.seen());
+    // One delta query for both targets, sent with the release query (and
+    // the two delta settings queries).
+    assert_eq!(f.requests(), 7, "{:?}", f.seen());
     let deltas = f.requests_to("/v7/delta");
     assert_eq!(deltas.len(), 1);
     assert!(
@@ -293,8 +297,8 @@ async fn a_server_that_does_not_count_is_read_device_by_device() {
         assert!(!devices[0].contains("is_pinned_on__release ne null"));
         if status == 400 {
             // The refused application, the plain one, every device,
-            // releases, deltas.
-            assert_eq!(f.requests(), 5, "{:?}", f.seen());
+            // releases, deltas, delta settings.
+            assert_eq!(f.requests(), 7, "{:?}", f.seen());
         }
         // The client remembers: no count asked again.
         f.sim.clear_journal();
@@ -307,7 +311,8 @@ async fn a_server_that_does_not_count_is_read_device_by_device() {
             "{status}: {:?}",
             f.seen()
         );
-        assert_eq!(f.requests(), 4, "{status}: {:?}", f.seen());
+        // Application, devices, releases, deltas, delta settings.
+        assert_eq!(f.requests(), 6, "{status}: {:?}", f.seen());
     }
 }
 
@@ -322,8 +327,8 @@ async fn a_refused_count_per_release_falls_back_too() {
     assert_eq!(info.devices_without_release, 1);
     assert_eq!(transitions(&info).len(), 3);
     assert_eq!(f.refused(), [("/v7/release".to_owned(), 400)]);
-    // The application is not read again: 6 requests, once.
-    assert_eq!(f.requests(), 6, "{:?}", f.seen());
+    // The application is not read again: 8 requests, once.
+    assert_eq!(f.requests(), 8, "{:?}", f.seen());
 }
 
 #[tokio::test]
@@ -426,7 +431,7 @@ async fn preparing_a_fleet_waits_for_every_transition() {
 }
 
 #[tokio::test]
-async fn a_large_fleet_takes_five_requests() {
+async fn a_large_fleet_takes_seven_requests() {
     let f = Fleet::new(Scenario::generated(GeneratedOptions {
         services: 20,
         releases: 6,
@@ -444,7 +449,8 @@ async fn a_large_fleet_takes_five_requests() {
     );
     assert!(info.devices_on_target > 0);
     assert!(info.transitions.len() > 1);
-    assert_eq!(f.requests(), 5);
+    // Whatever the number of devices: 5, and 2 for the delta settings.
+    assert_eq!(f.requests(), 7);
 }
 
 #[tokio::test]
@@ -533,7 +539,7 @@ async fn large_fleets_split_their_queries_into_batches() {
 }
 
 #[tokio::test]
-async fn a_fleet_of_a_hundred_releases_costs_five_requests_then_one_per_poll() {
+async fn a_fleet_of_a_hundred_releases_costs_seven_requests_then_one_per_poll() {
     let f = Fleet::new(Scenario::generated(GeneratedOptions {
         services: 8,
         releases: 100,
@@ -557,7 +563,7 @@ async fn a_fleet_of_a_hundred_releases_costs_five_requests_then_one_per_poll() {
         .filter(|e| matches!(e, Event::Round { report, .. } if report.fleet().is_some()))
         .count();
     assert!(rounds >= 2, "{rounds} rounds");
-    // Application, counts, pinned devices, releases and deltas, then the
-    // deltas per round.
-    assert_eq!(f.requests(), 5 + (rounds - 1));
+    // Application, counts, pinned devices, releases and deltas, delta
+    // settings, then the deltas per round.
+    assert_eq!(f.requests(), 7 + (rounds - 1));
 }

@@ -893,3 +893,78 @@ async fn a_registry_that_fails_after_a_good_round_keeps_what_was_learnt() {
         first.estimated_download_size
     );
 }
+
+#[tokio::test]
+async fn devices_with_deltas_off_and_without_a_release_count_with_their_own_figures() {
+    use balena_sim::demo;
+    let mut scenario = crate::support::manual_demo();
+    // kiosk-cafe (RELEASE_2 → RELEASE_3, whose `main` delta is ready) has
+    // deltas off; two new devices run no release.
+    for device in &mut scenario.devices {
+        if device.id == demo::DEVICE_CAFE {
+            device
+                .config_variables
+                .insert("RESIN_SUPERVISOR_DELTA".into(), "false".into());
+        }
+    }
+    let template = scenario.devices[0].clone();
+    for id in [7990, 7991] {
+        scenario.devices.push(balena_sim::scenario::DeviceSpec {
+            id,
+            uuid: None,
+            device_name: None,
+            is_running__release: None,
+            is_pinned_on__release: None,
+            config_variables: Default::default(),
+            ..template.clone()
+        });
+    }
+    let sim = crate::support::start(scenario);
+    let c = sim_client(&sim);
+    let fleet: balena_release::FleetRef =
+        format!("{}/kiosk-fleet", demo::USERNAME).parse().unwrap();
+    let info = c.get_fleet_update_info(&fleet, None).await.unwrap();
+    let from_2 = info
+        .transitions
+        .iter()
+        .find(|t| t.update.originates_from__release.id == demo::RELEASE_2 as u64)
+        .expect("a transition from RELEASE_2");
+    assert_eq!((from_2.device_count, from_2.devices_without_deltas), (1, 1));
+    let with = from_2.update.estimated_download_size.unwrap();
+    let without = from_2.download_size_without_deltas.unwrap();
+    assert!(
+        without > with,
+        "the pull ({without}) is more than the delta ({with})"
+    );
+    assert_eq!(from_2.largest_download(), Some(without));
+    // kiosk-west has deltas off in the demo itself.
+    let from_1 = info
+        .transitions
+        .iter()
+        .find(|t| t.update.originates_from__release.id == demo::RELEASE_1 as u64)
+        .expect("a transition from RELEASE_1");
+    assert_eq!(from_1.devices_without_deltas, 1);
+    let whole = info
+        .devices_without_release_download_size
+        .expect("the whole release's figure");
+    assert_eq!(info.devices_without_release, 2);
+    let expected: u64 = info
+        .transitions
+        .iter()
+        .map(|t| {
+            let without = t.devices_without_deltas;
+            (t.device_count - without) * t.update.estimated_download_size.unwrap()
+                + without * t.download_size_without_deltas.unwrap_or(0)
+        })
+        .sum::<u64>()
+        + 2 * whole;
+    assert_eq!(info.estimated_fleet_download_size, Some(expected));
+    let json = serde_json::to_value(&info).unwrap();
+    assert_eq!(json["devices_without_release_download_size"], whole);
+    assert_eq!(
+        json["transitions"][0]
+            .get("devices_without_deltas")
+            .is_some(),
+        info.transitions[0].devices_without_deltas > 0
+    );
+}
