@@ -4,7 +4,9 @@
 //! download is the figure one device updating now would make. Pure functions:
 //! the run prints the result first and turns an excess into exit 3.
 
-use balena_release::{Change, ReleaseSummary, Report, UpdateInfo};
+use balena_release::{
+    Change, FleetTransition, FleetUpdateInfo, ReleaseSummary, Report, UpdateInfo,
+};
 
 use crate::wording::{count, distinguishing_length, size};
 
@@ -136,47 +138,127 @@ pub fn download(info: &UpdateInfo) -> Download {
     }
 }
 
-/// One transition over the budget.
+/// One group of devices and what each downloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Over<'a> {
-    info: &'a UpdateInfo,
-    devices: Option<u64>,
+struct Group {
+    what: String,
     download: Download,
 }
 
-/// The message of the `ERROR:` line when a transition of `report` downloads
-/// more than `limit` bytes per device (or an unknown amount), `None` when
-/// every transition is within it. Several transitions over the budget give
-/// one line: the largest (the first of unknown size when none is known) and
-/// how many more.
+/// The larger of two figures; unknown when either is.
+fn larger(a: Download, b: Download) -> Download {
+    match (a, b) {
+        (Download::Known(a), Download::Known(b)) => Download::Known(a.max(b)),
+        _ => Download::Unknown,
+    }
+}
+
+/// What a device that pulls every image that is not unchanged downloads,
+/// from image sizes (without the registry's figures).
+fn pull_everything(info: &UpdateInfo) -> Download {
+    let pulled = info
+        .is_produced_by__service_update
+        .iter()
+        .filter(|s| s.change != Change::Unchanged);
+    let mut total = 0u64;
+    for s in pulled {
+        if s.produces__image.size_unknown {
+            return Download::Unknown;
+        }
+        total = total.saturating_add(s.produces__image.image_size);
+    }
+    Download::Known(total)
+}
+
+/// The most one device of a transition downloads: with deltas off, it
+/// pulls every changed image.
+fn largest(transition: &FleetTransition) -> Download {
+    let with_deltas = download(&transition.update);
+    if transition.devices_without_deltas == 0 {
+        return with_deltas;
+    }
+    let without = match (
+        transition.download_size_without_deltas,
+        transition.update.estimated_download_size,
+    ) {
+        (Some(bytes), _) => Download::Known(bytes),
+        (None, Some(_)) => Download::Unknown,
+        (None, None) => pull_everything(&transition.update),
+    };
+    larger(with_deltas, without)
+}
+
+/// The devices of a fleet that run no release: they download the whole
+/// target release (the registry's figure, else the target's image sizes
+/// when a transition shows them).
+fn without_release(fleet: &FleetUpdateInfo) -> Option<Group> {
+    if fleet.devices_without_release == 0 {
+        return None;
+    }
+    let target = &fleet.produces__release;
+    let download = match fleet.devices_without_release_download_size {
+        Some(bytes) => Download::Known(bytes),
+        None => fleet
+            .transitions
+            .iter()
+            .find(|t| t.update.produces__release.id == target.id)
+            .filter(|_| !fleet.download_size_unknown)
+            .map_or(Download::Unknown, |t| {
+                let mut whole = t.update.clone();
+                for s in &mut whole.is_produced_by__service_update {
+                    s.change = Change::New;
+                }
+                pull_everything(&whole)
+            }),
+    };
+    let short: String = target.commit.chars().take(7).collect();
+    Some(Group {
+        what: format!(
+            "no release to {} ({short}), {}",
+            target.id,
+            count(fleet.devices_without_release, "device")
+        ),
+        download,
+    })
+}
+
+/// The message of the `ERROR:` line when a group of devices (a transition,
+/// or a fleet's devices running no release) would download more than
+/// `limit` bytes per device (or an unknown amount), `None` when all are
+/// within it. The figure judged is the largest one device may download:
+/// in a transition with devices that have deltas off, theirs. Several
+/// groups over the budget give one line: the largest (the first of unknown
+/// size when none is known) and how many more.
 pub fn check(report: &Report, limit: u64) -> Option<String> {
-    let transitions: Vec<(&UpdateInfo, Option<u64>)> = match report {
-        Report::Transition(info) => vec![(info, None)],
+    let groups: Vec<Group> = match report {
+        Report::Transition(info) => vec![Group {
+            what: transition_name(info, None),
+            download: download(info),
+        }],
         Report::Fleet(fleet) => fleet
             .transitions
             .iter()
-            .map(|t| (&t.update, Some(t.device_count)))
+            .map(|t| Group {
+                what: transition_name(&t.update, Some(t.device_count)),
+                download: largest(t),
+            })
+            .chain(without_release(fleet))
             .collect(),
     };
-    let mut over: Vec<Over> = transitions
+    let mut over: Vec<Group> = groups
         .into_iter()
-        .map(|(info, devices)| Over {
-            info,
-            devices,
-            download: download(info),
-        })
-        .filter(|o| match o.download {
+        .filter(|g| match g.download {
             Download::Known(bytes) => bytes > limit,
             Download::Unknown => true,
         })
         .collect();
     // The largest known first, then the unknown ones, each in report order.
-    over.sort_by_key(|o| match o.download {
+    over.sort_by_key(|g| match g.download {
         Download::Known(bytes) => (0, u64::MAX - bytes),
         Download::Unknown => (1, 0),
     });
     let first = over.first()?;
-    let what = transition_name(first.info, first.devices);
+    let what = &first.what;
     let budget = format!("--max-download {} ({limit} bytes)", size(limit));
     let mut message = match first.download {
         Download::Known(bytes) => format!(
@@ -440,6 +522,8 @@ mod tests {
                 0x900,
                 vec![service("main", Change::Changed, size, None)],
             ),
+            devices_without_deltas: Default::default(),
+            download_size_without_deltas: Default::default(),
         };
         let mut unknown = transition(0x400, 1, 1);
         unknown.update.is_produced_by__service_update[0]
@@ -464,6 +548,7 @@ mod tests {
             devices_without_release: 0,
             estimated_fleet_download_size: None,
             download_size_unknown: false,
+            devices_without_release_download_size: Default::default(),
         };
         let report = Report::Fleet(fleet.clone());
         let message = check(&report, 50).unwrap();
@@ -490,5 +575,62 @@ mod tests {
             message.ends_with("; and 1 more transition over the budget"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn devices_with_deltas_off_and_without_a_release_are_judged_by_their_own_figure() {
+        let mut with_delta = update(
+            0x100,
+            0x900,
+            vec![service("main", Change::Changed, 300, Some(20))],
+        );
+        with_delta.estimated_download_size = Some(20);
+        let mut transition = FleetTransition {
+            device_count: 4,
+            update: with_delta,
+            devices_without_deltas: 0,
+            download_size_without_deltas: None,
+        };
+        let mut fleet = FleetUpdateInfo {
+            application: FleetSummary {
+                id: 1,
+                slug: "org/fleet".into(),
+            },
+            produces__release: update(0x900, 0x900, vec![]).produces__release,
+            transitions: vec![transition.clone()],
+            overall_status: Status::Ready,
+            estimated_fleet_payload_size: None,
+            payload_size_unknown: false,
+            devices_on_target: 0,
+            devices_without_release: 0,
+            estimated_fleet_download_size: Some(80),
+            download_size_unknown: false,
+            devices_without_release_download_size: None,
+        };
+        assert_eq!(check(&Report::Fleet(fleet.clone()), 100), None);
+        // One device has deltas off: it pulls 250.
+        transition.devices_without_deltas = 1;
+        transition.download_size_without_deltas = Some(250);
+        fleet.transitions = vec![transition.clone()];
+        let message = check(&Report::Fleet(fleet.clone()), 100).unwrap();
+        assert!(message.contains("downloads 250 B"), "{message}");
+        // Without the registry: the whole changed image.
+        transition.update.estimated_download_size = None;
+        transition.download_size_without_deltas = None;
+        fleet.transitions = vec![transition];
+        let message = check(&Report::Fleet(fleet.clone()), 100).unwrap();
+        assert!(message.contains("downloads 300 B"), "{message}");
+        assert_eq!(check(&Report::Fleet(fleet.clone()), 300), None);
+        // Two devices run no release: the whole target release, 5000.
+        fleet.devices_without_release = 2;
+        fleet.devices_without_release_download_size = Some(5000);
+        let message = check(&Report::Fleet(fleet.clone()), 1000).unwrap();
+        assert!(
+            message.contains(
+                "no release to 2304 (900bbbb), 2 devices: a device updating now downloads 5.00 kB"
+            ),
+            "{message}"
+        );
+        assert_eq!(check(&Report::Fleet(fleet), 5000), None);
     }
 }

@@ -739,6 +739,8 @@ mod tests {
             .map(|n| FleetTransition {
                 device_count: n * 10,
                 update: update(if n == 1 { 1 } else { 4 }, 800 + n),
+                devices_without_deltas: Default::default(),
+                download_size_without_deltas: Default::default(),
             })
             .collect();
         let info: FleetUpdateInfo = serde_json::from_value(serde_json::json!({

@@ -139,15 +139,44 @@ fn fleet_view(fleet: &FleetUpdateInfo, commits: &Commits) -> View {
         .collect();
     let mixed = figures.iter().any(|f| f.exact) && figures.iter().any(|f| !f.exact);
     let mut rows = Vec::new();
+    let mut notes = Vec::new();
     let mut fleet_total = Some(0u64);
     for (transition, figure) in fleet.transitions.iter().zip(&figures) {
-        let total = figure
-            .bytes
-            .map(|bytes| bytes.saturating_mul(transition.device_count));
+        let total = transition_total(transition, figure);
         fleet_total = fleet_total.zip(total).map(|(a, b)| a.saturating_add(b));
         rows.push(summary_row(transition, figure, total, mixed, commits));
+        if transition.devices_without_deltas > 0 {
+            notes.push(format!(
+                "{} from {} with image deltas off pull every changed image: {} each (in FLEET \
+                 TOTAL)",
+                count(transition.devices_without_deltas, "device"),
+                transition.update.originates_from__release.id,
+                transition
+                    .download_size_without_deltas
+                    .map_or_else(|| "unknown".to_owned(), size)
+            ));
+        }
     }
-    let devices: u64 = fleet.transitions.iter().map(|t| t.device_count).sum();
+    let mut devices: u64 = fleet
+        .transitions
+        .iter()
+        .fold(0u64, |sum, t| sum.saturating_add(t.device_count));
+    if fleet.devices_without_release > 0 {
+        // Devices running no release download the whole target release.
+        let each = fleet.devices_without_release_download_size;
+        let total = each.map(|b| b.saturating_mul(fleet.devices_without_release));
+        fleet_total = fleet_total.zip(total).map(|(a, b)| a.saturating_add(b));
+        devices = devices.saturating_add(fleet.devices_without_release);
+        let shown = |bytes: Option<u64>| bytes.map_or_else(|| "unknown".to_owned(), size);
+        rows.push(vec![
+            Cell::new("(none)"),
+            Cell::new(target.id.to_string()),
+            Cell::new(fleet.devices_without_release.to_string()),
+            Cell::new("-"),
+            Cell::new(shown(each)),
+            Cell::new(shown(total)),
+        ]);
+    }
     let total = vec![
         Cell::new("total"),
         Cell::default(),
@@ -156,7 +185,6 @@ fn fleet_view(fleet: &FleetUpdateInfo, commits: &Commits) -> View {
         Cell::default(),
         Cell::new(fleet_total.map_or_else(|| "unknown".to_owned(), size)),
     ];
-    let mut notes = Vec::new();
     if mixed {
         notes.push(
             "~ by image sizes: the registry could not tell these transitions' download".to_owned(),
@@ -188,6 +216,24 @@ fn fleet_view(fleet: &FleetUpdateInfo, commits: &Commits) -> View {
         transitions,
         closing: fleet_closing(fleet),
     }
+}
+
+/// What the devices of a transition download in all: those with deltas
+/// the figure shown, those without their pull figure.
+fn transition_total(transition: &FleetTransition, figure: &DeviceDownload) -> Option<u64> {
+    let without = transition
+        .devices_without_deltas
+        .min(transition.device_count);
+    let with = figure
+        .bytes?
+        .saturating_mul(transition.device_count - without);
+    if without == 0 || !figure.exact {
+        return Some(with);
+    }
+    let pulls = transition
+        .download_size_without_deltas?
+        .saturating_mul(without);
+    Some(with.saturating_add(pulls))
 }
 
 fn summary_row(

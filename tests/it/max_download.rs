@@ -272,3 +272,54 @@ fn a_bad_size_is_one_error_line_before_any_request() {
     }
     assert_eq!(world.api_requests(), 0);
 }
+
+/// Devices running no release download the whole target release: the fleet
+/// table has a row for them, the JSON their figure, and the budget judges it.
+#[test]
+fn devices_without_a_release_are_judged_like_a_transition() {
+    let mut scenario = Scenario::demo();
+    let template = scenario.devices[0].clone();
+    for id in [7990, 7991] {
+        scenario.devices.push(balena_sim::scenario::DeviceSpec {
+            id,
+            uuid: None,
+            device_name: None,
+            is_running__release: None,
+            is_pinned_on__release: None,
+            config_variables: Default::default(),
+            ..template.clone()
+        });
+    }
+    let world = World::with(scenario);
+    let fleet = format!("{}/kiosk-fleet", demo::USERNAME);
+    let run = world.run(&["--fleet", &fleet]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json = run.json();
+    let whole = json["devices_without_release_download_size"]
+        .as_u64()
+        .expect("their figure");
+    // More than any transition: they hold nothing.
+    let largest = json["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(download_now)
+        .max()
+        .unwrap();
+    assert!(whole > largest, "{whole} ≤ {largest}");
+    let limit = (largest + whole) / 2;
+    let over_budget = world.run(&["--fleet", &fleet, "--max-download", &limit.to_string()]);
+    assert_eq!(over_budget.code, 3, "{}", over_budget.stderr);
+    let line = over(&over_budget);
+    assert!(line.contains("no release to 900871"), "{line}");
+    assert!(line.contains("2 devices"), "{line}");
+    let table = world.run(&["--fleet", &fleet, "--output", "table"]);
+    assert!(
+        table
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("(none)") && l.contains(" 2 ")),
+        "{}",
+        table.stdout
+    );
+}

@@ -219,19 +219,20 @@ impl Client {
             tracing::info!(%error, "the devices' delta settings are unknown; deltas count as on");
             Vec::new()
         });
-        let mut own: BTreeMap<u64, (Option<u64>, Option<u64>, Vec<delta_settings::Variable>)> =
+        // Per device: its releases (from its first row) and its variables.
+        let mut own: BTreeMap<u64, (&wire::DeviceVariable, Vec<delta_settings::Variable>)> =
             BTreeMap::new();
-        for v in devices {
+        for v in &devices {
             own.entry(v.device)
-                .or_insert((v.running, v.pinned, Vec::new()))
-                .2
-                .push(v.variable);
+                .or_insert((v, Vec::new()))
+                .1
+                .push(v.variable.clone());
         }
         let settings = own
             .into_values()
-            .map(|(running, pinned, variables)| DeviceSetting {
-                running,
-                pinned,
+            .map(|(device, variables)| DeviceSetting {
+                running: device.running,
+                pinned: device.pinned,
                 deltas_on: delta_settings::deltas_on(&variables, &fleet),
             })
             .collect();
