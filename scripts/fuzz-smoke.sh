@@ -13,7 +13,7 @@ limit="${FUZZ_SMOKE_SECONDS:-180}"
 
 # Build first, so that compilation does not count against the limit.
 cargo test --locked -q -p balena-release --test it --no-run
-cargo test --locked -q -p balena-release-update --bin balena-release-update --no-run
+cargo test --locked -q -p balena-session --lib --no-run
 
 # Runs the tests of one target whose names contain FILTER; fails when none
 # does, so that a renamed module cannot turn this step into a silent pass.
@@ -33,4 +33,4 @@ run() {
   timeout --signal=INT "$limit" cargo test --locked -q "$@" -- "$filter"
 }
 run props:: -p balena-release --test it
-run settings::proptests -p balena-release-update --bin balena-release-update
+run settings::proptests -p balena-session --lib

@@ -17,8 +17,8 @@ use crate::cli::{Args, MAX_TIMEOUT, Mode, OutputFormat, Target, parse_timeout};
 use crate::env_vars;
 use crate::failure::Failure;
 use crate::printer::Printer;
-use crate::settings::{self, Environment};
-use crate::token::{self, TokenSource};
+use balena_session::settings::{self, Environment};
+use balena_session::token::{self, TokenSource};
 
 /// Everything one run needs, decided before the first request.
 pub struct Config {
@@ -109,7 +109,8 @@ impl Config {
             output.printer.warning(warning);
         }
         let settings = resolved.settings;
-        let found = token::find(env, &settings.data_directory).map_err(Failure::Config)?;
+        let found = token::find(env, &settings.data_directory)
+            .map_err(|err| Failure::Config(err.message))?;
         if let Some(warning) = &found.warning {
             output.printer.warning(warning);
         }
@@ -294,56 +295,22 @@ fn parse_interval(value: &str) -> Result<Duration, String> {
 }
 
 /// The registry host map from its variable: `host=url` pairs separated by
-/// commas.
+/// commas (parsed by `balena_session::registry_map`).
 fn registry_map(env: &Environment) -> Result<Vec<(String, Url)>, Failure> {
     let Some(value) = env.var(env_vars::REGISTRY_MAP) else {
         return Ok(Vec::new());
     };
-    let name = env_vars::REGISTRY_MAP;
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .map(|entry| {
-            let shown = redact_secrets(entry, None);
-            let bad = |why: &str| {
-                Failure::Config(format!(
-                    "{name}: `{shown}` {why}; write `host=url` pairs separated by commas, \
-                     e.g. `registry2.balena-cloud.com=http://127.0.0.1:5000`"
-                ))
-            };
-            let (host, url) = entry.split_once('=').ok_or_else(|| bad("has no `=`"))?;
-            let host = host.trim();
-            let host_ok = !host.is_empty()
-                && !host.contains(['/', '@', ' '])
-                && (!host.contains(':') || is_host_port(host));
-            if !host_ok {
-                return Err(bad("does not start with a registry host"));
-            }
-            let url = Url::parse(url.trim())
-                .ok()
-                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
-                .filter(|u| u.username().is_empty() && u.password().is_none())
-                .ok_or_else(|| {
-                    bad("does not map to an http:// or https:// URL without credentials")
-                })?;
-            Ok((host.to_owned(), url))
-        })
-        .collect()
-}
-
-/// `host:port` with a numeric port.
-fn is_host_port(text: &str) -> bool {
-    text.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty() && !host.contains(['/', '@', ' ', ':']) && port.parse::<u16>().is_ok()
+    balena_session::registry_map(env_vars::REGISTRY_MAP, value, |entry| {
+        redact_secrets(entry, None).into_owned()
     })
+    .map_err(Failure::Config)
 }
 
 fn init_logging(output: &Output) {
     let default = match output.verbosity {
         0 => return,
-        1 => "balena_release=info,balena_release_update=info",
-        _ => "balena_release=debug,balena_release_update=debug",
+        1 => "balena_release=info,balena_release_update=info,balena_session=info",
+        _ => "balena_release=debug,balena_release_update=debug,balena_session=debug",
     };
     let filter = tracing_subscriber::EnvFilter::new(default);
     let _ = tracing_subscriber::fmt()

@@ -8,15 +8,12 @@ mod cli;
 mod config;
 mod env_vars;
 mod failure;
-mod files;
 mod hints;
 mod printer;
 mod progress;
 mod render;
 mod run;
-mod settings;
 mod signals;
-mod token;
 mod watch;
 mod wording;
 
@@ -37,7 +34,7 @@ fn main() -> ExitCode {
     }
     // clap reads BALENA_RELEASE_UPDATE_ALLOW_HTTP itself: a value that is not
     // UTF-8 must be named before it does.
-    if let Err(err) = settings::Environment::from_process().check_unicode() {
+    if let Err(err) = balena_session::settings::Environment::from_process().check_unicode() {
         Printer::error(&err.to_string());
         return ExitCode::FAILURE;
     }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::files::{plain_io_error, without_os_error_code};
+use balena_session::files::{plain_io_error, without_os_error_code};
 
 /// How much to say on stderr, decided once at start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

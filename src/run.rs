@@ -19,8 +19,8 @@ use crate::hints;
 use crate::printer::Printer;
 use crate::progress::{Progress, Task};
 use crate::render;
-use crate::settings::Environment;
 use crate::signals::stop_signal;
+use balena_session::settings::Environment;
 
 pub fn main(args: Args, typed: &Typed) -> ExitCode {
     if let Some(what) = args.generate {

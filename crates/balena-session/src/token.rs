@@ -41,8 +41,36 @@ pub struct FoundToken {
     pub warning: Option<String>,
 }
 
+/// Why no token could be read: one line naming the variable or file and
+/// the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenError {
+    /// There is no token at all (no variable, no token file): the user is
+    /// not logged in. Otherwise a token source exists but cannot be used.
+    pub not_logged_in: bool,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for TokenError {}
+
+impl From<String> for TokenError {
+    fn from(message: String) -> TokenError {
+        TokenError {
+            not_logged_in: false,
+            message,
+        }
+    }
+}
+
 /// Reads the token from `BALENA_RELEASE_UPDATE_TOKEN` or `<data dir>/token`.
-pub fn find(env: &Environment, data_directory: &Path) -> Result<FoundToken, String> {
+pub fn find(env: &Environment, data_directory: &Path) -> Result<FoundToken, TokenError> {
     env.check_unicode().map_err(|err| err.to_string())?;
     if let Some(value) = env.var(env_vars::TOKEN) {
         let value = value.trim();
@@ -50,7 +78,8 @@ pub fn find(env: &Environment, data_directory: &Path) -> Result<FoundToken, Stri
             return Err(format!(
                 "{} is blank: set it to a balena API key or unset it",
                 env_vars::TOKEN
-            ));
+            )
+            .into());
         }
         return Ok(FoundToken {
             secret: SecretString::from(value.to_owned()),
@@ -64,44 +93,50 @@ pub fn find(env: &Environment, data_directory: &Path) -> Result<FoundToken, Stri
     let text = match read_regular_file(&path, TOKEN_FILE_LIMIT) {
         Ok(bytes) => bytes,
         Err(FileProblem::Missing) => {
-            return Err(format!(
-                "not logged in: there is no token at `{shown}`; run `balena login` or set {variable}"
-            ));
+            return Err(TokenError {
+                not_logged_in: true,
+                message: format!(
+                    "not logged in: there is no token at `{shown}`; run `balena login` or set {variable}"
+                ),
+            });
         }
         Err(FileProblem::DirectoryUnreadable(err) | FileProblem::Io(err)) => {
             return Err(format!(
                 "cannot read the token file `{shown}`: {}: fix its permissions, or set {variable}",
                 plain_io_error(&err)
-            ));
+            )
+            .into());
         }
         Err(FileProblem::NotRegular(kind)) => {
             return Err(format!(
                 "cannot read the token file `{shown}`: it is {}: run `balena login` again, or set {variable}",
                 describe_kind(kind)
-            ));
+            ).into());
         }
         Err(FileProblem::TooLarge(limit)) => {
             return Err(format!(
                 "the token file `{shown}` is larger than {}, too large for a token: run `balena login` again, or set {variable}",
                 describe_size(limit)
-            ));
+            ).into());
         }
     };
     if BYTE_ORDER_MARKS.iter().any(|mark| text.starts_with(mark)) {
         return Err(format!(
             "the token file `{shown}` starts with a byte-order mark (BOM): save the file without it, or set {variable}"
-        ));
+        ).into());
     }
     let Ok(text) = String::from_utf8(text) else {
         return Err(format!(
             "the token file `{shown}` is not text: run `balena login` again or set {variable}"
-        ));
+        )
+        .into());
     };
     let token = text.trim();
     if token.is_empty() {
         return Err(format!(
             "the token file `{shown}` is empty: run `balena login` or set {variable}"
-        ));
+        )
+        .into());
     }
     Ok(FoundToken {
         secret: SecretString::from(token.to_owned()),
@@ -158,23 +193,25 @@ mod tests {
     #[test]
     fn missing_empty_and_unreadable_files_explain_the_fix() {
         let dir = tempfile::tempdir().unwrap();
-        let err = find(&env(&[]), dir.path()).err().unwrap();
+        assert!(find(&env(&[]), dir.path()).err().unwrap().not_logged_in);
+        let err = find(&env(&[]), dir.path()).err().unwrap().to_string();
         assert!(
             err.starts_with("not logged in") && err.contains("balena login"),
             "{err}"
         );
 
         fs::write(dir.path().join("token"), " \n").unwrap();
-        let err = find(&env(&[]), dir.path()).err().unwrap();
+        assert!(!find(&env(&[]), dir.path()).err().unwrap().not_logged_in);
+        let err = find(&env(&[]), dir.path()).err().unwrap().to_string();
         assert!(err.contains("is empty"), "{err}");
 
         fs::write(dir.path().join("token"), [0x41, 0xff, 0xfe]).unwrap();
-        let err = find(&env(&[]), dir.path()).err().unwrap();
+        let err = find(&env(&[]), dir.path()).err().unwrap().to_string();
         assert!(err.contains("not text"), "{err}");
 
         fs::remove_file(dir.path().join("token")).unwrap();
         fs::create_dir(dir.path().join("token")).unwrap();
-        let err = find(&env(&[]), dir.path()).err().unwrap();
+        let err = find(&env(&[]), dir.path()).err().unwrap().to_string();
         assert!(err.contains("cannot read the token file"), "{err}");
     }
 
@@ -184,7 +221,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
         let check = |fragment: &str| {
-            let err = find(&env(&[]), dir.path()).err().unwrap();
+            let err = find(&env(&[]), dir.path()).err().unwrap().to_string();
             assert!(err.contains(fragment), "{err}");
             assert!(err.contains(env_vars::TOKEN), "{err}");
         };
@@ -216,7 +253,7 @@ mod tests {
             not_unicode: vec![env_vars::TOKEN.to_owned()],
             ..env(&[])
         };
-        let err = find(&env, dir.path()).err().unwrap();
+        let err = find(&env, dir.path()).err().unwrap().to_string();
         assert!(
             err.contains("BALENA_RELEASE_UPDATE_TOKEN is not valid UTF-8"),
             "{err}"

@@ -63,9 +63,9 @@ impl Environment {
         }
     }
 
-    /// An environment for tests: these variables, this home and working
+    /// An environment other than the process's, for tests and for front
+    /// ends that hold their own: these variables, this home and working
     /// directory.
-    #[cfg(test)]
     pub fn fake(home: Option<PathBuf>, current_dir: PathBuf, vars: &[(&str, &str)]) -> Environment {
         Environment {
             home,
@@ -310,7 +310,7 @@ fn trust_cwd_settings(env: &Environment) -> Result<bool, SettingsError> {
         _ => Err(SettingsError(format!(
             "{} must be 1 (trust settings files in the working directory) or 0, not `{}`",
             env_vars::TRUST_CWD_SETTINGS,
-            crate::printer::printable(value)
+            crate::printable(value)
         ))),
     }
 }
