@@ -397,13 +397,13 @@ impl Http {
         let content_type = header(CONTENT_TYPE);
         let date = header(DATE).and_then(|d| parse_http_date(&d));
         let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, date));
-        let location = header(LOCATION).map(|l| self.redact(l.as_bytes(), other));
+        let location = header(LOCATION).map(|l| self.redact(l.into_bytes(), other));
         let location = location.map(|l| String::from_utf8_lossy(&l).into_owned());
         let challenge = header(WWW_AUTHENTICATE);
         match read_capped(response, limit, budget).await {
             Ok(Some((body, held))) => Sent::Answer {
                 status,
-                body: self.redact(&body, other),
+                body: self.redact(body, other),
                 content_type,
                 date,
                 retry_after,
@@ -419,25 +419,11 @@ impl Http {
     /// Text from a server, with every secret in it replaced (a server may
     /// echo the request, token included). Bytes that are not UTF-8 are not
     /// JSON either: they are only ever shown, so they are read lossily.
-    fn redact(&self, bytes: &[u8], other: Option<&str>) -> Vec<u8> {
+    fn redact(&self, bytes: Vec<u8>, other: Option<&str>) -> Vec<u8> {
         let token = self.token.as_ref().map(|t| t.expose_secret());
-        let text = String::from_utf8_lossy(bytes);
-        let text = match redact_secrets(&text, token) {
-            Cow::Borrowed(_) if matches!(text, Cow::Borrowed(_)) => {
-                return self.redact_other(bytes.to_vec(), other);
-            }
-            redacted => redacted.into_owned(),
-        };
-        self.redact_other(text.into_bytes(), other)
-    }
-
-    /// `bytes` without `other` (a registry's token), when given.
-    fn redact_other(&self, bytes: Vec<u8>, other: Option<&str>) -> Vec<u8> {
+        let bytes = redact_with(bytes, token);
         match other.filter(|o| !o.is_empty()) {
-            Some(other) => match redact_secrets(&String::from_utf8_lossy(&bytes), Some(other)) {
-                Cow::Borrowed(_) => bytes,
-                redacted => redacted.into_owned().into_bytes(),
-            },
+            Some(other) => redact_with(bytes, Some(other)),
             None => bytes,
         }
     }
@@ -584,6 +570,16 @@ impl Http {
             }
         }
     }
+}
+
+/// `bytes` without `secret`; the same buffer when it holds none (an answer
+/// is not copied to be checked).
+fn redact_with(bytes: Vec<u8>, secret: Option<&str>) -> Vec<u8> {
+    let redacted = match redact_secrets(&String::from_utf8_lossy(&bytes), secret) {
+        Cow::Borrowed(_) if std::str::from_utf8(&bytes).is_ok() => None,
+        text => Some(text.into_owned().into_bytes()),
+    };
+    redacted.unwrap_or(bytes)
 }
 
 fn transport_failure(e: reqwest::Error) -> Sent {
