@@ -207,17 +207,43 @@ function sizeUnknown(report, problems) {
 	return report;
 }
 
-// README "### Exact download sizes": `pull_size`, `download_size` and
-// `download_size_unknown` on each service, `estimated_download_size` and
-// `download_size_unknown` on the result. Sizes are whole numbers, never
-// null; an unknown download has no sizes; an unchanged service downloads 0;
-// the result's figure is written exactly when every service's is.
+// README "### Exact download sizes": `pull_size`, `download_size`,
+// `download_size_unknown` and `download_size_is_upper_bound` on each service,
+// `estimated_download_size`, `download_size_unknown` and
+// `download_size_is_upper_bound` on the result. Sizes are whole numbers,
+// never null; an unknown download has no sizes; an unchanged service
+// downloads 0; the result's figure is written exactly when every service's
+// is. A known download is an upper bound exactly when the service is changed
+// and awaits its delta: none ready, its strategy not `delete-then-download`
+// (which uses no delta) and no delta server refusal (`http_status`); the
+// result's figure is one exactly when a service's is.
 function downloadSizes(report, problems) {
 	const size = (v) => Number.isSafeInteger(v) && v >= 0;
 	let allKnown = true;
 	let any = false;
+	let anyUpperBound = false;
 	for (const su of report.is_produced_by__service_update) {
 		const name = su.service_name;
+		if ('download_size_is_upper_bound' in su) {
+			if (su.download_size_is_upper_bound !== true || !('download_size' in su)) {
+				problems.push(`${name}: download_size_is_upper_bound ${su.download_size_is_upper_bound} with download_size ${su.download_size}`);
+			}
+			anyUpperBound = true;
+		}
+		if ('download_size' in su) {
+			const awaitsDelta =
+				su.change === 'changed' &&
+				!su.produces__image?.is_produced_by__delta &&
+				su.update_strategy !== 'delete-then-download' &&
+				su.delta_failure?.http_status == null;
+			if (awaitsDelta !== ('download_size_is_upper_bound' in su)) {
+				problems.push(
+					`${name}: ${su.change}, ${su.produces__image?.is_produced_by__delta ? 'a delta ready' : 'no delta ready'}, ` +
+						`strategy ${su.update_strategy ?? 'default'}, but download_size_is_upper_bound ${su.download_size_is_upper_bound ?? 'absent'}`,
+				);
+			}
+		}
+		delete su.download_size_is_upper_bound;
 		const keys = ['pull_size', 'download_size', 'download_size_unknown'].filter((k) => k in su);
 		if (keys.length === 0) {
 			allKnown = false;
@@ -244,7 +270,14 @@ function downloadSizes(report, problems) {
 		problems.push(`a download is unknown but the result has ${JSON.stringify(top.map((k) => [k, report[k]]))}`);
 	}
 	if (!any && top.length > 0) problems.push(`download keys on the result only: ${top.join(', ')}`);
+	const estimated = 'estimated_download_size' in report;
 	for (const k of top) delete report[k];
+	const upper = report.download_size_is_upper_bound;
+	if (upper !== undefined && upper !== true) problems.push(`download_size_is_upper_bound ${JSON.stringify(upper)} on the result`);
+	if ((upper === true) !== (anyUpperBound && estimated)) {
+		problems.push(`the result's download_size_is_upper_bound is ${upper ?? 'absent'}, a service's is ${anyUpperBound ? 'true' : 'absent'}`);
+	}
+	delete report.download_size_is_upper_bound;
 	return report;
 }
 
@@ -271,12 +304,82 @@ function removedServices(report, npmImages, problems) {
 	return report;
 }
 
-function comparable(ours, { initialDeltas, npmImages, problems }) {
+// README "### Output": "`update_strategy` on a service, and on a removed
+// service: its `io.balena.update.strategy` label". Only the strategies
+// other than the default `download-then-kill` are written, and each must be
+// the label of that service in the target release's composition (for a
+// removed service: the source release's), when the release is known.
+const STRATEGIES = ['kill-then-download', 'delete-then-download', 'hand-over'];
+function labelOf(composition, service) {
+	const labels = composition?.services?.[service]?.labels;
+	if (Array.isArray(labels)) {
+		const entry = labels.find((l) => typeof l === 'string' && l.split('=')[0].trim() === 'io.balena.update.strategy');
+		return entry?.slice(entry.indexOf('=') + 1).trim();
+	}
+	const value = labels?.['io.balena.update.strategy'];
+	return typeof value === 'string' ? value.trim() : undefined;
+}
+function updateStrategies(report, compositions, problems) {
+	const check = (what, holder, releaseId) => {
+		const strategy = holder.update_strategy;
+		if (strategy !== undefined && !STRATEGIES.includes(strategy)) {
+			problems.push(`${what}: update_strategy ${JSON.stringify(strategy)}`);
+		}
+		if (compositions?.has(releaseId)) {
+			const label = labelOf(compositions.get(releaseId), holder.service_name);
+			const wanted = STRATEGIES.includes(label) ? label : undefined;
+			if (strategy !== wanted) {
+				problems.push(`${what}: update_strategy ${strategy ?? 'absent'}, release ${releaseId}'s composition labels it ${label ?? '(no label)'}`);
+			}
+		}
+		delete holder.update_strategy;
+	};
+	for (const su of report.is_produced_by__service_update) check(su.service_name, su, report.produces__release?.id);
+	if (Array.isArray(report.removed_services)) {
+		for (const r of report.removed_services) {
+			if (r && typeof r === 'object') check(`removed service ${r.service_name}`, r, report.originates_from__release?.id);
+		}
+	}
+	return report;
+}
+
+// README "### Output": "`devices_without_deltas` and
+// `download_size_without_deltas` on a fleet's transition". Only on a fleet
+// transition (`fleet`: its device count and how many of its devices the
+// scenario's configuration variables set to pull); the count is written
+// when not 0, and the size (whole bytes) only beside it, whenever the
+// result's own download figure is known.
+function fleetDeltaSettings(report, fleet, problems) {
+	const count = report.devices_without_deltas;
+	const size = report.download_size_without_deltas;
+	if (!fleet) {
+		if (count !== undefined || size !== undefined) problems.push(`devices_without_deltas ${count} / download_size_without_deltas ${size} outside a fleet`);
+	} else {
+		const wanted = Math.min(fleet.devicesWithoutDeltas, fleet.deviceCount);
+		if ((count ?? 0) !== wanted || count === 0) {
+			problems.push(`devices_without_deltas ${count ?? 'absent'}, the scenario has ${wanted} of ${fleet.deviceCount} devices with deltas off`);
+		}
+		if (size !== undefined && !(count > 0 && Number.isSafeInteger(size) && size >= 0)) {
+			problems.push(`download_size_without_deltas ${JSON.stringify(size)} with devices_without_deltas ${count}`);
+		}
+		if (count > 0 && 'estimated_download_size' in report && size === undefined) {
+			problems.push(`devices_without_deltas ${count} and estimated_download_size, but no download_size_without_deltas`);
+		}
+	}
+	delete report.devices_without_deltas;
+	delete report.download_size_without_deltas;
+	return report;
+}
+
+function comparable(ours, { initialDeltas, npmImages, compositions, fleet, problems }) {
 	let report = structuredClone(ours);
 	if (!Array.isArray(report?.is_produced_by__service_update)) return report;
+	// Before the keys it reads (delta_failure, update_strategy) are removed.
+	report = fleetDeltaSettings(report, fleet, problems);
+	report = downloadSizes(report, problems);
 	report = deltaFailure(report, initialDeltas, problems);
 	report = sizeUnknown(report, problems);
-	report = downloadSizes(report, problems);
+	report = updateStrategies(report, compositions, problems);
 	report = removedServices(report, npmImages, problems);
 	return newDeltaRows(report, initialDeltas);
 }

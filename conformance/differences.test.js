@@ -189,6 +189,90 @@ test('download sizes are checked, then left out', () => {
 	assert.equal(ctx3.problems.length, bad.is_produced_by__service_update.length + 1, ctx3.problems.join('\n'));
 });
 
+test('an upper-bound download is a changed service awaiting its delta', () => {
+	// `main` pending without its delta: its pull is an upper bound.
+	const awaiting = () => {
+		const ours = oursReady();
+		const main = ours.is_produced_by__service_update[1];
+		main.status = 'pending';
+		delete main.produces__image.is_produced_by__delta;
+		ours.is_produced_by__service_update.forEach((su) => Object.assign(su, { pull_size: 5, download_size: su.change === 'unchanged' ? 0 : 5 }));
+		ours.estimated_download_size = 10;
+		return ours;
+	};
+	const problems = (ours) => {
+		const ctx = context();
+		const comparable = differences.comparable(ours, ctx);
+		assert.equal(JSON.stringify(comparable).includes('upper_bound'), false);
+		return ctx.problems;
+	};
+	const good = awaiting();
+	good.is_produced_by__service_update[1].download_size_is_upper_bound = true;
+	good.download_size_is_upper_bound = true;
+	assert.deepEqual(problems(good), []);
+	// Not flagged, on the service or on the result.
+	assert.equal(problems(awaiting()).length, 1);
+	const noTop = awaiting();
+	noTop.is_produced_by__service_update[1].download_size_is_upper_bound = true;
+	assert.equal(problems(noTop).length, 1);
+	// delete-then-download uses no delta, a refused delta is not awaited.
+	const deleted = awaiting();
+	deleted.is_produced_by__service_update[1].update_strategy = 'delete-then-download';
+	assert.deepEqual(problems(deleted), []);
+	const refused = awaiting();
+	refused.is_produced_by__service_update[1].delta_failure = { error_message: 'refused', attempts: 1, http_status: 400 };
+	assert.deepEqual(problems(refused), []);
+	// Flagged where a delta is ready, or with no size.
+	const ready = oursReady();
+	ready.is_produced_by__service_update.forEach((su) => Object.assign(su, { pull_size: 5, download_size: 5, download_size_is_upper_bound: true }));
+	ready.is_produced_by__service_update[2].download_size = 0;
+	ready.is_produced_by__service_update[3].download_size = 0;
+	ready.estimated_download_size = 10;
+	ready.download_size_is_upper_bound = true;
+	assert.equal(problems(ready).length, 4);
+});
+
+test('update strategies follow the releases\' compositions', () => {
+	const compositions = new Map([
+		[2, { services: { worker: { labels: { 'io.balena.update.strategy': 'kill-then-download' } }, main: { labels: ['io.balena.update.strategy=download-then-kill'] } } }],
+		[1, { services: { old: { labels: ['io.balena.update.strategy=delete-then-download'] } } }],
+	]);
+	const problems = (change) => {
+		const ours = oursReady();
+		ours.is_produced_by__service_update[3].update_strategy = 'kill-then-download';
+		ours.removed_services[0].update_strategy = 'delete-then-download';
+		change(ours);
+		const ctx = { ...context(), compositions };
+		const comparable = differences.comparable(ours, ctx);
+		assert.equal(JSON.stringify(comparable).includes('update_strategy'), false);
+		return ctx.problems;
+	};
+	assert.deepEqual(problems(() => {}), []);
+	assert.equal(problems((r) => delete r.is_produced_by__service_update[3].update_strategy).length, 1);
+	assert.equal(problems((r) => (r.is_produced_by__service_update[1].update_strategy = 'download-then-kill')).length, 2);
+	assert.equal(problems((r) => (r.removed_services[0].update_strategy = 'hand-over')).length, 1);
+});
+
+test('devices without deltas appear on fleet transitions only, counted as the scenario says', () => {
+	const problems = (change, fleet) => {
+		const ours = oursReady();
+		ours.is_produced_by__service_update.forEach((su) => Object.assign(su, { pull_size: 5, download_size: su.change === 'unchanged' ? 0 : 5 }));
+		ours.estimated_download_size = 10;
+		change(ours);
+		const ctx = { ...context(), fleet };
+		const comparable = differences.comparable(ours, ctx);
+		assert.equal(JSON.stringify(comparable).includes('without_deltas'), false);
+		return ctx.problems;
+	};
+	const withOne = (r) => Object.assign(r, { devices_without_deltas: 1, download_size_without_deltas: 40 });
+	assert.deepEqual(problems(withOne, { deviceCount: 2, devicesWithoutDeltas: 1 }), []);
+	assert.deepEqual(problems(() => {}, { deviceCount: 2, devicesWithoutDeltas: 0 }), []);
+	assert.equal(problems(withOne, undefined).length, 1);
+	assert.equal(problems(() => {}, { deviceCount: 2, devicesWithoutDeltas: 1 }).length, 1);
+	assert.equal(problems((r) => (r.devices_without_deltas = 1), { deviceCount: 2, devicesWithoutDeltas: 1 }).length, 1);
+	assert.equal(problems(withOne, { deviceCount: 3, devicesWithoutDeltas: 2 }).length, 1);
+});
+
 test('a delta failure names a failed row with its message', () => {
 	const failure = (f) => {
 		const ours = oursReady();

@@ -143,6 +143,55 @@ async function deltaRows(sim) {
 	return new Map((await res.json()).d.map((row) => [row.id, row]));
 }
 
+// GET /v7/<query> on the simulator: its rows.
+async function rowsOf(sim, query) {
+	const res = await fetch(`${sim.api}/v7/${query}`, { headers: { Authorization: `Bearer ${sim.token}` } });
+	if (!res.ok) throw new Error(`GET /v7/${query} answered ${res.status}`);
+	return (await res.json()).d;
+}
+const idOf = (link) => (link != null && typeof link === 'object' ? link.__id : link);
+
+// Each release's composition, by id: the update strategies the additive
+// `update_strategy` keys must name.
+async function compositions(sim) {
+	const rows = await rowsOf(sim, 'release?$select=id,composition');
+	return new Map(rows.map((r) => [r.id, r.composition ?? null]));
+}
+
+// How many devices of each (release run, target release) pair of a fleet
+// do not use image deltas, read from the scenario's configuration variables
+// (README "### Output", `devices_without_deltas`): each setting is the
+// device's own, else the fleet's, else on; deltas are off when
+// `…_SUPERVISOR_DELTA` is 0 or false, or `…_SUPERVISOR_DELTA_VERSION` is not
+// 3 (`BALENA_` before `RESIN_`). By "<from id>-><to id>".
+async function devicesWithoutDeltas(sim, slug) {
+	const [app] = await rowsOf(sim, `application?$select=id&$filter=slug%20eq%20'${encodeURIComponent(slug)}'`);
+	if (!app) throw new Error(`no application ${slug}`);
+	const devices = await rowsOf(sim, `device?$select=id,is_running__release,should_be_running__release&$filter=belongs_to__application%20eq%20${app.id}`);
+	const own = await rowsOf(sim, `device_config_variable?$select=device,name,value&$filter=device/belongs_to__application%20eq%20${app.id}`);
+	const fleet = await rowsOf(sim, `application_config_variable?$select=name,value&$filter=application%20eq%20${app.id}`);
+	const setting = (vars, suffix) => {
+		for (const prefix of ['BALENA_SUPERVISOR_', 'RESIN_SUPERVISOR_']) {
+			const v = vars.find((x) => x.name === `${prefix}${suffix}`);
+			if (v) return String(v.value).trim();
+		}
+		return undefined;
+	};
+	const counts = new Map();
+	for (const d of devices) {
+		const from = idOf(d.is_running__release);
+		const to = idOf(d.should_be_running__release);
+		if (from == null || to == null || from === to) continue;
+		const mine = own.filter((v) => idOf(v.device) === d.id);
+		const delta = setting(mine, 'DELTA') ?? setting(fleet, 'DELTA');
+		const version = setting(mine, 'DELTA_VERSION') ?? setting(fleet, 'DELTA_VERSION');
+		const off = ['0', 'false', 'False', 'FALSE'].includes(delta) || (version !== undefined && version !== '3');
+		const key = `${from}->${to}`;
+		counts.set(key, (counts.get(key) ?? 0) + (off ? 1 : 0));
+	}
+	return counts;
+}
+
 // Each run gets a throw-away HOME and working directory and a clean
 // environment, so no real balena settings or token can leak in.
 function npmTool(dir, sim, args) {
@@ -174,8 +223,9 @@ function ourTool(dir, sim, args) {
 	return run(OUR_BIN, args, { cwd: dir, env });
 }
 
-// One job: a fresh simulator, then each step ([label, tool, args]) on it in turn.
-async function withSim(name, clockArgs, steps) {
+// One job: a fresh simulator, then each step ([label, tool, args]) on it in
+// turn; for a fleet run (`fleet`, its slug) the devices without deltas too.
+async function withSim(name, clockArgs, steps, fleet) {
 	const dir = path.join(WORK, name);
 	fs.mkdirSync(dir, { recursive: true });
 	let sim;
@@ -186,6 +236,8 @@ async function withSim(name, clockArgs, steps) {
 	}
 	try {
 		const initialDeltas = await deltaRows(sim);
+		const releaseCompositions = await compositions(sim);
+		const withoutDeltas = fleet ? await devicesWithoutDeltas(sim, fleet) : undefined;
 		const runs = [];
 		for (const [label, tool, args] of steps) {
 			const result = await tool(dir, sim, args);
@@ -194,7 +246,7 @@ async function withSim(name, clockArgs, steps) {
 			runs.push({ label, args, ...result });
 		}
 		const died = await stopSim(sim);
-		return { runs, initialDeltas, error: died };
+		return { runs, initialDeltas, compositions: releaseCompositions, withoutDeltas, error: died };
 	} catch (err) {
 		await stopSim(sim);
 		return { error: err.message };
@@ -277,9 +329,9 @@ function parsed(what, result) {
 }
 
 // Compares one output of this tool with the npm tool's, differences applied.
-function compare(what, npmExpected, oursRaw, initialDeltas, npmImages) {
+function compare(what, npmExpected, oursRaw, context) {
 	const problems = [];
-	const actual = differences.comparable(oursRaw, { initialDeltas, npmImages, problems });
+	const actual = differences.comparable(oursRaw, { ...context, problems });
 	const found = jsonDiff(npmExpected.value, actual);
 	const applied = npmExpected.notes.length ? ` (differences applied: ${npmExpected.notes.join('; ')})` : '';
 	if (problems.length || found.length) {
@@ -312,7 +364,7 @@ async function main() {
 		});
 		FLEETS.forEach((fleet, i) => {
 			const fleetArgs = [...args, '--fleet', fleet];
-			jobs.push({ kind: 'fleet', mode, i, run: () => withSim(`${mode}-fleet-${i}`, clock, [['ours', ourTool, fleetArgs]]) });
+			jobs.push({ kind: 'fleet', mode, i, run: () => withSim(`${mode}-fleet-${i}`, clock, [['ours', ourTool, fleetArgs]], fleet) });
 		});
 	}
 	const started = Date.now();
@@ -350,7 +402,7 @@ async function main() {
 			const value = differences.expected(mode, { printed, readAgain }, { initialDeltas: npm.initialDeltas, notes });
 			const expected = { value, notes };
 			if (notes.some((n) => n.startsWith('11:'))) icuDiffers.push(what);
-			compare(what, expected, oursValue, ours.initialDeltas, npmImages);
+			compare(what, expected, oursValue, { initialDeltas: ours.initialDeltas, compositions: ours.compositions, npmImages });
 			byIds.set(`${value.originates_from__release.id}->${value.produces__release.id}`, expected);
 		});
 		FLEETS.forEach((fleet, i) => {
@@ -361,14 +413,19 @@ async function main() {
 			if (!value) return;
 			if (!Array.isArray(value.transitions)) return fail(`${what}: has a transitions array`);
 			if (value.transitions.length === 0) console.log(`note: ${what} lists no transition`);
-			for (const { device_count: _, ...transition } of value.transitions) {
+			for (const { device_count: deviceCount, ...transition } of value.transitions) {
 				const key = `${transition.originates_from__release?.id}->${transition.produces__release?.id}`;
 				const expected = byIds.get(key);
 				if (!expected) {
 					fail(`${what}: transition ${key} has an npm tool output to compare with (not a compared pair, or its npm run failed)`);
 					continue;
 				}
-				compare(`${what}, transition ${key.replace('->', ' -> ')}`, expected, transition, result.initialDeltas, npmImages);
+				compare(`${what}, transition ${key.replace('->', ' -> ')}`, expected, transition, {
+					initialDeltas: result.initialDeltas,
+					compositions: result.compositions,
+					npmImages,
+					fleet: { deviceCount, devicesWithoutDeltas: result.withoutDeltas.get(key) ?? 0 },
+				});
 			}
 		});
 	}

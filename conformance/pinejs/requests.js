@@ -78,7 +78,45 @@ const FIXED = [
 // ids (later rounds of --prepare/--wait), and the fleet queries that need the
 // devices' own targets. For these the rows must be the same too.
 const app = (scenario) => (scenario.name === 'demo' ? 1952390 : 1);
+// The supervisor's delta settings the CLI reads with --fleet (device and
+// fleet configuration variables), as it sends them.
+const DELTA_SETTINGS =
+	"name%20in%20('BALENA_SUPERVISOR_DELTA','RESIN_SUPERVISOR_DELTA','BALENA_SUPERVISOR_DELTA_VERSION','RESIN_SUPERVISOR_DELTA_VERSION')";
 const VALID = (scenario) => [
+	{
+		// The CLI's release query: `composition` (JSON) carries the services'
+		// update strategies.
+		name: "the releases with their composition (the CLI's release query)",
+		path: `/v7/release?$select=id,commit,status,belongs_to__application,composition&$filter=belongs_to__application%20eq%20${app(scenario)}&$orderby=id%20asc`,
+		status: 200,
+		same_body: true,
+		expect: '200, the same rows',
+	},
+	{
+		// Without $orderby, as the CLI sends it: the rows are compared in any order.
+		name: "the fleet's delta settings (application_config_variable, the CLI's query)",
+		path: `/v7/application_config_variable?$filter=application%20eq%20${app(scenario)}%20and%20${DELTA_SETTINGS}&$select=name,value`,
+		status: 200,
+		same_rows: true,
+		expect: '200, the same rows in any order',
+	},
+	{
+		name: "the devices' delta settings (device_config_variable with its device, the CLI's query)",
+		path:
+			`/v7/device_config_variable?$filter=device/belongs_to__application%20eq%20${app(scenario)}%20and%20${DELTA_SETTINGS}` +
+			'&$select=name,value&$expand=device($select=id,is_running__release,is_pinned_on__release)',
+		status: 200,
+		same_rows: true,
+		expect: '200, the same rows in any order',
+	},
+	{
+		// Every row, so that rows are compared whatever the two above select.
+		name: 'every device configuration variable, in full',
+		path: `/v7/device_config_variable?$select=id,device,name,value&$orderby=id%20asc`,
+		status: 200,
+		same_body: true,
+		expect: '200, the same rows',
+	},
 	{
 		name: 'delta lookup by image ids',
 		path:

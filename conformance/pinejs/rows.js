@@ -24,6 +24,7 @@ export const COLUMNS = {
 		'id',
 		'belongs_to__application',
 		'commit',
+		'composition',
 		'status',
 		'semver',
 		'is_final',
@@ -51,6 +52,8 @@ export const COLUMNS = {
 		'is_running__release',
 		'is_pinned_on__release',
 	],
+	application_config_variable: ['id', 'application', 'name', 'value'],
+	device_config_variable: ['id', 'device', 'name', 'value'],
 	delta: [
 		'id',
 		'originates_from__image',

@@ -158,6 +158,8 @@ await sbvrUtils.db.transaction(async (tx) => {
 		}
 	}
 	await post('device', rows.device);
+	await post('application_config_variable', rows.application_config_variable);
+	await post('device_config_variable', rows.device_config_variable);
 	if (args.variant === 'cloud') {
 		await post('delta', rows.delta);
 	}
