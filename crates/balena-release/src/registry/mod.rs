@@ -240,10 +240,10 @@ impl Registry {
     pub(crate) async fn authorize(&self, refs: &[ManifestRef], until: Instant) {
         let groups = self.groups(refs);
         let work = join_all(groups.into_values().map(|wanted| async move {
-            if let Some(first) = scope_batches(wanted).first() {
-                if let Err(reason) = self.access_for(first, false).await {
-                    note_failure(first, &reason);
-                }
+            if let Some(first) = scope_batches(wanted).first()
+                && let Err(reason) = self.access_for(first, false).await
+            {
+                note_failure(first, &reason);
             }
         }));
         if tokio::time::timeout_at(until, work).await.is_err() {
