@@ -61,6 +61,44 @@ impl Printer {
         }
     }
 
+    /// Writes one line of a stream that has no end (`--watch`) to stdout.
+    /// Unlike [`Printer::result`], a reader that went away is an error: a
+    /// stream nobody reads is not worth keeping up.
+    pub fn stream_line(text: &str) -> std::io::Result<()> {
+        if STDOUT_CLOSED_AT_START.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("it is closed"));
+        }
+        let mut out = std::io::stdout().lock();
+        match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {
+                Err(std::io::Error::new(err.kind(), "its reader closed it"))
+            }
+            Err(err) => Err(std::io::Error::new(err.kind(), plain_io_error(&err))),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// Whether stdout's reader is gone (a pipe or socket closed at the
+    /// other end), found without writing: for a stream that may write
+    /// nothing for a long time.
+    pub fn stdout_reader_gone() -> bool {
+        #[cfg(unix)]
+        {
+            let mut fd = libc::pollfd {
+                fd: libc::STDOUT_FILENO,
+                events: 0,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, no wait.
+            let ready = unsafe { libc::poll(&mut fd, 1, 0) };
+            ready > 0 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+        }
+        #[cfg(not(unix))]
+        {
+            false
+        }
+    }
+
     /// Prints one line on stdout and exits successfully (`--version`).
     pub fn stdout_line(text: &str) -> ExitCode {
         Printer::stdout_outcome(Printer::result(&format!("{text}\n")))

@@ -3,10 +3,12 @@
 //! warnings go to stderr. SIGTERM and SIGINT end it with exit 0 and a last
 //! `stopped` line; a token that stops working ends it with exit 1.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use balena_release::{Event, ReleaseSummary, WatchOptions, WatchReason};
 use serde_json::{Value, json};
+use tokio::sync::Notify;
 
 use crate::cli::{OutputFormat, Target};
 use crate::config::Config;
@@ -31,10 +33,19 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         poll: config.poll,
         ..WatchOptions::default()
     };
+    // The first failed write of a line ends the watch: its events would
+    // be lost, and the preparations it starts go on unseen.
+    let unwritten: Mutex<Option<std::io::Error>> = Mutex::new(None);
+    let closed = Notify::new();
     let on_event = |event: Event| {
         if let Some(line) = line(&event, format, &now()) {
-            // A closed stdout is not a reason to stop preparing.
-            let _ = Printer::result(&line);
+            if let Err(err) = Printer::stream_line(&line) {
+                let mut first = unwritten.lock().unwrap_or_else(|e| e.into_inner());
+                if first.is_none() {
+                    *first = Some(err);
+                    closed.notify_one();
+                }
+            }
         } else if let Some(warning) = warning(&event) {
             printer.warning(&warning);
         }
@@ -47,6 +58,17 @@ pub fn run(config: &Config) -> Result<(), Failure> {
                 Ok(never) => match never {},
             },
             signal = stop_signal() => Ok(signal),
+            () = closed.notified() => Err(Failure::Write(
+                unwritten
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                    .unwrap_or_else(|| std::io::Error::other("it failed")),
+            )),
+            () = reader_gone() => Err(Failure::Write(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "its reader closed it",
+            ))),
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(100));
@@ -57,6 +79,19 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             let _ = Printer::result(&stopped(format, &now()));
             Ok(())
         }
+    }
+}
+
+/// How often a watch that writes nothing checks that stdout is still read.
+const READER_CHECK: Duration = Duration::from_millis(500);
+
+/// Returns once stdout's reader is gone (checked every [`READER_CHECK`]).
+async fn reader_gone() {
+    loop {
+        if Printer::stdout_reader_gone() {
+            return;
+        }
+        tokio::time::sleep(READER_CHECK).await;
     }
 }
 
@@ -202,6 +237,10 @@ fn warning(event: &Event) -> Option<String> {
             "the servers answer again after {}",
             count(u64::from(*failures), "failure")
         )),
+        Event::WatchFlapping { what } => Some(format!(
+            "{what} flaps: nothing is prepared until 3 polls in a row show the same answer, \
+             and the polls keep their pace (reported once until it holds)"
+        )),
         Event::WatchReleaseFailed { release: r, reason } => Some(format!(
             "release {} cannot be prepared, left until the next release: {reason}",
             release(r)
@@ -345,5 +384,16 @@ mod tests {
             reason: "images not built".into(),
         };
         assert!(warning(&left).unwrap().starts_with("release 5 (abc1234)"));
+        let flapping = Event::WatchFlapping {
+            what: "the fleet's target release (10 → 11 → 10)".into(),
+        };
+        assert_eq!(
+            warning(&flapping).unwrap(),
+            "the fleet's target release (10 → 11 → 10) flaps: nothing is prepared until 3 \
+             polls in a row show the same answer, and the polls keep their pace (reported \
+             once until it holds)"
+        );
+        assert!(line(&flapping, OutputFormat::Json, "t").is_none());
+        assert!(warning(&Event::WatchSteady { changes: 3 }).is_none());
     }
 }

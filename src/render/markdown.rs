@@ -89,14 +89,29 @@ fn title_case(header: &str) -> String {
 /// Text that Markdown shows as written: controls escaped as on a terminal,
 /// ASCII punctuation that could start markup backslash-escaped, and `<`,
 /// `>` and `&` written as entities so that no HTML gets through.
+///
+/// GitHub's extended autolinks are made from the text after escapes are
+/// read, so escaping alone does not stop them; what they start with is
+/// written so that they do not match: the `:` of `://` as `&#58;` (no
+/// `https://…` link), the `.` of `www.` as `&#46;` (no `www.…` link), and a
+/// zero-width space (`&#8203;`) after every `@` (no `name@host` mail link,
+/// no `@someone` mention). Each reads the same once rendered.
 pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in printable(text).chars() {
+    let shown = printable(text);
+    let chars: Vec<char> = shown.chars().collect();
+    let mut out = String::with_capacity(shown.len());
+    for (i, &c) in chars.iter().enumerate() {
+        let next = |n: usize| chars.get(i + n).copied();
         match c {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '&' => out.push_str("&amp;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '#' | '!' | '@' | '$' | '{' | '}' => {
+            ':' if next(1) == Some('/') => out.push_str("&#58;"),
+            '.' if i >= 3 && chars[i - 3..i].iter().all(|w| w.eq_ignore_ascii_case(&'w')) => {
+                out.push_str("&#46;")
+            }
+            '@' => out.push_str("\\@&#8203;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '~' | '#' | '!' | '$' | '{' | '}' => {
                 out.push('\\');
                 out.push(c);
             }
@@ -118,12 +133,29 @@ mod tests {
             escape("<img src=x onerror=alert(1)>"),
             "&lt;img src=x onerror=alert(1)&gt;"
         );
-        assert_eq!(escape("[x](http://e)"), "\\[x\\](http://e)");
-        assert_eq!(escape("@team **now**"), "\\@team \\*\\*now\\*\\*");
+        assert_eq!(escape("[x](http://e)"), "\\[x\\](http&#58;//e)");
+        assert_eq!(escape("@team **now**"), "\\@&#8203;team \\*\\*now\\*\\*");
         // Shown as the two characters `\n`, as on a terminal.
         assert_eq!(escape("line\nbreak"), "line\\\\nbreak");
         assert_eq!(escape("a\\|b"), "a\\\\\\|b");
         assert_eq!(escape("`code` &amp;"), "\\`code\\` &amp;amp;");
+    }
+
+    #[test]
+    fn server_text_cannot_become_an_autolink_or_a_mention() {
+        assert_eq!(
+            escape("see https://evil.example/x"),
+            "see https&#58;//evil.example/x"
+        );
+        assert_eq!(escape("FTP://a"), "FTP&#58;//a");
+        assert_eq!(
+            escape("go to WWW.evil.example"),
+            "go to WWW&#46;evil.example"
+        );
+        assert_eq!(escape("bob@evil.example"), "bob\\@&#8203;evil.example");
+        assert_eq!(escape("mailto:x@y.z"), "mailto:x\\@&#8203;y.z");
+        // Only what an autolink starts with changes.
+        assert_eq!(escape("12:30 a.b ww.x 1.5 MB"), "12:30 a.b ww.x 1.5 MB");
     }
 
     #[test]

@@ -70,12 +70,43 @@ fn server_text_cannot_inject_markup() {
             assert!(!line.starts_with("| injected"), "{text}");
         }
         assert!(
-            text.contains(r"api\|evil \[x\](http://example.com) \@team \*\*b\*\*"),
+            text.contains(
+                r"api\|\[x\](http&#58;//e.co) \@&#8203;team \*\*b\*\* www&#46;e.co bob\@&#8203;e.co"
+            ),
             "{text}"
         );
+        rendered_by_cmark_gfm(text);
         assert!(
             text.contains("&lt;img src=x onerror=alert(1)&gt;"),
             "{text}"
         );
     }
+}
+
+/// Renders `markdown` as GitHub does (cmark-gfm with its extensions, through
+/// `scripts/check-markdown.py`) and fails on a link, raw HTML, a heading
+/// that is not the tool's own or a table row of the wrong width.
+fn rendered_by_cmark_gfm(markdown: &str) {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/check-markdown.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (CI installs it with cmarkgfm)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(markdown.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "cmark-gfm (exit {:?}):\n{stderr}\nfor:\n{markdown}",
+        out.status.code()
+    );
 }

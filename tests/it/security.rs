@@ -561,3 +561,73 @@ fn a_malformed_proxy_setting_is_an_error_not_a_direct_connection() {
     }
     assert_eq!(world.api_requests(), 0);
 }
+
+#[test]
+fn a_token_a_server_writes_with_escapes_or_in_part_is_never_shown() {
+    let escaped = |text: &str| -> String { text.bytes().map(|b| format!("\\u{b:04x}")).collect() };
+    let half = CANARY.len() / 2;
+    let forms = [
+        escaped(CANARY),
+        format!("{}\\n{}", &CANARY[..half], &CANARY[half..]),
+        CANARY.to_ascii_uppercase(),
+        CANARY.bytes().map(|b| format!("%{b:02X}")).collect(),
+    ];
+    for form in forms {
+        let body = format!(r#"{{"error":"you sent {form}"}}"#);
+        // The `ERROR:` line, shown even with -q.
+        let world = World::with(
+            Scenario::demo().with_faults(
+                Faults::none().with(
+                    FaultRule::new(balena_sim::Fault::Error {
+                        status: 400,
+                        body: Some(body.clone()),
+                    })
+                    .scope(Scope::Api),
+                ),
+            ),
+        );
+        let run = run_checked(
+            world
+                .cmd()
+                .args(pair(demo::RELEASE_1, demo::RELEASE_2))
+                .arg("-q"),
+        );
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        // A token on the screen may be split by wrapping: whole lines read
+        // back together.
+        let joined: String = run.stderr.split_whitespace().collect();
+        for i in 0..=CANARY.len() - 16 {
+            let part = CANARY[i..i + 16].to_ascii_lowercase();
+            assert!(
+                !joined.to_ascii_lowercase().contains(&part),
+                "{form}:\n{}",
+                run.stderr
+            );
+        }
+        assert!(run.stderr.contains("[REDACTED]"), "{form}:\n{}", run.stderr);
+        // `delta_failure.error_message` in stdout's JSON, with --prepare.
+        let world = World::with(
+            Scenario::demo().with_faults(
+                Faults::none().with(
+                    FaultRule::new(balena_sim::Fault::Error {
+                        status: 400,
+                        body: Some(body),
+                    })
+                    .scope(Scope::Delta),
+                ),
+            ),
+        );
+        let run = run_checked(
+            world
+                .cmd()
+                .args(pair(demo::RELEASE_2, demo::RELEASE_3))
+                .args(["--prepare", "--no-registry"]),
+        );
+        let stdout = run.stdout.to_ascii_lowercase();
+        assert!(stdout.contains("error_message"), "{}", run.stdout);
+        for i in 0..=CANARY.len() - 16 {
+            let part = CANARY[i..i + 16].to_ascii_lowercase();
+            assert!(!stdout.contains(&part), "{form}:\n{}", run.stdout);
+        }
+    }
+}

@@ -1,4 +1,4 @@
-//! `--watch`: a release added to the running simulator (through its control endpoint) is prepared without a restart; SIGTERM and SIGINT end the watch with exit 0; a token that stops working ends it with exit 1.
+//! `--watch`: a release added to the running simulator (through its control endpoint) is prepared without a restart; SIGTERM and SIGINT end the watch with exit 0; a token that stops working, or a stdout nobody reads any more, ends it with exit 1; a flapping fleet costs no more requests than an idle one.
 #![cfg(unix)]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -247,4 +247,101 @@ fn server_faults_do_not_end_the_watch() {
         .filter(|l| l.starts_with("warning: reading the fleet failed"))
         .collect();
     assert_eq!(warnings.len(), 1, "one warning per streak:\n{stderr}");
+}
+
+/// API and delta-server requests of a watch polling every 50 ms, counted
+/// over `window` once it has prepared the fleet's target and (with `flap`)
+/// once the target flaps between two releases at every read; with the
+/// watch's stderr.
+fn requests_of_a_watch(flap: bool, window: Duration) -> (usize, String) {
+    let world = fast_world();
+    let (child, lines) = spawn(&world, &["--output", "table"]);
+    until(&lines, |l| l.contains(" prepared: "));
+    if flap {
+        world.sim.set_faults(
+            Faults::none().with(
+                FaultRule::flap(demo::APP_ID, &[demo::RELEASE_2, demo::RELEASE_3])
+                    .scope(Scope::Api)
+                    .path_prefix("/v7/application"),
+            ),
+        );
+    }
+    // Time to see the flap and drop what it started.
+    std::thread::sleep(Duration::from_secs(1));
+    world.sim.clear_journal();
+    std::thread::sleep(window);
+    let requests = world.sim.count(balena_sim::Server::Api, None)
+        + world.sim.count(balena_sim::Server::Delta, None);
+    let (code, _, stderr) = stop(child, &lines, "TERM");
+    assert_eq!(code, 0, "{stderr}");
+    (requests, stderr)
+}
+
+#[test]
+fn a_flapping_fleet_costs_no_more_requests_than_an_idle_one_and_is_reported_once() {
+    let window = Duration::from_secs(3);
+    let (idle, quiet) = requests_of_a_watch(false, window);
+    let (flapping, stderr) = requests_of_a_watch(true, window);
+    // 3 s at one poll per 50 ms (±20 %) is about 60 requests; a watch that
+    // prepared each change at once sent over a hundred a second.
+    assert!((20..=80).contains(&idle), "idle: {idle} requests\n{quiet}");
+    assert!(
+        flapping <= idle + idle / 5 + 5,
+        "flapping: {flapping} requests, idle: {idle}\n{stderr}"
+    );
+    assert!(!quiet.contains("warning:"), "{quiet}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "one warning per streak:\n{stderr}");
+    assert!(
+        warnings[0].starts_with("warning: the fleet's target release (")
+            && warnings[0].contains(&demo::RELEASE_2.to_string())
+            && warnings[0].contains(" flaps: "),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_stdout_nobody_reads_ends_the_watch_with_exit_1() {
+    let world = fast_world();
+    let mut child = world
+        .std_cmd()
+        .args([
+            "--fleet",
+            &fleet(),
+            "--watch",
+            "--no-registry",
+            "--output",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "stdout ended");
+        if line.contains(r#""event":"prepared""#) {
+            break;
+        }
+    }
+    // The reader goes away while the watch is idle: it writes nothing more,
+    // and still notices.
+    drop(stdout);
+    let (code, _, stderr) = support::finish(child, PATIENCE);
+    assert_eq!(code, 1, "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("ERROR: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains("stdout"), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains(CANARY),
+        "{stderr}"
+    );
 }

@@ -122,6 +122,22 @@ pub enum Event {
         /// How many failures the streak had.
         failures: u32,
     },
+    /// Watch: the fleet's answer changes back and forth: a poll shows an
+    /// answer seen in one of the last 8 polls (not the one before), or its
+    /// newest release goes back to an older one. Sent once per streak;
+    /// nothing is prepared (a preparation under way is dropped) until 3
+    /// polls in a row show the same answer, and the polls keep their pace.
+    WatchFlapping {
+        /// What flaps, with the releases seen, e.g. `the fleet's target
+        /// release (10 → 11 → 10)`.
+        what: String,
+    },
+    /// Watch: the fleet's answer held for 3 polls after it flapped; what it
+    /// holds is prepared if it differs from what was prepared last.
+    WatchSteady {
+        /// How many polls showed a change during the streak.
+        changes: u64,
+    },
     /// Watch: an idle poll found no change.
     WatchIdle {
         /// Idle polls so far.

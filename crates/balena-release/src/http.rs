@@ -19,7 +19,9 @@ use url::Url;
 use crate::error::{Cause, Error, Server};
 use crate::event::Event;
 use crate::poll::{Jitter, backoff};
-use crate::redact::{redact_secrets, redact_url, short_url};
+use crate::redact::{
+    redact_credential_answer, redact_json, redact_secrets, redact_token, redact_url, short_url,
+};
 
 /// How transient failures (connection errors, timeouts, 5xx, 429) are
 /// retried.
@@ -147,6 +149,9 @@ pub(crate) struct Get<'a> {
     pub(crate) auth: Auth<'a>,
     /// Shared by the bodies of many requests in flight.
     pub(crate) budget: Option<&'a LargeBodies>,
+    /// A successful answer carries a credential (a token realm's): it is
+    /// redacted without runs of the token ([`redact_credential_answer`]).
+    pub(crate) credential: bool,
 }
 
 impl<'a> Get<'a> {
@@ -158,6 +163,7 @@ impl<'a> Get<'a> {
             accept: None,
             auth: Auth::Balena,
             budget: None,
+            credential: false,
         }
     }
 }
@@ -355,6 +361,7 @@ impl Http {
             accept,
             auth,
             budget,
+            credential,
         } = get;
         let mut request = self.clients.for_url(url).get(url.clone());
         if let Some(timeout) = limit.timeout {
@@ -397,13 +404,25 @@ impl Http {
         let content_type = header(CONTENT_TYPE);
         let date = header(DATE).and_then(|d| parse_http_date(&d));
         let retry_after = header(RETRY_AFTER).and_then(|v| parse_retry_after(&v, date));
-        let location = header(LOCATION).map(|l| self.redact(l.into_bytes(), other));
-        let location = location.map(|l| String::from_utf8_lossy(&l).into_owned());
-        let challenge = header(WWW_AUTHENTICATE);
+        let shown = |text: String| {
+            String::from_utf8_lossy(&self.redact(text.into_bytes(), other, false)).into_owned()
+        };
+        let location = header(LOCATION).map(shown);
+        // Its realm and service are shown, and sent on to the realm.
+        let challenge = header(WWW_AUTHENTICATE).map(|text| {
+            let mut text = text;
+            for token in [self.token.as_ref().map(|t| t.expose_secret()), other] {
+                if let Cow::Owned(redacted) = redact_token(&text, token) {
+                    text = redacted;
+                }
+            }
+            text
+        });
+        let credential = credential && status.is_success();
         match read_capped(response, limit, budget).await {
             Ok(Some((body, held))) => Sent::Answer {
                 status,
-                body: self.redact(body, other),
+                body: self.redact(body, other, credential),
                 content_type,
                 date,
                 retry_after,
@@ -417,15 +436,36 @@ impl Http {
     }
 
     /// Text from a server, with every secret in it replaced (a server may
-    /// echo the request, token included). Bytes that are not UTF-8 are not
-    /// JSON either: they are only ever shown, so they are read lossily.
-    fn redact(&self, bytes: Vec<u8>, other: Option<&str>) -> Vec<u8> {
+    /// echo the request, token included): the balena token and `other`
+    /// (the bearer token sent) in every form, runs of their characters too
+    /// unless the answer is a `credential`; then, for JSON with escapes,
+    /// again in every string after decoding. Bytes that are not UTF-8 are
+    /// not JSON either: they are only ever shown, so they are read lossily.
+    fn redact(&self, bytes: Vec<u8>, other: Option<&str>, credential: bool) -> Vec<u8> {
         let token = self.token.as_ref().map(|t| t.expose_secret());
-        let bytes = redact_with(bytes, token);
-        match other.filter(|o| !o.is_empty()) {
-            Some(other) => redact_with(bytes, Some(other)),
-            None => bytes,
+        let tokens = [token, other.filter(|o| !o.is_empty())];
+        let mut text = String::from_utf8_lossy(&bytes);
+        for token in tokens {
+            let redacted = if credential {
+                redact_credential_answer(&text, token)
+            } else {
+                redact_secrets(&text, token)
+            };
+            if let Cow::Owned(redacted) = redacted {
+                text = Cow::Owned(redacted);
+            }
         }
+        for token in tokens {
+            if let Some(decoded) = redact_json(&text, token, !credential) {
+                text = Cow::Owned(decoded);
+            }
+        }
+        let changed = match text {
+            Cow::Borrowed(_) => None,
+            Cow::Owned(text) => Some(text.into_bytes()),
+        };
+        // Unchanged: the same buffer, not a copy.
+        changed.unwrap_or(bytes)
     }
 
     /// Runs `attempt` until it is done, fails, or runs out of retries,
@@ -570,16 +610,6 @@ impl Http {
             }
         }
     }
-}
-
-/// `bytes` without `secret`; the same buffer when it holds none (an answer
-/// is not copied to be checked).
-fn redact_with(bytes: Vec<u8>, secret: Option<&str>) -> Vec<u8> {
-    let redacted = match redact_secrets(&String::from_utf8_lossy(&bytes), secret) {
-        Cow::Borrowed(_) if std::str::from_utf8(&bytes).is_ok() => None,
-        text => Some(text.into_owned().into_bytes()),
-    };
-    redacted.unwrap_or(bytes)
 }
 
 fn transport_failure(e: reqwest::Error) -> Sent {

@@ -40,15 +40,24 @@ impl PollPolicy {
     /// The pause after having waited `waited`, given `unit`, a random number
     /// in `-1.0..=1.0`.
     pub(crate) fn delay(&self, waited: Duration, unit: f64) -> Duration {
+        self.spread(self.base(waited), unit)
+    }
+
+    /// The pause after having waited `waited`, before jitter.
+    pub(crate) fn base(&self, waited: Duration) -> Duration {
         let share = if self.share.is_finite() {
             self.share.max(0.0)
         } else {
             0.0
         };
         let max = self.max.max(self.initial);
-        let base = Duration::try_from_secs_f64(waited.as_secs_f64() * share)
+        Duration::try_from_secs_f64(waited.as_secs_f64() * share)
             .unwrap_or(max)
-            .clamp(self.initial, max);
+            .clamp(self.initial, max)
+    }
+
+    /// `base` with this policy's jitter, given `unit` in `-1.0..=1.0`.
+    pub(crate) fn spread(&self, base: Duration, unit: f64) -> Duration {
         spread(base, self.jitter, unit)
     }
 }

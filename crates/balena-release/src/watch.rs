@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde::Deserialize;
@@ -139,6 +140,130 @@ impl WatchState {
             }
         }
         plan
+    }
+}
+
+/// One poll's answer as the flap check compares it: the ids of the fleet's
+/// target and of its newest successful release.
+type Answer = (Option<u64>, Option<u64>);
+
+fn answer(head: &FleetHead) -> Answer {
+    (
+        head.target.as_ref().map(|h| h.id),
+        head.newest.as_ref().map(|h| h.id),
+    )
+}
+
+/// What a poll means for the flap check ([`Flaps::observe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The same answer as the poll before.
+    Same,
+    /// A different answer, to act on.
+    Changed,
+    /// The first poll of a flap, with what flaps.
+    Flaps(String),
+    /// A poll while the answer flaps.
+    StillFlapping,
+    /// The answer held for [`HOLD`] polls after it flapped, after this
+    /// many changes.
+    Steady(u64),
+}
+
+/// How many of the last polls an answer that comes back is looked for in.
+const FLAP_MEMORY: usize = 8;
+
+/// How many polls in a row must show the same answer to end a flap.
+const HOLD: usize = 3;
+
+/// Tells a change from a flap: an answer that comes back (it was seen in
+/// one of the last [`FLAP_MEMORY`] polls, not the one before), or a newest
+/// release that goes back to an older one. A flap lasts until [`HOLD`]
+/// polls in a row show the same answer.
+#[derive(Debug, Default)]
+pub(crate) struct Flaps {
+    /// The poll before.
+    last: Option<FleetHead>,
+    /// The answers of the last polls, oldest first.
+    recent: std::collections::VecDeque<Answer>,
+    /// Polls in a row with the last answer.
+    held: usize,
+    /// Changes seen since the flap began, while it lasts.
+    flapping: Option<u64>,
+}
+
+impl Flaps {
+    pub(crate) fn observe(&mut self, head: &FleetHead) -> Verdict {
+        let now = answer(head);
+        let last = self.last.replace(head.clone());
+        let same = self.recent.back() == Some(&now);
+        let came_back = !same && self.recent.contains(&now);
+        self.recent.push_back(now);
+        if self.recent.len() > FLAP_MEMORY {
+            self.recent.pop_front();
+        }
+        if same {
+            self.held += 1;
+            return match self.flapping {
+                Some(changes) if self.held >= HOLD => {
+                    self.flapping = None;
+                    Verdict::Steady(changes)
+                }
+                Some(_) => Verdict::StillFlapping,
+                None => Verdict::Same,
+            };
+        }
+        self.held = 1;
+        if let Some(changes) = &mut self.flapping {
+            *changes = changes.saturating_add(1);
+            return Verdict::StillFlapping;
+        }
+        let went_back = match (last.as_ref().and_then(|l| l.newest.as_ref()), &head.newest) {
+            (Some(before), Some(after)) if before.is_newer_than(after) => {
+                Some((before.id, after.id))
+            }
+            _ => None,
+        };
+        if came_back {
+            self.flapping = Some(1);
+            let seen: Vec<Answer> = self.recent.iter().copied().collect();
+            Verdict::Flaps(describe_flap(&seen))
+        } else if let Some((before, after)) = went_back {
+            self.flapping = Some(1);
+            Verdict::Flaps(format!(
+                "the fleet's newest successful release (it went back from {before} to {after})"
+            ))
+        } else {
+            Verdict::Changed
+        }
+    }
+}
+
+/// What changes across the answers `seen`: the target, the newest release
+/// or both, with the values seen (the last eight changes).
+fn describe_flap(seen: &[Answer]) -> String {
+    let mut streak: Vec<Answer> = seen.to_vec();
+    streak.dedup();
+    let show = |values: Vec<Option<u64>>| -> String {
+        let skip = values.len().saturating_sub(8);
+        let shown: Vec<String> = values[skip..]
+            .iter()
+            .map(|v| v.map_or_else(|| "none".to_owned(), |id| id.to_string()))
+            .collect();
+        let more = if skip > 0 { "… → " } else { "" };
+        format!("{more}{}", shown.join(" → "))
+    };
+    let targets: Vec<Option<u64>> = streak.iter().map(|a| a.0).collect();
+    let newest: Vec<Option<u64>> = streak.iter().map(|a| a.1).collect();
+    let varies = |values: &[Option<u64>]| values.iter().any(|v| *v != values[0]);
+    match (varies(&targets), varies(&newest)) {
+        (true, false) => format!("the fleet's target release ({})", show(targets)),
+        (false, true) => format!("the fleet's newest successful release ({})", show(newest)),
+        _ => format!(
+            "the fleet's target release ({}) and its newest successful release ({})",
+            show(targets),
+            show(newest)
+        ),
     }
 }
 
@@ -362,40 +487,6 @@ impl Client {
         })
     }
 
-    /// Polls until a poll shows a change; returns what to prepare. Faults
-    /// are reported once per streak and polled through.
-    async fn next_plan(
-        &self,
-        fleet: &FleetRef,
-        state: &mut WatchState,
-        poll: &PollPolicy,
-        since: Instant,
-        polls: &mut u64,
-        events: Sink<'_>,
-    ) -> Result<Vec<(Head, WatchReason)>, Error> {
-        let mut streak = Streak::default();
-        loop {
-            match self.fleet_head(fleet, &crate::http::no_events).await {
-                Ok(head) => {
-                    streak.succeeded(events);
-                    let plan = state.observe(&head);
-                    if !plan.is_empty() {
-                        return Ok(plan);
-                    }
-                    *polls += 1;
-                    events(Event::WatchIdle { polls: *polls });
-                }
-                Err(error) if ends_the_watch(&error) => return Err(error),
-                Err(error) => {
-                    let pause = poll.delay(since.elapsed(), self.inner.http.random_unit());
-                    streak.failed("reading the fleet", &error, pause, events);
-                }
-            }
-            let pause = poll.delay(since.elapsed(), self.inner.http.random_unit());
-            tokio::time::sleep(pause).await;
-        }
-    }
-
     /// Prepares every transition of the fleet to `release` and waits until
     /// each delta is ready or given up on, reporting each delta once.
     /// Returns `Ok(false)` when the preparation failed in a way worth
@@ -498,86 +589,163 @@ impl Client {
         options: &WatchOptions,
         on_event: &(dyn Fn(Event) + Send + Sync),
     ) -> Result<std::convert::Infallible, Error> {
-        let mut state = WatchState::default();
-        let mut polls = 0u64;
-        let mut since = Instant::now();
+        let mut poller = Poller::new(self, fleet, options.poll);
         let mut streak = Streak::default();
-        let mut plan = self
-            .next_plan(
-                fleet,
-                &mut state,
-                &options.poll,
-                since,
-                &mut polls,
-                on_event,
-            )
-            .await?;
-        // Since the last change: the retries of a failed preparation slow
-        // down on the poll schedule as an idle watch does.
-        since = Instant::now();
-        // While a preparation reads the deltas on its own schedule, the
-        // fleet is checked for a newer change at the longest pause, so that
-        // the two together cost little more than the preparation alone.
-        let while_preparing = PollPolicy {
-            initial: options.poll.max,
-            ..options.poll
-        };
+        let mut plan = poller.next_plan(false, on_event).await?;
         loop {
             let mut superseded = None;
             let mut retry = Vec::new();
             for (release, reason) in plan.drain(..) {
-                if superseded.is_some() {
-                    break;
-                }
-                // A later change takes over from this preparation.
-                let mut shadow = state.clone();
-                let mut shadow_polls = polls;
+                // A later change (or a flap) takes over from this
+                // preparation; the polls meanwhile keep their pace.
                 tokio::select! {
                     done = self.prepare_release(fleet, &release, reason, options, &mut streak, on_event) => {
                         if !done? {
                             retry.push((release, reason));
                         }
                     }
-                    next = self.next_plan(fleet, &mut shadow, &while_preparing, since, &mut shadow_polls, on_event) => {
+                    next = poller.next_plan(true, on_event) => {
                         tracing::debug!(release = release.id, "watch: a newer change takes over");
                         superseded = Some(next?);
                     }
                 }
-                // The polls made meanwhile count (their events were sent);
-                // what they saw counts only when it was a change.
-                polls = shadow_polls;
                 if superseded.is_some() {
-                    state = shadow;
+                    break;
                 }
             }
             plan = match superseded {
-                Some(next) => {
-                    since = Instant::now();
-                    next
-                }
+                // A flap dropped the preparation: nothing to prepare until
+                // the answer holds.
+                Some(next) if next.is_empty() => poller.next_plan(false, on_event).await?,
+                Some(next) => next,
                 None if !retry.is_empty() => {
-                    let pause = options
-                        .poll
-                        .delay(since.elapsed(), self.inner.http.random_unit());
-                    tokio::time::sleep(pause).await;
+                    tokio::time::sleep(poller.pause(false)).await;
                     retry
                 }
                 None => {
-                    since = Instant::now();
-                    let plan = self
-                        .next_plan(
-                            fleet,
-                            &mut state,
-                            &options.poll,
-                            since,
-                            &mut polls,
-                            on_event,
-                        )
-                        .await?;
-                    since = Instant::now();
-                    plan
+                    poller.prepared();
+                    poller.next_plan(false, on_event).await?
                 }
             };
+        }
+    }
+}
+
+/// The fleet polls of a watch: their pace, what they saw and whether the
+/// answer flaps.
+///
+/// The pace follows the idle schedule since the watch began and never gets
+/// faster: a change, a flap or a preparation taken over by a later change
+/// leaves the pause where it was, so that a fleet whose answer changes at
+/// every poll costs no more requests than an idle one.
+struct Poller<'a> {
+    client: &'a Client,
+    fleet: &'a FleetRef,
+    policy: PollPolicy,
+    started: Instant,
+    /// The current pause before jitter; it only grows.
+    pause: Duration,
+    /// What was acted on.
+    state: WatchState,
+    /// What was acted on before the changes whose preparation has not
+    /// finished yet: restored when a flap drops that preparation.
+    undo: Option<WatchState>,
+    flaps: Flaps,
+    polls: u64,
+    /// The first poll goes at once.
+    first: bool,
+}
+
+impl<'a> Poller<'a> {
+    fn new(client: &'a Client, fleet: &'a FleetRef, policy: PollPolicy) -> Self {
+        Poller {
+            client,
+            fleet,
+            policy,
+            started: Instant::now(),
+            pause: Duration::ZERO,
+            state: WatchState::default(),
+            undo: None,
+            flaps: Flaps::default(),
+            polls: 0,
+            first: true,
+        }
+    }
+
+    /// The pause before the next poll: the idle schedule, never shorter
+    /// than the pause before. While a preparation reads the deltas on its
+    /// own schedule, the fleet is checked at the longest pause, so that the
+    /// two together cost little more than the preparation alone.
+    fn pause(&mut self, preparing: bool) -> Duration {
+        self.pause = self.pause.max(self.policy.base(self.started.elapsed()));
+        let base = if preparing {
+            self.pause.max(self.policy.max)
+        } else {
+            self.pause
+        };
+        self.policy
+            .spread(base, self.client.inner.http.random_unit())
+    }
+
+    /// The preparation of the last plan finished.
+    fn prepared(&mut self) {
+        self.undo = None;
+    }
+
+    /// Polls until a poll shows a change; returns what to prepare. While
+    /// `preparing`, a flap returns an empty plan (the preparation is
+    /// dropped). Faults are reported once per streak and polled through.
+    async fn next_plan(
+        &mut self,
+        preparing: bool,
+        events: Sink<'_>,
+    ) -> Result<Vec<(Head, WatchReason)>, Error> {
+        let mut faults = Streak::default();
+        loop {
+            if !std::mem::take(&mut self.first) {
+                tokio::time::sleep(self.pause(preparing)).await;
+            }
+            let head = match self
+                .client
+                .fleet_head(self.fleet, &crate::http::no_events)
+                .await
+            {
+                Ok(head) => head,
+                Err(error) if ends_the_watch(&error) => return Err(error),
+                Err(error) => {
+                    let pause = self.pause(preparing);
+                    faults.failed("reading the fleet", &error, pause, events);
+                    continue;
+                }
+            };
+            faults.succeeded(events);
+            match self.flaps.observe(&head) {
+                Verdict::Same | Verdict::StillFlapping => {}
+                Verdict::Flaps(what) => {
+                    tracing::debug!(%what, "watch: the fleet's answer flaps");
+                    events(Event::WatchFlapping { what });
+                    if preparing {
+                        if let Some(before) = self.undo.take() {
+                            self.state = before;
+                        }
+                        return Ok(Vec::new());
+                    }
+                }
+                verdict @ (Verdict::Changed | Verdict::Steady(_)) => {
+                    if let Verdict::Steady(changes) = verdict {
+                        tracing::debug!(changes, "watch: the fleet's answer holds again");
+                        events(Event::WatchSteady { changes });
+                    }
+                    let before = self.state.clone();
+                    let plan = self.state.observe(&head);
+                    if !plan.is_empty() {
+                        self.undo.get_or_insert(before);
+                        return Ok(plan);
+                    }
+                }
+            }
+            self.polls += 1;
+            events(Event::WatchIdle { polls: self.polls });
         }
     }
 }
@@ -671,6 +839,96 @@ mod tests {
             state
                 .observe(&fleet(Some(head(20, 10)), Some(head(21, 9))))
                 .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_target_that_comes_back_flaps_until_it_holds() {
+        let mut flaps = Flaps::default();
+        let a = fleet(Some(head(10, 0)), Some(head(12, 2)));
+        let b = fleet(Some(head(11, 1)), Some(head(12, 2)));
+        assert_eq!(flaps.observe(&a), Verdict::Changed);
+        assert_eq!(flaps.observe(&a), Verdict::Same);
+        assert_eq!(flaps.observe(&b), Verdict::Changed);
+        let Verdict::Flaps(what) = flaps.observe(&a) else {
+            panic!("a came back")
+        };
+        assert_eq!(what, "the fleet's target release (10 → 11 → 10)");
+        // Held for two polls: not yet.
+        for poll in [&b, &a, &b, &a, &b, &b] {
+            assert_eq!(flaps.observe(poll), Verdict::StillFlapping);
+        }
+        assert_eq!(flaps.observe(&b), Verdict::Steady(6));
+        assert_eq!(flaps.observe(&b), Verdict::Same);
+        // `a` comes back within the last polls: another flap.
+        let Verdict::Flaps(what) = flaps.observe(&a) else {
+            panic!("a came back again")
+        };
+        assert_eq!(what, "the fleet's target release (10 → 11 → 10 → 11 → 10)");
+        for _ in 0..HOLD {
+            flaps.observe(&a);
+        }
+        // Once `b` is out of memory, it is a change again.
+        for _ in 0..FLAP_MEMORY {
+            flaps.observe(&a);
+        }
+        assert_eq!(flaps.observe(&b), Verdict::Changed);
+        // Two polls each (a fetch of the fleet between the polls, say).
+        for poll in [&b, &a] {
+            flaps.observe(poll);
+        }
+        assert!(matches!(flaps.observe(&a), Verdict::StillFlapping));
+    }
+
+    #[test]
+    fn a_newest_release_that_goes_back_flaps_and_so_do_both() {
+        let mut flaps = Flaps::default();
+        flaps.observe(&fleet(Some(head(10, 0)), Some(head(12, 2))));
+        let Verdict::Flaps(what) = flaps.observe(&fleet(Some(head(10, 0)), Some(head(11, 1))))
+        else {
+            panic!("the newest release went back")
+        };
+        assert!(what.contains("went back from 12 to 11"), "{what}");
+        let mut flaps = Flaps::default();
+        flaps.observe(&fleet(Some(head(10, 0)), Some(head(12, 2))));
+        flaps.observe(&fleet(Some(head(11, 1)), Some(head(13, 3))));
+        let Verdict::Flaps(what) = flaps.observe(&fleet(Some(head(10, 0)), Some(head(12, 2))))
+        else {
+            panic!("both came back")
+        };
+        assert_eq!(
+            what,
+            "the fleet's target release (10 → 11 → 10) and its newest successful release \
+             (12 → 13 → 12)"
+        );
+        // A long streak shows its last eight answers.
+        let streak: Vec<Answer> = (0..20).map(|i| (Some(i % 3), None)).collect();
+        assert_eq!(
+            describe_flap(&streak),
+            "the fleet's target release (… → 0 → 1 → 2 → 0 → 1 → 2 → 0 → 1)"
+        );
+    }
+
+    #[test]
+    fn releases_that_follow_one_another_are_changes_not_flaps() {
+        let mut flaps = Flaps::default();
+        // A new release at every poll, then the target moving to it.
+        for id in 10..40u64 {
+            let hour = id as i64;
+            assert_eq!(
+                flaps.observe(&fleet(Some(head(10, 10)), Some(head(id, hour)))),
+                Verdict::Changed,
+                "{id}"
+            );
+        }
+        assert_eq!(
+            flaps.observe(&fleet(Some(head(39, 39)), Some(head(39, 39)))),
+            Verdict::Changed
+        );
+        // A rollback of the target is a change too.
+        assert_eq!(
+            flaps.observe(&fleet(Some(head(12, 12)), Some(head(39, 39)))),
+            Verdict::Changed
         );
     }
 

@@ -49,6 +49,16 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ms: Option<u64>,
     },
+    /// A flapping fleet: before the request is answered, fleet
+    /// `application`'s target release is set to the next of `releases`
+    /// (the rule's n-th firing sets `releases[n % len]`), so that polls see
+    /// its answer alternate (`[a, b]`) or go back (`[c, b, a]`). Narrow it
+    /// with `path_prefix: "/v7/application"` to move the target at each
+    /// read of the fleet only.
+    Flap {
+        application: i64,
+        releases: Vec<i64>,
+    },
 }
 
 fn default_error_status() -> u16 {
@@ -118,6 +128,14 @@ impl FaultRule {
     }
     pub fn reset() -> FaultRule {
         FaultRule::new(Fault::Reset)
+    }
+    /// Moves fleet `application`'s target to the next of `releases` at each
+    /// request the rule fires on ([`Fault::Flap`]).
+    pub fn flap(application: i64, releases: &[i64]) -> FaultRule {
+        FaultRule::new(Fault::Flap {
+            application,
+            releases: releases.to_vec(),
+        })
     }
     /// Never answer (`None`) or answer after `for_`.
     pub fn stall(for_: Option<Duration>) -> FaultRule {
@@ -193,6 +211,13 @@ impl Faults {
                     "fault rule {i}: error `status` must be 400..=599, got `{status}`"
                 ));
             }
+            if let Fault::Flap { releases, .. } = &rule.fault
+                && releases.is_empty()
+            {
+                return Err(format!(
+                    "fault rule {i}: `releases` of a flap must not be empty"
+                ));
+            }
         }
         Ok(())
     }
@@ -215,6 +240,9 @@ pub(crate) struct Decision {
     pub terminal: Option<Terminal>,
     /// Short names of the rules that fired, for the journal.
     pub fired: Vec<&'static str>,
+    /// A fleet's new target, set before the request is answered
+    /// ([`Fault::Flap`]): (application, release).
+    pub retarget: Option<(i64, i64)>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -293,6 +321,17 @@ impl ActiveFaults {
                 Fault::Stall { ms: Some(ms) } => {
                     decision.delay += Duration::from_millis(*ms);
                     decision.fired.push("stall");
+                }
+                Fault::Flap {
+                    application,
+                    releases,
+                } => {
+                    // validate() refuses an empty list; none moves nothing.
+                    let at = n % releases.len().max(1) as u64;
+                    if let Some(next) = usize::try_from(at).ok().and_then(|at| releases.get(at)) {
+                        decision.retarget = Some((*application, *next));
+                        decision.fired.push("flap");
+                    }
                 }
                 terminal if decision.terminal.is_none() => {
                     let (name, t) = match terminal {
@@ -469,6 +508,41 @@ mod tests {
         )
         .unwrap();
         assert_eq!(parsed.query_contains.as_deref(), Some("/$count("));
+    }
+
+    #[test]
+    fn a_flap_moves_the_target_through_its_releases_in_turn() {
+        let active = ActiveFaults::new(
+            Faults::none().with(
+                FaultRule::flap(7, &[10, 11])
+                    .scope(Scope::Api)
+                    .path_prefix("/v7/application"),
+            ),
+        );
+        let seen: Vec<_> = (0..5)
+            .map(|_| {
+                let d = active.decide(Server::Api, "/v7/application", Some("$select=id"));
+                assert_eq!(d.terminal, None);
+                d.retarget
+            })
+            .collect();
+        let expected = [10, 11, 10, 11, 10].map(|r| Some((7, r)));
+        assert_eq!(seen, expected);
+        assert_eq!(
+            active.decide(Server::Api, "/v7/release", None).retarget,
+            None
+        );
+        let parsed: FaultRule = serde_json::from_str(
+            r#"{"scope":"api","fault":{"type":"flap","application":7,"releases":[3,2,1]}}"#,
+        )
+        .unwrap();
+        assert_eq!(parsed.fault, FaultRule::flap(7, &[3, 2, 1]).fault);
+        assert!(
+            Faults::none()
+                .with(FaultRule::flap(7, &[]))
+                .validate()
+                .is_err()
+        );
     }
 
     #[test]

@@ -110,6 +110,17 @@ async fn entry(State(ctx): State<Ctx>, request: Request) -> Response {
     } else {
         let decision = read(&ctx.shared.faults).decide(server, &path, entry.query.as_deref());
         entry.faults = decision.fired;
+        if let Some((application, release)) = decision.retarget {
+            // A flap names rows that exist; a wrong one changes nothing.
+            let _ = write(&ctx.shared.db).update(
+                "application",
+                application,
+                &[(
+                    "should_be_running__release",
+                    crate::db::Value::Integer(release),
+                )],
+            );
+        }
         if !decision.delay.is_zero() {
             tokio::time::sleep(decision.delay).await;
         }

@@ -347,7 +347,7 @@ impl Registry {
     /// the registry's access unknown, to be asked again.
     async fn challenge(&self, first: &Wanted) -> Result<Access, String> {
         let reply = self
-            .send(&first.url, Auth::Anonymous, Some(manifest::ACCEPT))
+            .send(&first.url, Auth::Anonymous, Some(manifest::ACCEPT), false)
             .await?;
         if reply.status == StatusCode::UNAUTHORIZED {
             let header = reply
@@ -396,7 +396,7 @@ impl Registry {
             with_balena_token = on_api && self.token.is_some(),
             "registry token request"
         );
-        let reply = self.send(&url, credentials, None).await?;
+        let reply = self.send(&url, credentials, None, true).await?;
         if !reply.status.is_success() {
             return Err(format!(
                 "the token realm `{}` answered `{}`: {}",
@@ -467,7 +467,10 @@ impl Registry {
     /// Reads one manifest and remembers it when known.
     async fn fetch_one(&self, wanted: &Wanted, token: Option<&SecretString>) -> Fetched {
         let auth = token.map_or(Auth::Anonymous, Auth::Bearer);
-        let reply = match self.send(&wanted.url, auth, Some(manifest::ACCEPT)).await {
+        let reply = match self
+            .send(&wanted.url, auth, Some(manifest::ACCEPT), false)
+            .await
+        {
             Ok(reply) => reply,
             Err(reason) => {
                 tracing::info!(manifest = %redact_url(&wanted.url), "download size unknown: {reason}");
@@ -527,7 +530,10 @@ impl Registry {
                 };
                 let child = self.locate(&child).ok()?;
                 let auth = token.map_or(Auth::Anonymous, Auth::Bearer);
-                let reply = match self.send(&child.url, auth, Some(manifest::ACCEPT)).await {
+                let reply = match self
+                    .send(&child.url, auth, Some(manifest::ACCEPT), false)
+                    .await
+                {
                     Ok(reply) => reply,
                     Err(reason) => return unknown(&reason),
                 };
@@ -554,6 +560,7 @@ impl Registry {
         url: &Url,
         auth: Auth<'_>,
         accept: Option<&'static str>,
+        credential: bool,
     ) -> Result<Reply, String> {
         let limit = Limit {
             bytes: manifest::MAX_BYTES,
@@ -566,6 +573,7 @@ impl Registry {
             accept,
             auth,
             budget: Some(&self.bodies),
+            credential,
         };
         tracing::debug!(url = %redact_url(url), "registry request");
         self.http

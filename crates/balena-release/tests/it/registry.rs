@@ -968,3 +968,114 @@ async fn devices_with_deltas_off_and_without_a_release_count_with_their_own_figu
         info.transitions[0].devices_without_deltas > 0
     );
 }
+
+/// A balena session token (a JWT) and another JWT with the same header, as
+/// a realm might issue it.
+const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+    eyJpZCI6MzQ1MjEsInVzZXJuYW1lIjoiZ2hfZGVtbyJ9.Hn3v9TqkQm1Zp8XrLw2Yd5Fs7Gb0Jc4K";
+const REGISTRY_JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+    eyJhY2Nlc3MiOlt7InR5cGUiOiJyZXBvc2l0b3J5In1dfQ.c2lnbmVkLWJ5LXRoZS1yZWFsbQ";
+
+/// `text` with every character written as a JSON escape.
+fn json_escaped(text: &str) -> String {
+    text.bytes().map(|b| format!("\\u{b:04x}")).collect()
+}
+
+/// `text` in base64 (standard alphabet, padded).
+fn base64(text: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in text.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() {
+                char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize])
+            } else {
+                '='
+            });
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_realm_that_answers_with_the_balena_token_in_any_form_gets_nothing_sent_on() {
+    for balena in [TOKEN, JWT] {
+        let forms = [
+            json_escaped(balena),
+            balena.to_ascii_uppercase(),
+            balena.to_ascii_lowercase(),
+            balena
+                .bytes()
+                .map(|b| format!("%{b:02X}"))
+                .collect::<String>(),
+            base64(balena),
+        ];
+        for form in forms {
+            let api = Canned::start();
+            let registry = FakeRegistry::start(
+                format!("{}/auth/v1/token", api.url),
+                registry_content(true),
+                false,
+            )
+            .await;
+            api.route("/v7/release", Answer::json(releases(&registry.host)))
+                .route("/v7/delta", Answer::json(deltas(&registry.host)))
+                .route(
+                    "/auth/v1/token",
+                    Answer::json(format!(r#"{{"token":"{form}","expires_in":300}}"#)),
+                );
+            let c = client(&api)
+                .token(Some(SecretString::from(balena)))
+                .build()
+                .unwrap();
+            let info = compare(&c).await;
+            assert!(info.download_size_unknown, "{form}");
+            // The registry got its challenge, and never a credential.
+            let seen = registry.seen();
+            assert!(!seen.is_empty());
+            assert!(
+                seen.iter().all(|s| s.authorization.is_none()),
+                "{form}: {seen:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_realm_token_that_shares_the_jwt_header_with_the_balena_token_is_used() {
+    let api = Canned::start();
+    let registry = FakeRegistry::start(
+        format!("{}/auth/v1/token", api.url),
+        registry_content(true),
+        false,
+    )
+    .await;
+    *registry.accepted.lock().unwrap() = REGISTRY_JWT.to_owned();
+    api.route("/v7/release", Answer::json(releases(&registry.host)))
+        .route("/v7/delta", Answer::json(deltas(&registry.host)))
+        .route(
+            "/auth/v1/token",
+            Answer::json(format!(r#"{{"token":"{REGISTRY_JWT}"}}"#)),
+        );
+    let c = client(&api)
+        .token(Some(SecretString::from(JWT)))
+        .build()
+        .unwrap();
+    let info = compare(&c).await;
+    assert!(!info.download_size_unknown, "{info:?}");
+    assert_eq!(
+        info.estimated_download_size,
+        Some(delta_download() + web_download())
+    );
+    let bearer = format!("Bearer {REGISTRY_JWT}");
+    assert!(
+        registry
+            .seen()
+            .iter()
+            .any(|s| s.authorization.as_deref() == Some(bearer.as_str()))
+    );
+}

@@ -210,3 +210,67 @@ async fn a_redirect_location_with_credentials_is_shown_without_them() {
     );
     assert!(shown.contains("elsewhere.example"), "{shown}");
 }
+
+/// A balena API key and a session token (a JWT).
+const API_KEY: &str = "Zq3xK9mWv2LpR7tYb4NcH8dF1sGjA6eU";
+const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+    eyJpZCI6MzQ1MjEsInVzZXJuYW1lIjoiZ2hfZGVtbyJ9.Hn3v9TqkQm1Zp8XrLw2Yd5Fs7Gb0Jc4K";
+
+/// The ways a server may write `token` inside a JSON string so that it
+/// reads as the token once decoded or shown.
+fn hostile_forms(token: &str) -> Vec<String> {
+    let escaped = |text: &str| -> String { text.bytes().map(|b| format!("\\u{b:04X}")).collect() };
+    let half = token.len() / 2;
+    vec![
+        escaped(token),
+        format!("{}\\n{}", escaped(&token[..half]), escaped(&token[half..])),
+        token.to_ascii_uppercase(),
+        token.bytes().map(|b| format!("%{b:02x}")).collect(),
+        escaped(&token[4..4 + 16]),
+    ]
+}
+
+/// Whether `text` shows 16 characters of `token` in a row (in any case),
+/// also after its JSON escapes are read.
+fn shows(text: &str, token: &str) -> bool {
+    let decoded = serde_json::from_str::<String>(&format!("\"{}\"", text.replace('"', "'")))
+        .unwrap_or_else(|_| text.to_owned());
+    let token = token.to_ascii_lowercase();
+    [text.to_ascii_lowercase(), decoded.to_ascii_lowercase()]
+        .iter()
+        .any(|t| (0..=token.len() - 16).any(|i| t.contains(&token[i..i + 16])))
+}
+
+#[tokio::test]
+async fn a_token_written_with_escapes_or_in_part_is_redacted_after_decoding() {
+    for token in [API_KEY, JWT] {
+        for form in hostile_forms(token) {
+            let body = format!(r#"{{"error":"you sent {form}"}}"#);
+            // The API's error message.
+            let sim = start(
+                manual_demo()
+                    .with_token(token)
+                    .with_faults(Faults::none().with(error(400, &body).scope(Scope::Api))),
+            );
+            let c = client_with_token(&sim, Some(token.to_owned()));
+            let err = c
+                .get_update_info(&id(demo::RELEASE_1), &id(demo::RELEASE_2))
+                .await
+                .unwrap_err();
+            let shown = format!("{err} {err:?}");
+            assert!(!shows(&shown, token), "{form}: {shown}");
+            assert!(shown.contains("[REDACTED]"), "{form}: {shown}");
+            // A delta server's refusal, kept in the JSON as `error_message`.
+            let sim = start(
+                manual_demo()
+                    .with_token(token)
+                    .with_faults(Faults::none().with(error(400, &body).scope(Scope::Delta))),
+            );
+            let c = client_with_token(&sim, Some(token.to_owned()));
+            let info = prepare_2_to_3(&c, &prepare(false), &|_| {}).await.unwrap();
+            let json = serde_json::to_string(&info).unwrap();
+            assert!(!shows(&json, token), "{form}: {json}");
+            assert!(json.contains("[REDACTED]"), "{form}: {json}");
+        }
+    }
+}

@@ -317,3 +317,126 @@ async fn a_delta_that_keeps_failing_is_reported_and_the_others_are_followed() {
     })
     .await;
 }
+
+/// Requests to the API and the delta server during `window`, from a watch
+/// that polls every 20 ms, measured once it is idle or (with `flap`) once
+/// the fleet's target flaps between two releases at every read and the
+/// watch has said so; also the events seen during the window.
+async fn requests_while(flap: bool, window: Duration) -> (usize, Vec<Event>) {
+    let sim = fast_sim();
+    let every = Duration::from_millis(20);
+    let options = WatchOptions {
+        poll: balena_release::PollPolicy {
+            initial: every,
+            max: every,
+            ..fast_poll()
+        },
+        ..WatchOptions::default()
+    };
+    let (send, mut events) = unbounded_channel();
+    let client = client(&sim);
+    let task = tokio::task::spawn_local(async move {
+        let sink: Box<dyn Fn(Event) + Send + Sync> = Box::new(move |event: Event| {
+            let _ = send.send(event);
+        });
+        client.watch_fleet(&kiosk(), &options, &*sink).await
+    });
+    until(&mut events, prepared(u(demo::RELEASE_3))).await;
+    if flap {
+        sim.set_faults(
+            Faults::none().with(
+                balena_sim::FaultRule::flap(demo::APP_ID, &[demo::RELEASE_2, demo::RELEASE_3])
+                    .scope(balena_sim::Scope::Api)
+                    .path_prefix("/v7/application"),
+            ),
+        );
+        until(&mut events, |e| matches!(e, Event::WatchFlapping { .. })).await;
+    } else {
+        until(&mut events, |e| matches!(e, Event::WatchIdle { .. })).await;
+    }
+    sim.clear_journal();
+    tokio::time::sleep(window).await;
+    let requests = sim.count(Server::Api, None) + sim.count(Server::Delta, None);
+    task.abort();
+    let mut seen = Vec::new();
+    while let Ok(event) = events.try_recv() {
+        seen.push(event);
+    }
+    (requests, seen)
+}
+
+#[tokio::test]
+async fn a_flapping_fleet_costs_no_more_requests_than_an_idle_one() {
+    local(async {
+        let window = Duration::from_secs(2);
+        let (idle, _) = requests_while(false, window).await;
+        let (flapping, seen) = requests_while(true, window).await;
+        // 2 s at one poll per 20 ms (±20 %) is about 100 polls; a watch
+        // that started a preparation at each change made thousands.
+        assert!((40..=140).contains(&idle), "idle: {idle} requests");
+        assert!(
+            flapping <= idle + idle / 5 + 5,
+            "flapping: {flapping} requests, idle: {idle}"
+        );
+        assert!(
+            !seen.iter().any(|e| matches!(
+                e,
+                Event::WatchFlapping { .. } | Event::WatchReleaseSeen { .. }
+            )),
+            "one report per streak, nothing prepared while it flaps: {seen:#?}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_flap_that_ends_on_a_new_answer_prepares_it_once() {
+    local(async {
+        let sim = fast_sim();
+        let (task, mut events) = spawn_watch(client(&sim), |_| {});
+        until(&mut events, prepared(u(demo::RELEASE_3))).await;
+        sim.set_faults(
+            Faults::none().with(
+                balena_sim::FaultRule::flap(demo::APP_ID, &[demo::RELEASE_2, demo::RELEASE_3])
+                    .scope(balena_sim::Scope::Api)
+                    .path_prefix("/v7/application"),
+            ),
+        );
+        let flapped = until(&mut events, |e| matches!(e, Event::WatchFlapping { .. })).await;
+        let Some(Event::WatchFlapping { what }) = flapped.last() else {
+            unreachable!()
+        };
+        assert!(
+            what.starts_with("the fleet's target release (")
+                && what.contains(&demo::RELEASE_2.to_string()),
+            "{what}"
+        );
+        // The flap ends with the target on release 1, which it never
+        // showed before: prepared once it holds.
+        sim.set_faults(Faults::none());
+        sim.with_db(|db| {
+            db.update(
+                "application",
+                demo::APP_ID,
+                &[(
+                    "should_be_running__release",
+                    balena_sim::db::Value::Integer(demo::RELEASE_1),
+                )],
+            )
+            .unwrap()
+        });
+        let seen = until(&mut events, prepared(u(demo::RELEASE_1))).await;
+        task.abort();
+        assert!(
+            seen.iter()
+                .any(|e| matches!(e, Event::WatchSteady { changes } if *changes >= 1)),
+            "{seen:#?}"
+        );
+        let prepared_again = seen
+            .iter()
+            .filter(|e| matches!(e, Event::WatchReleaseSeen { .. }))
+            .count();
+        assert_eq!(prepared_again, 1, "{seen:#?}");
+    })
+    .await;
+}
