@@ -7,8 +7,9 @@
 use jiff::Timestamp;
 
 use crate::db::{Db, Value, resource_schema};
+use crate::registry::content::live_manifest;
 use crate::rng::hex_of;
-use crate::spec::{default_content_hash, default_image_location};
+use crate::spec::default_image_location;
 
 /// Adds a successful release of the same fleet as release `from`, created
 /// at `now`: the same services, each with the image of `from` except the
@@ -67,11 +68,18 @@ pub(crate) fn add_release(
             let new = db.max_id("image") + 1;
             let mut fields = copy_fields(db, "image", image)?;
             set(&mut fields, "id", Value::Integer(new));
-            set(
-                &mut fields,
-                "content_hash",
-                Value::Text(default_content_hash(new)),
-            );
+            // The registry serves its manifest (derived from the row), under
+            // its real digest.
+            let application = match db.get("release", from, "belongs_to__application") {
+                Some(Value::Integer(app)) => *app,
+                _ => 0,
+            };
+            let size = match db.get("image", image, "image_size") {
+                Some(Value::BigInteger(size)) => Some(*size),
+                _ => None,
+            };
+            let manifest = live_manifest(new, application, size);
+            set(&mut fields, "content_hash", Value::Text(manifest.digest));
             set(
                 &mut fields,
                 "is_stored_at__image_location",

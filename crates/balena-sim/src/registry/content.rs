@@ -260,6 +260,17 @@ pub(crate) fn named_layer(description: &str, size: u64) -> LayerSpec {
     }
 }
 
+/// The manifest of image `id` added while the simulator runs (see
+/// [`crate::live`]): the application's base layer and one of its own.
+pub(crate) fn live_manifest(id: i64, application: i64, image_size: Option<u64>) -> Manifest {
+    let own = (image_size.unwrap_or(100_000_000) / 5 * 2).max(1);
+    let layers = [
+        base_layer(application),
+        named_layer(&format!("image {id} added while running"), own),
+    ];
+    image_manifest(ManifestFormat::Docker, &layers)
+}
+
 /// The layers of the image built for another platform: same sizes, other blobs.
 fn platform_variant(layers: &[LayerSpec], platform: &str) -> Vec<LayerSpec> {
     layers
@@ -445,10 +456,35 @@ impl Content {
         if let Some(found) = self.manifests.get(&(repo.to_owned(), reference.to_owned())) {
             return Some(found.clone());
         }
+        if let Some(found) = self.live_image(db, repo, reference) {
+            return Some(found);
+        }
         self.delta_images(db, repo)
             .into_iter()
             .find(|(tag, manifest, _)| tag == reference || manifest.digest == reference)
             .map(|(_, manifest, _)| manifest)
+    }
+
+    /// The manifest of an image added while running, found by its row.
+    fn live_image(&self, db: &Db, repo: &str, reference: &str) -> Option<Manifest> {
+        let (id, _) = db.rows("image").find(|(id, _)| {
+            !self.images.contains_key(id)
+                && matches!(db.get("image", *id, "content_hash"), Some(Value::Text(h)) if h == reference)
+                && matches!(db.get("image", *id, "is_stored_at__image_location"),
+                    Some(Value::Text(location)) if split_location(location).1 == repo)
+        })?;
+        let application = match db.get("image", id, "is_a_build_of__service") {
+            Some(Value::Integer(service)) => match db.get("service", *service, "application") {
+                Some(Value::Integer(app)) => *app,
+                _ => 0,
+            },
+            _ => 0,
+        };
+        let size = match db.get("image", id, "image_size") {
+            Some(Value::BigInteger(size)) => Some(*size),
+            _ => None,
+        };
+        Some(live_manifest(id, application, size)).filter(|m| m.digest == reference)
     }
 
     /// The compressed size of blob `digest` in `repo`.
