@@ -221,6 +221,11 @@ fn client_error(err: &Error, token_source: &TokenSource) -> String {
             };
             format!("{err} (the token from {token_source}): {fix}")
         }
+        // A registry mirror gets no balena token: only its traffic is at stake.
+        Error::InsecureUrl { what, .. } if what.contains("registry") => format!(
+            "{err}, or pass --allow-http (or set {}=1) to read it unencrypted",
+            env_vars::ALLOW_HTTP
+        ),
         Error::InsecureUrl { .. } => format!(
             "{err}, or pass --allow-http (or set {}=1) to send the token unencrypted",
             env_vars::ALLOW_HTTP

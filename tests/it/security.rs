@@ -631,3 +631,57 @@ fn a_token_a_server_writes_with_escapes_or_in_part_is_never_shown() {
         }
     }
 }
+
+/// A plain-http registry mirror on another host is refused with the fact
+/// that it is unencrypted; the balena token never goes to a registry, so the
+/// message does not speak of sending it. `--allow-http` lets it through.
+#[test]
+fn a_plain_http_mirror_is_refused_for_being_unencrypted_not_for_the_token() {
+    let world = World::demo();
+    let words = crate::support::pair(demo::RELEASE_1, demo::RELEASE_2, &[]);
+    let run = |extra: &[&str]| {
+        let mut cmd = world.cmd();
+        cmd.env(
+            "BALENA_RELEASE_UPDATE_REGISTRY_MAP",
+            "registry2.balena-cloud.com=http://mirror.example:5000",
+        );
+        crate::support::run_checked(cmd.args(&words).args(extra))
+    };
+    let refused = run(&[]);
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    let line = error_line(&refused);
+    assert!(
+        line.contains("registry URL `http://mirror.example:5000/`"),
+        "{line}"
+    );
+    assert!(
+        line.contains("--allow-http") && line.contains("read it unencrypted"),
+        "{line}"
+    );
+    assert!(!line.contains("token"), "{line}");
+}
+
+/// A host listed twice in the registry map is refused, naming the host.
+#[test]
+fn a_registry_host_listed_twice_is_refused() {
+    let world = World::demo();
+    let mut cmd = world.cmd();
+    cmd.env(
+        "BALENA_RELEASE_UPDATE_REGISTRY_MAP",
+        format!(
+            "registry2.balena-cloud.com={0},registry2.balena-cloud.com={0}",
+            world.sim.registry_url()
+        ),
+    );
+    let run = crate::support::run_checked(cmd.args(crate::support::pair(
+        demo::RELEASE_1,
+        demo::RELEASE_2,
+        &[],
+    )));
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        error_line(&run).contains("`registry2.balena-cloud.com` is listed twice"),
+        "{}",
+        run.stderr
+    );
+}

@@ -298,6 +298,7 @@ fn checked_url(
     }
     if url.scheme() == "http" && !allow_insecure_http && !http::is_loopback(&url) {
         return Err(Error::InsecureUrl {
+            what,
             url: redact_url(&url),
         });
     }

@@ -71,10 +71,12 @@ pub enum Error {
     },
     /// A URL uses plain `http://` for a host other than loopback.
     #[error(
-        "refusing to send requests over plain http to `{url}`: use an https:// URL \
-         (plain http is only allowed for loopback test servers)"
+        "refusing to send requests over plain http to the {what} `{url}`: use an https:// \
+         URL (plain http is only allowed for loopback test servers)"
     )]
     InsecureUrl {
+        /// What the URL is for: `API URL`, `delta server URL`, `registry URL`.
+        what: &'static str,
         /// The refused URL.
         url: String,
     },

@@ -49,15 +49,17 @@ use url::Url;
 /// The registry host map, as `BALENA_RELEASE_UPDATE_REGISTRY_MAP` writes it:
 /// `host=url` pairs separated by commas (`host` or `host:port`, as in image
 /// locations; an `http://` or `https://` URL without credentials). Blank
-/// entries are skipped. The error is one line naming the variable (`name`)
-/// and the expected form, with the entry passed through `redact` (the
-/// front end's redaction of credentials, such as `balena_release::redact_secrets`).
+/// entries are skipped; a host listed twice is refused (which entry was
+/// meant cannot be known). The error is one line naming the variable
+/// (`name`) and the expected form, with the entry passed through `redact`
+/// (the front end's redaction of credentials, such as
+/// `balena_release::redact_secrets`).
 pub fn registry_map(
     name: &str,
     value: &str,
     redact: impl Fn(&str) -> String,
 ) -> Result<Vec<(String, Url)>, String> {
-    value
+    let map: Vec<(String, Url)> = value
         .split(',')
         .map(str::trim)
         .filter(|entry| !entry.is_empty())
@@ -86,7 +88,17 @@ pub fn registry_map(
                 })?;
             Ok((host.to_owned(), url))
         })
-        .collect()
+        .collect::<Result<_, String>>()?;
+    for (i, (host, _)) in map.iter().enumerate() {
+        if map[..i].iter().any(|(h, _)| h.eq_ignore_ascii_case(host)) {
+            return Err(format!(
+                "{name}: the registry host `{}` is listed twice; keep one `{}=url` entry",
+                printable(host),
+                printable(host)
+            ));
+        }
+    }
+    Ok(map)
 }
 
 /// `host:port` with a numeric port.
@@ -114,6 +126,18 @@ fn printable(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_listed_twice_is_refused() {
+        let error = registry_map(
+            env_vars::REGISTRY_MAP,
+            "r.example=http://127.0.0.1:1,R.example=http://127.0.0.1:2",
+            str::to_owned,
+        )
+        .unwrap_err();
+        assert!(error.contains("`R.example` is listed twice"), "{error}");
+        assert!(error.starts_with(env_vars::REGISTRY_MAP), "{error}");
+    }
 
     #[test]
     fn the_registry_map_is_host_url_pairs() {

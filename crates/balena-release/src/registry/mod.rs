@@ -224,8 +224,13 @@ impl Registry {
                 origin(&base)
             ));
         }
+        // A mirror's path prefix (`https://mirror/prefix`) is kept.
+        let prefix = base.path().trim_end_matches('/');
         let url = base
-            .join(&format!("/v2/{repository}/manifests/{}", what.reference))
+            .join(&format!(
+                "{prefix}/v2/{repository}/manifests/{}",
+                what.reference
+            ))
             .map_err(|e| e.to_string())?;
         Ok(Wanted {
             what: what.clone(),
@@ -783,6 +788,21 @@ mod tests {
         assert_eq!(
             url("https://localhost:6000/v2/abc", "sha256:12").unwrap(),
             "https://localhost:6000/v2/v2/abc/manifests/sha256:12"
+        );
+        // A mirror under a path keeps it.
+        let mirror = registry(
+            &[(
+                "registry2.balena-cloud.com",
+                "http://127.0.0.1:5000/mirror/balena/",
+            )],
+            false,
+        );
+        assert_eq!(
+            mirror
+                .locate(&at("registry2.balena-cloud.com/v2/abc", "sha256:12"))
+                .map(|w| w.url.to_string())
+                .unwrap(),
+            "http://127.0.0.1:5000/mirror/balena/v2/v2/abc/manifests/sha256:12"
         );
         let refused = url("http://registry.example/v2/abc", "sha256:12").unwrap_err();
         assert!(refused.contains("is not allowed"), "{refused}");
