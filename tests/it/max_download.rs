@@ -277,20 +277,7 @@ fn a_bad_size_is_one_error_line_before_any_request() {
 /// table has a row for them, the JSON their figure, and the budget judges it.
 #[test]
 fn devices_without_a_release_are_judged_like_a_transition() {
-    let mut scenario = Scenario::demo();
-    let template = scenario.devices[0].clone();
-    for id in [7990, 7991] {
-        scenario.devices.push(balena_sim::scenario::DeviceSpec {
-            id,
-            uuid: None,
-            device_name: None,
-            is_running__release: None,
-            is_pinned_on__release: None,
-            config_variables: Default::default(),
-            ..template.clone()
-        });
-    }
-    let world = World::with(scenario);
+    let world = World::with(Scenario::demo().with_devices_without_release(demo::APP_ID, 2));
     let fleet = format!("{}/kiosk-fleet", demo::USERNAME);
     let run = world.run(&["--fleet", &fleet]);
     assert_eq!(run.code, 0, "{}", run.stderr);

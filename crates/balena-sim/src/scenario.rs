@@ -156,6 +156,26 @@ impl Scenario {
         self
     }
 
+    /// Adds `count` devices to application `application` that run no
+    /// release and follow the fleet, with ids after the largest.
+    pub fn with_devices_without_release(mut self, application: i64, count: usize) -> Scenario {
+        let first = self.devices.iter().map(|d| d.id).max().unwrap_or(0) + 1;
+        for id in (first..).take(count) {
+            self.devices.push(DeviceSpec {
+                id,
+                belongs_to__application: application,
+                device_name: None,
+                uuid: None,
+                is_running__release: None,
+                is_pinned_on__release: None,
+                is_online: true,
+                created_at: None,
+                config_variables: Default::default(),
+            });
+        }
+        self
+    }
+
     /// Serves the API without the `delta` resource, like openBalena.
     pub fn with_openbalena(mut self) -> Scenario {
         self.openbalena = true;

@@ -907,19 +907,7 @@ async fn devices_with_deltas_off_and_without_a_release_count_with_their_own_figu
                 .insert("RESIN_SUPERVISOR_DELTA".into(), "false".into());
         }
     }
-    let template = scenario.devices[0].clone();
-    for id in [7990, 7991] {
-        scenario.devices.push(balena_sim::scenario::DeviceSpec {
-            id,
-            uuid: None,
-            device_name: None,
-            is_running__release: None,
-            is_pinned_on__release: None,
-            config_variables: Default::default(),
-            ..template.clone()
-        });
-    }
-    let sim = crate::support::start(scenario);
+    let sim = crate::support::start(scenario.with_devices_without_release(demo::APP_ID, 2));
     let c = sim_client(&sim);
     let fleet: balena_release::FleetRef =
         format!("{}/kiosk-fleet", demo::USERNAME).parse().unwrap();
