@@ -25,9 +25,10 @@ if [[ ! -f $root/npm/$platform/package.json ]]; then
 	exit 1
 fi
 
-# Every package.json carries the command's version.
+# Every published package.json (the main package and the platform
+# packages; not the test or benchmark projects) carries the command's version.
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
-for manifest in "$pkg/package.json" "$root"/npm/*/package.json; do
+for manifest in "$pkg/package.json" "$root"/npm/{darwin,linux,win32}-*/package.json; do
 	found=$(node -p 'require(process.argv[1]).version' "$manifest")
 	if [[ $found != "$version" ]]; then
 		echo "pack-npm: $manifest has version $found, Cargo.toml has $version" >&2
