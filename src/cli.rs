@@ -10,26 +10,33 @@ use clap::{ArgAction, Parser, ValueEnum, ValueHint};
 /// The longest `--timeout` accepted: the npm tool's implicit deadline.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Examples that run as shown on balena-sim's demo fleet (`scripts/demo.sh`);
+/// Examples that run as shown on balena-sim's demo fleet (`scripts/try.sh`);
 /// a test runs each of them. Lines that start with the program's name are the
-/// commands.
+/// commands; a command longer than one line is continued with ` \` so that
+/// it can be pasted as it is. Every line fits 80 columns.
 macro_rules! examples {
     () => {
         "\
-Examples (on the demo fleet of balena-sim, which scripts/demo.sh starts):
-  What changes from release 900813 (named by a commit prefix) to 900835, and
-  is the update ready? (describes only: nothing is requested)
-    balena-release-update --from-release 84d3d8f --to-release 900835 --output table
+Examples (on balena-sim's demo fleet, in the shell of scripts/try.sh):
+  What changes from release 900813 (named by a commit prefix) to
+  900835, and is the update ready? (describes only: nothing is
+  requested)
+    balena-release-update --from-release 84d3d8f \\
+      --to-release 900835 --output table
 
-  Request the missing deltas, then wait up to 10 minutes until all are ready:
-    balena-release-update --from-release 900813 --to-release 900835 --wait --timeout 10m
+  Request the missing deltas, then wait up to 10 minutes until all
+  are ready:
+    balena-release-update --from-release 900813 --to-release 900835 \\
+      --wait --timeout 10m
 
-  Every transition the fleet's devices will make, each to its own target:
+  Every transition the fleet's devices will make, each to its own
+  target:
     balena-release-update --fleet gh_demo/kiosk-fleet --output table
 
-  In CI: prepare them all, wait, and exit 3 if a device would download more
-  than 500 MB:
-    balena-release-update --fleet gh_demo/kiosk-fleet --wait --timeout 30m --max-download 500MB"
+  In CI: prepare them all, wait, and exit 3 if a device would download
+  more than 500 MB:
+    balena-release-update --fleet gh_demo/kiosk-fleet --wait \\
+      --timeout 30m --max-download 500MB"
     };
 }
 pub const EXAMPLES: &str = examples!();
@@ -38,9 +45,10 @@ pub const EXAMPLES: &str = examples!();
 macro_rules! notes {
     () => {
         "\
-Settings come from balenarc.yml and BALENARC_* variables as for the balena CLI;
-the token from `balena login` (~/.balena/token) or BALENA_RELEASE_UPDATE_TOKEN.
-Without --wait a run gives up after 120s (exit 1) when the servers do not answer."
+Settings come from balenarc.yml and BALENARC_* variables as for the
+balena CLI; the token from `balena login` (~/.balena/token) or
+BALENA_RELEASE_UPDATE_TOKEN. Without --wait a run gives up after 120s
+(exit 1) when the servers do not answer."
     };
 }
 pub const NOTES: &str = notes!();
@@ -50,14 +58,17 @@ macro_rules! exit_codes {
     () => {
         "\
 Exit codes:
-  0    done (the result is on stdout); --watch stopped by SIGTERM or Ctrl-C
+  0    done (the result is on stdout); --watch stopped by SIGTERM
+       or Ctrl-C
   1    error: one ERROR: line on stderr names the cause and the fix
   2    --timeout reached before every delta was ready
-  3    over --max-download (the result is still printed; only replaces 0)
+  3    over --max-download (the result is still printed; only
+       replaces 0)
   130  interrupted with Ctrl-C (SIGINT)
   143  terminated (SIGTERM)
   129  hung up (SIGHUP)
-After 2, 3 and the signals the last state read is still printed on stdout."
+After 2, 3 and the signals the last state read is still printed on
+stdout."
     };
 }
 pub const EXIT_CODES: &str = exit_codes!();
