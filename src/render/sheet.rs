@@ -10,7 +10,7 @@ use balena_release::{
 
 use super::saving;
 use crate::budget;
-use crate::wording::{count, distinguishing_length, size};
+use crate::wording::{count, distinguishing_length, fleet_status, size, transition_status};
 
 /// A column of a sheet: its header, its alignment and how it may give way
 /// when the table is too wide (see `text::FIT_STEPS`).
@@ -123,7 +123,7 @@ fn fleet_view(fleet: &FleetUpdateInfo, commits: &Commits) -> View {
         fleet.application.id,
         target.id,
         commits.short(&target.commit),
-        fleet.overall_status,
+        fleet_status(fleet),
     )];
     heading.push(format!(
         "{}, {} already on their target, {} without a release",
@@ -257,7 +257,7 @@ fn summary_row(
         },
         Cell::new(update.produces__release.id.to_string()),
         Cell::new(transition.device_count.to_string()),
-        Cell::new(update.overall_status.to_string()),
+        Cell::new(transition_status(update)),
         Cell::new(shown(figure.bytes)),
         Cell::new(shown(total)),
     ]
@@ -327,7 +327,7 @@ fn transition_sheet(info: &UpdateInfo, devices: Option<u64>, commits: &Commits) 
         commits.short(&info.originates_from__release.commit),
         info.produces__release.id,
         commits.short(&info.produces__release.commit),
-        info.overall_status,
+        transition_status(info),
     );
 
     // The registry's exact figure, when it was asked, leads in DOWNLOAD;
