@@ -21,6 +21,42 @@ fn assert_fits(run: &Run, columns: usize) {
             run.stdout
         );
     }
+    assert_notes_cite_shown_columns(run);
+}
+
+/// In each table (a block between blank lines), a note names a column only
+/// when the table's header shows it.
+fn assert_notes_cite_shown_columns(run: &Run) {
+    for block in run.stdout.split("\n\n") {
+        let Some(header) = block
+            .lines()
+            .find(|l| l.starts_with("SERVICE ") || l.starts_with("FROM RELEASE "))
+        else {
+            continue;
+        };
+        let notes = block
+            .lines()
+            .skip_while(|l| !l.starts_with("total "))
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let notes = notes.split_whitespace().collect::<Vec<_>>().join(" ");
+        for column in ["ESTIMATE", "SAVING", "FLEET TOTAL", "DOWNLOAD"] {
+            if notes.contains(column) {
+                assert!(
+                    header.contains(column),
+                    "a note cites {column}, which the table does not show:\n{block}"
+                );
+            }
+        }
+        if notes.contains("in parentheses") {
+            let rows = block.lines().filter(|l| l.contains(" (")).count();
+            assert!(
+                rows > 1,
+                "a note cites figures in parentheses, which the table does not show:\n{block}"
+            );
+        }
+    }
 }
 
 #[test]
