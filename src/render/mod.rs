@@ -29,9 +29,11 @@ pub fn table(report: &Report, columns: usize) -> String {
     text::render(&sheet::view(report), columns)
 }
 
-/// The table's content as GitHub-flavoured Markdown.
-pub fn markdown(report: &Report) -> String {
-    markdown::render(&sheet::view(report))
+/// The table's content as GitHub-flavoured Markdown; with `max_download`,
+/// the verdict on that budget under the first heading.
+pub fn markdown(report: &Report, max_download: Option<u64>) -> String {
+    let verdict = max_download.map(|limit| crate::budget::verdict(report, limit));
+    markdown::render(&sheet::view(report), verdict.as_deref())
 }
 
 /// The share of the full size that is not downloaded; `-` when there is
