@@ -170,7 +170,13 @@ impl Progress {
                 }
                 self.note = self.triggered_note(service_name);
                 self.note_is_retry = false;
-                tracing::info!(service = %service_name, source_image, target_image, ?outcome, "delta triggered");
+                tracing::info!(
+                    service = %service_name,
+                    source_image,
+                    target_image,
+                    answer = %trigger_answer(outcome),
+                    "delta triggered"
+                );
             }
             Event::Sleeping { for_ } => {
                 self.next_check = Some(Instant::now() + *for_);
@@ -658,6 +664,18 @@ pub fn rows_taken(widths: &[usize], columns: usize) -> usize {
 /// `-\|/`, one step a second: the block is alive even when nothing changes.
 fn spinner(elapsed: Duration) -> char {
     ['-', '\\', '|', '/'][(elapsed.as_secs() % 4) as usize]
+}
+
+/// The delta server's answer to a delta request, in words for `-v`.
+fn trigger_answer(outcome: &balena_release::TriggerOutcome) -> String {
+    use balena_release::TriggerOutcome;
+    match outcome {
+        TriggerOutcome::Accepted => "accepted".to_owned(),
+        TriggerOutcome::StillProcessing { status } => format!("still building (HTTP {status})"),
+        TriggerOutcome::TimedOut => "no answer in time".to_owned(),
+        TriggerOutcome::Refused { status } => format!("refused (HTTP {status})"),
+        _ => "other".to_owned(),
+    }
 }
 
 /// The state in one line: `pending: 3 of 6 services ready (main: preparing,
