@@ -166,6 +166,15 @@ pub struct Args {
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
 
+    /// When to colour stderr: auto, always or never
+    ///
+    /// auto: on a terminal (not TERM=dumb), unless NO_COLOR is set; with
+    /// CLICOLOR_FORCE set (not 0), also when stderr is not a terminal.
+    /// always and never override both variables. ERROR is red and bold,
+    /// warning yellow, hints dim.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
     /// Allow plain http:// to hosts other than loopback (the token travels unencrypted)
     #[arg(long, env = crate::env_vars::ALLOW_HTTP, value_parser = clap::builder::BoolishValueParser::new(), action = ArgAction::SetTrue)]
     pub allow_http: bool,
@@ -336,6 +345,17 @@ fn roff_preformatted(text: &str) -> String {
     }
     out.push_str(".fi\n");
     out
+}
+
+/// When stderr gets colour (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal unless NO_COLOR is set, or anywhere with CLICOLOR_FORCE
+    Auto,
+    /// Always, whatever the variables say
+    Always,
+    /// Never
+    Never,
 }
 
 /// The result's format on stdout.
