@@ -415,12 +415,40 @@ impl Args {
     /// The releases to compare, or the reason the combination is incomplete.
     pub fn target(&self) -> Result<Target, String> {
         match (&self.fleet, &self.from_release, &self.to_release) {
-            (Some(fleet), _, to) => Ok(Target::Fleet { fleet: fleet.clone(), to: to.clone() }),
-            (None, Some(from), Some(to)) => Ok(Target::Pair { from: from.clone(), to: to.clone() }),
-            _ => Err("must specify both a source and a target release: add --from-release and --to-release, \
-                 or --fleet"
+            (Some(fleet), _, to) => Ok(Target::Fleet {
+                fleet: fleet.clone(),
+                to: to.clone(),
+            }),
+            (None, Some(from), Some(to)) => Ok(Target::Pair {
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            (None, Some(_), None) => {
+                Err("must specify a target release too: add --to-release (the \
+                 release the devices will run)"
+                    .to_owned())
+            }
+            (None, None, Some(_)) => Err("must specify a source release too: add --from-release \
+                 (the release the devices run now), or --fleet for every release a fleet's \
+                 devices run"
+                .to_owned()),
+            (None, None, None) => Err("must specify both a source and a target release: add \
+                 --from-release and --to-release, or --fleet"
                 .to_owned()),
         }
+    }
+
+    /// Combinations that parse but cannot be honoured: `--watch` prints a
+    /// stream of lines, which Markdown (one report) cannot be.
+    pub fn check_output(&self) -> Result<(), String> {
+        if self.watch && self.output == OutputFormat::Markdown {
+            return Err(
+                "--watch prints one line per event, which cannot be one Markdown \
+                 report: use --output table (lines for people) or --output json (JSON lines)"
+                    .to_owned(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -657,8 +685,22 @@ mod tests {
         assert!(
             args.target()
                 .unwrap_err()
-                .contains("both a source and a target")
+                .contains("a target release too: add --to-release")
         );
+        let args = parse(&["--to-release", "1"]).unwrap();
+        let message = args.target().unwrap_err();
+        assert!(message.contains("add --from-release"), "{message}");
+        assert!(!message.contains("--to-release"), "{message}");
+        let args = parse(&["--fleet", "o/f", "--watch", "--output", "markdown"]).unwrap();
+        assert!(
+            args.check_output()
+                .unwrap_err()
+                .starts_with("--watch prints")
+        );
+        for output in ["json", "table"] {
+            let args = parse(&["--fleet", "o/f", "--watch", "--output", output]).unwrap();
+            assert_eq!(args.check_output(), Ok(()));
+        }
         let args = parse(&[]).unwrap();
         assert!(args.target().is_err());
         let args = parse(&["--fleet", "org/my-fleet"]).unwrap();

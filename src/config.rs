@@ -110,6 +110,7 @@ impl Config {
         }
         init_logging(&output);
         let target = args.target().map_err(Failure::Config)?;
+        args.check_output().map_err(Failure::Config)?;
         let mode = args.mode();
 
         let resolved = settings::resolve(env).map_err(|err| Failure::Config(err.to_string()))?;
