@@ -130,4 +130,28 @@ mod tests {
             "{text}"
         );
     }
+
+    /// A fleet whose devices are all on their target: the heading counts
+    /// them in words that agree with the number, and no fleet-wide figure
+    /// is made up for transitions there are none of.
+    #[test]
+    fn a_fleet_with_nothing_to_do() {
+        let fleet: balena_release::FleetUpdateInfo = serde_json::from_value(serde_json::json!({
+            "application": { "id": 7, "slug": "org/fleet" },
+            "produces__release": { "id": 2, "commit": "b2cf2db7fece36f10e6a7e815ab169fd30cab05f" },
+            "transitions": [],
+            "overall_status": "ready",
+            "devices_on_target": 1,
+            "devices_without_release": 0,
+        }))
+        .unwrap();
+        let text = table(&Report::Fleet(fleet.clone()), 80);
+        assert!(
+            text.contains("0 transitions, 1 device already on its target, 0 without a release"),
+            "{text}"
+        );
+        assert!(!text.contains("fleet-wide"), "{text}");
+        let json = json(&Report::Fleet(fleet));
+        assert!(!json.contains("fleet_download"), "{json}");
+    }
 }

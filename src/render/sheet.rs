@@ -126,9 +126,14 @@ fn fleet_view(fleet: &FleetUpdateInfo, commits: &Commits) -> View {
         fleet_status(fleet),
     )];
     heading.push(format!(
-        "{}, {} already on their target, {} without a release",
+        "{}, {} already on {} target, {} without a release",
         count(fleet.transitions.len() as u64, "transition"),
         count(fleet.devices_on_target, "device"),
+        if fleet.devices_on_target == 1 {
+            "its"
+        } else {
+            "their"
+        },
         fleet.devices_without_release,
     ));
 
@@ -287,6 +292,11 @@ impl DeviceDownload {
 }
 
 fn fleet_closing(fleet: &FleetUpdateInfo) -> Vec<String> {
+    // No transition and no device without a release: nothing to download,
+    // and no figure to state that the JSON does not have.
+    if fleet.transitions.is_empty() && fleet.devices_without_release == 0 {
+        return Vec::new();
+    }
     let estimate = match fleet.estimated_fleet_payload_size {
         Some(bytes) => size(bytes),
         // Deltas not ready count in full: they can only make it smaller.
