@@ -733,10 +733,16 @@ pub fn retry_text(what: &str, attempt: u32, delay: Duration, reason: &str) -> St
     )
 }
 
-/// A short pause in words: `20 ms`, `1.5 s`, `12 s`.
+/// A short pause in words, always in seconds so that a countdown reads in
+/// one unit: `0.1 s` (the least shown), `0.3 s`, `1.5 s`, `12 s`.
 fn pause(delay: Duration) -> String {
     if delay < Duration::from_secs(1) {
-        format!("{} ms", delay.as_millis())
+        let tenths = ((delay.as_millis() + 50) / 100).max(1);
+        if tenths == 10 {
+            "1 s".to_owned()
+        } else {
+            format!("0.{tenths} s")
+        }
     } else if delay < Duration::from_secs(10) {
         let tenths = (delay.as_millis() + 50) / 100;
         if tenths.is_multiple_of(10) {
@@ -1124,7 +1130,7 @@ mod tests {
         insta::assert_snapshot!("live_block_6_services_80x24", screen(&progress, 80, 24));
         // The retry counts down its pause.
         for (left, said) in [
-            (Duration::from_millis(400), "retrying in 400 ms (attempt 2)"),
+            (Duration::from_millis(400), "retrying in 0.4 s (attempt 2)"),
             (Duration::ZERO, "retrying now (attempt 2)"),
         ] {
             let moment = Moment {
@@ -1223,8 +1229,18 @@ mod tests {
         );
         assert_eq!(
             retry_text("delta", 1, Duration::from_millis(20), "`429` \u{1b}[2J"),
-            "API answered `429` \\u{1b}[2J, retrying in 20 ms (attempt 2)"
+            "API answered `429` \\u{1b}[2J, retrying in 0.1 s (attempt 2)"
         );
+    }
+
+    #[test]
+    fn pauses_read_in_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(pause(ms(20)), "0.1 s");
+        assert_eq!(pause(ms(345)), "0.3 s");
+        assert_eq!(pause(ms(960)), "1 s");
+        assert_eq!(pause(ms(1_500)), "1.5 s");
+        assert_eq!(pause(ms(12_400)), "12 s");
     }
 
     #[test]
