@@ -112,14 +112,16 @@ impl Printer {
         write_stderr(&dimmed(labelled("hint: ", &terminal_text(message))));
     }
 
+    /// `warning: …`, wrapped on a terminal as `ERROR:` lines are (the
+    /// word yellow in colour); not with `--quiet`.
     pub fn warning(&self, message: &str) {
         if !self.quiet {
-            let label = if self.color {
-                "\x1b[33mwarning\x1b[0m"
+            let text = labelled("warning: ", &terminal_text(message));
+            if self.color {
+                write_stderr(&text.replacen("warning", "\x1b[33mwarning\x1b[0m", 1));
             } else {
-                "warning"
-            };
-            write_stderr(&format!("{label}: {}\n", terminal_text(message)));
+                write_stderr(&text);
+            }
         }
     }
 
