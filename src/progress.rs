@@ -556,24 +556,34 @@ impl Progress {
             Task::Prepare => "preparing",
             Task::Wait => "waiting",
         };
-        let mut header = format!(
+        let start = format!(
             "{} {verb} {} elapsed",
             spinner(moment.elapsed),
             clock(moment.elapsed)
         );
-        match moment.next_check {
-            Some(left) => {
-                let _ = write!(header, ", next check in {}", clock(whole_seconds_up(left)));
-            }
-            None if self.task == Task::Wait && !self.services.is_empty() => {
-                header.push_str(", checking");
-            }
-            None => {}
-        }
-        if let Some(left) = moment.remaining {
-            let _ = write!(header, ", deadline in {}", clock(whole_seconds_up(left)));
-        }
-        let header = clip(&header, columns);
+        let check = match moment.next_check {
+            Some(left) => format!(", next check in {}", clock(whole_seconds_up(left))),
+            None if self.task == Task::Wait && !self.services.is_empty() => ", checking".into(),
+            None => String::new(),
+        };
+        let deadline = moment.remaining.map_or_else(String::new, |left| {
+            format!(", deadline in {}", clock(whole_seconds_up(left)))
+        });
+        // On a narrow terminal the next check gives way before the
+        // deadline, then the word `elapsed`.
+        let short = format!(
+            "{} {verb} {}",
+            spinner(moment.elapsed),
+            clock(moment.elapsed)
+        );
+        let header = [
+            format!("{start}{check}{deadline}"),
+            format!("{start}{deadline}"),
+            format!("{short}{deadline}"),
+        ]
+        .into_iter()
+        .find(|h| h.chars().count() < columns.max(3))
+        .unwrap_or_else(|| clip(&format!("{short}{deadline}"), columns));
         let header = if self.printer.color {
             header.replacen(verb, &format!("\x1b[1m{verb}\x1b[0m"), 1)
         } else {
@@ -1230,6 +1240,23 @@ mod tests {
         assert_eq!(
             retry_text("delta", 1, Duration::from_millis(20), "`429` \u{1b}[2J"),
             "API answered `429` \\u{1b}[2J, retrying in 0.1 s (attempt 2)"
+        );
+    }
+
+    /// At 40 columns the deadline stays; the next check and the word
+    /// `elapsed` give way.
+    #[test]
+    fn a_narrow_header_keeps_the_deadline() {
+        let progress = progress_of(Task::Wait, &[round(4)]);
+        let narrow = screen(&progress, 40, 24);
+        assert_eq!(
+            narrow.lines().next().unwrap(),
+            "/ waiting 1:35, deadline in 8:25"
+        );
+        let wide = screen(&progress, 80, 24);
+        assert_eq!(
+            wide.lines().next().unwrap(),
+            "/ waiting 1:35 elapsed, next check in 0:17, deadline in 8:25"
         );
     }
 
