@@ -3,7 +3,9 @@
 # tool's settings at it in a throw-away HOME, and stops it on exit.
 # Sets $bin (the release binaries' directory) and $scratch.
 
-cargo build --release --quiet -p balena-release-update -p balena-sim
+echo "building balena-release-update and the simulator balena-sim (release;" \
+  "the first build takes a few minutes)..." >&2
+cargo build --release --quiet --locked -p balena-release-update -p balena-sim
 bin="${CARGO_TARGET_DIR:-target}/release"
 
 scratch=$(mktemp -d)

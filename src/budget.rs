@@ -230,21 +230,7 @@ fn without_release(fleet: &FleetUpdateInfo) -> Option<Group> {
 /// groups over the budget give one line: the largest (the first of unknown
 /// size when none is known) and how many more.
 pub fn check(report: &Report, limit: u64) -> Option<String> {
-    let groups: Vec<Group> = match report {
-        Report::Transition(info) => vec![Group {
-            what: transition_name(info, None),
-            download: download(info),
-        }],
-        Report::Fleet(fleet) => fleet
-            .transitions
-            .iter()
-            .map(|t| Group {
-                what: transition_name(&t.update, Some(t.device_count)),
-                download: largest(t),
-            })
-            .chain(without_release(fleet))
-            .collect(),
-    };
+    let groups = groups(report);
     let mut over: Vec<Group> = groups
         .into_iter()
         .filter(|g| match g.download {
@@ -276,6 +262,49 @@ pub fn check(report: &Report, limit: u64) -> Option<String> {
         message.push_str(&format!("; and {more} over the budget"));
     }
     Some(message)
+}
+
+/// The groups of devices `--max-download` judges, each with the largest
+/// figure one of its devices may download.
+fn groups(report: &Report) -> Vec<Group> {
+    match report {
+        Report::Transition(info) => vec![Group {
+            what: transition_name(info, None),
+            download: download(info),
+        }],
+        Report::Fleet(fleet) => fleet
+            .transitions
+            .iter()
+            .map(|t| Group {
+                what: transition_name(&t.update, Some(t.device_count)),
+                download: largest(t),
+            })
+            .chain(without_release(fleet))
+            .collect(),
+    }
+}
+
+/// The verdict on `--max-download` for a report, in one sentence naming
+/// the figure and the limit: over (as the `ERROR:` line says it) or within
+/// (the largest download of one device updating now).
+pub fn verdict(report: &Report, limit: u64) -> String {
+    if let Some(over) = check(report, limit) {
+        return over;
+    }
+    let largest = groups(report)
+        .iter()
+        .filter_map(|g| match g.download {
+            Download::Known(bytes) => Some(bytes),
+            Download::Unknown => None,
+        })
+        .max()
+        .unwrap_or(0);
+    format!(
+        "within the download budget: a device updating now downloads at most {} ({largest} \
+         bytes), within --max-download {} ({limit} bytes)",
+        size(largest),
+        size(limit)
+    )
 }
 
 /// `release 900813 (84d3d8f) to 900835 (b2cf2db)`, and `, 3 devices` in a

@@ -10,26 +10,33 @@ use clap::{ArgAction, Parser, ValueEnum, ValueHint};
 /// The longest `--timeout` accepted: the npm tool's implicit deadline.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Examples that run as shown on balena-sim's demo fleet (`scripts/demo.sh`);
+/// Examples that run as shown on balena-sim's demo fleet (`scripts/try.sh`);
 /// a test runs each of them. Lines that start with the program's name are the
-/// commands.
+/// commands; a command longer than one line is continued with ` \` so that
+/// it can be pasted as it is. Every line fits 80 columns.
 macro_rules! examples {
     () => {
         "\
-Examples (on the demo fleet of balena-sim, which scripts/demo.sh starts):
-  What changes from release 900813 (named by a commit prefix) to 900835, and
-  is the update ready? (describes only: nothing is requested)
-    balena-release-update --from-release 84d3d8f --to-release 900835 --output table
+Examples (on balena-sim's demo fleet, in the shell of scripts/try.sh):
+  What changes from release 900813 (named by a commit prefix) to
+  900835, and is the update ready? (describes only: nothing is
+  requested)
+    balena-release-update --from-release 84d3d8f \\
+      --to-release 900835 --output table
 
-  Request the missing deltas, then wait up to 10 minutes until all are ready:
-    balena-release-update --from-release 900813 --to-release 900835 --wait --timeout 10m
+  Request the missing deltas, then wait up to 10 minutes until all
+  are ready:
+    balena-release-update --from-release 900813 --to-release 900835 \\
+      --wait --timeout 10m
 
-  Every transition the fleet's devices will make, each to its own target:
+  Every transition the fleet's devices will make, each to its own
+  target:
     balena-release-update --fleet gh_demo/kiosk-fleet --output table
 
-  In CI: prepare them all, wait, and exit 3 if a device would download more
-  than 500 MB:
-    balena-release-update --fleet gh_demo/kiosk-fleet --wait --timeout 30m --max-download 500MB"
+  In CI: prepare them all, wait, and exit 3 if a device would download
+  more than 500 MB:
+    balena-release-update --fleet gh_demo/kiosk-fleet --wait \\
+      --timeout 30m --max-download 500MB"
     };
 }
 pub const EXAMPLES: &str = examples!();
@@ -38,9 +45,10 @@ pub const EXAMPLES: &str = examples!();
 macro_rules! notes {
     () => {
         "\
-Settings come from balenarc.yml and BALENARC_* variables as for the balena CLI;
-the token from `balena login` (~/.balena/token) or BALENA_RELEASE_UPDATE_TOKEN.
-Without --wait a run gives up after 120s (exit 1) when the servers do not answer."
+Settings come from balenarc.yml and BALENARC_* variables as for the
+balena CLI; the token from `balena login` (~/.balena/token) or
+BALENA_RELEASE_UPDATE_TOKEN. Without --wait a run gives up after 120s
+(exit 1) when the servers do not answer."
     };
 }
 pub const NOTES: &str = notes!();
@@ -50,14 +58,17 @@ macro_rules! exit_codes {
     () => {
         "\
 Exit codes:
-  0    done (the result is on stdout); --watch stopped by SIGTERM or Ctrl-C
+  0    done (the result is on stdout); --watch stopped by SIGTERM
+       or Ctrl-C
   1    error: one ERROR: line on stderr names the cause and the fix
   2    --timeout reached before every delta was ready
-  3    over --max-download (the result is still printed; only replaces 0)
+  3    over --max-download (the result is still printed; only
+       replaces 0)
   130  interrupted with Ctrl-C (SIGINT)
   143  terminated (SIGTERM)
   129  hung up (SIGHUP)
-After 2, 3 and the signals the last state read is still printed on stdout."
+After 2, 3 and the signals the last state read is still printed on
+stdout."
     };
 }
 pub const EXIT_CODES: &str = exit_codes!();
@@ -154,6 +165,15 @@ pub struct Args {
     /// the version, as the npm tool does.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
+
+    /// When to colour stderr: auto, always or never
+    ///
+    /// auto: on a terminal (not TERM=dumb), unless NO_COLOR is set; with
+    /// CLICOLOR_FORCE set (not 0), also when stderr is not a terminal.
+    /// always and never override both variables. ERROR is red and bold,
+    /// warning yellow, hints dim.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
 
     /// Allow plain http:// to hosts other than loopback (the token travels unencrypted)
     #[arg(long, env = crate::env_vars::ALLOW_HTTP, value_parser = clap::builder::BoolishValueParser::new(), action = ArgAction::SetTrue)]
@@ -327,6 +347,17 @@ fn roff_preformatted(text: &str) -> String {
     out
 }
 
+/// When stderr gets colour (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal unless NO_COLOR is set, or anywhere with CLICOLOR_FORCE
+    Auto,
+    /// Always, whatever the variables say
+    Always,
+    /// Never
+    Never,
+}
+
 /// The result's format on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -384,12 +415,40 @@ impl Args {
     /// The releases to compare, or the reason the combination is incomplete.
     pub fn target(&self) -> Result<Target, String> {
         match (&self.fleet, &self.from_release, &self.to_release) {
-            (Some(fleet), _, to) => Ok(Target::Fleet { fleet: fleet.clone(), to: to.clone() }),
-            (None, Some(from), Some(to)) => Ok(Target::Pair { from: from.clone(), to: to.clone() }),
-            _ => Err("must specify both a source and a target release: add --from-release and --to-release, \
-                 or --fleet"
+            (Some(fleet), _, to) => Ok(Target::Fleet {
+                fleet: fleet.clone(),
+                to: to.clone(),
+            }),
+            (None, Some(from), Some(to)) => Ok(Target::Pair {
+                from: from.clone(),
+                to: to.clone(),
+            }),
+            (None, Some(_), None) => {
+                Err("must specify a target release too: add --to-release (the \
+                 release the devices will run)"
+                    .to_owned())
+            }
+            (None, None, Some(_)) => Err("must specify a source release too: add --from-release \
+                 (the release the devices run now), or --fleet for every release a fleet's \
+                 devices run"
+                .to_owned()),
+            (None, None, None) => Err("must specify both a source and a target release: add \
+                 --from-release and --to-release, or --fleet"
                 .to_owned()),
         }
+    }
+
+    /// Combinations that parse but cannot be honoured: `--watch` prints a
+    /// stream of lines, which Markdown (one report) cannot be.
+    pub fn check_output(&self) -> Result<(), String> {
+        if self.watch && self.output == OutputFormat::Markdown {
+            return Err(
+                "--watch prints one line per event, which cannot be one Markdown \
+                 report: use --output table (lines for people) or --output json (JSON lines)"
+                    .to_owned(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -626,8 +685,22 @@ mod tests {
         assert!(
             args.target()
                 .unwrap_err()
-                .contains("both a source and a target")
+                .contains("a target release too: add --to-release")
         );
+        let args = parse(&["--to-release", "1"]).unwrap();
+        let message = args.target().unwrap_err();
+        assert!(message.contains("add --from-release"), "{message}");
+        assert!(!message.contains("--to-release"), "{message}");
+        let args = parse(&["--fleet", "o/f", "--watch", "--output", "markdown"]).unwrap();
+        assert!(
+            args.check_output()
+                .unwrap_err()
+                .starts_with("--watch prints")
+        );
+        for output in ["json", "table"] {
+            let args = parse(&["--fleet", "o/f", "--watch", "--output", output]).unwrap();
+            assert_eq!(args.check_output(), Ok(()));
+        }
         let args = parse(&[]).unwrap();
         assert!(args.target().is_err());
         let args = parse(&["--fleet", "org/my-fleet"]).unwrap();

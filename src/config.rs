@@ -13,7 +13,7 @@ use balena_release::{
 use tokio::time::Instant;
 use url::Url;
 
-use crate::cli::{Args, MAX_TIMEOUT, Mode, OutputFormat, Target, parse_timeout};
+use crate::cli::{Args, ColorChoice, MAX_TIMEOUT, Mode, OutputFormat, Target, parse_timeout};
 use crate::env_vars;
 use crate::failure::Failure;
 use crate::printer::Printer;
@@ -70,9 +70,17 @@ impl Output {
         let ci = env
             .var(env_vars::CI)
             .is_some_and(|v| v != "false" && v != "0");
-        let no_color = env.var(env_vars::NO_COLOR).is_some();
         // A terminal that shows escape sequences instead of obeying them.
         let dumb = env.var(env_vars::TERM).is_some_and(|term| term == "dumb");
+        let color = match args.color {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto if env.var(env_vars::NO_COLOR).is_some() => false,
+            ColorChoice::Auto if env.var(env_vars::CLICOLOR_FORCE).is_some_and(|v| v != "0") => {
+                true
+            }
+            ColorChoice::Auto => stderr_is_terminal && !dumb,
+        };
         Output {
             format: args.output,
             printer: Printer::new(
@@ -81,10 +89,10 @@ impl Output {
                 stderr_is_terminal,
                 dumb,
                 ci,
-                no_color,
+                color,
             ),
             verbosity: args.verbose,
-            color_logs: stderr_is_terminal && !dumb && !no_color,
+            color_logs: color,
             status_gap: crate::progress::STATUS_GAP,
         }
     }
@@ -102,6 +110,7 @@ impl Config {
         }
         init_logging(&output);
         let target = args.target().map_err(Failure::Config)?;
+        args.check_output().map_err(Failure::Config)?;
         let mode = args.mode();
 
         let resolved = settings::resolve(env).map_err(|err| Failure::Config(err.to_string()))?;
@@ -449,6 +458,38 @@ mod tests {
         );
         let xterm = Output::resolve(&args(&pair), &env(&[(env_vars::TERM, "xterm")]), true);
         assert!(xterm.printer.live && xterm.printer.color);
+    }
+
+    /// `--color auto` follows NO_COLOR, then CLICOLOR_FORCE, then the
+    /// terminal; `always` and `never` override all of them.
+    #[test]
+    fn colour_follows_the_flag_then_no_color_then_clicolor_force() {
+        let pair = ["--from-release", "1", "--to-release", "2"];
+        let color = |flag: &str, vars: &[(&str, &str)], terminal: bool| {
+            let words = [&pair[..], &["--color", flag]].concat();
+            let output = Output::resolve(&args(&words), &env(vars), terminal);
+            assert_eq!(output.printer.color, output.color_logs);
+            output.printer.color
+        };
+        let no_color = (env_vars::NO_COLOR, "1");
+        let force = (env_vars::CLICOLOR_FORCE, "1");
+        let dumb = (env_vars::TERM, "dumb");
+        assert!(color("auto", &[], true));
+        assert!(!color("auto", &[], false));
+        assert!(!color("auto", &[dumb], true));
+        assert!(!color("auto", &[no_color], true));
+        assert!(color("auto", &[force], false));
+        assert!(!color("auto", &[(env_vars::CLICOLOR_FORCE, "0")], false));
+        assert!(!color("auto", &[no_color, force], false), "NO_COLOR wins");
+        assert!(color("always", &[no_color], false));
+        assert!(!color("never", &[force], true));
+        // Colour does not make a pipe live.
+        let words = [&pair[..], &["--color", "always"]].concat();
+        assert!(
+            !Output::resolve(&args(&words), &env(&[]), false)
+                .printer
+                .live
+        );
     }
 
     #[test]

@@ -31,8 +31,12 @@ pub const RUN_LIMIT: &str = "BALENA_RELEASE_UPDATE_RUN_LIMIT";
 /// state is repeated after six gaps without a change. Not shown in `--help`.
 pub const STATUS_INTERVAL: &str = "BALENA_RELEASE_UPDATE_STATUS_INTERVAL";
 
-/// Disables colour (<https://no-color.org>).
+/// Disables colour (<https://no-color.org>) under `--color auto`.
 pub const NO_COLOR: &str = "NO_COLOR";
+
+/// Colour even when stderr is not a terminal, under `--color auto` (not
+/// `0`; NO_COLOR wins). <https://bixense.com/clicolors/>
+pub const CLICOLOR_FORCE: &str = "CLICOLOR_FORCE";
 
 /// The width tables are laid out for, as shells and terminals set it;
 /// overrides the terminal's own width.

@@ -30,6 +30,16 @@ pub fn hint(failure: &Failure, typed: &Typed) -> Option<String> {
             };
             return Some(wait_longer(&Ran::new(typed, mode, false), *after));
         }
+        // Ended before a result: the command that shows how far the builds
+        // got, when the words of the run are known.
+        Failure::Interrupted(_) if !typed.target.is_empty() => {
+            let ran = Ran::new(typed, Mode::Describe, false);
+            return Some(format!(
+                "delta builds already requested go on without this tool; to see how far they \
+                 got, run: {}",
+                ran.command(&[])
+            ));
+        }
         Failure::Interrupted(_) => BUILDS_GO_ON,
         Failure::GaveUp { .. } => {
             "the API or delta server is slow or not answering: run again later (delta builds \
@@ -296,12 +306,26 @@ mod tests {
                 .unwrap()
                 .contains("--timeout")
         );
+        let typed = Typed {
+            target: ["--from-release", "84d3d8f", "--to-release", "900835"]
+                .map(str::to_owned)
+                .to_vec(),
+            keep: ["--output", "table"].map(str::to_owned).to_vec(),
+        };
         for signal in [Signal::Interrupt, Signal::Terminate, Signal::Hangup] {
             let interrupted = Failure::Interrupted(signal);
             assert!(
                 hint(&interrupted, &Typed::default())
                     .unwrap()
                     .contains("go on"),
+                "{signal:?}"
+            );
+            // With the run's words: the command that shows how far they got.
+            assert_eq!(
+                hint(&interrupted, &typed).unwrap(),
+                "delta builds already requested go on without this tool; to see how far they \
+                 got, run: balena-release-update --from-release 84d3d8f --to-release 900835 \
+                 --output table",
                 "{signal:?}"
             );
         }

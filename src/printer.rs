@@ -28,22 +28,25 @@ pub struct Printer {
 
 impl Printer {
     /// `terminal`: stderr is a terminal; `dumb`: one that must get no escape
-    /// sequences (`TERM=dumb`); `ci` and `no_color`: what `CI` and
-    /// `NO_COLOR` say (read by `config`).
+    /// sequences (`TERM=dumb`); `ci`: what `CI` says; `color`: what
+    /// `--color`, `NO_COLOR` and `CLICOLOR_FORCE` decide (read by
+    /// `config`). Colour also applies to the `ERROR:`, `caused by:` and
+    /// `hint:` lines, from then on.
     pub fn new(
         quiet: bool,
         verbose: u8,
         terminal: bool,
         dumb: bool,
         ci: bool,
-        no_color: bool,
+        color: bool,
     ) -> Printer {
         let live = terminal && !dumb && !quiet && !ci && verbose == 0;
+        COLOR.store(color, Ordering::Relaxed);
         Printer {
             quiet,
             live,
             lines: !live && !quiet && verbose == 0,
-            color: terminal && !dumb && !no_color,
+            color,
         }
     }
 
@@ -123,29 +126,40 @@ impl Printer {
         }
     }
 
-    /// `ERROR: <message>`, the npm tool's failure line, always shown.
+    /// `ERROR: <message>`, the npm tool's failure line, always shown; in
+    /// colour, `ERROR` is red and bold.
     pub fn error(message: &str) {
-        write_stderr(&labelled("ERROR: ", &terminal_text(message)));
+        let text = labelled("ERROR: ", &terminal_text(message));
+        write_stderr(&painted(text, "ERROR", RED_BOLD));
     }
 
-    /// A follow-up line under an error: `caused by:` or `hint:`.
+    /// A follow-up line under an error: `caused by:` or `hint:` (in colour,
+    /// a hint is dim).
     pub fn detail(label: &str, message: &str) {
-        write_stderr(&labelled(&format!("  {label}: "), &terminal_text(message)));
+        let text = labelled(&format!("  {label}: "), &terminal_text(message));
+        if label == "hint" {
+            write_stderr(&dimmed(text));
+        } else {
+            write_stderr(&text);
+        }
     }
 
-    /// The next step after a result that is not final: `hint: …`.
+    /// The next step after a result that is not final: `hint: …` (dim in
+    /// colour).
     pub fn hint(message: &str) {
-        write_stderr(&labelled("hint: ", &terminal_text(message)));
+        write_stderr(&dimmed(labelled("hint: ", &terminal_text(message))));
     }
 
+    /// `warning: …`, wrapped on a terminal as `ERROR:` lines are (the
+    /// word yellow in colour); not with `--quiet`.
     pub fn warning(&self, message: &str) {
         if !self.quiet {
-            let label = if self.color {
-                "\x1b[33mwarning\x1b[0m"
+            let text = labelled("warning: ", &terminal_text(message));
+            if self.color {
+                write_stderr(&text.replacen("warning", "\x1b[33mwarning\x1b[0m", 1));
             } else {
-                "warning"
-            };
-            write_stderr(&format!("{label}: {}\n", terminal_text(message)));
+                write_stderr(&text);
+            }
         }
     }
 
@@ -158,6 +172,32 @@ impl Printer {
     pub fn progress(&self, text: &str) {
         write_stderr(text);
     }
+}
+
+/// Whether `ERROR:` and `hint:` lines get colour; set by [`Printer::new`].
+static COLOR: AtomicBool = AtomicBool::new(false);
+
+const RED_BOLD: &str = "\x1b[1;31m";
+const DIM: &str = "\x1b[2m";
+const RESET: &str = "\x1b[0m";
+
+/// `text` with its first `word` in `style`, when colour is on. Applied
+/// after the text is wrapped, so that widths count no escape sequence.
+fn painted(text: String, word: &str, style: &str) -> String {
+    if !COLOR.load(Ordering::Relaxed) {
+        return text;
+    }
+    text.replacen(word, &format!("{style}{word}{RESET}"), 1)
+}
+
+/// Every line of `text` dim, when colour is on.
+fn dimmed(text: String) -> String {
+    if !COLOR.load(Ordering::Relaxed) {
+        return text;
+    }
+    text.lines()
+        .map(|line| format!("{DIM}{line}{RESET}\n"))
+        .collect()
 }
 
 /// Writes to stderr, ignoring failure (`2>/dev/full`, a closed pipe):

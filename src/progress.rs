@@ -12,7 +12,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use balena_release::{Event, FleetUpdateInfo, Report, ServiceUpdate, Status, UpdateInfo};
+use std::sync::Arc;
+
+use balena_release::{
+    Event, FleetUpdateInfo, PrepareOptions, Report, ServiceUpdate, Status, UpdateInfo,
+};
 use tokio::time::Instant;
 
 use crate::printer::{Printer, printable};
@@ -71,6 +75,13 @@ pub struct Progress {
     /// drawn at.
     drawn: Vec<usize>,
     pacer: Pacer,
+    /// How many times a delta is asked for before it is given up on.
+    max_attempts: u32,
+    /// The deltas triggered so far (source and target image) and how many
+    /// times each.
+    triggered: Vec<((u64, u64), u32)>,
+    /// The last state read, to name the transitions of triggered deltas.
+    last: Option<Arc<Report>>,
 }
 
 impl Progress {
@@ -97,6 +108,9 @@ impl Progress {
             anything: false,
             drawn: Vec::new(),
             pacer: Pacer::new(status_gap),
+            max_attempts: PrepareOptions::default().max_attempts_per_delta.max(1),
+            triggered: Vec::new(),
+            last: None,
         }
     }
 
@@ -133,6 +147,7 @@ impl Progress {
         let mut urgent = false;
         match event {
             Event::Round { report, .. } => {
+                self.last = Some(Arc::clone(report));
                 match &**report {
                     Report::Transition(info) => self.transition_round(info),
                     Report::Fleet(info) => self.fleet_round(info),
@@ -148,9 +163,20 @@ impl Progress {
                 target_image,
                 outcome,
             } => {
-                self.note = format!("triggered the delta for {}", printable(service_name));
+                let pair = (*source_image, *target_image);
+                match self.triggered.iter_mut().find(|(p, _)| *p == pair) {
+                    Some((_, times)) => *times += 1,
+                    None => self.triggered.push((pair, 1)),
+                }
+                self.note = self.triggered_note(service_name);
                 self.note_is_retry = false;
-                tracing::info!(service = %service_name, source_image, target_image, ?outcome, "delta triggered");
+                tracing::info!(
+                    service = %service_name,
+                    source_image,
+                    target_image,
+                    answer = %trigger_answer(outcome),
+                    "delta triggered"
+                );
             }
             Event::Sleeping { for_ } => {
                 self.next_check = Some(Instant::now() + *for_);
@@ -223,14 +249,7 @@ impl Progress {
         self.services = rows
             .iter()
             .map(|service| {
-                let mut state = format!("{:<9} {}", service.change, service.status);
-                if let Some(failure) = &service.delta_failure {
-                    let _ = write!(
-                        state,
-                        " (delta failed: {})",
-                        failure.error_message.as_deref().unwrap_or("no message")
-                    );
-                }
+                let state = format!("{:<9} {}", service.change, self.service_state(service));
                 (
                     printable(&service.service_name).into_owned(),
                     printable(&state).into_owned(),
@@ -244,17 +263,10 @@ impl Progress {
         let waiting: Vec<String> = rows
             .iter()
             .filter(|s| s.status != Status::Ready)
-            .map(|s| {
-                let name = printable(&s.service_name);
-                if s.delta_failure.is_some() {
-                    format!("{name}: delta failed")
-                } else {
-                    format!("{name}: {}", s.status)
-                }
-            })
+            .map(|s| format!("{}: {}", printable(&s.service_name), self.service_state(s)))
             .collect();
         self.summary = Some(summary(
-            info.overall_status,
+            &self.transition_word(info),
             ready,
             services.len(),
             "service",
@@ -286,7 +298,7 @@ impl Progress {
                     name(update),
                     format!(
                         "{:<9} {ready} of {} services ready, {}",
-                        update.overall_status,
+                        self.transition_word(update),
                         services.len(),
                         crate::wording::count(transition.device_count, "device")
                     ),
@@ -300,10 +312,22 @@ impl Progress {
         let waiting: Vec<String> = transitions
             .iter()
             .filter(|t| t.update.overall_status != Status::Ready)
-            .map(|t| format!("{}: {}", name(&t.update), t.update.overall_status))
+            .map(|t| format!("{}: {}", name(&t.update), self.transition_word(&t.update)))
             .collect();
+        let words: Vec<&str> = info
+            .transitions
+            .iter()
+            .filter_map(|t| self.given_up_word(&t.update))
+            .collect();
+        let word = if words.contains(&"failed") {
+            "failed".to_owned()
+        } else if let Some(word) = words.first() {
+            (*word).to_owned()
+        } else {
+            info.overall_status.to_string()
+        };
         self.summary = Some(summary(
-            info.overall_status,
+            &word,
             ready,
             transitions.len(),
             "transition",
@@ -313,6 +337,169 @@ impl Progress {
             status = %info.overall_status,
             "fleet status read"
         );
+    }
+
+    /// Whether the delta of `service` is given up on: refused, or failed
+    /// when no more attempts follow (every attempt made while waiting; a
+    /// describe or a prepare asks no more).
+    fn given_up(&self, service: &ServiceUpdate) -> bool {
+        match &service.delta_failure {
+            Some(failure) if service.status == Status::Pending => {
+                self.task != Task::Wait
+                    || failure.http_status.is_some()
+                    || failure.attempts >= self.max_attempts
+            }
+            _ => false,
+        }
+    }
+
+    /// `failed` once a delta is given up on after failing, `refused` once
+    /// one is refused.
+    fn given_up_word(&self, info: &UpdateInfo) -> Option<&'static str> {
+        let mut word = None;
+        for service in &info.is_produced_by__service_update {
+            if !self.given_up(service) {
+                continue;
+            }
+            if service
+                .delta_failure
+                .as_ref()
+                .is_some_and(|f| f.http_status.is_none())
+            {
+                return Some("failed");
+            }
+            word = Some("refused");
+        }
+        word
+    }
+
+    /// A transition's state in words: `failed` or `refused` once a delta is
+    /// given up on.
+    fn transition_word(&self, info: &UpdateInfo) -> String {
+        self.given_up_word(info)
+            .map_or_else(|| info.overall_status.to_string(), str::to_owned)
+    }
+
+    /// `attempt 2 of 3` while waiting (a describe or a prepare asks once).
+    fn attempt(&self, attempt: u32) -> String {
+        if self.task == Task::Wait {
+            format!("attempt {attempt} of {}", self.max_attempts)
+        } else {
+            format!("attempt {attempt}")
+        }
+    }
+
+    /// A service's state: its status, with the attempt of a delta asked for
+    /// again (`preparing (attempt 2 of 3)`), or a failure with the server's
+    /// reason, said once, here (`attempt 1 of 3 failed (reason)`, `failed
+    /// after 3 attempts (reason)`).
+    fn service_state(&self, service: &ServiceUpdate) -> String {
+        let Some(failure) = &service.delta_failure else {
+            let times = service
+                .originates_from__image
+                .as_ref()
+                .and_then(|from| {
+                    let pair = (from.id, service.produces__image.id);
+                    self.triggered.iter().find(|(p, _)| *p == pair)
+                })
+                .map_or(0, |(_, times)| *times);
+            return if times > 1 && service.status != Status::Ready {
+                format!("{} ({})", service.status, self.attempt(times))
+            } else {
+                service.status.to_string()
+            };
+        };
+        let reason: String = failure
+            .error_message
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .unwrap_or("no reason given")
+            .chars()
+            .take(60)
+            .collect();
+        let reason = printable(&reason);
+        if let Some(status) = failure.http_status {
+            return format!("refused with HTTP {status} ({reason})");
+        }
+        if !self.given_up(service) {
+            return match failure.attempts {
+                0 => format!("failed, asking again ({reason})"),
+                n => format!("{} failed ({reason})", self.attempt(n)),
+            };
+        }
+        match failure.attempts {
+            0 => format!("failed ({reason})"),
+            n => format!(
+                "failed after {} ({reason})",
+                crate::wording::count(u64::from(n), "attempt")
+            ),
+        }
+    }
+
+    /// `triggered 2 deltas (api, main)`; in a fleet, with the transitions:
+    /// `triggered 100 deltas for 900813 to 900871 and 900820 to 900871`.
+    fn triggered_note(&self, latest: &str) -> String {
+        let deltas = crate::wording::count(self.triggered.len() as u64, "delta");
+        let mut names: Vec<String> = Vec::new();
+        let mut transitions: Vec<String> = Vec::new();
+        let matches = |s: &ServiceUpdate, pair: (u64, u64)| {
+            s.originates_from__image.as_ref().map(|i| i.id) == Some(pair.0)
+                && s.produces__image.id == pair.1
+        };
+        match self.last.as_deref() {
+            Some(Report::Fleet(fleet)) => {
+                for transition in &fleet.transitions {
+                    let update = &transition.update;
+                    let has = update
+                        .is_produced_by__service_update
+                        .iter()
+                        .any(|s| self.triggered.iter().any(|(pair, _)| matches(s, *pair)));
+                    if has {
+                        transitions.push(format!(
+                            "{} to {}",
+                            update.originates_from__release.id, update.produces__release.id
+                        ));
+                    }
+                }
+            }
+            Some(Report::Transition(info)) => {
+                for (pair, _) in &self.triggered {
+                    if let Some(s) = info
+                        .is_produced_by__service_update
+                        .iter()
+                        .find(|s| matches(s, *pair))
+                    {
+                        names.push(printable(&s.service_name).into_owned());
+                    }
+                }
+            }
+            None => {}
+        }
+        if names.is_empty() && transitions.is_empty() {
+            names.push(printable(latest).into_owned());
+        }
+        let (list, prefix) = if transitions.is_empty() {
+            (names, " (")
+        } else {
+            (transitions, " for ")
+        };
+        let shown = list.len().min(if prefix == " (" { 3 } else { 2 });
+        let mut text = format!("triggered {deltas}{prefix}{}", list[..shown].join(", "));
+        if list.len() > shown {
+            let unit = if prefix == " (" {
+                "service"
+            } else {
+                "transition"
+            };
+            let more = list.len() - shown;
+            let plural = if more == 1 { "" } else { "s" };
+            let _ = write!(text, " and {more} more {unit}{plural}");
+        }
+        if prefix == " (" {
+            text.push(')');
+        }
+        text
     }
 
     /// Removes the block so the result and errors start on a clean line.
@@ -369,24 +556,34 @@ impl Progress {
             Task::Prepare => "preparing",
             Task::Wait => "waiting",
         };
-        let mut header = format!(
+        let start = format!(
             "{} {verb} {} elapsed",
             spinner(moment.elapsed),
             clock(moment.elapsed)
         );
-        match moment.next_check {
-            Some(left) => {
-                let _ = write!(header, ", next check in {}", clock(whole_seconds_up(left)));
-            }
-            None if self.task == Task::Wait && !self.services.is_empty() => {
-                header.push_str(", checking");
-            }
-            None => {}
-        }
-        if let Some(left) = moment.remaining {
-            let _ = write!(header, ", deadline in {}", clock(whole_seconds_up(left)));
-        }
-        let header = clip(&header, columns);
+        let check = match moment.next_check {
+            Some(left) => format!(", next check in {}", clock(whole_seconds_up(left))),
+            None if self.task == Task::Wait && !self.services.is_empty() => ", checking".into(),
+            None => String::new(),
+        };
+        let deadline = moment.remaining.map_or_else(String::new, |left| {
+            format!(", deadline in {}", clock(whole_seconds_up(left)))
+        });
+        // On a narrow terminal the next check gives way before the
+        // deadline, then the word `elapsed`.
+        let short = format!(
+            "{} {verb} {}",
+            spinner(moment.elapsed),
+            clock(moment.elapsed)
+        );
+        let header = [
+            format!("{start}{check}{deadline}"),
+            format!("{start}{deadline}"),
+            format!("{short}{deadline}"),
+        ]
+        .into_iter()
+        .find(|h| h.chars().count() < columns.max(3))
+        .unwrap_or_else(|| clip(&format!("{short}{deadline}"), columns));
         let header = if self.printer.color {
             header.replacen(verb, &format!("\x1b[1m{verb}\x1b[0m"), 1)
         } else {
@@ -479,9 +676,21 @@ fn spinner(elapsed: Duration) -> char {
     ['-', '\\', '|', '/'][(elapsed.as_secs() % 4) as usize]
 }
 
+/// The delta server's answer to a delta request, in words for `-v`.
+fn trigger_answer(outcome: &balena_release::TriggerOutcome) -> String {
+    use balena_release::TriggerOutcome;
+    match outcome {
+        TriggerOutcome::Accepted => "accepted".to_owned(),
+        TriggerOutcome::StillProcessing { status } => format!("still building (HTTP {status})"),
+        TriggerOutcome::TimedOut => "no answer in time".to_owned(),
+        TriggerOutcome::Refused { status } => format!("refused (HTTP {status})"),
+        _ => "other".to_owned(),
+    }
+}
+
 /// The state in one line: `pending: 3 of 6 services ready (main: preparing,
 /// web: delta failed, and 1 more)`.
-fn summary(status: Status, ready: usize, total: usize, unit: &str, waiting: &[String]) -> String {
+fn summary(status: &str, ready: usize, total: usize, unit: &str, waiting: &[String]) -> String {
     let mut text = format!(
         "{status}: {ready} of {}",
         crate::wording::count(total as u64, unit)
@@ -534,10 +743,16 @@ pub fn retry_text(what: &str, attempt: u32, delay: Duration, reason: &str) -> St
     )
 }
 
-/// A short pause in words: `20 ms`, `1.5 s`, `12 s`.
+/// A short pause in words, always in seconds so that a countdown reads in
+/// one unit: `0.1 s` (the least shown), `0.3 s`, `1.5 s`, `12 s`.
 fn pause(delay: Duration) -> String {
     if delay < Duration::from_secs(1) {
-        format!("{} ms", delay.as_millis())
+        let tenths = ((delay.as_millis() + 50) / 100).max(1);
+        if tenths == 10 {
+            "1 s".to_owned()
+        } else {
+            format!("0.{tenths} s")
+        }
     } else if delay < Duration::from_secs(10) {
         let tenths = (delay.as_millis() + 50) / 100;
         if tenths.is_multiple_of(10) {
@@ -925,7 +1140,7 @@ mod tests {
         insta::assert_snapshot!("live_block_6_services_80x24", screen(&progress, 80, 24));
         // The retry counts down its pause.
         for (left, said) in [
-            (Duration::from_millis(400), "retrying in 400 ms (attempt 2)"),
+            (Duration::from_millis(400), "retrying in 0.4 s (attempt 2)"),
             (Duration::ZERO, "retrying now (attempt 2)"),
         ] {
             let moment = Moment {
@@ -1024,8 +1239,35 @@ mod tests {
         );
         assert_eq!(
             retry_text("delta", 1, Duration::from_millis(20), "`429` \u{1b}[2J"),
-            "API answered `429` \\u{1b}[2J, retrying in 20 ms (attempt 2)"
+            "API answered `429` \\u{1b}[2J, retrying in 0.1 s (attempt 2)"
         );
+    }
+
+    /// At 40 columns the deadline stays; the next check and the word
+    /// `elapsed` give way.
+    #[test]
+    fn a_narrow_header_keeps_the_deadline() {
+        let progress = progress_of(Task::Wait, &[round(4)]);
+        let narrow = screen(&progress, 40, 24);
+        assert_eq!(
+            narrow.lines().next().unwrap(),
+            "/ waiting 1:35, deadline in 8:25"
+        );
+        let wide = screen(&progress, 80, 24);
+        assert_eq!(
+            wide.lines().next().unwrap(),
+            "/ waiting 1:35 elapsed, next check in 0:17, deadline in 8:25"
+        );
+    }
+
+    #[test]
+    fn pauses_read_in_seconds() {
+        let ms = Duration::from_millis;
+        assert_eq!(pause(ms(20)), "0.1 s");
+        assert_eq!(pause(ms(345)), "0.3 s");
+        assert_eq!(pause(ms(960)), "1 s");
+        assert_eq!(pause(ms(1_500)), "1.5 s");
+        assert_eq!(pause(ms(12_400)), "12 s");
     }
 
     #[test]
@@ -1166,5 +1408,120 @@ mod tests {
         insta::assert_snapshot!("plain_lines_pair", plain_lines(Task::Wait, &timeline, 200));
         let fleet = [(0, fleet_round(5)), (7, fleet_round(2))];
         insta::assert_snapshot!("plain_lines_fleet", plain_lines(Task::Wait, &fleet, 75));
+    }
+
+    /// A delta asked for again shows its attempt; one given up on reads
+    /// `failed` in the block, the header word and the plain lines, with the
+    /// server's reason once; the note counts the deltas triggered and names
+    /// their services, or in a fleet their transitions.
+    #[test]
+    fn failures_read_as_failures_with_their_attempt() {
+        let trigger = |source: u64, target: u64, name: &str| Event::Triggered {
+            service_name: name.into(),
+            source_image: source,
+            target_image: target,
+            outcome: balena_release::TriggerOutcome::Accepted,
+        };
+        let with_attempts = |attempts: u32| {
+            let mut info = update(4, 800);
+            let failure = info.is_produced_by__service_update[3]
+                .delta_failure
+                .as_mut()
+                .unwrap();
+            failure.attempts = attempts;
+            failure.error_message = Some("delta generation failed: out of disk".into());
+            Event::Round {
+                report: std::sync::Arc::new(Report::Transition(info)),
+                attempt: 1,
+            }
+        };
+        // The first attempt failed: asked again, not yet failed.
+        let progress = progress_of(
+            Task::Wait,
+            &[with_attempts(1), trigger(2003, 1003, "service-03")],
+        );
+        let shown = screen(&progress, 100, 24);
+        assert!(
+            shown.contains("  triggered 1 delta (service-03)\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(
+                "service-03  changed   attempt 1 of 3 failed (delta generation failed: out of \
+                 disk)"
+            ),
+            "{shown}"
+        );
+        assert_eq!(shown.matches("out of disk").count(), 1, "{shown}");
+        assert!(
+            progress
+                .summary
+                .as_deref()
+                .unwrap()
+                .starts_with("pending: 2 of 4 services ready"),
+            "{:?}",
+            progress.summary
+        );
+
+        // Asked again: the block says which attempt it is on.
+        let mut again = update(4, 800);
+        again.is_produced_by__service_update[3].delta_failure = None;
+        again.is_produced_by__service_update[3].status = Status::Preparing;
+        let progress = progress_of(
+            Task::Wait,
+            &[
+                with_attempts(1),
+                trigger(2003, 1003, "service-03"),
+                trigger(2001, 1001, "service-01"),
+                trigger(2003, 1003, "service-03"),
+                Event::Round {
+                    report: std::sync::Arc::new(Report::Transition(again)),
+                    attempt: 2,
+                },
+            ],
+        );
+        let shown = screen(&progress, 100, 24);
+        assert!(
+            shown.contains("  triggered 2 deltas (service-03, service-01)\n"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("service-03  changed   preparing (attempt 2 of 3)"),
+            "{shown}"
+        );
+
+        // The last attempt failed: given up on.
+        let progress = progress_of(Task::Wait, &[with_attempts(3)]);
+        let shown = screen(&progress, 100, 24);
+        assert!(
+            shown.contains(
+                "service-03  changed   failed after 3 attempts (delta generation failed: out \
+                 of disk)"
+            ),
+            "{shown}"
+        );
+        let summary = progress.summary.as_deref().unwrap();
+        assert!(
+            summary.starts_with(
+                "failed: 2 of 4 services ready (service-01: preparing, service-03: failed after \
+                 3 attempts (delta generation failed: out of disk))"
+            ),
+            "{summary}"
+        );
+
+        // In a fleet, the note names the transitions of the deltas.
+        let progress = progress_of(
+            Task::Wait,
+            &[
+                fleet_round(3),
+                trigger(2001, 1001, "service-01"),
+                trigger(2003, 1003, "service-03"),
+            ],
+        );
+        let shown = screen(&progress, 100, 24);
+        assert!(
+            shown.contains("  triggered 2 deltas for 802 to 900, 803 to 900\n"),
+            "{shown}"
+        );
     }
 }

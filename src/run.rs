@@ -42,7 +42,8 @@ pub fn main(args: Args, typed: &Typed) -> ExitCode {
         }
         let bound = interval_knob(&env, env_vars::RUN_LIMIT)?.unwrap_or(RUN_LIMIT);
         let report = execute(&config, bound, &last_read)?;
-        print_report(&report, config.output.format, columns).map_err(Failure::Write)?;
+        print_report(&report, config.output.format, columns, args.max_download)
+            .map_err(Failure::Write)?;
         let ran = hints::Ran::new(typed, config.mode.clone(), config.client.has_no_deltas());
         after_result(&report, &ran, args.max_download, config.output.printer)
     });
@@ -55,7 +56,7 @@ pub fn main(args: Args, typed: &Typed) -> ExitCode {
             if !matches!(failure, Failure::Write(_) | Failure::OverBudget { .. })
                 && let Some(report) = failure.last_state().or(read.as_ref())
             {
-                let _ = print_report(report, args.output, columns);
+                let _ = print_report(report, args.output, columns, args.max_download);
             }
             fail(&failure, typed)
         }
@@ -223,11 +224,18 @@ fn causes(error: &dyn std::error::Error) -> Vec<String> {
         .collect()
 }
 
-fn print_report(report: &Report, format: OutputFormat, columns: usize) -> std::io::Result<()> {
+/// The result on stdout; Markdown, for CI, says the `--max-download`
+/// verdict too.
+fn print_report(
+    report: &Report,
+    format: OutputFormat,
+    columns: usize,
+    max_download: Option<u64>,
+) -> std::io::Result<()> {
     Printer::result(&match format {
         OutputFormat::Json => render::json(report),
         OutputFormat::Table => render::table(report, columns),
-        OutputFormat::Markdown => render::markdown(report),
+        OutputFormat::Markdown => render::markdown(report, max_download),
     })
 }
 

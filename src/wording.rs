@@ -1,6 +1,8 @@
 //! How figures read in text: sizes, counts and commit prefixes, shared by
 //! the tables, the budget, the live block and the watch lines.
 
+use balena_release::{FleetUpdateInfo, Status, UpdateInfo};
+
 /// A size in decimal units (B, kB, MB, GB, TB; 1 kB = 1000 bytes, as
 /// registries and balenaCloud count) with three significant digits:
 /// `0 B`, `812 B`, `48.2 MB`, `131 MB`, `1.51 GB`.
@@ -24,6 +26,50 @@ pub fn size(bytes: u64) -> String {
         2
     };
     format!("{value:.digits$} {}", UNITS[unit])
+}
+
+/// The word for a transition whose delta was given up on: `failed` when a
+/// service still pending (not building again) has a failed delta, else
+/// `refused` when the delta server refused one; `None` when none was.
+pub fn given_up_word(info: &UpdateInfo) -> Option<&'static str> {
+    let failures = info
+        .is_produced_by__service_update
+        .iter()
+        .filter(|s| s.status == Status::Pending)
+        .filter_map(|s| s.delta_failure.as_ref());
+    let mut word = None;
+    for failure in failures {
+        if failure.http_status.is_none() {
+            return Some("failed");
+        }
+        word = Some("refused");
+    }
+    word
+}
+
+/// A transition's state in words: `failed` (or `refused`) when a delta was
+/// given up on, else its `overall_status` (`ready`, `preparing`,
+/// `pending`). The JSON keeps the npm tool's `status` values and says it
+/// through `delta_failure`.
+pub fn transition_status(info: &UpdateInfo) -> String {
+    given_up_word(info).map_or_else(|| info.overall_status.to_string(), str::to_owned)
+}
+
+/// A fleet's state in words: `failed` when a delta of any transition
+/// failed, `refused` when one was refused, else its `overall_status`.
+pub fn fleet_status(fleet: &FleetUpdateInfo) -> String {
+    let words: Vec<&str> = fleet
+        .transitions
+        .iter()
+        .filter_map(|t| given_up_word(&t.update))
+        .collect();
+    if words.contains(&"failed") {
+        "failed".to_owned()
+    } else if let Some(word) = words.first() {
+        (*word).to_owned()
+    } else {
+        fleet.overall_status.to_string()
+    }
 }
 
 /// `1 device`, `3 devices`.

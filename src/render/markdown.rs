@@ -6,25 +6,30 @@
 use super::sheet::{Cell, Sheet, View};
 use crate::printer::printable;
 
-pub fn render(view: &View) -> String {
+/// The view as Markdown; `verdict` (the `--max-download` verdict) goes
+/// under the first heading, in bold, so that a job summary says it first.
+pub fn render(view: &View, verdict: Option<&str>) -> String {
     let mut out = String::new();
+    let verdict = verdict.map(|v| format!("**{}**\n\n", text(&capitalised(v))));
+    let mut verdict = verdict.as_deref();
     let mut lines = view.heading.iter();
     if let Some(first) = lines.next() {
-        out.push_str(&format!("## {}\n\n", escape(first)));
+        out.push_str(&format!("## {}\n\n", text(first)));
+        out.push_str(verdict.take().unwrap_or(""));
     }
     for line in lines {
-        out.push_str(&format!("{}\n\n", escape(line)));
+        out.push_str(&format!("{}\n\n", text(line)));
     }
     if let Some(summary) = &view.summary {
-        push_sheet(&mut out, summary, "###");
+        push_sheet(&mut out, summary, "###", None);
     }
     // A transition alone is the report's heading; in a fleet, a subsection.
     let level = if view.heading.is_empty() { "##" } else { "###" };
     for sheet in &view.transitions {
-        push_sheet(&mut out, sheet, level);
+        push_sheet(&mut out, sheet, level, verdict.take());
     }
     for line in &view.closing {
-        out.push_str(&format!("{}\n\n", escape(line)));
+        out.push_str(&format!("{}\n\n", text(line)));
     }
     // One newline at the end, as the other formats.
     while out.ends_with("\n\n") {
@@ -33,10 +38,11 @@ pub fn render(view: &View) -> String {
     out
 }
 
-fn push_sheet(out: &mut String, sheet: &Sheet, level: &str) {
+fn push_sheet(out: &mut String, sheet: &Sheet, level: &str, verdict: Option<&str>) {
     if let Some(title) = &sheet.title {
-        out.push_str(&format!("{level} {}\n\n", escape(title)));
+        out.push_str(&format!("{level} {}\n\n", text(title)));
     }
+    out.push_str(verdict.unwrap_or(""));
     let headers: Vec<String> = sheet
         .columns
         .iter()
@@ -64,16 +70,58 @@ fn push_sheet(out: &mut String, sheet: &Sheet, level: &str) {
     out.push_str(&format!("| {} |\n\n", total.join(" | ")));
     // Footnotes and sentences as a list, so that each stays one item.
     for note in &sheet.notes {
-        out.push_str(&format!("- {}\n", escape(note)));
+        out.push_str(&format!("- {}\n", text(note)));
     }
     if !sheet.notes.is_empty() {
         out.push('\n');
     }
 }
 
-/// A cell's whole text: Markdown has room for the reason of a failure.
+/// A cell's text; a cell with a footnote shows only its word and the
+/// mark (`failed [1]`): the footnote has the server's text, said once.
 fn cell(cell: &Cell) -> String {
-    escape(&format!("{}{}", cell.text, cell.mark))
+    if cell.mark.is_empty() {
+        return text(&cell.text);
+    }
+    let word: String = cell.text.chars().take(cell.keep).collect();
+    text(&format!("{word}{}", cell.mark))
+}
+
+/// Escaped text whose sizes never wrap: a no-break space between a number
+/// and its unit (`131 MB`), and after `≤`.
+fn text(line: &str) -> String {
+    let escaped = escape(line);
+    let mut out = String::with_capacity(escaped.len());
+    let mut rest = escaped.as_str();
+    while let Some(at) = rest.find(' ') {
+        let (before, after) = rest.split_at(at);
+        let after = &after[1..];
+        out.push_str(before);
+        let number = before.ends_with(|c: char| c.is_ascii_digit()) || before.ends_with('≤');
+        let unit = ["B", "kB", "MB", "GB", "TB"].iter().any(|unit| {
+            after
+                .strip_prefix(unit)
+                .is_some_and(|tail| !tail.starts_with(|c: char| c.is_alphanumeric()))
+        });
+        let bound = before.ends_with('≤') && after.starts_with(|c: char| c.is_ascii_digit());
+        out.push(if (number && unit) || bound {
+            '\u{a0}'
+        } else {
+            ' '
+        });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `over the budget: …` → `Over the budget: …`.
+fn capitalised(line: &str) -> String {
+    let mut chars = line.chars();
+    chars
+        .next()
+        .map(|first| first.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// `SERVICE` → `Service`, `FLEET TOTAL` → `Fleet total`.
@@ -156,6 +204,14 @@ mod tests {
         assert_eq!(escape("mailto:x@y.z"), "mailto:x\\@&#8203;y.z");
         // Only what an autolink starts with changes.
         assert_eq!(escape("12:30 a.b ww.x 1.5 MB"), "12:30 a.b ww.x 1.5 MB");
+    }
+
+    #[test]
+    fn sizes_never_wrap() {
+        assert_eq!(
+            text("131 MB of ≤ 1.00 GB, 0 B; 3 Bytes 12 MBs 5 devices"),
+            "131\u{a0}MB of ≤\u{a0}1.00\u{a0}GB, 0\u{a0}B; 3 Bytes 12 MBs 5 devices"
+        );
     }
 
     #[test]

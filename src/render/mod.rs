@@ -29,9 +29,11 @@ pub fn table(report: &Report, columns: usize) -> String {
     text::render(&sheet::view(report), columns)
 }
 
-/// The table's content as GitHub-flavoured Markdown.
-pub fn markdown(report: &Report) -> String {
-    markdown::render(&sheet::view(report))
+/// The table's content as GitHub-flavoured Markdown; with `max_download`,
+/// the verdict on that budget under the first heading.
+pub fn markdown(report: &Report, max_download: Option<u64>) -> String {
+    let verdict = max_download.map(|limit| crate::budget::verdict(report, limit));
+    markdown::render(&sheet::view(report), verdict.as_deref())
 }
 
 /// The share of the full size that is not downloaded; `-` when there is
@@ -127,5 +129,29 @@ mod tests {
             text.contains("estimated download per device: 45.5 MB"),
             "{text}"
         );
+    }
+
+    /// A fleet whose devices are all on their target: the heading counts
+    /// them in words that agree with the number, and no fleet-wide figure
+    /// is made up for transitions there are none of.
+    #[test]
+    fn a_fleet_with_nothing_to_do() {
+        let fleet: balena_release::FleetUpdateInfo = serde_json::from_value(serde_json::json!({
+            "application": { "id": 7, "slug": "org/fleet" },
+            "produces__release": { "id": 2, "commit": "b2cf2db7fece36f10e6a7e815ab169fd30cab05f" },
+            "transitions": [],
+            "overall_status": "ready",
+            "devices_on_target": 1,
+            "devices_without_release": 0,
+        }))
+        .unwrap();
+        let text = table(&Report::Fleet(fleet.clone()), 80);
+        assert!(
+            text.contains("0 transitions, 1 device already on its target, 0 without a release"),
+            "{text}"
+        );
+        assert!(!text.contains("fleet-wide"), "{text}");
+        let json = json(&Report::Fleet(fleet));
+        assert!(!json.contains("fleet_download"), "{json}");
     }
 }

@@ -10,7 +10,7 @@ use balena_release::{
 
 use super::saving;
 use crate::budget;
-use crate::wording::{count, distinguishing_length, size};
+use crate::wording::{count, distinguishing_length, fleet_status, size, transition_status};
 
 /// A column of a sheet: its header, its alignment and how it may give way
 /// when the table is too wide (see `text::FIT_STEPS`).
@@ -123,12 +123,17 @@ fn fleet_view(fleet: &FleetUpdateInfo, commits: &Commits) -> View {
         fleet.application.id,
         target.id,
         commits.short(&target.commit),
-        fleet.overall_status,
+        fleet_status(fleet),
     )];
     heading.push(format!(
-        "{}, {} already on their target, {} without a release",
+        "{}, {} already on {} target, {} without a release",
         count(fleet.transitions.len() as u64, "transition"),
         count(fleet.devices_on_target, "device"),
+        if fleet.devices_on_target == 1 {
+            "its"
+        } else {
+            "their"
+        },
         fleet.devices_without_release,
     ));
 
@@ -257,7 +262,7 @@ fn summary_row(
         },
         Cell::new(update.produces__release.id.to_string()),
         Cell::new(transition.device_count.to_string()),
-        Cell::new(update.overall_status.to_string()),
+        Cell::new(transition_status(update)),
         Cell::new(shown(figure.bytes)),
         Cell::new(shown(total)),
     ]
@@ -287,6 +292,11 @@ impl DeviceDownload {
 }
 
 fn fleet_closing(fleet: &FleetUpdateInfo) -> Vec<String> {
+    // No transition and no device without a release: nothing to download,
+    // and no figure to state that the JSON does not have.
+    if fleet.transitions.is_empty() && fleet.devices_without_release == 0 {
+        return Vec::new();
+    }
     let estimate = match fleet.estimated_fleet_payload_size {
         Some(bytes) => size(bytes),
         // Deltas not ready count in full: they can only make it smaller.
@@ -327,7 +337,7 @@ fn transition_sheet(info: &UpdateInfo, devices: Option<u64>, commits: &Commits) 
         commits.short(&info.originates_from__release.commit),
         info.produces__release.id,
         commits.short(&info.produces__release.commit),
-        info.overall_status,
+        transition_status(info),
     );
 
     // The registry's exact figure, when it was asked, leads in DOWNLOAD;

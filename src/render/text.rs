@@ -17,20 +17,22 @@ const STATUS_WIDTH: usize = 32;
 /// 1. a failed delta's reason in STATUS is cut to 24 characters;
 /// 2. SAVING is dropped;
 /// 3. service names are cut to 16 characters;
-/// 4. ESTIMATE, then FROM are dropped;
-/// 5. STATUS is cut to its word (`failed [1]`; the footnote has the rest);
+/// 4. STATUS is cut to its word (`failed [1]`; the footnote has the rest),
+///    so that a long status never pushes out a figure;
+/// 5. ESTIMATE, then FROM are dropped;
 /// 6. CHANGE is dropped;
 /// 7. service names are cut to their first 6 characters.
 ///
 /// The fleet summary first cuts FROM RELEASE, then drops TO and FLEET TOTAL.
-/// DOWNLOAD is never dropped: it is what the tool is for.
+/// DOWNLOAD is never dropped: it is what the tool is for. A note that cites
+/// a dropped column says so without citing it (see `CITATIONS`).
 const FIT_STEPS: &[Fit] = &[
     Fit::Cut(Col::Status, 24),
     Fit::Drop(Col::Saving),
     Fit::Cut(Col::Service, 16),
+    Fit::Cut(Col::Status, 0),
     Fit::Drop(Col::Estimate),
     Fit::Drop(Col::From),
-    Fit::Cut(Col::Status, 0),
     Fit::Drop(Col::Change),
     Fit::Cut(Col::Service, 0),
     Fit::Cut(Col::Source, 0),
@@ -59,13 +61,24 @@ pub fn render(view: &View, width: usize) -> String {
         push_sheet(&mut out, summary, &layout, width);
     }
     // Transition tables share one set of widths, so that a fleet's tables
-    // line up with each other.
-    let layout = Layout::fit(&view.transitions, width);
+    // line up with each other; but a table that would lose a column to
+    // another table's long cell is laid out on its own.
+    let shared = Layout::fit(&view.transitions, width);
     for (n, sheet) in view.transitions.iter().enumerate() {
         if n > 0 || !view.heading.is_empty() {
             out.push('\n');
         }
-        push_sheet(&mut out, sheet, &layout, width);
+        let own = Layout::fit(std::slice::from_ref(sheet), width);
+        let layout = if own
+            .widths
+            .iter()
+            .all(|(c, _)| shared.width_of(*c).is_some())
+        {
+            &shared
+        } else {
+            &own
+        };
+        push_sheet(&mut out, sheet, layout, width);
     }
     if !view.closing.is_empty() {
         out.push('\n');
@@ -217,8 +230,41 @@ fn push_sheet(out: &mut String, sheet: &Sheet, layout: &Layout, width: usize) {
     for note in &sheet.notes {
         // A footnote's continuation lines are indented under its text.
         let indent = if note.starts_with('[') { "    " } else { "  " };
-        push_wrapped(out, note, width, indent);
+        push_wrapped(out, &citing_shown(note, sheet, layout), width, indent);
     }
+}
+
+/// How the notes of `sheet` (see `sheet.rs`) cite a column, and what each
+/// says instead when the layout dropped that column.
+const CITATIONS: &[(Col, &str, &str)] = &[
+    (
+        Col::Estimate,
+        "npm-compatible estimate (ESTIMATE, from image sizes)",
+        "npm-compatible estimate (from image sizes)",
+    ),
+    (
+        Col::Estimate,
+        "by image sizes (ESTIMATE), ",
+        "by image sizes, ",
+    ),
+    // The figures in parentheses are ESTIMATE's, when the table has it.
+    (
+        Col::Estimate,
+        " count in full, in parentheses)",
+        " count in full)",
+    ),
+    (Col::FleetTotal, " (in FLEET TOTAL)", ""),
+];
+
+/// `note` naming only columns the layout shows.
+fn citing_shown(note: &str, sheet: &Sheet, layout: &Layout) -> String {
+    let mut note = note.to_owned();
+    for (col, cited, instead) in CITATIONS {
+        if sheet.columns.contains(col) && layout.width_of(*col).is_none() {
+            note = note.replace(cited, instead);
+        }
+    }
+    note
 }
 
 /// Appends `text` wrapped to `width` (see [`wrap`]).
@@ -333,6 +379,66 @@ mod tests {
         assert!(text.lines().all(|l| l.chars().count() <= 40), "{text}");
         assert!(
             text.contains("a-very-long-ser…  failed… [1]    1.00 MB"),
+            "{text}"
+        );
+    }
+
+    /// In a fleet, one table's failure does not take a column from the
+    /// others, and a note cites only the columns its table shows.
+    #[test]
+    fn each_table_keeps_what_fits_it_and_its_notes_say_so() {
+        let columns = vec![Col::Service, Col::Status, Col::Download, Col::Estimate];
+        let mut failed = sheet(
+            columns.clone(),
+            vec![vec![
+                cell("main"),
+                Cell {
+                    text: "failed: no space left on device".into(),
+                    keep: 6,
+                    mark: " [1]".into(),
+                },
+                cell("1.00 MB"),
+                cell("(2.00 MB)"),
+            ]],
+        );
+        failed.notes =
+            vec!["npm-compatible estimate (ESTIMATE, from image sizes) per device: 2.00 MB".into()];
+        let mut ready = sheet(
+            columns,
+            vec![vec![
+                cell("main"),
+                cell("ready"),
+                cell("1.00 MB"),
+                cell("2.00 MB"),
+            ]],
+        );
+        ready.notes = failed.notes.clone();
+        let view = View {
+            heading: vec!["fleet".into()],
+            summary: None,
+            transitions: vec![failed, ready],
+            closing: Vec::new(),
+        };
+        let text = render(&view, 38);
+        let headers: Vec<&str> = text.lines().filter(|l| l.starts_with("SERVICE")).collect();
+        assert_eq!(
+            headers,
+            [
+                "SERVICE  STATUS       DOWNLOAD",
+                "SERVICE  STATUS  DOWNLOAD  ESTIMATE"
+            ],
+            "{text}"
+        );
+        assert!(text.contains("main     failed… [1]   1.00 MB\n"), "{text}");
+        let joined = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            joined.contains(
+                "failed… [1] 1.00 MB npm-compatible estimate (from image sizes) per device:"
+            ),
+            "{text}"
+        );
+        assert!(
+            joined.contains("2.00 MB npm-compatible estimate (ESTIMATE, from image sizes)"),
             "{text}"
         );
     }

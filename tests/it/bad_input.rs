@@ -271,7 +271,19 @@ fn bad_arguments() {
             .expect(&["--from-release and --to-release", "--fleet"]),
         case("only the source")
             .args(&["--from-release", "900813"])
-            .expect(&["both a source and a target", "--to-release"]),
+            .expect(&["a target release too", "add --to-release"]),
+        case("only the target")
+            .args(&["--to-release", "900835"])
+            .expect(&["a source release too", "add --from-release", "--fleet"]),
+        case("--watch with Markdown")
+            .args(&[
+                "--fleet",
+                "gh_demo/kiosk-fleet",
+                "--watch",
+                "--output",
+                "markdown",
+            ])
+            .expect(&["--watch prints one line per event", "--output json"]),
         case("missing value")
             .args(&["--from-release"])
             .expect(&["a value is required for '--from-release", FIX_USAGE]),

@@ -184,3 +184,45 @@ fn a_timeout() {
     let words = pair(demo::RELEASE_1, demo::RELEASE_2, &["--timeout", "1"]);
     snapshot_failure("timeout", &world, &words, 2);
 }
+
+/// ERROR is red and bold and hints dim when colour is on (`--color always`,
+/// or `CLICOLOR_FORCE` off a terminal); NO_COLOR and `--color never` keep
+/// them plain.
+#[test]
+fn colour_on_request_and_never_against_no_color() {
+    let world = World::demo();
+    let unknown = ["--from-release", "123", "--to-release", "900835"];
+    let run = |extra: &[&str], vars: &[(&str, &str)]| {
+        let mut cmd = world.cmd();
+        cmd.args(unknown).args(extra);
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        crate::support::run_checked(&mut cmd)
+    };
+    let red = "\u{1b}[1;31mERROR\u{1b}[0m: ";
+    let always = run(&["--color", "always"], &[]);
+    assert_eq!(always.code, 1, "{}", always.stderr);
+    assert!(always.stderr.starts_with(red), "{:?}", always.stderr);
+    assert!(
+        always
+            .stderr
+            .lines()
+            .filter(|l| l.contains("hint: "))
+            .all(|l| l.starts_with("\u{1b}[2m") && l.ends_with("\u{1b}[0m")),
+        "{:?}",
+        always.stderr
+    );
+    assert!(
+        run(&[], &[("CLICOLOR_FORCE", "1")]).stderr.starts_with(red),
+        "CLICOLOR_FORCE colours a pipe"
+    );
+    for plain in [
+        run(&[], &[]),
+        run(&[], &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]),
+        run(&["--color", "never"], &[("CLICOLOR_FORCE", "1")]),
+    ] {
+        assert!(plain.stderr.starts_with("ERROR: "), "{:?}", plain.stderr);
+        assert!(!plain.stderr.contains('\u{1b}'), "{:?}", plain.stderr);
+    }
+}

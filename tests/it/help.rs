@@ -65,13 +65,68 @@ fn a_mistyped_flag_gets_the_similar_one_as_a_hint() {
 }
 
 /// The commands of the `--help` examples: the lines that start with the
-/// program's name, split into words.
+/// program's name and the lines they continue onto with ` \`, split into
+/// words as a shell would.
 fn help_examples(help: &str) -> Vec<Vec<String>> {
-    help.lines()
-        .map(str::trim)
-        .filter_map(|line| line.strip_prefix("balena-release-update "))
-        .map(|rest| rest.split_whitespace().map(str::to_owned).collect())
-        .collect()
+    let mut examples = Vec::new();
+    let mut lines = help.lines().map(str::trim);
+    while let Some(line) = lines.next() {
+        let Some(mut rest) = line.strip_prefix("balena-release-update ") else {
+            continue;
+        };
+        let mut words = Vec::new();
+        loop {
+            let (text, continued) = match rest.strip_suffix(" \\") {
+                Some(text) => (text, true),
+                None => (rest, false),
+            };
+            words.extend(text.split_whitespace().map(str::to_owned));
+            match lines.next() {
+                Some(next) if continued => rest = next,
+                _ => break,
+            }
+        }
+        assert!(
+            words.iter().all(|w| w != "\\"),
+            "a ` \\` that does not end a line: {words:?}"
+        );
+        examples.push(words);
+    }
+    examples
+}
+
+/// Lines wider than `width` characters.
+fn wider_than(text: &str, width: usize) -> Vec<&str> {
+    text.lines().filter(|l| l.chars().count() > width).collect()
+}
+
+#[test]
+fn help_at_80_columns_fits_and_its_examples_paste() {
+    let world = World::demo();
+    let help = run_checked_with_columns(&world, "80");
+    assert_eq!(wider_than(&help, 80), Vec::<&str>::new(), "{help}");
+    // Every line of an example is a whole command or a continuation of one:
+    // none is cut where the shell would not continue it.
+    let mut in_example = false;
+    for line in help.lines() {
+        let trimmed = line.trim_start();
+        if trimmed.starts_with("balena-release-update ") {
+            in_example = true;
+        } else if in_example {
+            assert!(
+                line.starts_with("      --"),
+                "an example continues on a line that is not its own: {line:?}\n{help}"
+            );
+        }
+        in_example = in_example && trimmed.ends_with(" \\");
+    }
+    insta::assert_snapshot!("long_help_80", help);
+}
+
+fn run_checked_with_columns(world: &World, columns: &str) -> String {
+    let run = crate::support::run_checked(world.cmd().env("COLUMNS", columns).arg("--help"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    run.stdout
 }
 
 #[test]
@@ -271,14 +326,15 @@ fn the_man_page_shows_every_flag_with_its_value_and_description() {
         );
     }
     assert!(section(&man, "EXIT STATUS").contains("143"), "{man}");
-    rendered_by_man(&man);
+    rendered_by_man(&man, &help);
 }
 
 /// The page as `man` shows it at 80 columns (`man` must be installed;
 /// Debian: man-db) has
 /// the synopsis's values, plain ASCII hyphens (no U+2010 from hyphenation or
-/// from an unescaped `-`) and each example on one line.
-fn rendered_by_man(page: &str) {
+/// from an unescaped `-`), the examples of `--help` whole, every line within
+/// 80 columns.
+fn rendered_by_man(page: &str, help: &str) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("balena-release-update.1");
     std::fs::write(&path, page).unwrap();
@@ -310,6 +366,17 @@ fn rendered_by_man(page: &str) {
             == "balena-release-update --fleet gh_demo/kiosk-fleet --output table"),
         "{text}"
     );
+    // The examples of `--help`, continued with ` \\` as there, paste whole.
+    let shown = help_examples(&text);
+    for example in help_examples(help) {
+        assert!(shown.contains(&example), "{example:?}:\n{text}");
+    }
+    // Within 80 columns, as `man` shows it; the page itself as a snapshot
+    // (its version line filtered).
+    assert_eq!(wider_than(&text, 80), Vec::<&str>::new(), "{text}");
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(env!("CARGO_PKG_VERSION"), "[VERSION]");
+    settings.bind(|| insta::assert_snapshot!("man_page_80", text));
 }
 
 /// The text of a man page's `.SH NAME` section, up to the next one.

@@ -107,3 +107,34 @@ fn strip_escapes(text: &str) -> String {
     }
     out
 }
+
+/// A `warning:` line wraps on a terminal at word boundaries, as `ERROR:`
+/// lines do, its lines after the first indented under its text.
+#[test]
+fn warnings_wrap_like_errors() {
+    let world = World::demo();
+    let key = "a_setting_with_a_rather_long_name_that_nobody_knows";
+    std::fs::write(
+        world.home.path().join("balenarc.yml"),
+        format!("{key}: 1\n"),
+    )
+    .unwrap();
+    let (code, screen) = on_a_terminal(
+        &world,
+        &pair(demo::RELEASE_1, demo::RELEASE_2, &["--output", "table"]),
+    );
+    assert_eq!(code, 0, "{}", screen.escape_debug());
+    // Without colour sequences (the word `warning` is yellow here).
+    let plain = screen.replace("\u{1b}[33m", "").replace("\u{1b}[0m", "");
+    let lines: Vec<&str> = plain.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains("warning: ignoring unknown setting"))
+        .unwrap_or_else(|| panic!("no warning:\n{}", screen.escape_debug()));
+    assert!(lines[at].chars().count() <= 80, "{}", lines[at]);
+    assert!(
+        lines[at + 1].starts_with("         ") && lines[at + 1].chars().count() <= 80,
+        "{}",
+        screen.escape_debug()
+    );
+}

@@ -110,3 +110,109 @@ fn rendered_by_cmark_gfm(markdown: &str) {
         out.status.code()
     );
 }
+
+/// With `--max-download`, the report says the verdict under its first
+/// heading, with the figure and the limit: over (exit 3) or within.
+#[test]
+fn the_budget_verdict_is_in_the_report() {
+    let world = World::demo();
+    let fleet = demo::APP_ID.to_string();
+    let run = |limit: &str| {
+        world.run(&[
+            "--fleet",
+            &fleet,
+            "--output",
+            "markdown",
+            "--max-download",
+            limit,
+        ])
+    };
+    let over = run("100MB");
+    assert_eq!(over.code, 3, "{}", over.stderr);
+    let lines: Vec<String> = over
+        .stdout
+        .lines()
+        .map(|l| l.replace('\u{a0}', " "))
+        .collect();
+    assert!(lines[0].starts_with("## fleet "), "{}", over.stdout);
+    let verdict = &lines[2];
+    assert!(
+        verdict.starts_with(
+            "**Over the download budget: release 900813 (84d3d8f) to 900871 (b2cf2db), 2 \
+             devices: a device updating now downloads 159 MB ("
+        ) && verdict.ends_with(" bytes), more than --max-download 100 MB (100000000 bytes)**"),
+        "{}",
+        over.stdout
+    );
+
+    let within = run("2GB");
+    assert_eq!(within.code, 0, "{}", within.stderr);
+    let text = within.stdout.replace('\u{a0}', " ");
+    let verdict = text.lines().nth(2).unwrap_or_default();
+    assert!(
+        verdict.starts_with(
+            "**Within the download budget: a device updating now downloads at most 159 MB ("
+        ) && verdict.ends_with(" bytes), within --max-download 2.00 GB (2000000000 bytes)**"),
+        "{text}"
+    );
+    // Without the flag, no verdict.
+    let plain = world.run(&["--fleet", &fleet, "--output", "markdown"]);
+    assert!(!plain.stdout.contains("budget"), "{}", plain.stdout);
+
+    // A transition alone: under its title.
+    let pair = world.run_words(&pair(
+        demo::RELEASE_1,
+        demo::RELEASE_3,
+        &["--output", "markdown", "--max-download", "1GB"],
+    ));
+    assert_eq!(pair.code, 0, "{}", pair.stderr);
+    let lines: Vec<&str> = pair.stdout.lines().collect();
+    assert!(lines[0].starts_with("## release 900813"), "{}", pair.stdout);
+    assert!(
+        lines[2].starts_with("**Within the download budget: "),
+        "{}",
+        pair.stdout
+    );
+}
+
+/// A failed delta's cell says `failed [1]`; its footnote alone has the
+/// server's text; sizes are held to their units by no-break spaces.
+#[test]
+fn a_failure_is_told_once_and_sizes_do_not_wrap() {
+    use balena_sim::{Clock, Outcome};
+    let reason = "the builder ran out of disk space while extracting layer 7 of 9";
+    let world = World::with(crate::support::main_delta(
+        Scenario::demo().with_clock(Clock::scaled(200.0)),
+        vec![Outcome::failed(reason); 3],
+    ));
+    let wait = world.run_words(&pair(
+        demo::RELEASE_1,
+        demo::RELEASE_2,
+        &["--wait", "--timeout", "60"],
+    ));
+    assert_eq!(wait.code, 1, "{}", wait.stderr);
+    let out = world.run_words(&pair(
+        demo::RELEASE_1,
+        demo::RELEASE_2,
+        &["--output", "markdown"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let row = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("| main |"))
+        .unwrap_or_else(|| panic!("no row for main:\n{}", out.stdout));
+    assert!(row.contains("| failed \\[1\\] |"), "{row}");
+    assert_eq!(out.stdout.matches(reason).count(), 1, "{}", out.stdout);
+    assert!(out.stdout.contains("- \\[1\\] main: "), "{}", out.stdout);
+    for unit in ["B", "kB", "MB", "GB"] {
+        for digit in '0'..='9' {
+            assert!(
+                !out.stdout.contains(&format!("{digit} {unit} ")),
+                "a size that may wrap:\n{}",
+                out.stdout
+            );
+        }
+    }
+    assert!(out.stdout.contains("\u{a0}MB"), "{}", out.stdout);
+}

@@ -146,3 +146,49 @@ fn no_registry_writes_no_download_keys_and_a_bad_registry_map_is_one_error_line(
         "{stderr}"
     );
 }
+
+/// `-v` logs each request in one line (method, host, port and path,
+/// status, time), with no Rust debug text (`Name { field: … }`).
+#[test]
+fn verbose_logs_each_request_in_one_line() {
+    let world = World::demo();
+    let out = world.run_words(&pair(
+        demo::RELEASE_1,
+        demo::RELEASE_2,
+        &["-v", "--prepare"],
+    ));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let requests: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" GET 127.0.0.1:"))
+        .collect();
+    assert!(requests.len() >= 3, "{}", out.stderr);
+    for line in &requests {
+        let tail = line.split(" GET 127.0.0.1:").nth(1).unwrap();
+        let words: Vec<&str> = tail.split(' ').collect();
+        assert_eq!(words.len(), 5, "{line}");
+        assert!(words[1].parse::<u16>().is_ok(), "{line}");
+        assert_eq!(words[2], "in", "{line}");
+        assert!(words[3].parse::<u64>().is_ok(), "{line}");
+        assert_eq!(words[4], "ms", "{line}");
+    }
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains("/v7/release") && l.contains(" 200 in ")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("delta triggered") && out.stderr.contains(" answer="),
+        "{}",
+        out.stderr
+    );
+    for line in out.stderr.lines() {
+        assert!(
+            !line.contains(" { ") && !line.contains("Some("),
+            "Rust debug text: {line}"
+        );
+    }
+}

@@ -124,7 +124,7 @@ fn retries_are_announced_at_once_in_describe() {
         // The first retry is said before its pause: at once.
         assert!(
             lines[0].starts_with("0:00 API unreachable, retrying in ")
-                && lines[0].ends_with(" ms (attempt 2)"),
+                && lines[0].ends_with(" s (attempt 2)"),
             "{target:?}:\n{}",
             run.stderr
         );

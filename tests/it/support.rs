@@ -145,10 +145,13 @@ pub fn run_checked(cmd: &mut Command) -> Run {
             run.stderr
         );
     } else {
+        // In colour (`--color always`), `ERROR` is red and bold.
         assert!(
             run.stderr
                 .lines()
-                .filter(|l| l.starts_with("ERROR: "))
+                .filter(
+                    |l| l.starts_with("ERROR: ") || l.starts_with("\u{1b}[1;31mERROR\u{1b}[0m: ")
+                )
                 .count()
                 == 1,
             "exit {} needs exactly one ERROR line:\n{}",

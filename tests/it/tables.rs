@@ -21,6 +21,42 @@ fn assert_fits(run: &Run, columns: usize) {
             run.stdout
         );
     }
+    assert_notes_cite_shown_columns(run);
+}
+
+/// In each table (a block between blank lines), a note names a column only
+/// when the table's header shows it.
+fn assert_notes_cite_shown_columns(run: &Run) {
+    for block in run.stdout.split("\n\n") {
+        let Some(header) = block
+            .lines()
+            .find(|l| l.starts_with("SERVICE ") || l.starts_with("FROM RELEASE "))
+        else {
+            continue;
+        };
+        let notes = block
+            .lines()
+            .skip_while(|l| !l.starts_with("total "))
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let notes = notes.split_whitespace().collect::<Vec<_>>().join(" ");
+        for column in ["ESTIMATE", "SAVING", "FLEET TOTAL", "DOWNLOAD"] {
+            if notes.contains(column) {
+                assert!(
+                    header.contains(column),
+                    "a note cites {column}, which the table does not show:\n{block}"
+                );
+            }
+        }
+        if notes.contains("in parentheses") {
+            let rows = block.lines().filter(|l| l.contains(" (")).count();
+            assert!(
+                rows > 1,
+                "a note cites figures in parentheses, which the table does not show:\n{block}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -150,4 +186,49 @@ fn a_refused_delta_says_refused() {
         "{}",
         out.stdout
     );
+}
+
+/// A delta given up on reads `failed` in the fleet's heading, its summary's
+/// STATUS and the transition's title; the JSON keeps the npm tool's
+/// `pending` and says it through `delta_failure`.
+#[test]
+fn a_fleet_with_a_delta_given_up_on_reads_failed() {
+    let world = World::with(
+        Scenario::demo()
+            .with_clock(Clock::scaled(200.0))
+            .with_delta_outcome(
+                demo::IMAGE_R1_MAIN,
+                demo::IMAGE_R3_MAIN,
+                vec![Outcome::failed("no space left on device"); 3],
+            ),
+    );
+    let fleet = vec!["--fleet".to_owned(), demo::APP_ID.to_string()];
+    let mut wait = fleet.clone();
+    wait.extend(["--wait", "--timeout", "60"].map(str::to_owned));
+    let waited = table_at(&world, &wait, 80);
+    assert_eq!(waited.code, 1, "{}", waited.stderr);
+
+    let out = table_at(&world, &fleet, 80);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(lines[0].ends_with(": failed"), "{}", out.stdout);
+    let row = lines
+        .iter()
+        .find(|l| l.starts_with(&format!("{} (", demo::RELEASE_1)))
+        .unwrap_or_else(|| panic!("no summary row:\n{}", out.stdout));
+    assert!(row.contains(" failed "), "{row}");
+    assert!(
+        out.stdout.contains(&format!(
+            "release {} (84d3d8f4c) to {} (b2cf2db7e), 2 devices: failed",
+            demo::RELEASE_1,
+            demo::RELEASE_3
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("pending"), "{}", out.stdout);
+
+    let json = world.run_words(&fleet).json();
+    assert_eq!(json["overall_status"], "pending");
+    assert_eq!(json["transitions"][0]["overall_status"], "pending");
 }

@@ -389,11 +389,36 @@ impl Http {
             Auth::Bearer(token) => Some(token.expose_secret()),
             _ => None,
         };
+        let started = std::time::Instant::now();
+        // One log line per request (`-v`): method, host, port and path
+        // (never the query, which may be long), status and time.
+        let logged = |outcome: &dyn std::fmt::Display| {
+            let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+            tracing::info!(
+                "GET {}{port}{} {outcome} in {} ms",
+                url.host_str().unwrap_or(""),
+                url.path(),
+                started.elapsed().as_millis()
+            );
+        };
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return transport_failure(e),
+            Err(e) => {
+                let failure = transport_failure(e);
+                if let Sent::NoAnswer(no_answer) = &failure {
+                    logged(&match no_answer.kind {
+                        NoAnswerKind::TimedOut => "timed out",
+                        NoAnswerKind::Unreachable => "unreachable",
+                        NoAnswerKind::UnknownHost => "unknown host",
+                        NoAnswerKind::Tls => "TLS handshake failed",
+                        NoAnswerKind::RedirectLoop => "redirect loop",
+                    });
+                }
+                return failure;
+            }
         };
         let status = response.status();
+        logged(&status.as_u16());
         let headers = response.headers();
         let header = |name| {
             headers
