@@ -55,6 +55,13 @@ fn main() -> ExitCode {
             .api_url(api)
             .delta_url(delta)
             .token(Some(SecretString::from(sim.token())))
+            // The demo's registry is the simulator's: exact sizes every round.
+            .registry_map([(
+                "registry2.balena-cloud.com".to_owned(),
+                sim.registry_url()
+                    .parse()
+                    .expect("the simulator's URL parses"),
+            )])
             .build(),
         _ => {
             eprintln!("the simulator's URLs do not parse");
