@@ -343,10 +343,12 @@ fn a_working_directory_file_choosing_the_servers_is_named_and_refused_under_ci()
         ("balenarc.yml", "apiUrl", vec![("CI", "false")], Warned),
         ("balenarc.yml", "apiUrl", vec![("CI", "0")], Warned),
         ("balenarc.yml", "apiUrl", vec![("CI", "")], Warned),
-        // The home directory's files are the user's own.
+        // The home directory's files are the user's own (when the working
+        // directory is elsewhere).
         (".balenarc.yml", "apiUrl", vec![("CI", "true")], Silent),
         (".resinrc.yml", "deltaUrl", vec![("CI", "true")], Silent),
     ];
+    let elsewhere = tempfile::tempdir().unwrap();
     for (file, key, vars, outcome) in cases {
         let (url, variable, host) = match key {
             "apiUrl" => (&api, "BALENARC_API_URL", &api_host),
@@ -359,6 +361,9 @@ fn a_working_directory_file_choosing_the_servers_is_named_and_refused_under_ci()
         cmd.env_remove(variable).env_remove("CI");
         for (name, value) in &vars {
             cmd.env(name, value);
+        }
+        if file.starts_with('.') {
+            cmd.current_dir(elsewhere.path());
         }
         let run = run_checked(cmd.args(pair(demo::RELEASE_1, demo::RELEASE_2)));
         std::fs::remove_file(&path).unwrap();
@@ -402,6 +407,33 @@ fn a_working_directory_file_choosing_the_servers_is_named_and_refused_under_ci()
             }
         }
     }
+}
+
+/// With HOME the working directory (a checkout used as HOME in CI), its
+/// `.balenarc.yml` is the checkout's: refused under CI, like `balenarc.yml`.
+#[test]
+fn a_home_that_is_the_working_directory_is_not_trusted_as_home() {
+    let world = World::demo();
+    std::fs::write(
+        world.home.path().join(".balenarc.yml"),
+        "apiUrl: https://api.evil.example\n",
+    )
+    .unwrap();
+    let run = run_checked(
+        world
+            .cmd()
+            .env_remove("BALENARC_API_URL")
+            .env("CI", "true")
+            .args(pair(demo::RELEASE_1, demo::RELEASE_2)),
+    );
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let line = error_line(&run);
+    assert!(
+        line.contains("from the working directory under CI"),
+        "{line}"
+    );
+    assert!(line.contains("api.evil.example"), "{line}");
+    assert_eq!(world.api_requests(), 0, "nothing was sent");
 }
 
 #[test]

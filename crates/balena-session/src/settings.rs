@@ -157,8 +157,10 @@ pub fn resolve(env: &Environment) -> Result<Resolved, SettingsError> {
 
     let mut files = Vec::new();
     if let Some(home) = &env.home {
-        files.push((home.join(".resinrc.yml"), true, false));
-        files.push((home.join(".balenarc.yml"), false, false));
+        // HOME inside the checkout (HOME=<checkout>) is the checkout's.
+        let home_is_project = is_project_dir(env, home);
+        files.push((home.join(".resinrc.yml"), true, home_is_project));
+        files.push((home.join(".balenarc.yml"), false, home_is_project));
     }
     files.push((env.current_dir.join("resinrc.yml"), true, true));
     files.push((env.current_dir.join("balenarc.yml"), false, true));
@@ -202,15 +204,31 @@ pub fn resolve(env: &Environment) -> Result<Resolved, SettingsError> {
             balena_from.map(|f| (f, "balenaUrl")),
         ),
     };
-    let chosen_in_cwd: Vec<(PathBuf, &str, String)> =
+    let mut chosen_in_cwd: Vec<(PathBuf, &str, Chosen)> =
         [(api_from, &api_url), (delta_from, &delta_url)]
             .into_iter()
-            .filter_map(|(from, url)| from.map(|(file, key)| (file, key, host_of(url))))
+            .filter_map(|(from, url)| {
+                from.map(|(file, key)| (file, key, Chosen::Host(host_of(url))))
+            })
             .collect();
+    let data_directory = match data_directory {
+        Some((dir, from)) => {
+            let dir = expand_home(&dir, env.home.as_deref())?;
+            if let Some(file) = from {
+                chosen_in_cwd.push((
+                    file,
+                    "dataDirectory",
+                    Chosen::TokenFile(dir.display().to_string()),
+                ));
+            }
+            Some(dir)
+        }
+        None => None,
+    };
     check_cwd_choice(env, &chosen_in_cwd, &mut warnings)?;
 
     let data_directory = match data_directory {
-        Some((dir, _)) => expand_home(&dir, env.home.as_deref())?,
+        Some(dir) => dir,
         None => env
             .home
             .as_ref()
@@ -245,57 +263,106 @@ fn host_of(url: &str) -> String {
     }
 }
 
+/// The directories whose settings files are the working directory's (a
+/// checkout's, perhaps with the change under test in it): the working
+/// directory and its parents up to the nearest one holding `.git`, or the
+/// working directory alone outside a repository.
+fn project_dirs(env: &Environment) -> Vec<PathBuf> {
+    let cwd = canonical(&env.current_dir);
+    let dirs: Vec<PathBuf> = cwd.ancestors().map(Path::to_path_buf).collect();
+    match dirs.iter().position(|d| d.join(".git").exists()) {
+        Some(top) => dirs[..=top].to_vec(),
+        None => vec![cwd],
+    }
+}
+
+/// Whether `dir` is one of [`project_dirs`].
+fn is_project_dir(env: &Environment, dir: &Path) -> bool {
+    project_dirs(env).contains(&canonical(dir))
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 /// A working-directory file (perhaps from the change under test) that
-/// chooses where the token goes is named in a warning; under CI it is
-/// refused unless trusted with `BALENA_RELEASE_UPDATE_TRUST_CWD_SETTINGS`.
-/// `chosen` lists (file, key, host) for each URL such a file decided.
+/// chooses where the token goes, or which file is the token, is named in a
+/// warning; under CI it is refused unless trusted with
+/// `BALENA_RELEASE_UPDATE_TRUST_CWD_SETTINGS`. `chosen` lists (file, key,
+/// what it makes the tool do) for each value such a file decided.
 fn check_cwd_choice(
     env: &Environment,
-    chosen: &[(PathBuf, &str, String)],
+    chosen: &[(PathBuf, &str, Chosen)],
     warnings: &mut Vec<String>,
 ) -> Result<(), SettingsError> {
     if chosen.is_empty() {
         return Ok(());
     }
-    let mut by_file: Vec<(&Path, Vec<String>, Vec<String>)> = Vec::new();
-    for (file, key, host) in chosen {
-        let at = match by_file.iter().position(|(f, _, _)| *f == file.as_path()) {
+    // Per file: its keys, the hosts the token goes to, the token's directory.
+    type Choices<'a> = (&'a Path, Vec<String>, Vec<String>, Vec<String>);
+    let mut by_file: Vec<Choices> = Vec::new();
+    for (file, key, what) in chosen {
+        let at = match by_file.iter().position(|(f, ..)| *f == file.as_path()) {
             Some(at) => at,
             None => {
-                by_file.push((file.as_path(), Vec::new(), Vec::new()));
+                by_file.push((file.as_path(), Vec::new(), Vec::new(), Vec::new()));
                 by_file.len() - 1
             }
         };
-        let (_, keys, hosts) = &mut by_file[at];
-        let key = format!("`{key}`");
-        if !keys.contains(&key) {
-            keys.push(key);
-        }
-        let host = format!("`{host}`");
-        if !hosts.contains(&host) {
-            hosts.push(host);
+        let (_, keys, hosts, dirs) = &mut by_file[at];
+        let (list, value) = match what {
+            Chosen::Host(host) => (hosts, host),
+            Chosen::TokenFile(dir) => (dirs, dir),
+        };
+        for (list, item) in [(keys, format!("`{key}`")), (list, format!("`{value}`"))] {
+            if !list.contains(&item) {
+                list.push(item);
+            }
         }
     }
+    let effects = |hosts: &[String], dirs: &[String], future: bool| {
+        let (sent, read) = if future {
+            ("the token will be sent to", "the token will be read from")
+        } else {
+            ("would send the token to", "would read the token from")
+        };
+        let mut parts = Vec::new();
+        if !hosts.is_empty() {
+            parts.push(format!("{sent} {}", hosts.join(" and ")));
+        }
+        if !dirs.is_empty() {
+            parts.push(format!("{read} {}", dirs.join(" and ")));
+        }
+        parts.join(if future { "; " } else { " and " })
+    };
     let trusted = trust_cwd_settings(env)?;
     if env.in_ci() && !trusted {
-        let (file, keys, hosts) = &by_file[0];
+        let (file, keys, hosts, dirs) = &by_file[0];
         return Err(SettingsError(format!(
-            "refusing settings file `{}` from the working directory under CI: it sets {} and would send the token to {}; set {}=1 to allow it",
+            "refusing settings file `{}` from the working directory under CI: it sets {} and {}; set {}=1 to allow it",
             file.display(),
             keys.join(" and "),
-            hosts.join(" and "),
+            effects(hosts, dirs, false),
             env_vars::TRUST_CWD_SETTINGS
         )));
     }
-    for (file, keys, hosts) in by_file {
+    for (file, keys, hosts, dirs) in &by_file {
         warnings.push(format!(
-            "settings file `{}` in the working directory sets {}: the token will be sent to {}",
+            "settings file `{}` in the working directory sets {}: {}",
             file.display(),
             keys.join(" and "),
-            hosts.join(" and ")
+            effects(hosts, dirs, true)
         ));
     }
     Ok(())
+}
+
+/// What a value from a working-directory settings file decides.
+enum Chosen {
+    /// Where the token is sent (`host` or `host:port`).
+    Host(String),
+    /// The directory the token file is read from.
+    TokenFile(String),
 }
 
 /// `BALENA_RELEASE_UPDATE_TRUST_CWD_SETTINGS`: `1`/`true`/`yes`/`on` trust,
@@ -674,6 +741,54 @@ mod tests {
         Refused,
     }
 
+    /// HOME inside the checkout (the working directory or a parent of it up
+    /// to the one holding `.git`): its files are the checkout's too.
+    #[test]
+    fn a_home_inside_the_checkout_counts_as_the_working_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let checkout = dir.path().join("checkout");
+        let cwd = checkout.join("sub");
+        fs::create_dir_all(checkout.join(".git")).unwrap();
+        fs::create_dir_all(&cwd).unwrap();
+        fs::write(
+            checkout.join(".balenarc.yml"),
+            "apiUrl: https://api.evil.example\n",
+        )
+        .unwrap();
+        let in_ci = Environment::fake(Some(checkout.clone()), cwd.clone(), &[("CI", "true")]);
+        let refused = resolve(&in_ci).unwrap_err().to_string();
+        assert!(refused.contains("api.evil.example"), "{refused}");
+        let resolved =
+            resolve(&Environment::fake(Some(checkout.clone()), cwd.clone(), &[])).unwrap();
+        assert!(
+            resolved
+                .warnings
+                .iter()
+                .any(|w| w.contains("api.evil.example")),
+            "{:?}",
+            resolved.warnings
+        );
+        // A home outside the checkout is the user's own: no warning.
+        let home = dir.path().join("home");
+        fs::create_dir_all(&home).unwrap();
+        fs::write(
+            home.join(".balenarc.yml"),
+            "apiUrl: https://api.own.example\n",
+        )
+        .unwrap();
+        let own = resolve(&Environment::fake(
+            Some(home),
+            cwd.clone(),
+            &[("CI", "true")],
+        ))
+        .unwrap();
+        assert!(own.warnings.is_empty(), "{:?}", own.warnings);
+        // Without a repository, only the working directory itself counts.
+        fs::remove_dir(checkout.join(".git")).unwrap();
+        let outside = resolve(&Environment::fake(Some(checkout), cwd, &[("CI", "true")])).unwrap();
+        assert!(outside.warnings.is_empty(), "{:?}", outside.warnings);
+    }
+
     #[test]
     fn a_working_directory_file_choosing_the_servers_is_named_and_refused_under_ci() {
         use Outcome::*;
@@ -792,12 +907,20 @@ mod tests {
                 Silent,
                 "",
             ),
+            // A data directory chosen there chooses which file is the token.
             (
                 "work/balenarc.yml",
                 "dataDirectory: /tmp/x\nproxy: {host: p}\n",
                 vec![("CI", "true")],
-                Silent,
-                "",
+                Refused,
+                "would read the token from `/tmp/x`",
+            ),
+            (
+                "work/balenarc.yml",
+                "dataDirectory: /tmp/x\n",
+                vec![],
+                Warned,
+                "the token will be read from `/tmp/x`",
             ),
             ("home/.balenarc.yml", api, vec![("CI", "true")], Silent, ""),
             ("home/.resinrc.yml", api, vec![("CI", "true")], Silent, ""),
