@@ -44,10 +44,10 @@ impl Devices {
         let mut devices = Devices::default();
         for row in rows {
             match (row.running, row.pinned) {
-                (None, _) => devices.without_release += 1,
-                (Some(running), None) => *devices.following.entry(running).or_insert(0) += 1,
+                (None, _) => devices.without_release = devices.without_release.saturating_add(1),
+                (Some(running), None) => add(devices.following.entry(running).or_insert(0), 1),
                 (Some(running), Some(pin)) => {
-                    *devices.pinned.entry((running, pin)).or_insert(0) += 1;
+                    add(devices.pinned.entry((running, pin)).or_insert(0), 1);
                 }
             }
         }
@@ -67,12 +67,12 @@ impl Devices {
             ..Devices::default()
         };
         for &(release, count) in following.iter().filter(|(_, n)| *n > 0) {
-            *devices.following.entry(release).or_insert(0) += count;
+            add(devices.following.entry(release).or_insert(0), count);
         }
         // A pinned device without a release is in `without_release`.
         for row in pinned {
             if let (Some(running), Some(pin)) = (row.running, row.pinned) {
-                *devices.pinned.entry((running, pin)).or_insert(0) += 1;
+                add(devices.pinned.entry((running, pin)).or_insert(0), 1);
             }
         }
         devices
@@ -117,6 +117,11 @@ impl Devices {
     }
 }
 
+/// Adds device counts without wrapping: a server may report any count.
+fn add(total: &mut u64, count: u64) {
+    *total = total.saturating_add(count);
+}
+
 /// Where a fleet's devices go.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Grouping {
@@ -136,13 +141,13 @@ pub(crate) fn group_devices(devices: &Devices, target: u64) -> Grouping {
     let mut pairs: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     let following = devices.following.iter().map(|(r, n)| ((*r, target), *n));
     for (pair, count) in following.chain(devices.pinned.iter().map(|(p, n)| (*p, *n))) {
-        *pairs.entry(pair).or_insert(0) += count;
+        add(pairs.entry(pair).or_insert(0), count);
     }
     let mut on_target = 0;
     let mut transitions = Vec::new();
     for ((running, to), count) in pairs {
         if running == to {
-            on_target += count;
+            add(&mut on_target, count);
         } else {
             transitions.push((count, running, to));
         }
@@ -521,6 +526,17 @@ mod tests {
             device(None, None),       // no release yet
             device(None, Some(2)),    // pinned, no release yet
         ]
+    }
+
+    #[test]
+    fn counts_at_the_limit_saturate_instead_of_wrapping() {
+        let max = u64::MAX;
+        let devices = Devices::from_counts(max, &[(1, max), (1, 5), (3, max)], &[]);
+        assert_eq!(devices.following[&1], max);
+        let grouping = group_devices(&devices, 3);
+        assert_eq!(grouping.transitions, [(max, 1, 3)]);
+        assert_eq!(grouping.on_target, max);
+        assert_eq!(grouping.without_release, max);
     }
 
     #[test]
