@@ -162,6 +162,18 @@ pub(super) fn read_token(
     Ok((SecretString::from(token), lifetime))
 }
 
+/// A challenge that is not a usable Bearer one, for the `-v` log: its
+/// scheme and realm (never a token; the realm passes through redaction).
+pub(super) fn describe(header: &str) -> String {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let scheme = redact_secrets(scheme, None);
+    match parse_params(rest).into_iter().find(|(k, _)| k == "realm") {
+        Some((_, realm)) => format!("`{scheme}` (realm `{}`)", redact_secrets(&realm, None)),
+        None => format!("`{scheme}`"),
+    }
+}
+
 pub(super) fn strip_prefix_ci<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
     text.get(..prefix.len())
         .filter(|p| p.eq_ignore_ascii_case(prefix))
@@ -239,6 +251,15 @@ mod tests {
         assert!(challenge(r#"Bearer realm="http://registry.example/t""#).is_err());
         assert!(challenge(r#"Bearer realm="https://u:p@registry.example/t""#).is_err());
         assert!(challenge(r#"Bearer realm="file:///etc/passwd""#).is_err());
+    }
+
+    #[test]
+    fn other_challenges_are_described_by_scheme_and_realm() {
+        assert_eq!(
+            describe(r#"Basic realm="Registry Realm""#),
+            "`Basic` (realm `Registry Realm`)"
+        );
+        assert_eq!(describe("Negotiate"), "`Negotiate`");
     }
 
     #[test]

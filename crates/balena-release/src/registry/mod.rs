@@ -365,8 +365,8 @@ impl Registry {
                     token: None,
                 }),
                 None => Err(format!(
-                    "the registry's challenge is for `{}`, not a Bearer token",
-                    shown(header.split_whitespace().next().unwrap_or(""))
+                    "the registry's challenge is for {}, not a Bearer token",
+                    auth::describe(header)
                 )),
             };
         }
