@@ -83,6 +83,11 @@ export function run(command, args, { env, cwd, input, onSpawn } = {}) {
 		child.stderr.on('data', (d) => (stderr += d));
 		child.on('error', reject);
 		child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr, ms: Date.now() - started }));
+		// A command that exits at once (a bad argument) may close its stdin
+		// before this write lands: that is not the test's failure.
+		child.stdin.on('error', (error) => {
+			if (error.code !== 'EPIPE') reject(error);
+		});
 		child.stdin.end(input ?? '');
 		onSpawn?.(child);
 	});
