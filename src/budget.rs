@@ -8,7 +8,7 @@ use balena_release::{
     Change, FleetTransition, FleetUpdateInfo, ReleaseSummary, Report, UpdateInfo,
 };
 
-use crate::wording::{count, distinguishing_length, size};
+use crate::wording::{Commits, count, size};
 
 /// How to write a size, for error messages.
 const SIZE_FORMS: &str = "use bytes (`50000000`) or a number and a unit (`50MB`, `1.5GiB`): kB, \
@@ -191,7 +191,7 @@ fn largest(transition: &FleetTransition) -> Download {
 /// The devices of a fleet that run no release: they download the whole
 /// target release (the registry's figure, else the target's image sizes
 /// when a transition shows them).
-fn without_release(fleet: &FleetUpdateInfo) -> Option<Group> {
+fn without_release(fleet: &FleetUpdateInfo, commits: &Commits) -> Option<Group> {
     if fleet.devices_without_release == 0 {
         return None;
     }
@@ -211,11 +211,11 @@ fn without_release(fleet: &FleetUpdateInfo) -> Option<Group> {
                 pull_everything(&whole)
             }),
     };
-    let short: String = target.commit.chars().take(7).collect();
     Some(Group {
         what: format!(
-            "no release to {} ({short}), {}",
+            "no release to {} ({}), {}",
             target.id,
+            commits.short(&target.commit),
             count(fleet.devices_without_release, "device")
         ),
         download,
@@ -267,19 +267,20 @@ pub fn check(report: &Report, limit: u64) -> Option<String> {
 /// The groups of devices `--max-download` judges, each with the largest
 /// figure one of its devices may download.
 fn groups(report: &Report) -> Vec<Group> {
+    let commits = Commits::of(report);
     match report {
         Report::Transition(info) => vec![Group {
-            what: transition_name(info, None),
+            what: transition_name(info, None, &commits),
             download: download(info),
         }],
         Report::Fleet(fleet) => fleet
             .transitions
             .iter()
             .map(|t| Group {
-                what: transition_name(&t.update, Some(t.device_count)),
+                what: transition_name(&t.update, Some(t.device_count), &commits),
                 download: largest(t),
             })
-            .chain(without_release(fleet))
+            .chain(without_release(fleet, &commits))
             .collect(),
     }
 }
@@ -307,19 +308,10 @@ pub fn verdict(report: &Report, limit: u64) -> String {
     )
 }
 
-/// `release 900813 (84d3d8f) to 900835 (b2cf2db)`, and `, 3 devices` in a
-/// fleet (as the table's heading names a transition; commits as long as it
-/// takes to tell them apart).
-fn transition_name(info: &UpdateInfo, devices: Option<u64>) -> String {
-    let commits = [
-        info.originates_from__release.commit.as_str(),
-        info.produces__release.commit.as_str(),
-    ];
-    let length = distinguishing_length(&commits, 7);
-    let release = |r: &ReleaseSummary| {
-        let short: String = r.commit.chars().take(length).collect();
-        format!("{} ({short})", r.id)
-    };
+/// `release 900813 (84d3d8f4c0) to 900835 (b2cf2db7a4)`, and `, 3 devices`
+/// in a fleet, as the table's heading names a transition.
+fn transition_name(info: &UpdateInfo, devices: Option<u64>, commits: &Commits) -> String {
+    let release = |r: &ReleaseSummary| format!("{} ({})", r.id, commits.short(&r.commit));
     let mut name = format!(
         "release {} to {}",
         release(&info.originates_from__release),
@@ -507,13 +499,14 @@ mod tests {
     }
 
     #[test]
-    fn commits_that_share_seven_characters_are_named_apart() {
+    fn commits_are_named_as_the_table_names_them() {
         let mut info = update(1, 2, Vec::new());
-        info.originates_from__release.commit = "b2cf2db7a3f4".into();
-        info.produces__release.commit = "b2cf2db7e8a1".into();
+        info.originates_from__release.commit = "b2cf2db7e8a1d3".into();
+        info.produces__release.commit = "b2cf2db7e8a9f0".into();
+        let commits = Commits::of(&Report::Transition(info.clone()));
         assert_eq!(
-            transition_name(&info, None),
-            "release 1 (b2cf2db7a) to 2 (b2cf2db7e)"
+            transition_name(&info, None, &commits),
+            "release 1 (b2cf2db7e8a1) to 2 (b2cf2db7e8a9)"
         );
     }
 
@@ -529,7 +522,7 @@ mod tests {
         let message = check(&report, 299_999_999).unwrap();
         assert_eq!(
             message,
-            "over the download budget: release 900813 (dbecdaa) to 900835 (dbee3bb): a device \
+            "over the download budget: release 900813 (dbecdaaaaa) to 900835 (dbee3bbbbb): a device \
              updating now downloads 300 MB (300000000 bytes), more than --max-download 300 MB \
              (299999999 bytes)"
         );
@@ -539,7 +532,7 @@ mod tests {
             .size_unknown = true;
         let message = check(&Report::Transition(unknown), u64::MAX).unwrap();
         assert!(message.contains("not known"), "{message}");
-        assert!(message.contains("release 900813 (dbecdaa)"), "{message}");
+        assert!(message.contains("release 900813 (dbecdaaaaa)"), "{message}");
     }
 
     #[test]
@@ -582,7 +575,7 @@ mod tests {
         let report = Report::Fleet(fleet.clone());
         let message = check(&report, 50).unwrap();
         assert!(
-            message.contains("release 768 (300aaaa) to 2304 (900bbbb), 1 device: a device"),
+            message.contains("release 768 (300aaaaaaa) to 2304 (900bbbbbbb), 1 device: a device"),
             "{message}"
         );
         assert!(message.contains("downloads 120 B"), "{message}");
@@ -592,7 +585,7 @@ mod tests {
         );
         // Only the one of unknown size is over.
         let message = check(&report, 1000).unwrap();
-        assert!(message.contains("release 1024 (400aaaa)"), "{message}");
+        assert!(message.contains("release 1024 (400aaaaaaa)"), "{message}");
         assert!(message.contains(", 1 device:"), "{message}");
         assert!(!message.contains("more transition"), "{message}");
         let mut known = fleet;
@@ -656,7 +649,7 @@ mod tests {
         let message = check(&Report::Fleet(fleet.clone()), 1000).unwrap();
         assert!(
             message.contains(
-                "no release to 2304 (900bbbb), 2 devices: a device updating now downloads 5.00 kB"
+                "no release to 2304 (900bbbbbbb), 2 devices: a device updating now downloads 5.00 kB"
             ),
             "{message}"
         );

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::failure::Failure;
 use crate::printer::{Printer, json_line, printable};
 use crate::signals::{Signal, stop_signal};
-use crate::wording::count;
+use crate::wording::{Commits, count};
 
 /// Watches the configured fleet until a signal (`Ok`) or an error that
 /// ends the watch.
@@ -104,9 +104,9 @@ fn utc(at: jiff::Timestamp) -> String {
     at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// A release as a line names it: `900900 (abc1234)`.
+/// A release as a line names it: `900900 (abc1234def0)`.
 fn release(r: &ReleaseSummary) -> String {
-    let short: String = r.commit.chars().take(7).collect();
+    let short: String = r.commit.chars().take(Commits::LEAST).collect();
     format!("{} ({})", r.id, printable(&short))
 }
 
@@ -286,7 +286,7 @@ mod tests {
         };
         assert_eq!(
             line(&seen, OutputFormat::Table, at).unwrap(),
-            "2026-12-02T15:04:05Z release 900900 (abc1234) seen: 3 transitions, 57 devices\n"
+            "2026-12-02T15:04:05Z release 900900 (abc1234def) seen: 3 transitions, 57 devices\n"
         );
         let prepared = Event::WatchPrepared {
             release: r(900900),
@@ -296,7 +296,7 @@ mod tests {
         };
         assert_eq!(
             line(&prepared, OutputFormat::Table, at).unwrap(),
-            "2026-12-02T15:04:05Z release 900900 (abc1234) prepared: 1 transition ready\n"
+            "2026-12-02T15:04:05Z release 900900 (abc1234def) prepared: 1 transition ready\n"
         );
         let partly = Event::WatchPrepared {
             release: r(900900),
@@ -383,7 +383,11 @@ mod tests {
             release: r(5),
             reason: "images not built".into(),
         };
-        assert!(warning(&left).unwrap().starts_with("release 5 (abc1234)"));
+        assert!(
+            warning(&left)
+                .unwrap()
+                .starts_with("release 5 (abc1234def)")
+        );
         let flapping = Event::WatchFlapping {
             what: "the fleet's target release (10 → 11 → 10)".into(),
         };

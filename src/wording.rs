@@ -1,7 +1,7 @@
 //! How figures read in text: sizes, counts and commit prefixes, shared by
 //! the tables, the budget, the live block and the watch lines.
 
-use balena_release::{FleetUpdateInfo, Status, UpdateInfo};
+use balena_release::{FleetUpdateInfo, Report, Status, UpdateInfo};
 
 /// A size in decimal units (B, kB, MB, GB, TB; 1 kB = 1000 bytes, as
 /// registries and balenaCloud count) with three significant digits:
@@ -81,9 +81,53 @@ pub fn count(n: u64, noun: &str) -> String {
     }
 }
 
+/// Release commits shortened to one length for a whole output, so that
+/// every line (tables, Markdown, the budget's line) shows a commit the same
+/// way, and a shown prefix passed back to the tool names the same release.
+pub struct Commits {
+    length: usize,
+}
+
+impl Commits {
+    /// The fewest characters shown. A prefix passed back is looked up among
+    /// every release the user can read, which no single output knows, so
+    /// this is longer than the 7 the dashboard shows: 40 bits, with which
+    /// two of ten thousand random commits share a prefix about once in
+    /// 20,000 fleets. Commits of one output that share more are shown longer.
+    pub const LEAST: usize = 10;
+
+    /// The length that tells apart every commit in `report`.
+    pub fn of(report: &Report) -> Commits {
+        let updates: Vec<&UpdateInfo> = match report {
+            Report::Transition(info) => vec![info],
+            Report::Fleet(fleet) => fleet.transitions.iter().map(|t| &t.update).collect(),
+        };
+        let mut all: Vec<&str> = updates
+            .iter()
+            .flat_map(|u| {
+                [
+                    &*u.originates_from__release.commit,
+                    &*u.produces__release.commit,
+                ]
+            })
+            .collect();
+        if let Report::Fleet(fleet) = report {
+            all.push(&fleet.produces__release.commit);
+        }
+        Commits {
+            length: distinguishing_length(&all, Commits::LEAST),
+        }
+    }
+
+    /// `commit`'s prefix at this length.
+    pub fn short(&self, commit: &str) -> String {
+        commit.chars().take(self.length).collect()
+    }
+}
+
 /// The shortest prefix length, at least `least`, at which the different
 /// strings of `all` have different prefixes.
-pub fn distinguishing_length(all: &[&str], least: usize) -> usize {
+fn distinguishing_length(all: &[&str], least: usize) -> usize {
     let mut distinct: Vec<&str> = all.to_vec();
     distinct.sort_unstable();
     distinct.dedup();

@@ -10,7 +10,7 @@ use balena_release::{
 
 use super::saving;
 use crate::budget;
-use crate::wording::{count, distinguishing_length, fleet_status, size, transition_status};
+use crate::wording::{Commits, count, fleet_status, size, transition_status};
 
 /// A column of a sheet: its header, its alignment and how it may give way
 /// when the table is too wide (see `text::FIT_STEPS`).
@@ -562,40 +562,5 @@ fn image_size(image: &ImageInfo) -> String {
         "unknown".into()
     } else {
         size(image.image_size)
-    }
-}
-
-/// Release commits shortened to one length for the whole view: 7
-/// characters, or more when two different commits in the view share their
-/// first 7.
-struct Commits {
-    length: usize,
-}
-
-impl Commits {
-    fn of(report: &Report) -> Commits {
-        let updates: Vec<&UpdateInfo> = match report {
-            Report::Transition(info) => vec![info],
-            Report::Fleet(fleet) => fleet.transitions.iter().map(|t| &t.update).collect(),
-        };
-        let mut all: Vec<&str> = updates
-            .iter()
-            .flat_map(|u| {
-                [
-                    &*u.originates_from__release.commit,
-                    &*u.produces__release.commit,
-                ]
-            })
-            .collect();
-        if let Report::Fleet(fleet) = report {
-            all.push(&fleet.produces__release.commit);
-        }
-        Commits {
-            length: distinguishing_length(&all, 7),
-        }
-    }
-
-    fn short(&self, commit: &str) -> String {
-        commit.chars().take(self.length).collect()
     }
 }

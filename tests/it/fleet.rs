@@ -131,7 +131,7 @@ fn a_pinned_device_keeps_its_pin_under_to_release_and_the_table_counts_idle_devi
         run.stdout.contains(&format!(
             "release {} ({}) to {} (",
             demo::RELEASE_3,
-            &demo::COMMIT_3[..9],
+            &demo::COMMIT_3[..10],
             demo::RELEASE_2
         )),
         "{}",

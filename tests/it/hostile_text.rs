@@ -88,7 +88,8 @@ fn tables_show_hostile_characters_escaped() {
     assert_eq!(pair.code, 0, "{}", pair.stderr);
     assert_all_shown_safely("pair table", &pair);
     assert!(
-        pair.stdout.contains(r"to 101 (\u{1b}[2J\u{1b}]0): failed"),
+        pair.stdout
+            .contains(r"to 101 (\u{1b}[2J\u{1b}]0;ti): failed"),
         "{}",
         pair.stdout
     );

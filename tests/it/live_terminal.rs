@@ -71,7 +71,7 @@ fn the_block_ticks_says_how_to_stop_and_is_cleared_before_the_result() {
     // result is written.
     let last_frame = screen.rfind("Ctrl+C to stop").unwrap();
     let result = screen
-        .find("release 900813 (84d3d8f) to 900835 (b2cf2db): preparing")
+        .find("release 900813 (84d3d8f4c0) to 900835 (b2cf2db7a4): preparing")
         .unwrap_or_else(|| panic!("no result: {}", screen.escape_debug()));
     assert!(last_frame < result, "{}", screen.escape_debug());
     assert!(

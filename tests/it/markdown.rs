@@ -138,7 +138,7 @@ fn the_budget_verdict_is_in_the_report() {
     let verdict = &lines[2];
     assert!(
         verdict.starts_with(
-            "**Over the download budget: release 900813 (84d3d8f) to 900871 (b2cf2db), 2 \
+            "**Over the download budget: release 900813 (84d3d8f4c0) to 900871 (b2cf2db7e8), 2 \
              devices: a device updating now downloads 159 MB ("
         ) && verdict.ends_with(" bytes), more than --max-download 100 MB (100000000 bytes)**"),
         "{}",

@@ -71,9 +71,9 @@ fn the_registrys_figure_is_the_boundary_and_the_result_is_printed_first() {
         line.contains(&format!(
             "release {} ({}) to {} ({}):",
             demo::RELEASE_1,
-            &demo::COMMIT_1[..7],
+            &demo::COMMIT_1[..10],
             demo::RELEASE_2,
-            &demo::COMMIT_2[..7]
+            &demo::COMMIT_2[..10]
         )),
         "{line}"
     );

@@ -213,3 +213,65 @@ fn a_wait_that_times_out_suggests_the_same_wait_for_longer() {
     );
     assert_eq!(hint(&run), None, "the hint is under the error only");
 }
+
+/// Every release a text names as `<id> (<commit prefix>)`.
+fn shown_releases(text: &str) -> Vec<(u64, String)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut shown: Vec<(u64, String)> = words
+        .windows(2)
+        .filter_map(|pair| {
+            let id = pair[0].parse().ok()?;
+            let prefix = pair[1].strip_prefix('(')?;
+            let prefix = prefix.trim_end_matches([':', ',']).strip_suffix(')')?;
+            prefix
+                .chars()
+                .all(|c| c.is_ascii_hexdigit())
+                .then(|| (id, prefix.to_owned()))
+        })
+        .collect();
+    shown.sort();
+    shown.dedup();
+    shown
+}
+
+#[test]
+fn a_commit_as_shown_names_the_same_release_when_passed_back() {
+    let world = World::demo();
+    let fleet = demo::APP_ID.to_string();
+    let table = world.run(&["--fleet", &fleet, "--output", "table"]);
+    let budget = world.run(&["--fleet", &fleet, "--max-download", "1"]);
+    assert_eq!(budget.code, 3, "{}", budget.stderr);
+    // A pair's output knows only its two commits, not the one they share
+    // eight characters with.
+    let (from, to) = (demo::RELEASE_1.to_string(), demo::RELEASE_3.to_string());
+    let pair = world.run(&[
+        "--from-release",
+        &from,
+        "--to-release",
+        &to,
+        "--output",
+        "table",
+    ]);
+    let shown = shown_releases(&format!(
+        "{}\n{}\n{}",
+        table.stdout, budget.stderr, pair.stdout
+    ));
+    // Each release is shown one way in every line; two of the demo's
+    // commits share their first eight characters.
+    let ids: Vec<u64> = shown.iter().map(|(id, _)| *id).collect();
+    assert_eq!(
+        ids,
+        [demo::RELEASE_1, demo::RELEASE_2, demo::RELEASE_3].map(|r| r as u64),
+        "{shown:?}"
+    );
+    for (id, prefix) in &shown {
+        let other = if *id == demo::RELEASE_1 as u64 {
+            demo::RELEASE_3
+        } else {
+            demo::RELEASE_1
+        };
+        let run = world.run(&["--from-release", &other.to_string(), "--to-release", prefix]);
+        assert_eq!(run.code, 0, "{prefix}: {}", run.stderr);
+        assert_eq!(run.json()["produces__release"]["id"], *id, "{prefix}");
+    }
+}

@@ -95,7 +95,7 @@ fn a_signal_during_prepare_prints_the_state_read() {
         assert_eq!(exit, code, "SIG{signal}: {stderr}");
         assert_one_error_with_hint(&stderr, error);
         assert!(
-            stdout.starts_with("release 900813 (84d3d8f) to 900835 (b2cf2db)"),
+            stdout.starts_with("release 900813 (84d3d8f4c0) to 900835 (b2cf2db7a4)"),
             "SIG{signal}: no table of the state read:\n{stdout}"
         );
     }

@@ -219,7 +219,7 @@ fn a_fleet_with_a_delta_given_up_on_reads_failed() {
     assert!(row.contains(" failed "), "{row}");
     assert!(
         out.stdout.contains(&format!(
-            "release {} (84d3d8f4c) to {} (b2cf2db7e), 2 devices: failed",
+            "release {} (84d3d8f4c0) to {} (b2cf2db7e8), 2 devices: failed",
             demo::RELEASE_1,
             demo::RELEASE_3
         )),

@@ -113,7 +113,7 @@ fn a_release_added_while_watching_is_prepared_then_sigterm_ends_it() {
         l.contains(&format!("release {target} (")) && l.contains(" prepared: ")
     });
     assert!(
-        first[0].contains(&format!("release {target} (b2cf2db) seen: ")),
+        first[0].contains(&format!("release {target} (b2cf2db7e8) seen: ")),
         "{first:#?}"
     );
     let new = add_release(&world.sim.api_url(), &format!("from={target}&changed=main"));
