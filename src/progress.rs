@@ -634,7 +634,7 @@ impl Progress {
     }
 }
 
-fn terminal_columns() -> usize {
+pub fn terminal_columns() -> usize {
     terminal_size::terminal_size_of(std::io::stderr()).map_or(80, |(w, _)| usize::from(w.0))
 }
 
@@ -672,7 +672,7 @@ pub fn rows_taken(widths: &[usize], columns: usize) -> usize {
 }
 
 /// `-\|/`, one step a second: the block is alive even when nothing changes.
-fn spinner(elapsed: Duration) -> char {
+pub fn spinner(elapsed: Duration) -> char {
     ['-', '\\', '|', '/'][(elapsed.as_secs() % 4) as usize]
 }
 
@@ -845,7 +845,7 @@ impl Pacer {
 /// Progress lines are redrawn by moving the cursor up one row per line, so
 /// none may wrap: cut them to fit `columns` (one cell per character, which
 /// holds for the ASCII this block is made of).
-fn clip(line: &str, columns: usize) -> String {
+pub fn clip(line: &str, columns: usize) -> String {
     let width = columns.saturating_sub(1).max(2);
     if line.chars().count() <= width {
         return line.to_owned();
@@ -857,12 +857,12 @@ fn clip(line: &str, columns: usize) -> String {
 
 /// A countdown shows the seconds begun, not those completed: `0:01` until
 /// the moment itself, never `0:00` while there is time left.
-fn whole_seconds_up(left: Duration) -> Duration {
+pub fn whole_seconds_up(left: Duration) -> Duration {
     Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0))
 }
 
 /// `m:ss`, or `h:mm:ss` from an hour on, for progress lines.
-fn clock(duration: Duration) -> String {
+pub fn clock(duration: Duration) -> String {
     let seconds = duration.as_secs();
     if seconds >= 3600 {
         format!(
@@ -877,7 +877,7 @@ fn clock(duration: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use balena_release::{FleetTransition, FleetUpdateInfo, UpdateInfo};
 
     use super::*;
@@ -949,7 +949,7 @@ mod tests {
 
     /// A fleet whose devices run `transitions` releases (801, 802, …); the
     /// first transition is ready.
-    fn fleet_round(transitions: u64) -> Event {
+    pub(crate) fn fleet_round(transitions: u64) -> Event {
         let transitions: Vec<_> = (1..=transitions)
             .map(|n| FleetTransition {
                 device_count: n * 10,

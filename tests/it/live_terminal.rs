@@ -13,9 +13,17 @@ fn quoted(word: &str) -> String {
 /// Runs the binary with `words` on an 80×24 pseudo-terminal and returns
 /// its exit code and everything the terminal received.
 fn on_a_terminal(world: &World, words: &[String]) -> (i32, String) {
+    on_a_terminal_for(world, None, words)
+}
+
+/// As [`on_a_terminal`], and sends SIGTERM after `seconds` if given.
+fn on_a_terminal_for(world: &World, seconds: Option<u32>, words: &[String]) -> (i32, String) {
     let binary = world.std_cmd();
+    let stop = seconds.map_or(String::new(), |s| {
+        format!("timeout --preserve-status -s TERM {s} ")
+    });
     let mut command = format!(
-        "stty cols 80 rows 24; exec {}",
+        "stty cols 80 rows 24; exec {stop}{}",
         quoted(&binary.get_program().to_string_lossy())
     );
     for word in words {
@@ -134,6 +142,65 @@ fn warnings_wrap_like_errors() {
     assert!(lines[at].chars().count() <= 80, "{}", lines[at]);
     assert!(
         lines[at + 1].starts_with("         ") && lines[at + 1].chars().count() <= 80,
+        "{}",
+        screen.escape_debug()
+    );
+}
+
+/// `--watch` on a terminal: a one-line status ticks on stderr between the
+/// event lines, is erased before each line, and is gone after `stopped`.
+#[test]
+fn watch_shows_a_ticking_status_between_its_lines() {
+    let world = World::demo();
+    let fleet = demo::APP_ID.to_string();
+    let words: Vec<String> = [
+        "--fleet",
+        &fleet,
+        "--watch",
+        "--no-registry",
+        "--output",
+        "table",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let (code, screen) = on_a_terminal_for(&world, Some(5), &words);
+    assert_eq!(code, 0, "{}", screen.escape_debug());
+    let statuses: Vec<String> = screen
+        .split("\r\x1b[J")
+        .map(|frame| frame.split("\r\n").next().unwrap_or_default().to_owned())
+        .filter(|line| line.contains(" watching 1952390: ") || line.contains(" for 1952390: "))
+        .collect();
+    // Redrawn at least each second: the spinner turns.
+    let spinners: std::collections::BTreeSet<char> =
+        statuses.iter().filter_map(|l| l.chars().next()).collect();
+    assert!(
+        spinners.len() >= 3,
+        "{spinners:?}: {}",
+        screen.escape_debug()
+    );
+    assert!(
+        statuses.iter().any(|l| l.ends_with("; Ctrl+C to stop")),
+        "{}",
+        screen.escape_debug()
+    );
+    for line in &statuses {
+        assert!(line.chars().count() < 80, "{line}");
+    }
+    // Each event line (`<time> <event>`, the time 20 characters) starts
+    // where the status was erased.
+    for event in [" release 900871 (b2cf2db7e8) seen: ", " stopped\r\n"] {
+        let at = screen
+            .find(event)
+            .unwrap_or_else(|| panic!("no `{event}`: {}", screen.escape_debug()));
+        let line_start = at.saturating_sub(20);
+        assert!(
+            screen[..line_start].ends_with("\r\x1b[J"),
+            "`{event}` not after an erased status: {}",
+            screen[line_start.saturating_sub(100)..at].escape_debug()
+        );
+    }
+    assert!(
+        screen.ends_with(" stopped\r\n"),
         "{}",
         screen.escape_debug()
     );

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
     let figures: Mutex<Vec<(u64, u64, usize)>> = Mutex::new(Vec::new());
     let done = tokio::sync::Notify::new();
     let on_event = |event: Event| {
-        let Event::WatchIdle { polls } = event else {
+        let Event::WatchIdle { polls, .. } = event else {
             return;
         };
         if polls % 1000 == 0 {

@@ -142,6 +142,8 @@ pub enum Event {
     WatchIdle {
         /// Idle polls so far.
         polls: u64,
+        /// The pause before the next poll.
+        next_poll: Duration,
     },
 }
 

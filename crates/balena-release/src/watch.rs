@@ -701,9 +701,12 @@ impl<'a> Poller<'a> {
         events: Sink<'_>,
     ) -> Result<Vec<(Head, WatchReason)>, Error> {
         let mut faults = Streak::default();
+        // The pause an idle poll announced, slept before the next one.
+        let mut announced: Option<Duration> = None;
         loop {
             if !std::mem::take(&mut self.first) {
-                tokio::time::sleep(self.pause(preparing)).await;
+                let pause = announced.take().unwrap_or_else(|| self.pause(preparing));
+                tokio::time::sleep(pause).await;
             }
             let head = match self
                 .client
@@ -745,7 +748,12 @@ impl<'a> Poller<'a> {
                 }
             }
             self.polls += 1;
-            events(Event::WatchIdle { polls: self.polls });
+            let pause = self.pause(preparing);
+            announced = Some(pause);
+            events(Event::WatchIdle {
+                polls: self.polls,
+                next_poll: pause,
+            });
         }
     }
 }

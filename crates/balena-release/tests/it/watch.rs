@@ -162,11 +162,14 @@ async fn an_idle_poll_is_one_api_request() {
         // The journal is cleared in the watch's own task at the tenth idle
         // poll, before its next request.
         let (task, mut events) = spawn_watch(client(&sim), move |e| {
-            if matches!(e, Event::WatchIdle { polls: 10 }) {
+            if matches!(e, Event::WatchIdle { polls: 10, .. }) {
                 watched.clear_journal();
             }
         });
-        until(&mut events, |e| matches!(e, Event::WatchIdle { polls: 30 })).await;
+        until(&mut events, |e| {
+            matches!(e, Event::WatchIdle { polls: 30, .. })
+        })
+        .await;
         task.abort();
         let _ = task.await;
         assert_eq!(sim.count(Server::Api, None), 20, "{:#?}", sim.journal());

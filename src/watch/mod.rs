@@ -1,14 +1,18 @@
 //! `--watch`: the long-running mode. The library's watch events become one
 //! line each on stdout (plain text, or JSON lines with `--output json`);
 //! warnings go to stderr. SIGTERM and SIGINT end it with exit 0 and a last
-//! `stopped` line; a token that stops working ends it with exit 1.
+//! `stopped` line; a token that stops working ends it with exit 1. On a
+//! terminal, a one-line status ticks on stderr between the lines
+//! (`status`).
 
+use std::convert::Infallible;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use balena_release::{Event, ReleaseSummary, WatchOptions, WatchReason};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 use crate::cli::{OutputFormat, Target};
 use crate::config::Config;
@@ -16,6 +20,10 @@ use crate::failure::Failure;
 use crate::printer::{Printer, json_line, printable};
 use crate::signals::{Signal, stop_signal};
 use crate::wording::{Commits, count};
+
+mod status;
+
+use status::Status;
 
 /// Watches the configured fleet until a signal (`Ok`) or an error that
 /// ends the watch.
@@ -37,8 +45,21 @@ pub fn run(config: &Config) -> Result<(), Failure> {
     // be lost, and the preparations it starts go on unseen.
     let unwritten: Mutex<Option<std::io::Error>> = Mutex::new(None);
     let closed = Notify::new();
+    let status = printer
+        .live
+        .then(|| Mutex::new(Status::new(&fleet.to_string(), printer, Instant::now())));
     let on_event = |event: Event| {
-        if let Some(line) = line(&event, format, &now()) {
+        let mut status = status
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
+        let line = line(&event, format, &now());
+        let warning = line.is_none().then(|| warning(&event)).flatten();
+        if let Some(status) = &mut status
+            && (line.is_some() || warning.is_some())
+        {
+            status.erase();
+        }
+        if let Some(line) = line {
             if let Err(err) = Printer::stream_line(&line) {
                 let mut first = unwritten.lock().unwrap_or_else(|e| e.into_inner());
                 if first.is_none() {
@@ -46,8 +67,12 @@ pub fn run(config: &Config) -> Result<(), Failure> {
                     closed.notify_one();
                 }
             }
-        } else if let Some(warning) = warning(&event) {
+        } else if let Some(warning) = warning {
             printer.warning(&warning);
+        }
+        if let Some(status) = &mut status {
+            status.event(&event, Instant::now());
+            status.draw();
         }
     };
     let client = &config.client;
@@ -58,6 +83,7 @@ pub fn run(config: &Config) -> Result<(), Failure> {
                 Ok(never) => match never {},
             },
             signal = stop_signal() => Ok(signal),
+            never = tick(status.as_ref()) => match never {},
             () = closed.notified() => Err(Failure::Write(
                 unwritten
                     .lock()
@@ -72,6 +98,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         }
     });
     runtime.shutdown_timeout(Duration::from_millis(100));
+    if let Some(status) = &status {
+        status.lock().unwrap_or_else(|e| e.into_inner()).erase();
+    }
     match outcome? {
         // SIGHUP keeps the rule of every other mode.
         Signal::Hangup => Err(Failure::Interrupted(Signal::Hangup)),
@@ -79,6 +108,18 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             let _ = Printer::result(&stopped(format, &now()));
             Ok(())
         }
+    }
+}
+
+/// Redraws the status line every second, if there is one.
+async fn tick(status: Option<&Mutex<Status>>) -> Infallible {
+    let Some(status) = status else {
+        return std::future::pending().await;
+    };
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        status.lock().unwrap_or_else(|e| e.into_inner()).draw();
     }
 }
 
@@ -318,7 +359,17 @@ mod tests {
             line(&ready, OutputFormat::Table, at).unwrap(),
             "2026-12-02T15:04:05Z delta ready: main 900813→900900\n"
         );
-        assert!(line(&Event::WatchIdle { polls: 1 }, OutputFormat::Table, at).is_none());
+        assert!(
+            line(
+                &Event::WatchIdle {
+                    polls: 1,
+                    next_poll: Duration::from_secs(5)
+                },
+                OutputFormat::Table,
+                at
+            )
+            .is_none()
+        );
     }
 
     #[test]
