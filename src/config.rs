@@ -366,46 +366,26 @@ mod tests {
         vars
     }
 
+    /// The parsing is `balena_session::registry_map`'s, tested there; here,
+    /// that the variable is read and a bad entry is a setting error whose
+    /// credentials the CLI's own redaction hides.
     #[test]
-    fn the_registry_map_is_host_url_pairs() {
+    fn the_registry_map_comes_from_its_variable() {
         let map = registry_map(&env(&[(
             env_vars::REGISTRY_MAP,
-            " registry2.balena-cloud.com=http://127.0.0.1:5000 , localhost:6000=https://mirror.example/ ,",
+            "registry2.balena-cloud.com=http://127.0.0.1:5000",
         )]))
         .unwrap_or_else(|_| panic!("the map parses"));
-        let map: Vec<(String, String)> = map.into_iter().map(|(h, u)| (h, u.to_string())).collect();
-        assert_eq!(
-            map,
-            [
-                (
-                    "registry2.balena-cloud.com".to_owned(),
-                    "http://127.0.0.1:5000/".to_owned()
-                ),
-                (
-                    "localhost:6000".to_owned(),
-                    "https://mirror.example/".to_owned()
-                ),
-            ]
-        );
+        assert_eq!(map.len(), 1);
+        assert_eq!(map[0].1.as_str(), "http://127.0.0.1:5000/");
         assert!(registry_map(&env(&[])).is_ok_and(|m| m.is_empty()));
-        for bad in [
-            "registry2.balena-cloud.com",
-            "=http://127.0.0.1:5000",
-            "a/b=http://127.0.0.1:5000",
-            "host:port=http://127.0.0.1:5000",
-            "host=ftp://127.0.0.1",
-            "host=127.0.0.1:5000",
-            "host=https://u:secret@mirror.example",
-        ] {
-            let Err(Failure::Config(message)) =
-                registry_map(&env(&[(env_vars::REGISTRY_MAP, bad)]))
-            else {
-                panic!("{bad} is refused");
-            };
-            assert!(message.contains(env_vars::REGISTRY_MAP), "{message}");
-            assert!(message.contains("host=url"), "{message}");
-            assert!(!message.contains("secret"), "{message}");
-        }
+        let bad = "host=https://u:secret@mirror.example";
+        let Err(Failure::Config(message)) = registry_map(&env(&[(env_vars::REGISTRY_MAP, bad)]))
+        else {
+            panic!("{bad} is refused");
+        };
+        assert!(message.contains(env_vars::REGISTRY_MAP), "{message}");
+        assert!(!message.contains("secret"), "{message}");
         let config = Config::resolve(
             &args(&["--from-release", "1", "--to-release", "2", "--no-registry"]),
             &env(&with_servers(&[])),
