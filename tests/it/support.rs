@@ -56,7 +56,33 @@ impl World {
                 format!("registry2.balena-cloud.com={}", self.sim.registry_url()),
             )
             .current_dir(self.home.path());
+        default_stop_signals(&mut cmd);
         cmd
+    }
+}
+
+/// Starts the binary with SIGINT, SIGTERM and SIGHUP at their default
+/// action, as a shell at a terminal does. A test run started in the
+/// background (`cargo test &` in a script) inherits SIGINT ignored, which
+/// the binary rightly keeps ignored; the tests that send it would then wait
+/// for an exit that never comes.
+fn default_stop_signals(cmd: &mut std::process::Command) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: between fork and exec the closure only calls sigaction,
+        // which is async-signal-safe, on a zeroed (default) action.
+        unsafe {
+            cmd.pre_exec(|| {
+                let default: libc::sigaction = std::mem::zeroed();
+                for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    if libc::sigaction(signal, &default, std::ptr::null_mut()) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
     }
 }
 
