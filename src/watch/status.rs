@@ -25,7 +25,7 @@ enum Doing {
     /// Preparing a release: its id, transitions ready of all, and the
     /// next read of its state when one is scheduled.
     Preparing {
-        release: String,
+        release: u64,
         ready: usize,
         transitions: usize,
         next_check: Option<Instant>,
@@ -77,7 +77,7 @@ impl Status {
                 ..
             } => {
                 self.doing = Doing::Preparing {
-                    release: release.id.to_string(),
+                    release: release.id,
                     ready: 0,
                     transitions: *transitions,
                     next_check: None,
