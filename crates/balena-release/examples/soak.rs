@@ -16,10 +16,11 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use balena_release::{Client, ReleaseRef};
-use balena_sim::{Clock, Scenario, Simulator, demo};
-use secrecy::SecretString;
+use balena_release::ReleaseRef;
+use balena_sim::{Clock, demo};
 
+#[path = "support/demo_sim.rs"]
+mod demo_sim;
 #[path = "support/process.rs"]
 mod process;
 use process::{open_fds, rss_kib};
@@ -43,38 +44,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sim = match Simulator::start(Scenario::demo().with_clock(Clock::manual())) {
+    let sim = match demo_sim::start(Clock::manual()) {
         Ok(sim) => sim,
-        Err(err) => {
-            eprintln!("cannot start the simulator: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    let client = match (sim.api_url().parse(), sim.delta_url().parse()) {
-        (Ok(api), Ok(delta)) => Client::builder()
-            .api_url(api)
-            .delta_url(delta)
-            .token(Some(SecretString::from(sim.token())))
-            // The demo's registry is the simulator's: exact sizes every round.
-            .registry_map([(
-                "registry2.balena-cloud.com".to_owned(),
-                sim.registry_url()
-                    .parse()
-                    .expect("the simulator's URL parses"),
-            )])
-            .build(),
-        _ => {
-            eprintln!("the simulator's URLs do not parse");
-            return ExitCode::FAILURE;
-        }
-    };
-    let client = match client {
-        Ok(client) => client,
-        Err(err) => {
-            eprintln!("{err}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let client = demo_sim::client(&sim, true);
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -18,10 +18,11 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use balena_release::{Client, Event, FleetRef, PollPolicy, WatchOptions};
-use balena_sim::{Clock, Scenario, Simulator, demo};
-use secrecy::SecretString;
+use balena_release::{Event, FleetRef, PollPolicy, WatchOptions};
+use balena_sim::{Clock, demo};
 
+#[path = "support/demo_sim.rs"]
+mod demo_sim;
 #[path = "support/process.rs"]
 mod process;
 use process::{open_fds, rss_kib};
@@ -40,25 +41,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sim = match Simulator::start(Scenario::demo().with_clock(Clock::scaled(1000.0))) {
+    let sim = match demo_sim::start(Clock::scaled(1000.0)) {
         Ok(sim) => sim,
-        Err(err) => {
-            eprintln!("the simulator did not start: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
-    let client = Client::builder()
-        .api_url(sim.api_url().parse().expect("the simulator's URL parses"))
-        .delta_url(sim.delta_url().parse().expect("the simulator's URL parses"))
-        .token(Some(SecretString::from(sim.token())))
-        .registry_map([(
-            "registry2.balena-cloud.com".to_owned(),
-            sim.registry_url()
-                .parse()
-                .expect("the simulator's URL parses"),
-        )])
-        .build()
-        .expect("the client builds");
+    let client = demo_sim::client(&sim, true);
     let fleet: FleetRef = format!("{}/kiosk-fleet", demo::USERNAME)
         .parse()
         .expect("the slug parses");
