@@ -35,6 +35,8 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 
+import { startSimWith } from '../test/helpers.mjs';
+
 const OURS = process.env.BRU_BENCH_OURS; // …/lib/node_modules/balena-release-update (a global prefix)
 const THEIRS = process.env.BRU_BENCH_THEIRS; // a directory whose node_modules holds @balena/release-update
 const SIM_BIN = process.env.BALENA_SIM_BIN;
@@ -109,7 +111,7 @@ async function firstResult() {
 
 // --- the parent ---------------------------------------------------------------
 
-async function startSim(scenario, latencyMs) {
+function startSim(scenario, latencyMs) {
 	const latency = { type: 'latency', fixed_ms: latencyMs };
 	const faults = {
 		seed: 1,
@@ -118,30 +120,7 @@ async function startSim(scenario, latencyMs) {
 			{ scope: 'registry', fault: latency },
 		],
 	};
-	const child = spawn(SIM_BIN, ['--scenario', scenario, '--faults', JSON.stringify(faults)], { stdio: ['ignore', 'pipe', 'pipe'] });
-	let stderr = '';
-	child.stderr.on('data', (d) => (stderr += d));
-	const line = await new Promise((resolve, reject) => {
-		let buf = '';
-		child.stdout.on('data', (d) => {
-			buf += d;
-			const at = buf.indexOf('\n');
-			if (at >= 0) resolve(buf.slice(0, at));
-		});
-		child.on('exit', (code) => reject(new Error(`balena-sim exited with ${code} before it was ready: ${stderr}`)));
-	});
-	const info = JSON.parse(line);
-	child.stdout.resume();
-	child.removeAllListeners('exit');
-	return {
-		api: info.api_url,
-		delta: info.delta_url,
-		registry: info.registry_url,
-		token: info.token,
-		stop() {
-			child.kill('SIGTERM');
-		},
-	};
+	return startSimWith(['--scenario', scenario, '--faults', JSON.stringify(faults)]);
 }
 
 async function counters(sim) {

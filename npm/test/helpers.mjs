@@ -15,9 +15,15 @@ export const FROM = 900813;
 export const TO = 900835;
 
 /** A fresh `balena-sim --scenario demo` (`manual`: builds never finish). */
-export async function startSim({ manual = false } = {}) {
-	const args = ['--scenario', 'demo', ...(manual ? ['--clock', 'manual'] : [])];
+export function startSim({ manual = false } = {}) {
+	return startSimWith(['--scenario', 'demo', ...(manual ? ['--clock', 'manual'] : [])]);
+}
+
+/** A fresh `balena-sim` with these arguments, once it says where it listens. */
+export async function startSimWith(args) {
 	const child = spawn(SIM_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+	let stderr = '';
+	child.stderr.on('data', (d) => (stderr += d));
 	const line = await new Promise((resolve, reject) => {
 		let buf = '';
 		child.stdout.on('data', (d) => {
@@ -25,11 +31,13 @@ export async function startSim({ manual = false } = {}) {
 			const at = buf.indexOf('\n');
 			if (at >= 0) resolve(buf.slice(0, at));
 		});
-		child.on('exit', (code) => reject(new Error(`balena-sim exited with ${code} before it was ready`)));
+		child.on('exit', (code) => reject(new Error(`balena-sim exited with ${code} before it was ready: ${stderr}`)));
 	});
 	const info = JSON.parse(line);
 	child.stdout.resume();
+	child.stderr.removeAllListeners('data');
 	child.stderr.resume();
+	child.removeAllListeners('exit');
 	return {
 		api: info.api_url,
 		delta: info.delta_url,
