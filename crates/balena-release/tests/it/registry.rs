@@ -415,21 +415,8 @@ async fn a_realm_on_another_host_gets_no_balena_token() {
 
 #[tokio::test]
 async fn a_missing_manifest_makes_that_service_unknown() {
-    let api_server = Canned::start();
-    let registry = FakeRegistry::start(
-        format!("{}/auth/v1/token", api_server.url),
-        registry_content(false),
-        false,
-    )
-    .await;
-    api_server
-        .route("/v7/release", Answer::json(releases(&registry.host)))
-        .route("/v7/delta", Answer::json(deltas(&registry.host)))
-        .route(
-            "/auth/v1/token",
-            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
-        );
-    let info = compare(&client(&api_server).build().unwrap()).await;
+    let (_registry, api) = registry_and_api("/auth/v1/token", registry_content(false)).await;
+    let info = compare(&client(&api).build().unwrap()).await;
     let web = info.service("web").unwrap();
     assert!(web.download_size_unknown);
     assert_eq!((web.pull_size, web.download_size), (None, None));
@@ -447,7 +434,6 @@ async fn a_missing_manifest_makes_that_service_unknown() {
 
 #[tokio::test]
 async fn an_oversized_manifest_is_not_read_past_its_cap() {
-    let api_server = Canned::start();
     let mut content = registry_content(false);
     // Just over the 1 MiB cap, served under the digest the API names.
     let huge = format!(
@@ -458,16 +444,8 @@ async fn an_oversized_manifest_is_not_read_past_its_cap() {
         format!("/v2/v2/web/manifests/{}", digest(&book().web)),
         huge,
     ));
-    let registry =
-        FakeRegistry::start(format!("{}/auth/v1/token", api_server.url), content, false).await;
-    api_server
-        .route("/v7/release", Answer::json(releases(&registry.host)))
-        .route("/v7/delta", Answer::json(deltas(&registry.host)))
-        .route(
-            "/auth/v1/token",
-            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
-        );
-    let info = compare(&client(&api_server).build().unwrap()).await;
+    let (_registry, api) = registry_and_api("/auth/v1/token", content).await;
+    let info = compare(&client(&api).build().unwrap()).await;
     assert!(info.service("web").unwrap().download_size_unknown);
     assert_eq!(
         info.service("main").unwrap().download_size,
@@ -753,14 +731,21 @@ async fn registry_and_api(
     realm_suffix: &str,
     content: Vec<(String, String)>,
 ) -> (FakeRegistry, Canned) {
+    let answer = format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#);
+    registry_and_api_answering(realm_suffix, content, &answer).await
+}
+
+/// The same, with the realm answering `answer` (its JSON body).
+async fn registry_and_api_answering(
+    realm_suffix: &str,
+    content: Vec<(String, String)>,
+    answer: &str,
+) -> (FakeRegistry, Canned) {
     let api = Canned::start();
     let registry = FakeRegistry::start(format!("{}{realm_suffix}", api.url), content, false).await;
     api.route("/v7/release", Answer::json(releases(&registry.host)))
         .route("/v7/delta", Answer::json(deltas(&registry.host)))
-        .route(
-            "/auth/v1/token",
-            Answer::json(format!(r#"{{"token":"{REGISTRY_TOKEN}"}}"#)),
-        );
+        .route("/auth/v1/token", Answer::json(answer.to_owned()));
     (registry, api)
 }
 
@@ -1003,19 +988,9 @@ async fn a_realm_that_answers_with_the_balena_token_in_any_form_gets_nothing_sen
             base64(balena),
         ];
         for form in forms {
-            let api = Canned::start();
-            let registry = FakeRegistry::start(
-                format!("{}/auth/v1/token", api.url),
-                registry_content(true),
-                false,
-            )
-            .await;
-            api.route("/v7/release", Answer::json(releases(&registry.host)))
-                .route("/v7/delta", Answer::json(deltas(&registry.host)))
-                .route(
-                    "/auth/v1/token",
-                    Answer::json(format!(r#"{{"token":"{form}","expires_in":300}}"#)),
-                );
+            let answer = format!(r#"{{"token":"{form}","expires_in":300}}"#);
+            let (registry, api) =
+                registry_and_api_answering("/auth/v1/token", registry_content(true), &answer).await;
             let c = client(&api)
                 .token(Some(SecretString::from(balena)))
                 .build()
@@ -1035,20 +1010,10 @@ async fn a_realm_that_answers_with_the_balena_token_in_any_form_gets_nothing_sen
 
 #[tokio::test]
 async fn a_realm_token_that_shares_the_jwt_header_with_the_balena_token_is_used() {
-    let api = Canned::start();
-    let registry = FakeRegistry::start(
-        format!("{}/auth/v1/token", api.url),
-        registry_content(true),
-        false,
-    )
-    .await;
+    let answer = format!(r#"{{"token":"{REGISTRY_JWT}"}}"#);
+    let (registry, api) =
+        registry_and_api_answering("/auth/v1/token", registry_content(true), &answer).await;
     *registry.accepted.lock().unwrap() = REGISTRY_JWT.to_owned();
-    api.route("/v7/release", Answer::json(releases(&registry.host)))
-        .route("/v7/delta", Answer::json(deltas(&registry.host)))
-        .route(
-            "/auth/v1/token",
-            Answer::json(format!(r#"{{"token":"{REGISTRY_JWT}"}}"#)),
-        );
     let c = client(&api)
         .token(Some(SecretString::from(JWT)))
         .build()
