@@ -54,8 +54,9 @@ pub fn run(config: &Config) -> Result<(), Failure> {
             .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
         let line = line(&event, format, &now());
         let warning = line.is_none().then(|| warning(&event)).flatten();
+        let writes = line.is_some() || warning.is_some();
         if let Some(status) = &mut status
-            && (line.is_some() || warning.is_some())
+            && writes
         {
             status.erase();
         }
@@ -72,7 +73,11 @@ pub fn run(config: &Config) -> Result<(), Failure> {
         }
         if let Some(status) = &mut status {
             status.event(&event, Instant::now());
-            status.draw();
+            // Drawn again at once where a line took its place; other
+            // changes show at the next tick.
+            if writes {
+                status.draw();
+            }
         }
     };
     let client = &config.client;

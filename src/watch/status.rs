@@ -178,8 +178,9 @@ impl Status {
 
     /// Erases the line, so that the next write starts on a clean line.
     pub fn erase(&mut self) {
-        let erasure = self.erasure(terminal_columns());
-        if self.drawn.take().is_some() {
+        if self.drawn.is_some() {
+            let erasure = self.erasure(terminal_columns());
+            self.drawn = None;
             self.printer.progress(&erasure);
         }
     }
