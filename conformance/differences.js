@@ -42,6 +42,7 @@ const BULLETS = {
 	12: { opens: 'One information round costs', noEffect: 'stdout unchanged (requests and polling only)' },
 	13: { opens: 'A session token is never refreshed', noEffect: 'stdout unchanged (the demo token is not a JWT)' },
 	14: { opens: 'Error messages are this tool', noEffect: 'stdout unchanged (stderr only; every run ends with exit 0)' },
+	15: { opens: 'A changed service that the target release labels `delete-then-download`', fn: deleteThenDownload },
 };
 
 // --- the npm tool's output, turned into this tool's -----------------------
@@ -72,12 +73,34 @@ function unchangedServices(report, notes) {
 	}
 	if (changed.length === 0) return report;
 	notes.push(`3: unchanged ${changed.join(', ')}`);
-	return withTotals(report, (su) => {
-		if (changeOf(su) === 'unchanged') return 0;
-		// The npm tool's rule (reference-behaviour.md §3): the delta when one is
-		// shown, else the whole target image.
-		return su.produces__image.is_produced_by__delta?.size ?? su.produces__image.image_size;
-	});
+	return withTotals(report, contribution);
+}
+
+// Bullet 15: "A changed service that the target release labels
+// `delete-then-download` is `ready` with no delta, triggers none and counts
+// its whole image". The npm tool reports the state of that service's delta
+// and counts the delta once it is ready.
+function deleteThenDownload(report, compositions, notes) {
+	const composition = compositions?.get(report.produces__release.id);
+	const pulled = [];
+	for (const su of report.is_produced_by__service_update) {
+		if (changeOf(su) !== 'changed' || labelOf(composition, su.service_name) !== 'delete-then-download') continue;
+		const { is_produced_by__delta: _, ...image } = su.produces__image;
+		su.status = 'ready';
+		su.produces__image = image;
+		pulled.push(su.service_name);
+	}
+	if (pulled.length === 0) return report;
+	notes.push(`15: pulled whole ${pulled.join(', ')}`);
+	return withTotals(report, contribution);
+}
+
+// A service's part of the estimate once bullets 3 and 15 are applied: 0 when
+// unchanged, else the npm tool's rule (reference-behaviour.md §3), the delta
+// when one is shown, else the whole target image.
+function contribution(su) {
+	if (changeOf(su) === 'unchanged') return 0;
+	return su.produces__image.is_produced_by__delta?.size ?? su.produces__image.image_size;
 }
 
 // Bullet 11: "service order is the byte order of `service_name` (the npm
@@ -148,9 +171,10 @@ function withTotals(report, contribution) {
 	return out;
 }
 
-function expected(mode, npmRuns, { initialDeltas, notes }) {
+function expected(mode, npmRuns, { initialDeltas, compositions, notes }) {
 	let report = structuredClone(stateAfterTriggering(mode, npmRuns, notes));
 	report = unchangedServices(report, notes);
+	report = deleteThenDownload(report, compositions, notes);
 	report = byteOrder(report, notes);
 	report = changeKey(report);
 	return newDeltaRows(report, initialDeltas);

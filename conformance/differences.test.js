@@ -83,6 +83,33 @@ test('a pending unchanged service no longer holds back the overall status (bulle
 	assert.equal(expected.estimated_total_payload_size, 1030);
 });
 
+test('a changed service labelled delete-then-download is ready, whole, without a delta (bullet 15)', () => {
+	const labelled = (value) => new Map([[2, { services: { main: { labels: { 'io.balena.update.strategy': value } } } }]]);
+	// The npm tool waited for main's delta and counted it; while it builds,
+	// main holds the overall status back.
+	const building = npmReady();
+	building.is_produced_by__service_update[1].status = 'preparing';
+	delete building.is_produced_by__service_update[1].produces__image.is_produced_by__delta;
+	building.overall_status = 'preparing';
+	delete building.estimated_total_payload_size;
+	for (const npm of [npmReady(), building]) {
+		const ctx = { ...context(), compositions: labelled('delete-then-download') };
+		const expected = differences.expected('wait', { printed: npm }, ctx);
+		const ours = oursReady();
+		ours.is_produced_by__service_update[1].produces__image = image(21, 'h2', 310);
+		ours.is_produced_by__service_update[1].update_strategy = 'delete-then-download';
+		ours.estimated_total_payload_size = 1000 + 310;
+		assert.deepEqual(expected, differences.comparable(ours, ctx));
+		assert.deepEqual(ctx.problems, []);
+		assert.ok(ctx.notes.includes('15: pulled whole main'), ctx.notes.join('; '));
+	}
+	// Another label keeps the delta.
+	const ctx = { ...context(), compositions: labelled('kill-then-download') };
+	const expected = differences.expected('wait', { printed: npmReady() }, ctx);
+	assert.equal(expected.estimated_total_payload_size, 1000 + 30);
+	assert.ok(!ctx.notes.some((n) => n.startsWith('15:')));
+});
+
 test('--prepare compares with the state read again after triggering (bullet 5)', () => {
 	const before = npmReady();
 	const after = npmReady();
@@ -311,8 +338,9 @@ test('a difference the README does not document survives', () => {
 test('every README difference is accounted for, and only those', () => {
 	const readme = fs.readFileSync(path.join(__dirname, '..', 'README.md'), 'utf8');
 	assert.deepEqual(differences.checkBullets(readme), []);
-	const added = readme.replace(/^14\. .*$/m, (line) => `${line}\n15. Something new.`);
-	assert.match(differences.checkBullets(added)[0], /bullet 15 is not accounted for/);
+	const last = Math.max(...Object.keys(differences.BULLETS).map(Number));
+	const added = readme.replace(new RegExp(`^${last}\\. .*$`, 'm'), (line) => `${line}\n${last + 1}. Something new.`);
+	assert.match(differences.checkBullets(added)[0], new RegExp(`bullet ${last + 1} is not accounted for`));
 	const reworded = readme.replace(/^3\. An unchanged service/m, '3. A service that did not change');
 	assert.match(differences.checkBullets(reworded)[0], /bullet 3 now reads/);
 });

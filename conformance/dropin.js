@@ -399,7 +399,7 @@ async function main() {
 			const oursValue = parsed(`${what}: this tool`, ours.runs[0]);
 			if (!printed || (mode === 'prepare' && !readAgain) || !oursValue) return;
 			const notes = [];
-			const value = differences.expected(mode, { printed, readAgain }, { initialDeltas: npm.initialDeltas, notes });
+			const value = differences.expected(mode, { printed, readAgain }, { initialDeltas: npm.initialDeltas, compositions: npm.compositions, notes });
 			const expected = { value, notes };
 			if (notes.some((n) => n.startsWith('11:'))) icuDiffers.push(what);
 			compare(what, expected, oursValue, { initialDeltas: ours.initialDeltas, compositions: ours.compositions, npmImages });

@@ -6,6 +6,7 @@
 
 use balena_release::{
     Change, FleetTransition, FleetUpdateInfo, ImageInfo, Report, ServiceUpdate, UpdateInfo,
+    UpdateStrategy,
 };
 
 use super::saving;
@@ -493,6 +494,20 @@ fn service_cell(name: &str) -> Cell {
 /// server's reason (cut to fit) and a footnote holding the whole text.
 fn status_cell(service: &ServiceUpdate, footnotes: &mut Vec<String>) -> Cell {
     let Some(failure) = &service.delta_failure else {
+        if service.change == Change::Changed && !UpdateStrategy::uses_delta(service.update_strategy)
+        {
+            let number = footnotes.len() + 1;
+            footnotes.push(format!(
+                "[{number}] {}: labelled {}: devices delete the old image first and download \
+                 the new one whole, so no delta is asked for",
+                service.service_name,
+                UpdateStrategy::DeleteThenDownload.as_str()
+            ));
+            return Cell {
+                mark: format!(" [{number}]"),
+                ..Cell::new(service.status.to_string())
+            };
+        }
         return Cell::new(service.status.to_string());
     };
     let reason = failure
@@ -537,13 +552,13 @@ fn status_cell(service: &ServiceUpdate, footnotes: &mut Vec<String>) -> Cell {
 }
 
 /// The npm-compatible figure: a ready delta, the whole image of a new
-/// service, or the whole image in parentheses while its delta is not ready.
+/// service or of one pulled whole by its strategy, or the whole image in parentheses while its delta is not ready.
 fn estimate_cell(service: &ServiceUpdate) -> String {
     let target = &service.produces__image;
     match (service.download_now(), &target.is_produced_by__delta) {
         (None, _) => format!("({})", image_size(target)),
         (Some(_), Some(delta)) if delta.size_unknown => "unknown".into(),
-        (Some(_), None) if service.change == Change::New => image_size(target),
+        (Some(_), None) if service.change != Change::Unchanged => image_size(target),
         (Some(bytes), _) => size(bytes),
     }
 }

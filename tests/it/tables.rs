@@ -232,3 +232,48 @@ fn a_fleet_with_a_delta_given_up_on_reads_failed() {
     assert_eq!(json["overall_status"], "pending");
     assert_eq!(json["transitions"][0]["overall_status"], "pending");
 }
+
+/// A changed service the target labels `delete-then-download`: `ready`
+/// with a footnote, its whole image in ESTIMATE, and `--wait` neither asks
+/// for its delta nor waits for it.
+#[test]
+fn a_service_pulled_whole_by_its_strategy() {
+    let _filters = snapshot_filters().bind_to_scope();
+    let world = World::demo();
+    world.sim.with_db(|db| {
+        let composition = serde_json::json!({
+            "version": "2.1",
+            "services": {
+                "api": { "build": "./api", "labels": ["io.balena.update.strategy=delete-then-download"] },
+                "main": { "build": "./main" },
+            },
+        });
+        db.update(
+            "release",
+            demo::RELEASE_3,
+            &[("composition", balena_sim::db::Value::Json(composition))],
+        )
+        .unwrap();
+    });
+    let out = table_at(&world, &pair(demo::RELEASE_2, demo::RELEASE_3, &[]), 80);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_fits(&out, 80);
+    insta::assert_snapshot!("pair_r2_r3_delete_then_download_80", out.stdout);
+
+    let wait = world.run_words(&pair(
+        demo::RELEASE_2,
+        demo::RELEASE_3,
+        &["--wait", "--timeout", "30"],
+    ));
+    assert_eq!(wait.code, 0, "{}", wait.stderr);
+    let json = wait.json();
+    let api = crate::support::service(&json, "api");
+    assert_eq!(api["status"], "ready");
+    assert_eq!(api["update_strategy"], "delete-then-download");
+    assert!(
+        api["produces__image"]
+            .get("is_produced_by__delta")
+            .is_none()
+    );
+    assert_eq!(world.delta_requests(), 0);
+}

@@ -308,7 +308,7 @@ pub(crate) fn annotate(
             } else {
                 image(&s.produces__image)
             };
-            let no_delta = s.update_strategy == Some(UpdateStrategy::DeleteThenDownload);
+            let no_delta = !UpdateStrategy::uses_delta(s.update_strategy);
             let delta = s
                 .produces__image
                 .is_produced_by__delta

@@ -125,7 +125,7 @@ pub use event::{Event, TriggerOutcome, WatchReason};
 pub use http::RetryPolicy;
 pub use model::{
     Change, DeltaFailure, DeltaInfo, FleetSummary, FleetTransition, FleetUpdateInfo, ImageInfo,
-    ReleaseSummary, RemovedService, Report, ServiceUpdate, Status, UpdateInfo,
+    ReleaseSummary, RemovedService, Report, ServiceUpdate, Status, UpdateInfo, UpdateStrategy,
 };
 pub use poll::PollPolicy;
 pub use prepare::PrepareOptions;

@@ -240,6 +240,13 @@ impl UpdateStrategy {
         }
     }
 
+    /// Whether a device fetches the service through a delta at all: not
+    /// under `delete-then-download`, which deletes the old image (the delta's
+    /// source) first and pulls the new one whole.
+    pub fn uses_delta(strategy: Option<UpdateStrategy>) -> bool {
+        strategy != Some(UpdateStrategy::DeleteThenDownload)
+    }
+
     /// Whether the service's old image is gone before the other services
     /// download (for a removed service) or before its own pull.
     pub fn drops_old_image(strategy: Option<UpdateStrategy>, removed: bool) -> bool {
@@ -254,13 +261,17 @@ impl UpdateStrategy {
 impl ServiceUpdate {
     /// What a device updating now downloads for this service, in bytes:
     /// nothing when unchanged, the delta when one is ready, the whole image
-    /// when new; `None` for a changed service whose delta is not ready (the
-    /// device would pull the whole image, or wait for the delta).
+    /// when new or labelled `delete-then-download`; `None` for a changed
+    /// service whose delta is not ready (the device would pull the whole
+    /// image, or wait for the delta).
     pub fn download_now(&self) -> Option<u64> {
         match (self.change, &self.produces__image.is_produced_by__delta) {
             (Change::Unchanged, _) => Some(0),
             (_, Some(delta)) => Some(delta.size),
             (Change::New, None) => Some(self.produces__image.image_size),
+            (Change::Changed, None) if !UpdateStrategy::uses_delta(self.update_strategy) => {
+                Some(self.produces__image.image_size)
+            }
             (Change::Changed, None) => None,
         }
     }

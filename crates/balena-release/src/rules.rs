@@ -96,10 +96,13 @@ pub(crate) struct ServicePair {
 }
 
 impl ServicePair {
-    /// The image pair needing a delta, for a changed service.
+    /// The image pair needing a delta, for a changed service that devices
+    /// update through one (not `delete-then-download`).
     pub(crate) fn delta_pair(&self) -> Option<Pair> {
         match (&self.source, self.change) {
-            (Some(source), Change::Changed) => Some((source.id, self.target.id)),
+            (Some(source), Change::Changed) if UpdateStrategy::uses_delta(self.strategy) => {
+                Some((source.id, self.target.id))
+            }
             _ => None,
         }
     }
@@ -260,7 +263,8 @@ pub(crate) fn evaluate(
             let mut target = s.target.clone();
             let (status, delta_failure) = match s.delta_pair() {
                 None => {
-                    if s.change == Change::New {
+                    // New, or pulled whole by its strategy.
+                    if s.change != Change::Unchanged {
                         payload = payload.saturating_add(s.target.image_size);
                         payload_size_unknown |= s.target.size_unknown;
                     }
@@ -615,6 +619,41 @@ pub(crate) mod tests {
                 .is_none()
         );
         assert_eq!(ready.removed_services.len(), 1);
+    }
+
+    #[test]
+    fn delete_then_download_needs_no_delta_and_counts_the_whole_image() {
+        let mut p = example();
+        let main = p.services.iter_mut().find(|s| s.name == "main").unwrap();
+        main.strategy = Some(UpdateStrategy::DeleteThenDownload);
+        assert_eq!(p.delta_pairs(), Vec::<Pair>::new());
+        // Even a built delta is not one devices use: the old image, its
+        // source, is deleted before the pull.
+        let info = evaluate(
+            &p,
+            &[delta(1, (10, 20), "success", now())],
+            now(),
+            &Requests::default(),
+        );
+        assert_eq!(info.overall_status, Status::Ready);
+        let main = info.service("main").unwrap();
+        assert_eq!(main.status, Status::Ready);
+        assert_eq!(main.produces__image.is_produced_by__delta, None);
+        assert_eq!(main.download_now(), Some(310));
+        // api (new) 45 + main (whole) 310 + unchanged 0.
+        assert_eq!(info.estimated_total_payload_size, Some(45 + 310));
+        assert_eq!(info.download_now(), 45 + 310);
+
+        // Other strategies keep the delta.
+        for strategy in [UpdateStrategy::KillThenDownload, UpdateStrategy::HandOver] {
+            let mut p = example();
+            p.services
+                .iter_mut()
+                .find(|s| s.name == "main")
+                .unwrap()
+                .strategy = Some(strategy);
+            assert_eq!(p.delta_pairs(), [(10, 20)], "{strategy:?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use balena_release::{Change, Error, Event, Status};
+use balena_release::{Change, Error, Event, PrepareOptions, Status};
 use balena_sim::{Fault, FaultRule, Faults, Outcome, Scope, Server, demo};
 use tokio::time::Instant;
 
@@ -312,4 +312,46 @@ async fn the_first_fleet_round_leaves_a_build_the_server_still_runs_alone() {
         triggered.iter().all(|(_, s, t)| (*s, *t) != quiet),
         "{triggered:?}"
     );
+}
+
+#[tokio::test]
+async fn a_service_pulled_whole_by_its_strategy_is_neither_requested_nor_awaited() {
+    // Release 3 labels api (changed since release 2, the only service that
+    // needs a delta) delete-then-download: devices delete its old image, the
+    // delta's source, and pull the new one whole.
+    let sim = start(manual_demo());
+    sim.with_db(|db| {
+        let composition = serde_json::json!({
+            "version": "2.1",
+            "services": {
+                "api": { "build": "./api", "labels": { "io.balena.update.strategy": "delete-then-download" } },
+                "main": { "build": "./main" },
+            },
+        });
+        db.update(
+            "release",
+            demo::RELEASE_3,
+            &[("composition", balena_sim::db::Value::Json(composition))],
+        )
+        .unwrap();
+    });
+    let events = Events::default();
+    // Waiting on the manual clock would never end if api were awaited.
+    let options = PrepareOptions {
+        deadline: Some(Instant::now() + Duration::from_secs(5)),
+        ..prepare(true)
+    };
+    let info = prepare_2_to_3(&client(&sim), &options, &events.sink())
+        .await
+        .unwrap();
+    let api = info.service("api").unwrap();
+    assert_eq!(api.change, Change::Changed);
+    assert_eq!(api.status, Status::Ready);
+    assert_eq!(api.produces__image.is_produced_by__delta, None);
+    assert_eq!(api.download_now(), Some(api.produces__image.image_size));
+    assert_eq!(info.overall_status, Status::Ready);
+    assert_eq!(events.triggered(), []);
+    assert_eq!(delta_count(&sim), 0);
+    // One round: nothing to wait for.
+    assert_eq!(api_requests(&sim, "release").len(), 1);
 }
