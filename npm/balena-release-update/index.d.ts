@@ -15,6 +15,13 @@ export type UpdateStatusDescription = keyof typeof UpdateStatus;
 /** How a service changes (added by this package). */
 export type ServiceChange = 'new' | 'changed' | 'unchanged';
 
+/**
+ * Added: a service's `io.balena.update.strategy` label, when not the
+ * default `download-then-kill`. `delete-then-download` pulls the whole
+ * image, without a delta.
+ */
+export type UpdateStrategy = 'kill-then-download' | 'delete-then-download' | 'hand-over';
+
 export interface ImageInfo {
 	id: number;
 	is_stored_at__image_location: string;
@@ -61,12 +68,18 @@ export interface ServiceUpdate {
 	download_size?: number;
 	/** Added: the registry could not tell the sizes. */
 	download_size_unknown?: true;
+	/** Added: `download_size` is the whole pull of a changed service whose delta is not ready (a device would wait for the delta). */
+	download_size_is_upper_bound?: true;
+	/** Added: the target release's strategy label for the service. */
+	update_strategy?: UpdateStrategy;
 }
 
 /** Added: a service of the source release that the target drops. */
 export interface RemovedService {
 	service_name: string;
 	originates_from__image: ImageInfo;
+	/** The source release's strategy label for the service. */
+	update_strategy?: UpdateStrategy;
 }
 
 export interface ReleaseSummary {
@@ -90,11 +103,17 @@ export interface ReleaseUpdate {
 	estimated_download_size?: number;
 	/** Added. */
 	download_size_unknown?: true;
+	/** Added: `estimated_download_size` counts a service's upper bound. */
+	download_size_is_upper_bound?: true;
 }
 
 /** Added: one (running release → target release) pair of a fleet. */
 export interface FleetTransition extends ReleaseUpdate {
 	device_count: number;
+	/** Its devices with deltas turned off (omitted when none). */
+	devices_without_deltas?: number;
+	/** What one of those devices downloads: every changed image pulled. */
+	download_size_without_deltas?: number;
 }
 
 /** Added: a fleet's update, as `--fleet … --output json` prints it. */
@@ -109,6 +128,8 @@ export interface FleetUpdate {
 	devices_without_release: number;
 	estimated_fleet_download_size?: number;
 	download_size_unknown?: true;
+	/** What a device running no release downloads: every target image pulled. */
+	devices_without_release_download_size?: number;
 }
 
 /** Added: what happens during a call, reported to `onEvent`. */

@@ -11,6 +11,7 @@ import {
 	type ReleaseUpdate,
 	type ServiceUpdate,
 	type UpdateStatusDescription,
+	type UpdateStrategy,
 } from 'balena-release-update';
 import type {
 	FleetUpdate,
@@ -38,6 +39,8 @@ async function main(): Promise<void> {
 	const status: UpdateStatusDescription = info.overall_status;
 	if (UpdateStatus[status] === UpdateStatus.ready) console.log(info.estimated_total_payload_size ?? 0);
 	console.log(service?.produces__image.is_produced_by__delta?.size, service?.change);
+	const strategy: UpdateStrategy | undefined = service?.update_strategy ?? info.removed_services[0]?.update_strategy;
+	if (strategy === 'delete-then-download') console.log(service?.download_size, service?.download_size_is_upper_bound);
 
 	const prepare: PrepareUpdateOptions = { ...options, wait: true, timeout: 60 };
 	try {
@@ -54,7 +57,8 @@ async function main(): Promise<void> {
 	const fleet: FleetUpdate = await getFleetUpdateInfo('gh_demo/kiosk-fleet', fleetOptions);
 	const prepareFleet: PrepareFleetUpdateOptions = { ...fleetOptions, wait: false };
 	const prepared: FleetUpdate = await prepareFleetUpdate(fleet.application.id, prepareFleet);
-	console.log(prepared.transitions.map((t) => t.device_count));
+	console.log(prepared.transitions.map((t) => [t.device_count, t.devices_without_deltas ?? 0, t.download_size_without_deltas]));
+	console.log(prepared.devices_without_release_download_size, prepared.transitions[0]?.download_size_is_upper_bound);
 
 	// The npm tool's own way: a balena-sdk instance.
 	const client = { settings: { get: async (_key: string) => 'https://api.balena-cloud.com' }, auth: { getToken: async () => 'x' } };
