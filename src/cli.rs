@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use balena_release::{FleetRef, ReleaseRef};
+use balena_release::{FleetRef, ReleaseRef, Target};
 use clap::{ArgAction, Parser, ValueEnum, ValueHint};
 
 /// The longest `--timeout` accepted: the npm tool's implicit deadline.
@@ -381,19 +381,6 @@ pub enum Mode {
     },
     /// `--watch`: until stopped (SIGTERM or SIGINT: exit 0).
     Watch,
-}
-
-/// Which releases to look at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Pair {
-        from: ReleaseRef,
-        to: ReleaseRef,
-    },
-    Fleet {
-        fleet: FleetRef,
-        to: Option<ReleaseRef>,
-    },
 }
 
 impl Args {

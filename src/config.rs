@@ -7,13 +7,13 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use balena_release::{
-    Client, Error, PollPolicy, PrepareOptions, RetryPolicy, TokenProblem, redact_secrets,
+    Client, Error, PollPolicy, PrepareOptions, RetryPolicy, Target, TokenProblem, redact_secrets,
     redact_url,
 };
 use tokio::time::Instant;
 use url::Url;
 
-use crate::cli::{Args, ColorChoice, MAX_TIMEOUT, Mode, OutputFormat, Target, parse_timeout};
+use crate::cli::{Args, ColorChoice, MAX_TIMEOUT, Mode, OutputFormat, parse_timeout};
 use crate::env_vars;
 use crate::failure::Failure;
 use crate::printer::Printer;

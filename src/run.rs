@@ -11,7 +11,7 @@ use std::time::Duration;
 use balena_release::{Event, Report};
 
 use crate::budget;
-use crate::cli::{Args, Mode, OutputFormat, Target, Typed};
+use crate::cli::{Args, Mode, OutputFormat, Typed};
 use crate::config::{Config, interval_knob};
 use crate::env_vars;
 use crate::failure::Failure;
@@ -129,26 +129,8 @@ fn execute(
 
     let client = &config.client;
     let outcome = runtime.block_on(async {
-        let work = async {
-            match (&config.target, &config.mode) {
-                (Target::Pair { from, to }, Mode::Describe) => client
-                    .get_update_info_with_events(from, to, &on_event)
-                    .await
-                    .map(Report::Transition),
-                (Target::Pair { from, to }, _) => client
-                    .prepare_update(from, to, &options, &on_event)
-                    .await
-                    .map(Report::Transition),
-                (Target::Fleet { fleet, to }, Mode::Describe) => client
-                    .get_fleet_update_info_with_events(fleet, to.as_ref(), &on_event)
-                    .await
-                    .map(Report::Fleet),
-                (Target::Fleet { fleet, to }, _) => client
-                    .prepare_fleet_update(fleet, to.as_ref(), &options, &on_event)
-                    .await
-                    .map(Report::Fleet),
-            }
-        };
+        let prepare = (config.mode != Mode::Describe).then_some(&options);
+        let work = client.report(&config.target, prepare, &on_event);
         let bounded = async {
             match config.mode {
                 Mode::Wait { .. } | Mode::Watch => Ok(work.await),

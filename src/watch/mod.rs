@@ -9,12 +9,12 @@ use std::convert::Infallible;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use balena_release::{Event, ReleaseSummary, WatchOptions, WatchReason};
+use balena_release::{Event, ReleaseSummary, Target, WatchOptions, WatchReason};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::cli::{OutputFormat, Target};
+use crate::cli::OutputFormat;
 use crate::config::Config;
 use crate::failure::Failure;
 use crate::printer::{Printer, json_line, printable};

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use balena_release::{Error, Event, FleetRef, ReleaseRef, Report, TriggerOutcome, redact_secrets};
+use balena_release::{Error, Event, ReleaseRef, Report, Target, TriggerOutcome, redact_secrets};
 use balena_session::settings::{self, Environment};
 use balena_session::{env_vars, token};
 use serde::Deserialize;
@@ -65,19 +65,6 @@ pub struct Request {
     /// `[host, url]` pairs.
     #[serde(default)]
     pub registry_map: Option<Vec<(String, String)>>,
-}
-
-/// What one call does, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Pair {
-        from: ReleaseRef,
-        to: ReleaseRef,
-    },
-    Fleet {
-        fleet: FleetRef,
-        to: Option<ReleaseRef>,
-    },
 }
 
 /// The servers, the token and the registry of a call: what a `Client` is

@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::request::{self, Call, Connection, Failure, Kind, MAX_TIMEOUT, RUN_LIMIT, Target};
+use crate::request::{self, Call, Connection, Failure, Kind, MAX_TIMEOUT, RUN_LIMIT};
 
 type Job = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>> + Send>;
 
@@ -170,26 +170,12 @@ async fn run(
         deadline,
         ..PrepareOptions::default()
     };
+    let prepare = matches!(call.kind, Kind::Prepare | Kind::FleetPrepare).then_some(&options);
     let work = async {
-        match (&call.target, call.kind) {
-            (Target::Pair { from, to }, Kind::Info) => client
-                .get_update_info_with_events(from, to, on_event)
-                .await
-                .map(Report::Transition),
-            (Target::Pair { from, to }, _) => client
-                .prepare_update(from, to, &options, on_event)
-                .await
-                .map(Report::Transition),
-            (Target::Fleet { fleet, to }, Kind::FleetInfo) => client
-                .get_fleet_update_info_with_events(fleet, to.as_ref(), on_event)
-                .await
-                .map(Report::Fleet),
-            (Target::Fleet { fleet, to }, _) => client
-                .prepare_fleet_update(fleet, to.as_ref(), &options, on_event)
-                .await
-                .map(Report::Fleet),
-        }
-        .map_err(Failure::Library)
+        client
+            .report(&call.target, prepare, on_event)
+            .await
+            .map_err(Failure::Library)
     };
     if call.wait {
         work.await

@@ -15,10 +15,10 @@ use url::Url;
 use crate::error::{Cause, Error};
 use crate::event::Event;
 use crate::http::{self, Http, RetryPolicy, Sink};
-use crate::model::{FleetUpdateInfo, UpdateInfo};
+use crate::model::{FleetUpdateInfo, Report, UpdateInfo};
 use crate::prepare::{LastState, PrepareOptions, Tracked, with_deadline};
 use crate::redact::redact_url;
-use crate::reference::{FleetRef, ReleaseRef};
+use crate::reference::{FleetRef, ReleaseRef, Target};
 use crate::registry::{DEFAULT_REGISTRY_TIMEOUT, Registry, Settings as RegistrySettings};
 use crate::round::DeltaRead;
 use crate::token::token_kind;
@@ -466,6 +466,37 @@ impl Client {
             on_event,
         )
         .await
+    }
+
+    /// The report on `target`, read as by
+    /// [`Client::get_update_info_with_events`] and
+    /// [`Client::get_fleet_update_info_with_events`], or with `prepare`
+    /// prepared as by [`Client::prepare_update`] and
+    /// [`Client::prepare_fleet_update`].
+    pub async fn report(
+        &self,
+        target: &Target,
+        prepare: Option<&PrepareOptions>,
+        on_event: &(dyn Fn(Event) + Send + Sync),
+    ) -> Result<Report, Error> {
+        match (target, prepare) {
+            (Target::Pair { from, to }, None) => self
+                .get_update_info_with_events(from, to, on_event)
+                .await
+                .map(Report::Transition),
+            (Target::Pair { from, to }, Some(options)) => self
+                .prepare_update(from, to, options, on_event)
+                .await
+                .map(Report::Transition),
+            (Target::Fleet { fleet, to }, None) => self
+                .get_fleet_update_info_with_events(fleet, to.as_ref(), on_event)
+                .await
+                .map(Report::Fleet),
+            (Target::Fleet { fleet, to }, Some(options)) => self
+                .prepare_fleet_update(fleet, to.as_ref(), options, on_event)
+                .await
+                .map(Report::Fleet),
+        }
     }
 
     /// Watches a fleet until an error ends it (the future never completes

@@ -130,6 +130,6 @@ pub use model::{
 pub use poll::PollPolicy;
 pub use prepare::PrepareOptions;
 pub use redact::{MIN_RUN, REDACTED, SECRET_KEYS, redact_secrets, redact_url};
-pub use reference::{FleetRef, ParseReleaseError, ReleaseRef};
+pub use reference::{FleetRef, ParseReleaseError, ReleaseRef, Target};
 pub use token::{TokenKind, token_kind};
 pub use watch::WatchOptions;

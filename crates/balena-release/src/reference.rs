@@ -1,5 +1,6 @@
-//! How a user names a release (an id or a commit prefix) and a fleet (an id or
-//! a slug), parsed strictly so that typos fail before any request is sent.
+//! How a user names a release (an id or a commit prefix), a fleet (an id or
+//! a slug) and what to report on, parsed strictly so that typos fail before
+//! any request is sent.
 
 use std::fmt;
 use std::str::FromStr;
@@ -114,6 +115,27 @@ pub enum FleetRef {
     Id(u64),
     /// An application slug such as `gh_user/myfleet`.
     Slug(String),
+}
+
+/// What a report is about: two releases, or every transition of a fleet
+/// (see [`crate::Client::report`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// From one release to another.
+    Pair {
+        /// The release devices run.
+        from: ReleaseRef,
+        /// The release they go to.
+        to: ReleaseRef,
+    },
+    /// The devices of a fleet, each to its pin or to the fleet's target.
+    Fleet {
+        /// The fleet.
+        fleet: FleetRef,
+        /// The release the devices that follow the fleet go to, instead of
+        /// its target release.
+        to: Option<ReleaseRef>,
+    },
 }
 
 impl fmt::Display for FleetRef {

@@ -1,7 +1,7 @@
 //! `get_update_info`: one round of at most two API requests, and the rules
 //! for new, unchanged, changed and removed services against the demo fleet.
 
-use balena_release::{Change, Error, ReleaseRef, Status};
+use balena_release::{Change, Error, FleetRef, ReleaseRef, Report, Status, Target};
 use balena_sim::db::Value;
 use balena_sim::{GeneratedOptions, Scenario, Server, demo, generated};
 
@@ -327,4 +327,46 @@ async fn the_fallback_delta_query_is_remembered() {
     assert!(!deltas[0].query.as_deref().unwrap().contains("any("));
     assert_eq!(api_count(&sim), 2);
     assert_eq!(first.service("main").unwrap().status, Status::Ready);
+}
+
+#[tokio::test]
+async fn report_reads_a_pair_or_a_fleet_as_the_named_calls_do() {
+    let sim = start(manual_demo());
+    let client = client(&sim);
+    let pair = Target::Pair {
+        from: id(demo::RELEASE_2),
+        to: id(demo::RELEASE_3),
+    };
+    let fleet = FleetRef::Id(u(demo::APP_ID));
+    assert_eq!(
+        client.report(&pair, None, &|_| {}).await.unwrap(),
+        Report::Transition(
+            client
+                .get_update_info(&id(demo::RELEASE_2), &id(demo::RELEASE_3))
+                .await
+                .unwrap()
+        )
+    );
+    assert_eq!(
+        client
+            .report(
+                &Target::Fleet {
+                    fleet: fleet.clone(),
+                    to: None
+                },
+                None,
+                &|_| {}
+            )
+            .await
+            .unwrap(),
+        Report::Fleet(client.get_fleet_update_info(&fleet, None).await.unwrap())
+    );
+    // Nothing was asked of the delta server until `prepare` is given.
+    assert_eq!(delta_count(&sim), 0);
+    let prepared = client
+        .report(&pair, Some(&prepare(false)), &|_| {})
+        .await
+        .unwrap();
+    assert_eq!(prepared.overall_status(), Status::Preparing);
+    assert_eq!(delta_count(&sim), 1);
 }
