@@ -240,21 +240,10 @@ fn a_fleet_with_a_delta_given_up_on_reads_failed() {
 fn a_service_pulled_whole_by_its_strategy() {
     let _filters = snapshot_filters().bind_to_scope();
     let world = World::demo();
-    world.sim.with_db(|db| {
-        let composition = serde_json::json!({
-            "version": "2.1",
-            "services": {
-                "api": { "build": "./api", "labels": ["io.balena.update.strategy=delete-then-download"] },
-                "main": { "build": "./main" },
-            },
-        });
-        db.update(
-            "release",
-            demo::RELEASE_3,
-            &[("composition", balena_sim::db::Value::Json(composition))],
-        )
+    world
+        .sim
+        .set_update_strategy(demo::RELEASE_3, "api", "delete-then-download")
         .unwrap();
-    });
     let out = table_at(&world, &pair(demo::RELEASE_2, demo::RELEASE_3, &[]), 80);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_fits(&out, 80);

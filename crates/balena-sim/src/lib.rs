@@ -227,6 +227,18 @@ impl Simulator {
         self.with_db(|db| live::add_release(db, from, &changed, now))
     }
 
+    /// Labels `service` of `release` with an update strategy
+    /// (`io.balena.update.strategy`, such as `delete-then-download`) in the
+    /// release's composition.
+    pub fn set_update_strategy(
+        &self,
+        release: i64,
+        service: &str,
+        strategy: &str,
+    ) -> Result<(), String> {
+        self.with_db(|db| live::set_update_strategy(db, release, service, strategy))
+    }
+
     /// Scripts the delta builds of one image pair from now on, as
     /// [`Scenario::with_delta_outcome`] and [`Scenario::with_delta_duration`]
     /// do at start: for pairs whose images do not exist yet (a release

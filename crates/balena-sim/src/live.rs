@@ -1,6 +1,6 @@
 //! Changes to a running simulator that a real fleet sees over time: a new
 //! successful release built from an existing one, with new images for some
-//! of its services. Long-running clients (the watch mode) are tested by
+//! of its services, and a service's update strategy label. Long-running clients (the watch mode) are tested by
 //! adding a release while they run, through [`crate::Simulator::add_release`]
 //! or `POST /__sim/release?from=ID&changed=a,b`.
 
@@ -141,6 +141,53 @@ fn insert(db: &mut Db, resource: &str, fields: &[(&str, Value)]) -> Result<(), S
         .map_err(|e| e.to_string())
 }
 
+/// Sets the `io.balena.update.strategy` label of `service` in the
+/// composition of `release` (created with only that service when the
+/// release has none), as a `labels` map entry.
+pub(crate) fn set_update_strategy(
+    db: &mut Db,
+    release: i64,
+    service: &str,
+    strategy: &str,
+) -> Result<(), String> {
+    let mut composition = match db.get("release", release, "composition") {
+        Some(Value::Json(value)) => value.clone(),
+        Some(Value::Null) | None if db.row("release", release).is_some() => {
+            serde_json::json!({ "version": "2.1", "services": {} })
+        }
+        None => return Err(format!("no release {release}")),
+        Some(other) => return Err(format!("release {release} has a composition of {other:?}")),
+    };
+    let entry = &mut composition["services"][service];
+    if entry.is_null() {
+        *entry = serde_json::json!({ "build": format!("./{service}") });
+    }
+    match &mut entry["labels"] {
+        serde_json::Value::Array(list) => {
+            let is_strategy = |l: &serde_json::Value| {
+                l.as_str()
+                    .is_some_and(|l| l.split('=').next().map(str::trim) == Some(STRATEGY_LABEL))
+            };
+            list.retain(|l| !is_strategy(l));
+            list.push(format!("{STRATEGY_LABEL}={strategy}").into());
+        }
+        labels => {
+            if !labels.is_object() {
+                *labels = serde_json::json!({});
+            }
+            labels[STRATEGY_LABEL] = strategy.into();
+        }
+    }
+    db.update(
+        "release",
+        release,
+        &[("composition", Value::Json(composition))],
+    )
+    .map_err(|err| err.to_string())
+}
+
+const STRATEGY_LABEL: &str = "io.balena.update.strategy";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +224,47 @@ mod tests {
         );
         assert!(add_release(db, from, &["nope".to_owned()], now).is_err());
         assert!(add_release(db, 1, &[], now).is_err());
+    }
+
+    #[test]
+    fn a_strategy_label_replaces_the_old_one_in_either_form() {
+        use crate::demo::{RELEASE_1, RELEASE_3};
+        let db = &mut crate::Scenario::demo().build_db().unwrap();
+        let labels = |db: &Db, release: i64, service: &str| match db.get(
+            "release",
+            release,
+            "composition",
+        ) {
+            Some(Value::Json(c)) => c["services"][service]["labels"].clone(),
+            other => panic!("composition {other:?}"),
+        };
+        // A map, as the demo writes it.
+        set_update_strategy(db, RELEASE_1, "worker", "delete-then-download").unwrap();
+        assert_eq!(
+            labels(db, RELEASE_1, "worker"),
+            serde_json::json!({ STRATEGY_LABEL: "delete-then-download" })
+        );
+        // A list of `key=value`: the old entry goes, the others stay.
+        let mut composition = match db.get("release", RELEASE_1, "composition") {
+            Some(Value::Json(c)) => c.clone(),
+            _ => unreachable!(),
+        };
+        composition["services"]["main"]["labels"] =
+            serde_json::json!(["a=b", format!("{STRATEGY_LABEL}=hand-over")]);
+        db.update(
+            "release",
+            RELEASE_1,
+            &[("composition", Value::Json(composition))],
+        )
+        .unwrap();
+        set_update_strategy(db, RELEASE_1, "main", "kill-then-download").unwrap();
+        assert_eq!(
+            labels(db, RELEASE_1, "main"),
+            serde_json::json!(["a=b", format!("{STRATEGY_LABEL}=kill-then-download")])
+        );
+        // A release without a composition gets one.
+        set_update_strategy(db, RELEASE_3, "api", "hand-over").unwrap();
+        assert_eq!(labels(db, RELEASE_3, "api")[STRATEGY_LABEL], "hand-over");
+        assert!(set_update_strategy(db, 1, "api", "hand-over").is_err());
     }
 }

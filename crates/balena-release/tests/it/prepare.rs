@@ -320,21 +320,8 @@ async fn a_service_pulled_whole_by_its_strategy_is_neither_requested_nor_awaited
     // needs a delta) delete-then-download: devices delete its old image, the
     // delta's source, and pull the new one whole.
     let sim = start(manual_demo());
-    sim.with_db(|db| {
-        let composition = serde_json::json!({
-            "version": "2.1",
-            "services": {
-                "api": { "build": "./api", "labels": { "io.balena.update.strategy": "delete-then-download" } },
-                "main": { "build": "./main" },
-            },
-        });
-        db.update(
-            "release",
-            demo::RELEASE_3,
-            &[("composition", balena_sim::db::Value::Json(composition))],
-        )
+    sim.set_update_strategy(demo::RELEASE_3, "api", "delete-then-download")
         .unwrap();
-    });
     let events = Events::default();
     // Waiting on the manual clock would never end if api were awaited.
     let options = PrepareOptions {
