@@ -19,15 +19,8 @@ export PYTHONDONTWRITEBYTECODE=1
 # The Debian client matches the Debian daemon; another docker may come first on PATH.
 export DOCKER=/usr/bin/docker
 
-now_ms() { date +%s%3N; }
-T0=$(now_ms)
-lap_start=$T0
-lap() {
-	local t
-	t=$(now_ms)
-	printf '  [%s: %d ms]\n' "$1" $((t - lap_start))
-	lap_start=$t
-}
+# shellcheck source=../stage.sh
+source "$HERE/../stage.sh"
 
 # Setup steps count as checks too; the report adds its own.
 PASSED=0
@@ -52,20 +45,9 @@ PROXY_PID=
 SIM_PID=
 DOCKERD_PID=
 DOCKERD_DIR=
-stop() {
-	local pid=$1
-	[[ -n $pid ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
 stop_dockerd() {
 	[[ -n $DOCKERD_PID ]] || return 0
-	stop "$DOCKERD_PID"
+	stop "$DOCKERD_PID" 15
 	DOCKERD_PID=
 	# dockerd stops the containerd it started; should it have died first,
 	# that containerd is stopped here, by the pid it wrote.
@@ -171,12 +153,7 @@ done
 
 python3 "$HERE/proxy.py" "$REG_URL" "$WORK/proxy.port" 2>"$WORK/proxy.log" &
 PROXY_PID=$!
-for _ in $(seq 100); do
-	[[ -s $WORK/proxy.port ]] && break
-	kill -0 "$PROXY_PID" 2>/dev/null || break
-	sleep 0.05
-done
-[[ -s $WORK/proxy.port ]] || fail "the counting proxy did not start: $(cat "$WORK/proxy.log")"
+await_line "$PROXY_PID" "$WORK/proxy.port" || fail "the counting proxy did not start: $(cat "$WORK/proxy.log")"
 PROXY_URL="http://127.0.0.1:$(cat "$WORK/proxy.port")"
 up "$PROXY_URL" || fail "the counting proxy does not reach the registry"
 pass "registry at $REG_URL (pid $REG_PID), counting proxy at $PROXY_URL (pid $PROXY_PID)"
@@ -228,12 +205,7 @@ lap "deltas and scenario"
 # --- 4. the simulator and the CLI ---------------------------------------------------
 "$BIN/balena-sim" --scenario "$FIX/scenario.json" >"$WORK/sim.line" 2>"$WORK/sim.log" &
 SIM_PID=$!
-for _ in $(seq 100); do
-	[[ -s $WORK/sim.line ]] && break
-	kill -0 "$SIM_PID" 2>/dev/null || break
-	sleep 0.05
-done
-[[ -s $WORK/sim.line ]] || fail "the simulator did not start: $(cat "$WORK/sim.log")"
+await_line "$SIM_PID" "$WORK/sim.line" || fail "the simulator did not start: $(cat "$WORK/sim.log")"
 SIM_LINE=$(head -n 1 "$WORK/sim.line")
 field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$SIM_LINE" "$1"; }
 API_URL=$(field api_url)

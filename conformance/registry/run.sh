@@ -25,15 +25,8 @@ REGISTRY_HOST=registry2.balena-cloud.com
 MAP_VAR=BALENA_RELEASE_UPDATE_REGISTRY_MAP
 export PYTHONDONTWRITEBYTECODE=1
 
-now_ms() { date +%s%3N; }
-T0=$(now_ms)
-lap_start=$T0
-lap() {
-	local t
-	t=$(now_ms)
-	printf '  [%s: %d ms]\n' "$1" $((t - lap_start))
-	lap_start=$t
-}
+# shellcheck source=../stage.sh
+source "$HERE/../stage.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/balena-registry-stage.XXXXXX")
 REG_PID=
@@ -81,17 +74,6 @@ fail() {
 	FAILED=$((FAILED + 1))
 }
 
-stop() {
-	local pid=$1
-	[[ -n $pid ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-}
 cleanup() {
 	local status=$?
 	stop "$HOSTILE_PID"
@@ -230,12 +212,7 @@ lap "real registry read back"
 start_sim() {
 	"$BIN/balena-sim" --scenario "$1" >"$WORK/sim.line" 2>"$WORK/sim.log" &
 	SIM_PID=$!
-	for _ in $(seq 100); do
-		[[ -s $WORK/sim.line ]] && break
-		kill -0 "$SIM_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	[[ -s $WORK/sim.line ]]
+	await_line "$SIM_PID" "$WORK/sim.line"
 }
 SAME_BYTES=--same-bytes
 if ! start_sim "$WORK/fixture/scenario.json"; then
@@ -324,11 +301,7 @@ start_py() {
 	"$@" >"$line" 2>"$line.log" &
 	pid=$!
 	printf -v "$pidvar" '%s' "$pid"
-	for _ in $(seq 100); do
-		[[ -s $line ]] && return 0
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
+	await_line "$pid" "$line" && return 0
 	cat "$line.log" >&2
 	return 1
 }
