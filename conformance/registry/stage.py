@@ -12,7 +12,8 @@ Standard library only (Python 3.11). Subcommands, all driven by run.sh:
   check-sim DIR SIM_LINE [--same-bytes]
                              read every image through balena-sim's API and registry
                              (--same-bytes: its manifests must be the pushed bytes)
-  compare OUTPUTS            compare the CLI's JSON against both registries
+
+(compare.py compares the CLI's JSON against both registries.)
 """
 
 from __future__ import annotations
@@ -576,10 +577,6 @@ if __name__ == "__main__":
             check_real(Path(args[1]), args[2])
         elif args[:1] == ["check-sim"] and len(args) in (3, 4):
             check_sim(Path(args[1]), args[2], args[3:] == ["--same-bytes"])
-        elif args[:1] == ["compare"] and len(args) == 2:
-            import compare
-
-            compare.main(Path(args[1]))
         else:
             sys.exit(__doc__)
     except StageError as e:
