@@ -491,24 +491,24 @@ fn service_cell(name: &str) -> Cell {
 }
 
 /// The service's status; a failed or refused delta shows as such with the
-/// server's reason (cut to fit) and a footnote holding the whole text.
+/// server's reason (cut to fit) and a footnote holding the whole text, and
+/// a service pulled whole by its strategy with a footnote saying so.
 fn status_cell(service: &ServiceUpdate, footnotes: &mut Vec<String>) -> Cell {
+    let name = &service.service_name;
     let Some(failure) = &service.delta_failure else {
-        if service.change == Change::Changed && !UpdateStrategy::uses_delta(service.update_strategy)
-        {
-            let number = footnotes.len() + 1;
-            footnotes.push(format!(
-                "[{number}] {}: labelled {}: devices delete the old image first and download \
-                 the new one whole, so no delta is asked for",
-                service.service_name,
-                UpdateStrategy::DeleteThenDownload.as_str()
-            ));
-            return Cell {
-                mark: format!(" [{number}]"),
-                ..Cell::new(service.status.to_string())
-            };
+        let cell = Cell::new(service.status.to_string());
+        if !service.pulled_whole_by_strategy() {
+            return cell;
         }
-        return Cell::new(service.status.to_string());
+        let note = format!(
+            "{name}: labelled {}: devices delete the old image first and download the new one \
+             whole, so no delta is asked for",
+            UpdateStrategy::DeleteThenDownload.as_str()
+        );
+        return Cell {
+            mark: footnote(footnotes, note),
+            ..cell
+        };
     };
     let reason = failure
         .error_message
@@ -532,14 +532,10 @@ fn status_cell(service: &ServiceUpdate, footnotes: &mut Vec<String>) -> Cell {
         ),
         None => ("failed", "the delta build failed".to_owned()),
     };
-    let number = footnotes.len() + 1;
-    footnotes.push(match reason {
-        Some(reason) => format!("[{number}] {}: {note}: {reason}", service.service_name),
-        None => format!(
-            "[{number}] {}: {note}; the server gave no reason",
-            service.service_name
-        ),
-    });
+    let note = match reason {
+        Some(reason) => format!("{name}: {note}: {reason}"),
+        None => format!("{name}: {note}; the server gave no reason"),
+    };
     let text = match reason {
         Some(reason) => format!("{word}: {reason}"),
         None => word.to_owned(),
@@ -547,12 +543,20 @@ fn status_cell(service: &ServiceUpdate, footnotes: &mut Vec<String>) -> Cell {
     Cell {
         text,
         keep: word.len(),
-        mark: format!(" [{number}]"),
+        mark: footnote(footnotes, note),
     }
 }
 
+/// Adds `note` as the next numbered footnote; returns the mark that cites it.
+fn footnote(footnotes: &mut Vec<String>, note: String) -> String {
+    let number = footnotes.len() + 1;
+    footnotes.push(format!("[{number}] {note}"));
+    format!(" [{number}]")
+}
+
 /// The npm-compatible figure: a ready delta, the whole image of a new
-/// service or of one pulled whole by its strategy, or the whole image in parentheses while its delta is not ready.
+/// service or of one pulled whole by its strategy, or the whole image in
+/// parentheses while its delta is not ready.
 fn estimate_cell(service: &ServiceUpdate) -> String {
     let target = &service.produces__image;
     match (service.download_now(), &target.is_produced_by__delta) {

@@ -269,11 +269,17 @@ impl ServiceUpdate {
             (Change::Unchanged, _) => Some(0),
             (_, Some(delta)) => Some(delta.size),
             (Change::New, None) => Some(self.produces__image.image_size),
-            (Change::Changed, None) if !UpdateStrategy::uses_delta(self.update_strategy) => {
+            (Change::Changed, None) if self.pulled_whole_by_strategy() => {
                 Some(self.produces__image.image_size)
             }
             (Change::Changed, None) => None,
         }
+    }
+
+    /// Whether the service changed and its strategy (`delete-then-download`)
+    /// has devices pull the new image whole, without a delta.
+    pub fn pulled_whole_by_strategy(&self) -> bool {
+        self.change == Change::Changed && !UpdateStrategy::uses_delta(self.update_strategy)
     }
 }
 
