@@ -38,7 +38,7 @@ import os from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 
-import { startSimWith } from '../test/helpers.mjs';
+import { getJson, startSimWith } from '../test/helpers.mjs';
 
 const OURS = process.env.BRU_BENCH_OURS; // …/lib/node_modules/balena-release-update (a global prefix)
 const THEIRS = process.env.BRU_BENCH_THEIRS; // a directory whose node_modules holds @balena/release-update
@@ -127,20 +127,19 @@ function startSim(scenario, latencyMs) {
 }
 
 async function counters(sim) {
-	const res = await fetch(`${sim.api}/__sim/counters`);
-	if (!res.ok) throw new Error(`GET /__sim/counters answered ${res.status}`);
-	const c = await res.json();
+	const c = await getJson(`${sim.api}/__sim/counters`);
 	return { api: c.api?.total ?? 0, delta: c.delta?.total ?? 0, registry: c.registry?.total ?? 0 };
 }
-async function journal(sim, method = 'GET') {
-	const res = await fetch(`${sim.api}/__sim/journal`, { method });
-	if (!res.ok) throw new Error(`${method} /__sim/journal answered ${res.status}`);
-	return method === 'GET' ? (await res.json()).entries : null;
+async function clearJournal(sim) {
+	const res = await fetch(`${sim.api}/__sim/journal`, { method: 'DELETE' });
+	if (!res.ok) throw new Error(`DELETE /__sim/journal answered ${res.status}`);
 }
-async function fetchJson(url, token) {
-	const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
-	if (!res.ok) throw new Error(`GET ${url} answered ${res.status}`);
-	return res.json();
+/** The URLs of the API and delta-server requests in the simulator's journal. */
+async function journalUrls(sim) {
+	const { entries } = await getJson(`${sim.api}/__sim/journal`);
+	return entries
+		.filter((e) => e.server === 'api' || e.server === 'delta')
+		.map((e) => `${e.server === 'delta' ? sim.delta : sim.api}${e.path}${e.query ? `?${e.query}` : ''}`);
 }
 const minus = (a, b) => ({ api: a.api - b.api, delta: a.delta - b.delta, registry: a.registry - b.registry });
 
@@ -200,7 +199,7 @@ async function measureServices(n, cfg, ours, theirs, log) {
 			'ours-cold-registry': () => ours.getUpdateInfo(FROM, TO, { ...servers(sim), registry: true, registryMap: coldMap() }),
 			// The requests ours sent in its warm-up call, by Node's own fetch, sent together, answers parsed:
 			// what any client pays for them here, the floor ours is measured against.
-			floor: () => Promise.all(floorRequests.map((url) => fetchJson(url, sim.token))),
+			floor: () => Promise.all(floorRequests.map((url) => getJson(url, sim.token))),
 		};
 		let floorRequests = [];
 		const names = Object.keys(variants);
@@ -208,11 +207,11 @@ async function measureServices(n, cfg, ours, theirs, log) {
 		const requests = {};
 		const shapes = {};
 		for (const name of names) {
-			if (name === 'ours') await journal(sim, 'DELETE');
+			if (name === 'ours') await clearJournal(sim);
 			const before = await counters(sim);
 			const report = await variants[name]();
 			requests[name] = { first: minus(await counters(sim), before) };
-			if (name === 'ours') floorRequests = (await journal(sim)).filter((e) => e.server === 'api' || e.server === 'delta').map((e) => `${e.server === 'delta' ? sim.delta : sim.api}${e.path}${e.query ? `?${e.query}` : ''}`);
+			if (name === 'ours') floorRequests = await journalUrls(sim);
 			if (name === 'floor') continue;
 			shapes[name] = shape(report);
 			if (report.is_produced_by__service_update.length !== n) throw new Error(`${name}: ${report.is_produced_by__service_update.length} services, expected ${n}`);

@@ -49,11 +49,17 @@ export async function startSimWith(args) {
 	};
 }
 
+/** A GET's JSON answer, with `token` as the bearer when given; any other status than 2xx throws. */
+export async function getJson(url, token) {
+	const res = await fetch(url, token ? { headers: { Authorization: `Bearer ${token}` } } : {});
+	if (!res.ok) throw new Error(`GET ${url} answered ${res.status}`);
+	return res.json();
+}
+
 /** The delta rows a simulator holds, by id (as conformance/dropin.js reads them). */
 export async function deltaRows(sim) {
-	const res = await fetch(`${sim.api}/v7/delta?$select=id,status,error_message`, { headers: { Authorization: `Bearer ${sim.token}` } });
-	if (!res.ok) throw new Error(`GET /v7/delta answered ${res.status}`);
-	return new Map((await res.json()).d.map((row) => [row.id, row]));
+	const rows = await getJson(`${sim.api}/v7/delta?$select=id,status,error_message`, sim.token);
+	return new Map(rows.d.map((row) => [row.id, row]));
 }
 
 export function tempDir(name) {
